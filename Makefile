@@ -1,0 +1,42 @@
+# Quick start: `make serve` runs the server, `make test` runs the checks. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LISTEN ?= 127.0.0.1:50051
+SOCKET ?= /tmp/broadcaster.sock
+METRICS ?= 127.0.0.1:9464
+
+.PHONY: venv serve test lint proto proto-check bench bench-quick clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,fast,bench]'
+	touch $@
+
+serve: venv
+	$(VENV)/bin/broadcaster serve --listen $(LISTEN) --listen unix:$(SOCKET) --metrics-listen $(METRICS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv lint
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+proto: venv
+	$(PY) scripts/gen_protos.py
+
+proto-check: venv
+	$(PY) scripts/gen_protos.py --check
+
+bench: venv
+	$(PY) -m bench run --full
+
+bench-quick: venv
+	$(PY) -m bench run --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

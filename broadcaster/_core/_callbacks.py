@@ -1,0 +1,128 @@
+"""In-process callbacks, safe against re-entrant registration and watched for stalls.
+
+The runtime this project replaces called every exit callback under the lock that
+registration takes, so a callback that registered another deadlocked the exit path.
+Here every callback has its own subscription and task: registering or removing a
+callback, even from inside one, touches no lock and never waits. A watchdog reports
+callbacks that run longer than ``callback_timeout``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._types import Heartbeat, Item
+
+if TYPE_CHECKING:
+    from ._hub import Broadcaster
+    from ._subscription import Subscription
+
+__all__ = ["Callback", "CallbackHandle", "CallbackRunner"]
+
+logger = logging.getLogger("broadcaster.callbacks")
+
+Callback = Callable[[Item], Awaitable[None] | None]
+
+
+class CallbackHandle:
+    """A registered callback; :meth:`remove` unregisters it (safe from any task)."""
+
+    def __init__(self, runner: CallbackRunner, sub: Subscription, callback: Callback,
+                 thread: bool, name: str) -> None:
+        self._runner = runner
+        self.subscription = sub
+        self.callback = callback
+        self.thread = thread
+        self.name = name
+        self.scope = anyio.CancelScope()
+
+    def remove(self) -> None:
+        """Stop calling the callback. A call in progress is cancelled at its next await."""
+        self.scope.cancel()
+        self.subscription.close()
+
+    @property
+    def active(self) -> bool:
+        return not self.scope.cancel_called
+
+
+@dataclass(slots=True)
+class _Running:
+    name: str
+    started: float
+    reported: bool = False
+
+
+class CallbackRunner:
+    """Runs callbacks for a hub and watches them."""
+
+    def __init__(self, hub: Broadcaster) -> None:
+        self._hub = hub
+        self._ids = itertools.count()
+        self._running: dict[int, _Running] = {}
+        self.count = 0
+        self.errors = 0
+        self.slow = 0
+
+    def add(self, sub: Subscription, callback: Callback, *, thread: bool,
+            name: str | None) -> CallbackHandle:
+        tg = self._hub.task_group  # raises if the hub is closed
+        sub.open()
+        handle = CallbackHandle(self, sub, callback, thread,
+                                name or getattr(callback, "__qualname__", repr(callback)))
+        self.count += 1
+        tg.start_soon(self._run, handle, name=f"callback {handle.name}")
+        return handle
+
+    async def _run(self, handle: CallbackHandle) -> None:
+        try:
+            with handle.scope:
+                async for batch in handle.subscription.batches(256):
+                    for item in batch:
+                        if not isinstance(item, Heartbeat):
+                            await self._call(handle, item)
+        finally:
+            handle.subscription.close()
+            self.count -= 1
+
+    async def _call(self, handle: CallbackHandle, item: Item) -> None:
+        key = next(self._ids)
+        self._running[key] = _Running(handle.name, anyio.current_time())
+        try:
+            if handle.thread:
+                result = await anyio.to_thread.run_sync(handle.callback, item)
+            else:
+                result = handle.callback(item)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            self.errors += 1
+            logger.exception("callback %s raised; it stays registered", handle.name)
+        finally:
+            del self._running[key]
+
+    async def watchdog(self) -> None:
+        """Report every call that has run longer than the hub's ``callback_timeout``."""
+        timeout = self._hub.config.callback_timeout
+        while True:
+            await anyio.sleep(timeout / 4)
+            now = anyio.current_time()
+            for running in self._running.values():
+                if not running.reported and now - running.started >= timeout:
+                    running.reported = True
+                    self.slow += 1
+                    logger.warning(
+                        "callback %s has been running for %.1f s (threshold %.1f s)",
+                        running.name, now - running.started, timeout,
+                    )
+
+    def running(self) -> list[tuple[str, float]]:
+        """Names and start times of the calls in progress."""
+        return [(r.name, r.started) for r in self._running.values()]

@@ -1,0 +1,125 @@
+"""Hub and namespace configuration (immutable; passed in, never global)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ._errors import InvalidArgument, InvalidPolicy
+from ._policy import Policy
+from ._validation import validate_namespace
+
+__all__ = ["HubConfig", "NamespaceConfig", "Retention"]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much history a namespace keeps for resume (``since=``).
+
+    The oldest events go first when any bound is passed. ``max_age`` is in seconds.
+    """
+
+    max_events: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_age: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceConfig:
+    """Defaults and quotas of one namespace.
+
+    :ivar retention: history kept for resume
+    :ivar default_policy: policy of subscriptions that do not choose one
+    :ivar max_subscriptions: subscriptions at once (counting multi-namespace ones)
+    :ivar max_payload_bytes: largest payload accepted by ``publish``
+    :ivar max_policy_events: largest ``max_events`` a subscription may ask for
+    :ivar max_policy_bytes: largest ``max_bytes`` a subscription may ask for
+    :ivar max_publish_rate: events per second accepted (token bucket), or None
+    :ivar publish_burst: the token bucket's size
+    """
+
+    retention: Retention = field(default_factory=Retention)
+    default_policy: Policy = field(default_factory=lambda: Policy.drop_oldest(1024))
+    max_subscriptions: int = 10_000
+    max_payload_bytes: int = 1024 * 1024
+    max_policy_events: int = 1_000_000
+    max_policy_bytes: int = 256 * 1024 * 1024
+    max_publish_rate: float | None = None
+    publish_burst: int = 1000
+
+    def check_policy(self, policy: Policy) -> Policy:
+        """Return *policy* if it fits this namespace's limits.
+
+        :raises InvalidPolicy: naming the bound that is too large
+        """
+        policy.validated()
+        if policy.max_events > self.max_policy_events:
+            raise InvalidPolicy(
+                "policy.max_events", f"{policy.max_events} exceeds {self.max_policy_events}"
+            )
+        if policy.max_bytes > self.max_policy_bytes:
+            raise InvalidPolicy(
+                "policy.max_bytes", f"{policy.max_bytes} exceeds {self.max_policy_bytes}"
+            )
+        return policy
+
+
+def _wall_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Configuration of a :class:`Broadcaster`.
+
+    :ivar heartbeat_interval: seconds between heartbeats to every subscription
+    :ivar max_missed_heartbeats: intervals without consumption or ack before eviction
+    :ivar callback_timeout: seconds after which a running callback is reported stuck
+    :ivar overflow_check_interval: seconds between sweeps that evict slow subscribers
+        under the ``disconnect`` policy and count pending drops
+    :ivar publish_yield_every: a publisher yields to other tasks every N publishes
+        (fairness between a flood in one namespace and the rest)
+    :ivar max_namespaces: namespaces the hub will create
+    :ivar default_namespace: settings of namespaces not listed in *namespaces*
+    :ivar namespaces: per-namespace settings
+    :ivar epoch: identity of this log's incarnation (random when None); a resume with
+        another epoch gets a :class:`ResyncNotice`
+    :ivar wall_clock: returns wall-clock nanoseconds (event timestamps); monotonic time
+        always comes from ``anyio.current_time()``
+    :ivar seed: seed of the jitter random generator (None: from the OS)
+    """
+
+    heartbeat_interval: float = 10.0
+    max_missed_heartbeats: int = 3
+    callback_timeout: float = 5.0
+    overflow_check_interval: float = 0.1
+    publish_yield_every: int = 64
+    max_namespaces: int = 1024
+    default_namespace: NamespaceConfig = field(default_factory=NamespaceConfig)
+    namespaces: Mapping[str, NamespaceConfig] = field(default_factory=dict)
+    epoch: str | None = None
+    wall_clock: Callable[[], int] = _wall_ns
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.heartbeat_interval > 0:
+            raise InvalidArgument("heartbeat_interval", "must be positive")
+        if self.max_missed_heartbeats < 1:
+            raise InvalidArgument("max_missed_heartbeats", "must be at least 1")
+        if not self.callback_timeout > 0:
+            raise InvalidArgument("callback_timeout", "must be positive")
+        if not self.overflow_check_interval > 0:
+            raise InvalidArgument("overflow_check_interval", "must be positive")
+        if self.publish_yield_every < 1:
+            raise InvalidArgument("publish_yield_every", "must be at least 1")
+        for name, ns in self.namespaces.items():
+            validate_namespace(name, f"namespaces[{name!r}]")
+            ns.check_policy(ns.default_policy)
+        self.default_namespace.check_policy(self.default_namespace.default_policy)
+
+    def namespace(self, name: str) -> NamespaceConfig:
+        """The settings of namespace *name*."""
+        return self.namespaces.get(name, self.default_namespace)
+
+

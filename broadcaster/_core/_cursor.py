@@ -1,0 +1,288 @@
+"""A subscription's position in one namespace, with its bounded buffer.
+
+The namespace log is shared: publishing appends once, whatever the number of
+subscribers. Each cursor *settles* the events published since it last looked (on
+read, before a blocking publish, and in the hub's sweeps): it filters them and admits
+them into its bounded buffer under its policy, recording every drop. Room in the
+buffer only appears when the subscriber reads, so settling lazily decides exactly as an
+eager per-subscriber queue would, at a cost the publisher never pays.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ._policy import Policy, PolicyKind
+from ._types import DropNotice, DropReason, Event, ResyncNotice, ResyncReason
+
+if TYPE_CHECKING:
+    from ._namespace import NamespaceState
+    from ._subscription import Subscription
+
+__all__ = ["Cursor"]
+
+_OVERFLOW_REASON = {
+    PolicyKind.DROP_NEWEST: DropReason.OVERFLOW_NEWEST,
+    PolicyKind.DROP_OLDEST: DropReason.OVERFLOW_OLDEST,
+    PolicyKind.RETRY: DropReason.RETRY_EXHAUSTED,
+}
+
+
+class Cursor:
+    """Where one subscription stands in one namespace."""
+
+    __slots__ = (
+        "accepted_end", "buf", "buf_bytes", "mode", "next", "notices", "ns", "overflow",
+        "policy", "replaying", "sub",
+    )
+
+    def __init__(self, sub: Subscription, ns: NamespaceState, policy: Policy) -> None:
+        self.sub = sub
+        self.ns = ns
+        self.policy = policy
+        # Block subscribers fall back to another policy once a publisher gave up waiting.
+        self.mode = policy.fallback if policy.kind is PolicyKind.BLOCK else policy.kind
+        self.replaying = False
+        self.next = ns.log.head + 1  # replay position (while replaying)
+        self.accepted_end = self.next  # first sequence not yet settled (live)
+        self.buf: deque[Event] = deque()
+        self.buf_bytes = 0
+        self.overflow: deque[tuple[Event, float]] = deque()  # retry: (event, deadline)
+        self.notices: list[DropNotice | ResyncNotice] = []
+
+    # -- start -------------------------------------------------------------------
+
+    def start(self, since: int | None, epoch: str | None) -> None:
+        """Position the cursor: live from now, or replaying from ``since + 1``."""
+        if since is None:
+            return
+        log, hub_epoch = self.ns.log, self.sub.hub_epoch
+        reason: ResyncReason | None = None
+        if epoch and epoch != hub_epoch:
+            reason = ResyncReason.EPOCH_CHANGED
+        elif since > log.head:
+            reason = ResyncReason.AHEAD
+        elif since + 1 < log.first:
+            reason = ResyncReason.COMPACTED
+        if reason is not None:
+            self.notices.append(ResyncNotice(self.ns.name, since, log.first, reason, hub_epoch))
+            self.next = log.first
+        else:
+            self.next = since + 1
+        self.replaying = self.next <= log.head
+        self.accepted_end = self.next
+
+    # -- settling live events -------------------------------------------------------
+
+    def settle(self, now: float) -> None:
+        """Admit or drop, under the policy, every event published since the last settle."""
+        if self.replaying:
+            return
+        if self.overflow:
+            self._retry_admit(now)
+        log = self.ns.log
+        head = log.head
+        start = self.accepted_end
+        if start > head:
+            return
+        if start < log.first:
+            self._lost_to_retention(start, log.first - 1)
+            start = log.first
+        events = log.read(start, head + 1)
+        self.accepted_end = head + 1
+        matcher = self.sub.matcher
+        if matcher is not None:
+            events = [e for e in events if matcher(e)]
+        if events:
+            self._admit(events, now)
+
+    def _admit(self, events: list[Event] | tuple[Event, ...], now: float) -> None:
+        mode, policy, buf = self.mode, self.policy, self.buf
+        if mode is PolicyKind.DROP_OLDEST:
+            buf.extend(events)
+            if policy.max_bytes:
+                self.buf_bytes += sum(e.size for e in events)
+            self._trim_oldest()
+            return
+        fit = self._fit(events)
+        if fit:
+            buf.extend(events[:fit])
+            if policy.max_bytes:
+                self.buf_bytes += sum(e.size for e in events[:fit])
+        rest = events[fit:]
+        if not rest:
+            return
+        if mode is PolicyKind.DISCONNECT:
+            self.sub.evict_slow(self.ns.name, len(buf) + len(rest))
+        elif mode is PolicyKind.RETRY:
+            self._retry_queue(rest, now)
+        else:
+            self._drop(rest, self._reason())
+
+    def _fit(self, events: list[Event] | tuple[Event, ...]) -> int:
+        """How many of *events* fit into the buffer now."""
+        policy = self.policy
+        fit = min(len(events), max(0, policy.max_events - len(self.buf)))
+        if policy.max_bytes and fit:
+            room = policy.max_bytes - self.buf_bytes
+            for i in range(fit):
+                room -= events[i].size
+                if room < 0:
+                    return i
+        return fit
+
+    def _trim_oldest(self) -> None:
+        policy, buf = self.policy, self.buf
+        excess = len(buf) - policy.max_events
+        dropped: list[Event] = []
+        if excess > 0:
+            dropped = [buf.popleft() for _ in range(excess)]
+        if policy.max_bytes:
+            self.buf_bytes -= sum(e.size for e in dropped)
+            while buf and self.buf_bytes > policy.max_bytes:
+                event = buf.popleft()
+                self.buf_bytes -= event.size
+                dropped.append(event)
+        if dropped:
+            self._drop(dropped, self._reason())
+
+    def _retry_queue(self, events: list[Event] | tuple[Event, ...], now: float) -> None:
+        policy, overflow = self.policy, self.overflow
+        last = overflow[-1][1] if overflow else 0.0
+        rejected: list[Event] = []
+        for event in events:
+            if len(overflow) >= policy.max_events:
+                rejected.append(event)
+                continue
+            last = max(last, event.published_at + policy.retry_delays(self.sub.random()))
+            overflow.append((event, last))
+        if rejected:
+            self._drop(rejected, DropReason.RETRY_EXHAUSTED)
+
+    def _retry_admit(self, now: float) -> None:
+        overflow, expired = self.overflow, []
+        while overflow and overflow[0][1] < now:
+            expired.append(overflow.popleft()[0])
+        if expired:
+            self._drop(expired, DropReason.RETRY_EXHAUSTED)
+        if overflow:
+            waiting = [event for event, _ in overflow]
+            fit = self._fit(waiting)
+            for _ in range(fit):
+                event = overflow.popleft()[0]
+                self.buf.append(event)
+                self.buf_bytes += event.size if self.policy.max_bytes else 0
+
+    def _reason(self) -> DropReason:
+        if self.policy.kind is PolicyKind.BLOCK:
+            return DropReason.BLOCK_TIMEOUT
+        return _OVERFLOW_REASON[self.mode]
+
+    # -- recording drops --------------------------------------------------------------
+
+    def _drop(self, events: list[Event] | tuple[Event, ...], reason: DropReason) -> None:
+        self._record(len(events), events[0].sequence, events[-1].sequence, reason)
+
+    def _lost_to_retention(self, first: int, last: int) -> None:
+        # The events are gone, so a filter cannot be applied: every position counts.
+        self._record(last - first + 1, first, last, DropReason.RETENTION)
+
+    def _record(self, count: int, first: int, last: int, reason: DropReason) -> None:
+        notices = self.notices
+        if notices:
+            prev = notices[-1]
+            same = isinstance(prev, DropNotice) and prev.reason is reason
+            if same and prev.last_sequence < first:
+                notices[-1] = DropNotice(
+                    prev.namespace, prev.count + count, prev.first_sequence, last, reason
+                )
+                self.ns.count_drop(reason, count)
+                self.sub.dropped += count
+                return
+        notices.append(DropNotice(self.ns.name, count, first, last, reason))
+        self.ns.count_drop(reason, count)
+        self.sub.dropped += count
+
+    # -- reading ------------------------------------------------------------------------
+
+    def is_full(self, now: float) -> bool:
+        """True if a live event would not fit now (for blocking publishers)."""
+        if self.replaying:
+            return False
+        self.settle(now)
+        policy = self.policy
+        if len(self.buf) >= policy.max_events:
+            return True
+        return bool(policy.max_bytes) and self.buf_bytes >= policy.max_bytes
+
+    def take(self, limit: int, out: list[object], now: float) -> int:
+        """Move notices and up to *limit* events into *out*; return the events moved."""
+        if self.replaying:
+            taken = self._take_replay(limit, out)
+        else:
+            self.settle(now)
+            taken = self._take_live(limit, out)
+        return taken
+
+    def flush_notices(self, out: list[object]) -> None:
+        if self.notices:
+            out.extend(self.notices)
+            self.notices.clear()
+
+    def _take_live(self, limit: int, out: list[object]) -> int:
+        buf = self.buf
+        self.flush_notices(out)
+        if not buf:
+            return 0
+        if len(buf) <= limit:
+            chunk = list(buf)
+            buf.clear()
+            self.buf_bytes = 0
+        else:
+            chunk = [buf.popleft() for _ in range(limit)]
+            if self.policy.max_bytes:
+                self.buf_bytes -= sum(e.size for e in chunk)
+        out.extend(chunk)
+        if self.overflow:
+            self._retry_admit(self.sub.now())
+        self.ns.delivered_chunk(chunk, self.sub.now())
+        return len(chunk)
+
+    def _take_replay(self, limit: int, out: list[object]) -> int:
+        log = self.ns.log
+        if self.next < log.first:
+            self._lost_to_retention(self.next, log.first - 1)
+            self.next = log.first
+        self.flush_notices(out)
+        matcher = self.sub.matcher
+        chunk: list[Event] = []
+        while len(chunk) < limit and self.next <= log.head:
+            events = log.read(self.next, min(self.next + max(limit, 256), log.head + 1))
+            if not events:
+                break
+            if matcher is None:
+                part = list(events[: limit - len(chunk)])
+                chunk.extend(part)
+                self.next += len(part)
+                continue
+            for event in events:
+                self.next = event.sequence + 1
+                if matcher(event):
+                    chunk.append(event)
+                    if len(chunk) >= limit:
+                        break
+        if self.next > log.head:
+            self.replaying = False
+            self.accepted_end = self.next
+        if chunk:
+            out.extend(chunk)
+            self.ns.delivered_chunk(chunk, self.sub.now())
+        return len(chunk)
+
+    def pending(self) -> int:
+        """Events published that this cursor has neither delivered nor dropped (upper bound)."""
+        head = self.ns.log.head
+        if self.replaying:
+            return head - self.next + 1
+        return len(self.buf) + len(self.overflow) + head - self.accepted_end + 1

@@ -1,0 +1,388 @@
+"""The hub: namespaces, publishing, subscriptions and the background work that keeps
+them honest (heartbeats, eviction of dead and slow subscribers, retention by age)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._callbacks import Callback, CallbackHandle, CallbackRunner
+from ._config import HubConfig
+from ._errors import InvalidArgument, PayloadTooLarge, QuotaExceeded
+from ._filters import compile_filters
+from ._log import LogFactory, MemoryLog, event_size
+from ._namespace import NamespaceState
+from ._policy import Policy
+from ._stats import HubStatistics
+from ._subscription import Liveness, Subscription
+from ._types import EndReason
+from ._validation import validate_labels, validate_namespace, validate_topic
+
+__all__ = ["Broadcaster", "PublishItem"]
+
+logger = logging.getLogger("broadcaster.hub")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishItem:
+    """One event of :meth:`Broadcaster.publish_many`."""
+
+    topic: str
+    payload: bytes = b""
+    type_url: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timestamp_ns: int | None = None
+
+
+class Broadcaster:
+    """An in-process event hub. Use it as an async context manager: it owns its
+    background tasks, and leaving it ends every subscription with ``hub_closed``.
+
+    :param config: settings; defaults when None
+    :param log_factory: builds a namespace's log (``MemoryLog`` by default)
+    """
+
+    def __init__(self, config: HubConfig | None = None, *, log_factory: LogFactory = MemoryLog):
+        self.config = config or HubConfig()
+        self.epoch = self.config.epoch or uuid.uuid4().hex[:16]
+        self._log_factory = log_factory
+        self._random = random.Random(self.config.seed)
+        self._namespaces: dict[str, NamespaceState] = {}
+        self._subs: set[Subscription] = set()
+        self._wildcard: set[Subscription] = set()
+        self._wildcard_waiting: set[Subscription] = set()
+        self._valid_topics: set[str] = set()  # memo of validate_topic, bounded
+        self._tg: TaskGroup | None = None
+        self._closed = False
+        self.heartbeat_id = 0
+        self.callbacks = CallbackRunner(self)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Broadcaster:
+        if self._tg is not None or self._closed:
+            raise RuntimeError("a Broadcaster can be entered only once")
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
+        self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
+        self._tg.start_soon(self.callbacks.watchdog, name="broadcaster callback watchdog")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.close()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    def close(self) -> None:
+        """End every subscription with ``hub_closed``; publishing fails from now on.
+        Subscribers still receive what was already buffered for them, then :class:`Ended`."""
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subs):
+            sub.end(EndReason.HUB_CLOSED, "the broadcaster is shutting down")
+
+    @property
+    def task_group(self) -> TaskGroup:
+        if self._tg is None or self._closed:
+            raise anyio.ClosedResourceError
+        return self._tg
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    def random(self) -> float:
+        return self._random.random()
+
+    # -- namespaces -------------------------------------------------------------------
+
+    def namespace(self, name: str, field: str = "namespace") -> NamespaceState:
+        """The state of namespace *name*, created on first use."""
+        ns = self._namespaces.get(name)
+        if ns is not None:
+            return ns
+        validate_namespace(name, field)
+        if len(self._namespaces) >= self.config.max_namespaces:
+            limit = self.config.max_namespaces
+            raise QuotaExceeded(field, f"the hub has its maximum of {limit} namespaces")
+        config = self.config.namespace(name)
+        ns = NamespaceState(name, config, self._log_factory(name, config.retention), self.now())
+        self._namespaces[name] = ns
+        for sub in self._wildcard:
+            sub.attach(ns)
+        return ns
+
+    def namespace_names(self) -> list[str]:
+        return sorted(self._namespaces)
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(
+        self,
+        namespace: str,
+        topic: str,
+        payload: bytes = b"",
+        *,
+        type_url: str = "",
+        labels: Mapping[str, str] | None = None,
+        timestamp_ns: int | None = None,
+    ) -> int:
+        """Publish one event and return its sequence in *namespace*.
+
+        Costs the same whatever the number of subscribers, except when a subscriber
+        with the ``block`` policy is full: then it waits for room, at most that policy's
+        timeout.
+
+        :raises InvalidNamespace, InvalidTopic, InvalidLabels: on malformed input
+        :raises PayloadTooLarge: if *payload* exceeds the namespace's limit
+        :raises QuotaExceeded: if the namespace's publish rate is exhausted
+        :raises anyio.ClosedResourceError: if the hub is closed
+        """
+        item = PublishItem(topic, payload, type_url, labels or {}, timestamp_ns)
+        return (await self.publish_many(namespace, (item,)))[0]
+
+    async def publish_many(self, namespace: str, items: Iterable[PublishItem]) -> list[int]:
+        """Publish several events to one namespace, all or none; return their sequences.
+
+        :raises: as :meth:`publish`, naming ``items[i]`` for the event at fault
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        ns = self.namespace(namespace)
+        checked = [self._check(ns, i, item) for i, item in enumerate(items)]
+        if not checked:
+            return []
+        now = self.now()
+        ns.take_token(now, len(checked))
+        if ns.block_cursors:
+            await self._wait_for_room(ns, now)
+        log, wall = ns.log, self.config.wall_clock
+        now = self.now()
+        seqs = [
+            log.append(item.topic, item.payload, item.type_url, labels,
+                       item.timestamp_ns or wall(), now, size).sequence
+            for item, labels, size in checked
+        ]
+        ns.published += len(seqs)
+        ns.notify()
+        self._notify_wildcard()
+        ns.since_yield += len(seqs)
+        if ns.since_yield >= self.config.publish_yield_every:
+            ns.since_yield = 0
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        return seqs
+
+    def _check(
+        self, ns: NamespaceState, index: int, item: PublishItem
+    ) -> tuple[PublishItem, dict[str, str], int]:
+        prefix = f"items[{index}]." if index else ""
+        if item.topic not in self._valid_topics:
+            validate_topic(item.topic, prefix + "topic")
+            if len(self._valid_topics) >= 4096:
+                self._valid_topics.clear()
+            self._valid_topics.add(item.topic)
+        labels = validate_labels(item.labels, prefix + "labels")
+        if not isinstance(item.payload, bytes | bytearray | memoryview):
+            raise InvalidArgument(prefix + "payload", "must be bytes")
+        limit = ns.config.max_payload_bytes
+        if len(item.payload) > limit:
+            raise PayloadTooLarge(
+                prefix + "payload", f"{len(item.payload)} bytes exceed the limit of {limit}"
+            )
+        size = event_size(item.topic, item.payload, item.type_url, labels)
+        if size > ns.config.retention.max_bytes:
+            raise PayloadTooLarge(
+                prefix + "payload",
+                f"event of {size} bytes exceeds the namespace's retained bytes "
+                f"({ns.config.retention.max_bytes})",
+            )
+        return item, labels, size
+
+    async def _wait_for_room(self, ns: NamespaceState, now: float) -> None:
+        deadline: float | None = None
+        while (cursor := ns.full_block_cursor(now)) is not None:
+            if deadline is None:
+                deadline = now + cursor.policy.block_timeout
+            if now >= deadline:
+                return  # give up: the cursor's fallback policy decides
+            await ns.wait_for_room(deadline - now)
+            now = self.now()
+
+    def _notify_wildcard(self) -> None:
+        if self._wildcard_waiting:
+            for sub in self._wildcard_waiting:
+                sub.wake()
+            self._wildcard_waiting.clear()
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        namespaces: str | Sequence[str] | None,
+        *,
+        filters: Sequence[str] = (),
+        policy: Policy | None = None,
+        since: int | Mapping[str, int] | None = None,
+        epoch: str | None = None,
+        liveness: Liveness = "consume",
+    ) -> Subscription:
+        """Make a subscription; it registers when its ``async with`` is entered.
+
+        :param namespaces: one namespace, several, or None for every namespace
+            (including those created later)
+        :param filters: containerd filters; an event matches if any filter matches
+        :param policy: overflow policy; the namespace's default when None
+        :param since: resume after this sequence (an int for every namespace, or a
+            mapping per namespace); None means live events only
+        :param epoch: the epoch *since* refers to; a different one gets a
+            :class:`ResyncNotice` and replay from the oldest retained event
+        :param liveness: ``"consume"``: reading proves the subscriber alive;
+            ``"ack"``: only :meth:`Subscription.ack` does (for network edges)
+        :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
+        """
+        names: tuple[str, ...] | None
+        if namespaces is None:
+            names = None
+        elif isinstance(namespaces, str):
+            names = (validate_namespace(namespaces),)
+        else:
+            names = tuple(dict.fromkeys(
+                validate_namespace(n, f"namespaces[{i}]") for i, n in enumerate(namespaces)
+            ))
+            if not names:
+                raise InvalidArgument("namespaces", "must not be empty (use None for all)")
+        if since is not None and not isinstance(since, Mapping) and (
+            not isinstance(since, int) or since < 0
+        ):
+            raise InvalidArgument("since", "must be a non-negative integer")
+        if policy is not None:
+            policy.validated()
+        if liveness not in ("consume", "ack"):
+            raise InvalidArgument("liveness", "must be 'consume' or 'ack'")
+        matcher = compile_filters(filters)
+        return Subscription(self, names, matcher, policy, since, epoch, liveness)
+
+    def register(self, sub: Subscription) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if sub.namespaces is None:
+            targets = list(self._namespaces.values())
+        else:
+            targets = [self.namespace(n, f"namespaces[{i}]") for i, n in enumerate(sub.namespaces)]
+            for ns in targets:
+                ns.check_subscription_quota()
+        attached = []
+        try:
+            for ns in targets:
+                attached.append(sub.attach(ns))
+        except BaseException:
+            sub.detach_all()
+            raise
+        self._subs.add(sub)
+        if sub.namespaces is None:
+            self._wildcard.add(sub)
+
+    def unregister(self, sub: Subscription) -> None:
+        sub.detach_all()
+        self._subs.discard(sub)
+        self._wildcard.discard(sub)
+        self._wildcard_waiting.discard(sub)
+
+    def park(self, sub: Subscription) -> None:
+        """Note that *sub* waits for events."""
+        if sub.namespaces is None:
+            self._wildcard_waiting.add(sub)
+        for cursor in sub.cursors.values():
+            cursor.ns.waiting.add(sub)
+
+    def unpark(self, sub: Subscription) -> None:
+        self._wildcard_waiting.discard(sub)
+        for cursor in sub.cursors.values():
+            cursor.ns.waiting.discard(sub)
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._subs)
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def on_event(
+        self,
+        callback: Callback,
+        namespaces: str | Sequence[str] | None = None,
+        *,
+        filters: Sequence[str] = (),
+        policy: Policy | None = None,
+        thread: bool = False,
+        name: str | None = None,
+    ) -> CallbackHandle:
+        """Call *callback* with every matching event (and every :class:`DropNotice` or
+        :class:`ResyncNotice`), in a task of its own, outside any lock.
+
+        Safe to call from inside a callback; so is :meth:`CallbackHandle.remove`. A
+        callback running longer than ``callback_timeout`` is logged and counted while the
+        others go on; an exception is logged and counted and the callback stays
+        registered. Sync callbacks run on the event loop unless *thread* is True.
+
+        :returns: a handle whose ``remove()`` unregisters the callback
+        """
+        sub = self.subscribe(namespaces, filters=filters, policy=policy)
+        return self.callbacks.add(sub, callback, thread=thread, name=name)
+
+    # -- background work ----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        config = self.config
+        limit = config.heartbeat_interval * config.max_missed_heartbeats
+        while True:
+            await anyio.sleep(config.heartbeat_interval)
+            now = self.now()
+            for ns in self._namespaces.values():
+                ns.log.trim(now)
+            self.heartbeat_id += 1
+            for sub in list(self._subs):
+                if not sub.is_alive(now, limit):
+                    sub.end(
+                        EndReason.HEARTBEAT_TIMEOUT,
+                        f"no consumption or ack for {config.max_missed_heartbeats} heartbeats",
+                    )
+                else:
+                    sub.wake()
+
+    async def _sweep_loop(self) -> None:
+        interval = self.config.overflow_check_interval
+        while True:
+            await anyio.sleep(interval)
+            now = self.now()
+            for ns in self._namespaces.values():
+                for cursor in list(ns.sweep_cursors):
+                    cursor.settle(now)
+
+    # -- figures --------------------------------------------------------------------------
+
+    def statistics(self) -> HubStatistics:
+        """Figures of the hub and every namespace (settles pending drops first)."""
+        now = self.now()
+        return HubStatistics(
+            epoch=self.epoch,
+            subscriptions=len(self._subs),
+            namespaces={n: ns.statistics(now) for n, ns in sorted(self._namespaces.items())},
+            callbacks=self.callbacks.count,
+            callback_errors=self.callbacks.errors,
+            slow_callbacks=self.callbacks.slow,
+        )

@@ -1,0 +1,120 @@
+"""Prometheus metrics, read from ``hub.statistics()`` at scrape time.
+
+The core owns no metric objects: :class:`HubCollector` turns the frozen statistics
+records into metric families when Prometheus scrapes, and is registered into the
+registry it is given (never implicitly the global one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ._core._stats import LATENCY_BUCKETS, HubStatistics
+
+__all__ = ["HubCollector", "register_metrics"]
+
+
+class _HasStatistics(Protocol):
+    def statistics(self) -> HubStatistics: ...
+
+
+class HubCollector(Collector):
+    """Exposes a hub's statistics as ``broadcaster_*`` metrics.
+
+    :param hub: anything with ``statistics() -> HubStatistics``
+    :param extra: more collectors' families to yield (the server adds its own)
+    """
+
+    def __init__(self, hub: _HasStatistics,
+                 extra: Callable[[], Iterator[Metric]] | None = None) -> None:
+        self._hub = hub
+        self._extra = extra
+
+    def describe(self) -> list[Metric]:
+        return []  # collected lazily; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._hub.statistics()
+        ns_label = ["namespace"]
+        published = CounterMetricFamily(
+            "broadcaster_events_published", "Events published, by namespace.", labels=ns_label)
+        delivered = CounterMetricFamily(
+            "broadcaster_events_delivered",
+            "Event deliveries to subscribers (one per subscriber), by namespace.",
+            labels=ns_label)
+        dropped = CounterMetricFamily(
+            "broadcaster_events_dropped",
+            "Events dropped for a subscriber, by namespace and reason.",
+            labels=["namespace", "reason"])
+        evicted = CounterMetricFamily(
+            "broadcaster_subscribers_evicted",
+            "Subscribers ended by the hub, by namespace and reason.",
+            labels=["namespace", "reason"])
+        subscribers = GaugeMetricFamily(
+            "broadcaster_subscribers", "Subscriptions registered, by namespace.", labels=ns_label)
+        head = GaugeMetricFamily(
+            "broadcaster_namespace_head_sequence", "Newest sequence of the namespace.",
+            labels=ns_label)
+        retained = GaugeMetricFamily(
+            "broadcaster_retained_events", "Events retained for resume.", labels=ns_label)
+        retained_bytes = GaugeMetricFamily(
+            "broadcaster_retained_bytes", "Bytes retained for resume.", labels=ns_label)
+        lag = GaugeMetricFamily(
+            "broadcaster_subscriber_max_lag_events",
+            "Largest number of events a subscriber of the namespace has yet to receive.",
+            labels=ns_label)
+        latency = HistogramMetricFamily(
+            "broadcaster_delivery_latency_seconds",
+            "Publish-to-delivery latency (a batch counts its oldest event's age per event).",
+            labels=ns_label)
+        for name, ns in stats.namespaces.items():
+            published.add_metric([name], ns.published)
+            delivered.add_metric([name], ns.delivered)
+            for reason, count in sorted(ns.dropped.items()):
+                dropped.add_metric([name, reason], count)
+            for reason, count in sorted(ns.evicted.items()):
+                evicted.add_metric([name, reason], count)
+            subscribers.add_metric([name], ns.subscribers)
+            head.add_metric([name], ns.head)
+            retained.add_metric([name], ns.retained_events)
+            retained_bytes.add_metric([name], ns.retained_bytes)
+            lag.add_metric([name], ns.max_lag)
+            buckets = [(_le(b), c) for b, c in zip(LATENCY_BUCKETS, ns.latency.counts, strict=True)]
+            buckets.append(("+Inf", ns.latency.total))
+            latency.add_metric([name], buckets, ns.latency.sum)
+        yield from (published, delivered, dropped, evicted, subscribers, head, retained,
+                    retained_bytes, lag, latency)
+        yield GaugeMetricFamily(
+            "broadcaster_subscriptions", "Subscriptions registered in the hub.",
+            value=stats.subscriptions)
+        yield GaugeMetricFamily(
+            "broadcaster_callbacks", "In-process callbacks registered.", value=stats.callbacks)
+        yield CounterMetricFamily(
+            "broadcaster_slow_callbacks", "Callback calls that ran past callback_timeout.",
+            value=stats.slow_callbacks)
+        yield CounterMetricFamily(
+            "broadcaster_callback_errors", "Callback calls that raised.",
+            value=stats.callback_errors)
+        if self._extra is not None:
+            yield from self._extra()
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def register_metrics(hub: _HasStatistics, registry: CollectorRegistry,
+                     extra: Callable[[], Iterator[Metric]] | None = None) -> HubCollector:
+    """Register a :class:`HubCollector` for *hub* in *registry* and return it."""
+    collector = HubCollector(hub, extra)
+    registry.register(collector)
+    return collector
