@@ -84,7 +84,11 @@ class CallbackRunner:
     async def _run(self, handle: CallbackHandle) -> None:
         try:
             with handle.scope:
-                async for batch in handle.subscription.batches(256):
+                while True:
+                    try:
+                        batch = await handle.subscription.receive_batch(256)
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
                     for item in batch:
                         if not isinstance(item, Heartbeat):
                             await self._call(handle, item)

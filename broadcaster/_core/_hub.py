@@ -178,6 +178,7 @@ class Broadcaster:
                        item.timestamp_ns or wall(), now, size).sequence
             for item, labels, size in checked
         ]
+        log.trim(now)
         ns.published += len(seqs)
         ns.notify()
         self._notify_wildcard()

@@ -74,6 +74,7 @@ class Subscription:
     def attach(self, ns: NamespaceState) -> Cursor:
         """Add a cursor for *ns*, positioned by this subscription's ``since``."""
         policy = self.policy or ns.config.default_policy
+        ns.log.trim(self.now())  # age retention is exact where it is observable
         cursor = Cursor(self, ns, ns.config.check_policy(policy))
         since = self._since
         if isinstance(since, Mapping):
@@ -194,6 +195,24 @@ class Subscription:
             if self._end_sent:
                 raise anyio.EndOfStream
             await self._wait()
+
+    def receive_batch_nowait(self, max_events: int = 1024) -> list[Item]:
+        """Return the items ready now, without waiting.
+
+        :raises anyio.WouldBlock: if nothing is ready
+        :raises anyio.ClosedResourceError: if the subscription was closed
+        :raises anyio.EndOfStream: after the :class:`Ended` item was returned
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self.liveness == "consume":
+            self.alive_at = self.now()
+        items = self._collect(max_events)
+        if items:
+            return items
+        if self._end_sent:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
 
     async def receive(self) -> Item:
         """Return the next item (see :meth:`receive_batch`)."""

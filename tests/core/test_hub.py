@@ -1,0 +1,293 @@
+"""Publishing, subscribing, multiplexing and the subscription's lifetime (both backends)."""
+
+from __future__ import annotations
+
+import gc
+
+import anyio
+import pytest
+
+from broadcaster import (
+    Broadcaster,
+    Ended,
+    EndReason,
+    Event,
+    HubConfig,
+    InvalidArgument,
+    InvalidFilter,
+    InvalidNamespace,
+    InvalidPolicy,
+    InvalidTopic,
+    NamespaceConfig,
+    PayloadTooLarge,
+    Policy,
+    PublishItem,
+    QuotaExceeded,
+    Retention,
+    Subscription,
+)
+
+from ._util import drain, events_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_sequences_are_per_namespace_and_gapless() -> None:
+    async with Broadcaster() as hub:
+        assert [await hub.publish("a", "/x") for _ in range(3)] == [1, 2, 3]
+        assert await hub.publish("b", "/x") == 1
+        seqs = await hub.publish_many("a", [PublishItem("/y"), PublishItem("/z")])
+        assert seqs == [4, 5]
+
+
+async def test_event_fields_arrive_unchanged() -> None:
+    payload = bytes(range(256))  # e.g. the value of a protobuf Any
+    async with Broadcaster(HubConfig(wall_clock=lambda: 1234)) as hub:
+        async with hub.subscribe("k8s.io") as sub:
+            seq = await hub.publish(
+                "k8s.io", "/tasks/exit", payload,
+                type_url="containerd.events.TaskExit", labels={"pod": "p1"},
+            )
+            event = await sub.receive()
+    assert isinstance(event, Event)
+    assert (event.namespace, event.topic, event.payload, event.type_url) == (
+        "k8s.io", "/tasks/exit", payload, "containerd.events.TaskExit")
+    assert event.labels == {"pod": "p1"}
+    assert event.sequence == seq == 1
+    assert event.timestamp_ns == 1234
+
+
+async def test_publisher_timestamp_is_kept() -> None:
+    async with Broadcaster() as hub, hub.subscribe("a") as sub:
+        await hub.publish("a", "/x", timestamp_ns=42)
+        event = await sub.receive()
+        assert isinstance(event, Event) and event.timestamp_ns == 42
+
+
+async def test_subscription_sees_only_events_after_it_started() -> None:
+    async with Broadcaster() as hub:
+        await hub.publish("a", "/old")
+        async with hub.subscribe("a") as sub:
+            await hub.publish("a", "/new")
+            event = await sub.receive()
+            assert isinstance(event, Event) and event.topic == "/new"
+
+
+async def test_filters_are_applied() -> None:
+    async with Broadcaster() as hub:
+        async with hub.subscribe("a", filters=['topic=="/tasks/exit"', "labels.important"]) as sub:
+            await hub.publish("a", "/tasks/start")
+            await hub.publish("a", "/tasks/exit")
+            await hub.publish("a", "/tasks/oom", labels={"important": "yes"})
+            await hub.publish("a", "/tasks/delete")
+            got = events_of(drain(sub))
+        assert [e.topic for e in got] == ["/tasks/exit", "/tasks/oom"]
+
+
+async def test_multiplexing_several_namespaces() -> None:
+    async with Broadcaster() as hub:
+        async with hub.subscribe(["a", "b"]) as sub:
+            await hub.publish("a", "/x")
+            await hub.publish("b", "/x")
+            await hub.publish("c", "/x")
+            await hub.publish("b", "/y")
+            got = events_of(drain(sub))
+        assert sorted((e.namespace, e.sequence) for e in got) == [("a", 1), ("b", 1), ("b", 2)]
+
+
+async def test_all_namespaces_includes_ones_created_later() -> None:
+    async with Broadcaster() as hub:
+        await hub.publish("early", "/x")
+        async with hub.subscribe(None) as sub:
+            await hub.publish("early", "/x")
+            await hub.publish("late", "/x")
+            got = events_of(drain(sub))
+        assert sorted((e.namespace, e.sequence) for e in got) == [("early", 2), ("late", 1)]
+
+
+async def test_subscriber_wakes_up_when_an_event_is_published() -> None:
+    async with Broadcaster() as hub, hub.subscribe("a") as sub:
+        got: list[Event] = []
+
+        async def consume() -> None:
+            item = await sub.receive()
+            assert isinstance(item, Event)
+            got.append(item)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            await hub.publish("a", "/x")
+        assert [e.sequence for e in got] == [1]
+
+
+async def test_leaving_the_block_unregisters_at_once() -> None:
+    async with Broadcaster() as hub:
+        async with hub.subscribe(["a", "b"]):
+            assert hub.subscription_count == 1
+            assert hub.statistics().namespaces["a"].subscribers == 1
+        assert hub.subscription_count == 0
+        stats = hub.statistics().namespaces
+        assert stats["a"].subscribers == stats["b"].subscribers == 0
+
+
+async def test_cancelling_the_enclosing_scope_mid_iteration_unregisters() -> None:
+    async with Broadcaster() as hub:
+        received = anyio.Event()
+
+        async def consumer() -> None:
+            async with hub.subscribe("a") as sub:
+                async for _item in sub:
+                    received.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consumer)
+            await anyio.wait_all_tasks_blocked()
+            assert hub.subscription_count == 1
+            await hub.publish("a", "/x")
+            await received.wait()
+            tg.cancel_scope.cancel()
+        assert hub.subscription_count == 0
+        assert hub.statistics().namespaces["a"].subscribers == 0
+
+
+async def test_closing_the_hub_ends_active_subscribers_cleanly() -> None:
+    ended: list[object] = []
+    events: list[int] = []
+
+    async def consumer(hub: Broadcaster, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with hub.subscribe("a") as sub:
+            task_status.started()
+            async for item in sub:
+                if isinstance(item, Event):
+                    events.append(item.sequence)
+                else:
+                    ended.append(item)
+        ended.append("iteration finished")
+
+    async with anyio.create_task_group() as tg, Broadcaster() as hub:
+        await tg.start(consumer, hub)
+        await tg.start(consumer, hub)
+        await hub.publish("a", "/x")
+        # the hub is closed; consumers drain what was buffered, get Ended, and stop
+    assert events == [1, 1]
+    assert ended.count("iteration finished") == 2
+    assert [e.reason for e in ended if isinstance(e, Ended)] == [EndReason.HUB_CLOSED] * 2
+
+
+async def test_using_a_closed_subscription_fails() -> None:
+    async with Broadcaster() as hub:
+        async with hub.subscribe("a") as sub:
+            pass
+        with pytest.raises(anyio.ClosedResourceError):
+            await sub.receive()
+        with pytest.raises(RuntimeError, match="only once"):
+            await sub.__aenter__()
+
+
+async def test_closing_from_another_task_wakes_the_receiver() -> None:
+    raised: list[BaseException] = []
+
+    async def receive(sub: Subscription) -> None:
+        try:
+            await sub.receive()
+        except anyio.ClosedResourceError as exc:
+            raised.append(exc)
+
+    async with Broadcaster() as hub, hub.subscribe("a") as sub, anyio.create_task_group() as tg:
+        tg.start_soon(receive, sub)
+        await anyio.wait_all_tasks_blocked()
+        sub.close()
+    assert len(raised) == 1
+
+
+async def test_publish_after_close_fails() -> None:
+    async with Broadcaster() as hub:
+        pass
+    with pytest.raises(anyio.ClosedResourceError):
+        await hub.publish("a", "/x")
+
+
+async def test_ten_thousand_subscribe_cancel_cycles_leak_nothing() -> None:
+    async with Broadcaster() as hub:
+        await hub.publish("a", "/x")
+        gc.collect()
+        tasks_before = len(anyio.get_running_tasks())
+        for i in range(10_000):
+            with anyio.CancelScope() as scope:
+                async with hub.subscribe("a" if i % 2 else ["a", "b"]) as sub:
+                    if i % 3 == 0:
+                        scope.cancel()
+                        await sub.receive()  # cancelled mid-receive
+                    else:
+                        await hub.publish("a", "/x")
+                        await sub.receive()
+        assert hub.subscription_count == 0
+        ns = hub._namespaces["a"]
+        assert not ns.cursors and not ns.waiting and not ns.block_cursors and not ns.sweep_cursors
+        assert not hub._wildcard and not hub._wildcard_waiting
+        assert len(anyio.get_running_tasks()) == tasks_before
+        del sub, scope
+        gc.collect()
+        # at most the last cancelled one survives, in the traceback of its cancellation
+        assert len([o for o in gc.get_objects() if isinstance(o, Subscription)]) <= 1
+
+
+async def test_bad_input_raises_errors_that_name_the_field() -> None:
+    config = HubConfig(
+        default_namespace=NamespaceConfig(
+            max_payload_bytes=10, max_policy_events=100, default_policy=Policy.drop_oldest(10)
+        )
+    )
+    async with Broadcaster(config) as hub:
+        with pytest.raises(InvalidNamespace, match="^namespace: "):
+            await hub.publish("bad ns", "/x")
+        with pytest.raises(InvalidTopic, match="^topic: "):
+            await hub.publish("a", "x")
+        with pytest.raises(InvalidTopic, match=r"^items\[1\]\.topic: "):
+            await hub.publish_many("a", [PublishItem("/ok"), PublishItem("")])
+        with pytest.raises(PayloadTooLarge, match="^payload: 11 bytes exceed the limit of 10"):
+            await hub.publish("a", "/x", b"x" * 11)
+        with pytest.raises(InvalidArgument, match="^payload: must be bytes"):
+            await hub.publish("a", "/x", "text")  # type: ignore[arg-type]
+        with pytest.raises(InvalidFilter, match=r"^filters\[0\]: "):
+            hub.subscribe("a", filters=["nope=="])
+        with pytest.raises(InvalidNamespace, match=r"^namespaces\[1\]: "):
+            hub.subscribe(["a", "-"])
+        with pytest.raises(InvalidArgument, match="^since: "):
+            hub.subscribe("a", since=-1)
+        with pytest.raises(InvalidPolicy, match=r"^policy\.max_events: "):
+            Policy.drop_oldest(0)
+        with pytest.raises(InvalidPolicy, match=r"^policy\.max_events: 1000 exceeds 100"):
+            async with hub.subscribe("a", policy=Policy.drop_oldest(1000)):
+                pass
+        with pytest.raises(InvalidPolicy, match=r"^policy\.fallback: "):
+            Policy.block(fallback="retry")
+        # the all-or-none batch published nothing, and the hub still works
+        assert hub.statistics().namespaces["a"].published == 0
+        assert await hub.publish("a", "/x") == 1
+        assert hub.subscription_count == 0
+
+
+async def test_quotas() -> None:
+    config = HubConfig(
+        max_namespaces=2,
+        namespaces={"small": NamespaceConfig(max_subscriptions=2, max_publish_rate=10.0,
+                                             publish_burst=3,
+                                             retention=Retention(max_bytes=1000))},
+    )
+    async with Broadcaster(config) as hub:
+        async with hub.subscribe("small"), hub.subscribe(["small"]):
+            with pytest.raises(QuotaExceeded, match="maximum of 2 subscriptions"):
+                async with hub.subscribe("small"):
+                    pass
+        assert hub.subscription_count == 0
+        for _ in range(3):
+            await hub.publish("small", "/x")
+        with pytest.raises(QuotaExceeded, match="over its rate"):
+            await hub.publish("small", "/x")
+        with pytest.raises(PayloadTooLarge, match="retained bytes"):
+            await hub.publish("other", "/x")  # creates the 2nd namespace, fine
+            await hub.publish("small", "/x", b"x" * 2000)
+        with pytest.raises(QuotaExceeded, match="maximum of 2 namespaces"):
+            await hub.publish("third", "/x")

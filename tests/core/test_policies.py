@@ -1,0 +1,198 @@
+"""Overflow policies: exact drop ranges, in-band notices, counted drops (both backends;
+the timing ones run on trio's virtual clock)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import trio.testing
+
+from broadcaster import (
+    Broadcaster,
+    DropNotice,
+    DropReason,
+    Ended,
+    EndReason,
+    Event,
+    HubConfig,
+    Policy,
+)
+
+from ._util import drain, events_of, notices_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def publish_n(hub: Broadcaster, ns: str, n: int) -> None:
+    for _ in range(n):
+        await hub.publish(ns, "/x", b"p")
+
+
+async def test_drop_newest_reports_the_exact_range() -> None:
+    async with Broadcaster() as hub, hub.subscribe("a", policy=Policy.drop_newest(3)) as sub:
+        await publish_n(hub, "a", 10)
+        items = drain(sub)
+        assert items[0] == DropNotice("a", 7, 4, 10, DropReason.OVERFLOW_NEWEST)
+        assert [e.sequence for e in events_of(items)] == [1, 2, 3]
+        await publish_n(hub, "a", 2)
+        assert [e.sequence for e in events_of(drain(sub))] == [11, 12]
+        assert hub.statistics().namespaces["a"].dropped == {"drop_newest": 7}
+
+
+async def test_drop_newest_room_appears_only_as_the_subscriber_reads() -> None:
+    async with Broadcaster() as hub, hub.subscribe("a", policy=Policy.drop_newest(3)) as sub:
+        await publish_n(hub, "a", 5)  # 1-3 fit, 4-5 dropped
+        first = sub.receive_batch_nowait(1)
+        assert first[0] == DropNotice("a", 2, 4, 5, DropReason.OVERFLOW_NEWEST)
+        assert [e.sequence for e in events_of(first)] == [1]
+        await publish_n(hub, "a", 2)  # one slot free: 6 fits, 7 dropped
+        items = drain(sub)
+        assert items[0] == DropNotice("a", 1, 7, 7, DropReason.OVERFLOW_NEWEST)
+        assert [e.sequence for e in events_of(items)] == [2, 3, 6]
+
+
+async def test_drop_oldest_keeps_the_newest() -> None:
+    async with Broadcaster() as hub, hub.subscribe("a", policy=Policy.drop_oldest(3)) as sub:
+        await publish_n(hub, "a", 10)
+        items = drain(sub)
+        assert items == [
+            DropNotice("a", 7, 1, 7, DropReason.OVERFLOW_OLDEST),
+            *events_of(items),
+        ]
+        assert [e.sequence for e in events_of(items)] == [8, 9, 10]
+
+
+async def test_byte_bound() -> None:
+    async with Broadcaster() as hub:
+        await hub.publish("a", "/x", b"p")
+        size = hub._namespaces["a"].log.read(1, 2)[0].size
+        async with hub.subscribe("a", policy=Policy.drop_oldest(100, max_bytes=3 * size)) as sub:
+            await publish_n(hub, "a", 5)
+            items = drain(sub)
+        assert notices_of(items) == [DropNotice("a", 2, 2, 3, DropReason.OVERFLOW_OLDEST)]
+        assert [e.sequence for e in events_of(items)] == [4, 5, 6]
+
+
+async def test_drop_notice_counts_only_matching_events() -> None:
+    async with Broadcaster() as hub:
+        policy = Policy.drop_newest(1)
+        async with hub.subscribe("a", filters=["topic==/keep"], policy=policy) as sub:
+            for i in range(6):
+                await hub.publish("a", "/keep" if i % 2 == 0 else "/skip")
+            items = drain(sub)
+        # /keep at 1, 3, 5: 1 kept, 3 and 5 dropped
+        assert items[0] == DropNotice("a", 2, 3, 5, DropReason.OVERFLOW_NEWEST)
+        assert [e.sequence for e in events_of(items)] == [1]
+
+
+async def test_slow_subscriber_delays_no_one() -> None:
+    async with (
+        Broadcaster() as hub, hub.subscribe("a", policy=Policy.drop_oldest(10)) as slow,
+        hub.subscribe("a", policy=Policy.drop_oldest(100_000)) as fast,
+    ):
+        got = 0
+        for _ in range(100):
+            await publish_n(hub, "a", 10)
+            got += len(events_of(drain(fast)))
+        assert got == 1000
+        items = drain(slow)
+        assert items[0] == DropNotice("a", 990, 1, 990, DropReason.OVERFLOW_OLDEST)
+        assert len(events_of(items)) == 10
+
+
+async def test_disconnect_evicts_the_slow_subscriber() -> None:
+    config = HubConfig(overflow_check_interval=0.01)
+    async with Broadcaster(config) as hub, hub.subscribe("a", policy=Policy.disconnect(2)) as sub:
+        other = hub.subscribe("a")
+        async with other:
+            await publish_n(hub, "a", 3)
+            with anyio.fail_after(5):
+                while hub.subscription_count != 1:
+                    await anyio.sleep(0.01)
+            assert len(events_of(drain(other))) == 3
+        items = drain(sub)
+        assert len(items) == 1 and isinstance(items[0], Ended)
+        assert items[0].reason is EndReason.SLOW_CONSUMER
+        with pytest.raises(anyio.EndOfStream):
+            sub.receive_batch_nowait()
+        assert hub.statistics().namespaces["a"].evicted == {"slow_consumer": 1}
+
+
+class TestTimed:
+    """On trio's virtual clock: exact timing, no real waiting."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> object:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    async def test_block_waits_for_the_timeout_then_falls_back(self) -> None:
+        async with Broadcaster() as hub:
+            policy = Policy.block(2, timeout=1.5, fallback="drop_newest")
+            async with hub.subscribe("a", policy=policy) as sub:
+                await publish_n(hub, "a", 2)
+                start = anyio.current_time()
+                await hub.publish("a", "/x")  # no room: waits, then gives up
+                assert anyio.current_time() - start == pytest.approx(1.5)
+                items = drain(sub)
+                assert items[0] == DropNotice("a", 1, 3, 3, DropReason.BLOCK_TIMEOUT)
+                assert [e.sequence for e in events_of(items)] == [1, 2]
+
+    async def test_block_resumes_as_soon_as_the_subscriber_reads(self) -> None:
+        async with Broadcaster() as hub:
+            async with hub.subscribe("a", policy=Policy.block(2, timeout=10)) as sub:
+                await publish_n(hub, "a", 2)
+
+                async def read_later() -> None:
+                    await anyio.sleep(0.25)
+                    await sub.receive_batch(1)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_later)
+                    start = anyio.current_time()
+                    await hub.publish("a", "/x")
+                    assert anyio.current_time() - start == pytest.approx(0.25)
+                items = drain(sub)
+                assert notices_of(items) == []
+                assert [e.sequence for e in events_of(items)] == [2, 3]
+
+    async def test_retry_admits_within_the_backoff_window_then_drops(self) -> None:
+        policy = Policy.retry(2, initial_backoff=0.1, multiplier=2, max_attempts=3, jitter=0)
+        assert policy.retry_delays(0.5) == pytest.approx(0.7)
+        async with Broadcaster(HubConfig(overflow_check_interval=0.05)) as hub:
+            async with hub.subscribe("a", policy=policy) as sub:
+                await publish_n(hub, "a", 4)  # 1, 2 buffered; 3, 4 wait for a retry
+                await anyio.sleep(0.5)
+                items = drain(sub)
+                assert notices_of(items) == []
+                assert [e.sequence for e in events_of(items)] == [1, 2, 3, 4]
+                await publish_n(hub, "a", 4)  # 5, 6 buffered; 7, 8 wait and expire
+                await anyio.sleep(1.0)
+                # counted by the sweep before the subscriber reads
+                assert hub.statistics().namespaces["a"].dropped == {"retry_exhausted": 2}
+                items = drain(sub)
+                assert items[0] == DropNotice("a", 2, 7, 8, DropReason.RETRY_EXHAUSTED)
+                assert [e.sequence for e in events_of(items)] == [5, 6]
+
+    async def test_drops_are_counted_before_the_subscriber_reads(self) -> None:
+        async with Broadcaster() as hub, hub.subscribe("a", policy=Policy.drop_oldest(2)):
+            await publish_n(hub, "a", 5)
+            assert hub.statistics().namespaces["a"].dropped == {"drop_oldest": 3}
+
+
+async def test_every_event_is_delivered_or_reported(anyio_backend: object) -> None:
+    """One slow and one fast subscriber per policy: nothing vanishes silently."""
+    policies = [Policy.drop_newest(7), Policy.drop_oldest(7), Policy.retry(7, max_attempts=1)]
+    async with Broadcaster() as hub:
+        for policy in policies:
+            async with hub.subscribe("p", policy=policy) as sub:
+                delivered, reported = 0, 0
+                for round_ in range(20):
+                    await publish_n(hub, "p", round_)
+                    for item in drain(sub) if round_ % 3 == 0 else []:
+                        delivered += isinstance(item, Event)
+                        reported += item.count if isinstance(item, DropNotice) else 0
+                await anyio.sleep(0.5) if policy.kind == "retry" else None
+                for item in drain(sub):
+                    delivered += isinstance(item, Event)
+                    reported += item.count if isinstance(item, DropNotice) else 0
+                assert delivered + reported == sum(range(20)), policy.kind

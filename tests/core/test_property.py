@@ -1,0 +1,82 @@
+"""For random publish/consume interleavings, every subscriber sees strictly increasing
+sequences per namespace, and delivered + reported-dropped == published."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import anyio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broadcaster import Broadcaster, DropNotice, Event, Policy
+
+NAMESPACES = ("a", "b")
+SUBSCRIPTIONS = [
+    (("a", "b"), Policy.drop_newest(5)),
+    (("a",), Policy.drop_oldest(3)),
+    (None, Policy.drop_oldest(7, max_bytes=600)),
+    (("b",), Policy.retry(4, max_attempts=1, initial_backoff=1000.0, max_backoff=1000.0)),
+]
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.sampled_from(NAMESPACES), st.integers(1, 12)),
+        st.tuples(st.just("read"), st.integers(0, len(SUBSCRIPTIONS) - 1), st.integers(1, 9)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=steps, backend=st.sampled_from(["asyncio", "trio"]))
+def test_sequences_increase_and_nothing_vanishes(steps: list[tuple], backend: str) -> None:
+    async def scenario() -> None:
+        published: dict[str, int] = defaultdict(int)
+        seen: list[dict[str, list[int]]] = [defaultdict(list) for _ in SUBSCRIPTIONS]
+        dropped: list[dict[str, int]] = [defaultdict(int) for _ in SUBSCRIPTIONS]
+
+        def record(i: int, items: list) -> None:
+            for item in items:
+                if isinstance(item, Event):
+                    seen[i][item.namespace].append(item.sequence)
+                elif isinstance(item, DropNotice):
+                    dropped[i][item.namespace] += item.count
+                    assert item.first_sequence <= item.last_sequence
+                    assert item.count <= item.last_sequence - item.first_sequence + 1
+
+        async with Broadcaster() as hub:
+            for ns in NAMESPACES:
+                hub.namespace(ns)
+            subs = [hub.subscribe(nss, policy=p) for nss, p in SUBSCRIPTIONS]
+            for sub in subs:
+                await sub.__aenter__()
+            for step in steps:
+                if step[0] == "publish":
+                    _, ns, n = step
+                    for _ in range(n):
+                        await hub.publish(ns, "/t", b"x" * 20)
+                    published[ns] += n
+                else:
+                    _, i, k = step
+                    try:
+                        record(i, subs[i].receive_batch_nowait(k))
+                    except anyio.WouldBlock:
+                        pass
+            for i, sub in enumerate(subs):
+                while True:
+                    try:
+                        record(i, sub.receive_batch_nowait(1000))
+                    except anyio.WouldBlock:
+                        break
+                await sub.__aexit__(None, None, None)
+
+        for i, (nss, _) in enumerate(SUBSCRIPTIONS):
+            for ns in nss or NAMESPACES:
+                seqs = seen[i][ns]
+                assert seqs == sorted(set(seqs)), (i, ns, seqs)
+                assert len(seqs) + dropped[i][ns] == published[ns], (i, ns)
+            for ns in set(seen[i]) - set(nss or NAMESPACES):
+                raise AssertionError(f"subscription {i} got events of {ns}")
+
+    anyio.run(scenario, backend=backend)

@@ -1,0 +1,40 @@
+"""The public surface: one front door, and a core that imports anyio only."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import broadcaster
+
+CORE = pathlib.Path(broadcaster.__file__).parent / "_core"
+
+
+def test_all_matches_the_module() -> None:
+    assert len(set(broadcaster.__all__)) == len(broadcaster.__all__)
+    for name in broadcaster.__all__:
+        assert hasattr(broadcaster, name), name
+    public = {n for n in vars(broadcaster) if not n.startswith("_")}
+    modules = {"v1", "containerd", "client", "grpc"}  # subpackages, imported on demand
+    assert public - modules - {"contextlib"} == set(broadcaster.__all__)
+
+
+def test_public_classes_claim_the_public_module() -> None:
+    for name in broadcaster.__all__:
+        obj = getattr(broadcaster, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "broadcaster", name
+
+
+def test_core_imports_nothing_but_anyio_and_the_standard_library() -> None:
+    forbidden = {"asyncio", "trio", "grpc", "prometheus_client", "google"}
+    for path in CORE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
