@@ -277,7 +277,7 @@ class Cursor:
             self.accepted_end = self.next
         if chunk:
             out.extend(chunk)
-            self.ns.delivered_chunk(chunk, self.sub.now())
+            self.ns.delivered_chunk(chunk, self.sub.now(), live=False)
         return len(chunk)
 
     def pending(self) -> int:

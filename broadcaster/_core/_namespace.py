@@ -120,10 +120,13 @@ class NamespaceState:
     def count_eviction(self, reason: EndReason) -> None:
         self.evicted[reason.value] += 1
 
-    def delivered_chunk(self, chunk: Sequence[Event], now: float) -> None:
-        """Count a delivered chunk; its latency is its oldest event's age, once per event."""
+    def delivered_chunk(self, chunk: Sequence[Event], now: float, live: bool = True) -> None:
+        """Count a delivered chunk; its latency is its oldest event's age, once per event
+        (replayed history is counted as delivered but not as latency)."""
         n = len(chunk)
         self.delivered += n
+        if not live:
+            return
         age = max(0.0, now - chunk[0].published_at)
         self.latency_counts[bisect_left(LATENCY_BUCKETS, age)] += n
         self.latency_sum += age * n
