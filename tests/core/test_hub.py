@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import tracemalloc
 
 import anyio
 import pytest
@@ -209,11 +210,17 @@ async def test_publish_after_close_fails() -> None:
 
 
 async def test_ten_thousand_subscribe_cancel_cycles_leak_nothing() -> None:
-    async with Broadcaster() as hub:
+    # a small retention, so that the log itself does not grow with the events published
+    config = HubConfig(default_namespace=NamespaceConfig(retention=Retention(max_events=10)))
+    async with Broadcaster(config) as hub:
         await hub.publish("a", "/x")
         gc.collect()
         tasks_before = len(anyio.get_running_tasks())
         for i in range(10_000):
+            if i == 1_000:
+                gc.collect()
+                tracemalloc.start()
+                memory_at_1000 = tracemalloc.get_traced_memory()[0]
             with anyio.CancelScope() as scope:
                 async with hub.subscribe("a" if i % 2 else ["a", "b"]) as sub:
                     if i % 3 == 0:
@@ -222,6 +229,12 @@ async def test_ten_thousand_subscribe_cancel_cycles_leak_nothing() -> None:
                     else:
                         await hub.publish("a", "/x")
                         await sub.receive()
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - memory_at_1000
+        tracemalloc.stop()
+        # a leak of even one small object per cycle would be over 1 MB here; what is allowed
+        # is the log's compaction slack (up to 1,024 trimmed events held until compaction)
+        assert growth < 256 * 1024, f"{growth} bytes more after 9,000 more cycles"
         assert hub.subscription_count == 0
         ns = hub._namespaces["a"]
         assert not ns.cursors and not ns.waiting and not ns.block_cursors and not ns.sweep_cursors
