@@ -75,8 +75,8 @@ class CallbackRunner:
             name: str | None) -> CallbackHandle:
         tg = self._hub.task_group  # raises if the hub is closed
         sub.open()
-        handle = CallbackHandle(self, sub, callback, thread,
-                                name or getattr(callback, "__qualname__", repr(callback)))
+        label = name or str(getattr(callback, "__qualname__", repr(callback)))
+        handle = CallbackHandle(self, sub, callback, thread, label)
         self.count += 1
         tg.start_soon(self._run, handle, name=f"callback {handle.name}")
         return handle

@@ -11,6 +11,7 @@ eager per-subscriber queue would, at a cost the publisher never pays.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._policy import Policy, PolicyKind
@@ -97,7 +98,7 @@ class Cursor:
         if events:
             self._admit(events, now)
 
-    def _admit(self, events: list[Event] | tuple[Event, ...], now: float) -> None:
+    def _admit(self, events: Sequence[Event], now: float) -> None:
         mode, policy, buf = self.mode, self.policy, self.buf
         if mode is PolicyKind.DROP_OLDEST:
             buf.extend(events)
@@ -120,7 +121,7 @@ class Cursor:
         else:
             self._drop(rest, self._reason())
 
-    def _fit(self, events: list[Event] | tuple[Event, ...]) -> int:
+    def _fit(self, events: Sequence[Event]) -> int:
         """How many of *events* fit into the buffer now."""
         policy = self.policy
         fit = min(len(events), max(0, policy.max_events - len(self.buf)))
@@ -147,7 +148,7 @@ class Cursor:
         if dropped:
             self._drop(dropped, self._reason())
 
-    def _retry_queue(self, events: list[Event] | tuple[Event, ...], now: float) -> None:
+    def _retry_queue(self, events: Sequence[Event], now: float) -> None:
         policy, overflow = self.policy, self.overflow
         last = overflow[-1][1] if overflow else 0.0
         rejected: list[Event] = []
@@ -181,7 +182,7 @@ class Cursor:
 
     # -- recording drops --------------------------------------------------------------
 
-    def _drop(self, events: list[Event] | tuple[Event, ...], reason: DropReason) -> None:
+    def _drop(self, events: Sequence[Event], reason: DropReason) -> None:
         self._record(len(events), events[0].sequence, events[-1].sequence, reason)
 
     def _lost_to_retention(self, first: int, last: int) -> None:
@@ -192,8 +193,11 @@ class Cursor:
         notices = self.notices
         if notices:
             prev = notices[-1]
-            same = isinstance(prev, DropNotice) and prev.reason is reason
-            if same and prev.last_sequence < first:
+            if (
+                isinstance(prev, DropNotice)
+                and prev.reason is reason
+                and prev.last_sequence < first
+            ):
                 notices[-1] = DropNotice(
                     prev.namespace, prev.count + count, prev.first_sequence, last, reason
                 )
