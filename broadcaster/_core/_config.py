@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._errors import InvalidArgument, InvalidPolicy
 from ._policy import Policy
@@ -48,6 +48,17 @@ class NamespaceConfig:
     max_publish_rate: float | None = None
     publish_burst: int = 1000
 
+    def clamp_policy(self, policy: Policy) -> Policy:
+        """*policy* with its bounds cut down to this namespace's limits."""
+        events, max_bytes = self.max_policy_events, self.max_policy_bytes
+        if policy.max_events <= events and policy.max_bytes <= max_bytes:
+            return policy
+        return replace(
+            policy,
+            max_events=min(policy.max_events, self.max_policy_events),
+            max_bytes=min(policy.max_bytes, self.max_policy_bytes),
+        )
+
     def check_policy(self, policy: Policy) -> Policy:
         """Return *policy* if it fits this namespace's limits.
 
@@ -78,6 +89,8 @@ class HubConfig:
     :ivar callback_timeout: seconds after which a running callback is reported stuck
     :ivar overflow_check_interval: seconds between sweeps that evict slow subscribers
         under the ``disconnect`` policy and count pending drops
+    :ivar notify_linger: seconds the notifier waits after a publish before waking parked
+        subscribers, so that one wake-up serves several publishes (0: next loop turn)
     :ivar publish_yield_every: a publisher yields to other tasks every N publishes
         (fairness between a flood in one namespace and the rest)
     :ivar max_namespaces: namespaces the hub will create
@@ -94,6 +107,7 @@ class HubConfig:
     max_missed_heartbeats: int = 3
     callback_timeout: float = 5.0
     overflow_check_interval: float = 0.1
+    notify_linger: float = 0.0005
     publish_yield_every: int = 64
     max_namespaces: int = 1024
     default_namespace: NamespaceConfig = field(default_factory=NamespaceConfig)
@@ -111,6 +125,8 @@ class HubConfig:
             raise InvalidArgument("callback_timeout", "must be positive")
         if not self.overflow_check_interval > 0:
             raise InvalidArgument("overflow_check_interval", "must be positive")
+        if not self.notify_linger >= 0:
+            raise InvalidArgument("notify_linger", "must be zero or positive")
         if self.publish_yield_every < 1:
             raise InvalidArgument("publish_yield_every", "must be at least 1")
         for name, ns in self.namespaces.items():

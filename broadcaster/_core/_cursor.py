@@ -35,7 +35,7 @@ class Cursor:
 
     __slots__ = (
         "accepted_end", "buf", "buf_bytes", "mode", "next", "notices", "ns", "overflow",
-        "policy", "replaying", "sub",
+        "policy", "replaying", "start_after", "sub",
     )
 
     def __init__(self, sub: Subscription, ns: NamespaceState, policy: Policy) -> None:
@@ -47,6 +47,7 @@ class Cursor:
         self.replaying = False
         self.next = ns.log.head + 1  # replay position (while replaying)
         self.accepted_end = self.next  # first sequence not yet settled (live)
+        self.start_after = self.next - 1  # delivery starts after this sequence
         self.buf: deque[Event] = deque()
         self.buf_bytes = 0
         self.overflow: deque[tuple[Event, float]] = deque()  # retry: (event, deadline)
@@ -73,6 +74,7 @@ class Cursor:
             self.next = since + 1
         self.replaying = self.next <= log.head
         self.accepted_end = self.next
+        self.start_after = self.next - 1
 
     # -- settling live events -------------------------------------------------------
 

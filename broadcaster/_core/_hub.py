@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
-from ._config import HubConfig
+from ._config import HubConfig, NamespaceConfig
 from ._errors import InvalidArgument, PayloadTooLarge, QuotaExceeded
 from ._filters import compile_filters
 from ._log import LogFactory, MemoryLog, event_size
@@ -59,6 +59,8 @@ class Broadcaster:
         self._wildcard: set[Subscription] = set()
         self._wildcard_waiting: set[Subscription] = set()
         self._valid_topics: set[str] = set()  # memo of validate_topic, bounded
+        self._dirty: set[NamespaceState] = set()
+        self._notify: anyio.Event | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
         self.heartbeat_id = 0
@@ -71,6 +73,7 @@ class Broadcaster:
             raise RuntimeError("a Broadcaster can be entered only once")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._tg.start_soon(self._notifier_loop, name="broadcaster notifier")
         self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
         self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
         self._tg.start_soon(self.callbacks.watchdog, name="broadcaster callback watchdog")
@@ -123,7 +126,7 @@ class Broadcaster:
         ns = NamespaceState(name, config, self._log_factory(name, config.retention), self.now())
         self._namespaces[name] = ns
         for sub in self._wildcard:
-            sub.attach(ns)
+            sub.attach(ns, clamp=True)
         return ns
 
     def namespace_names(self) -> list[str]:
@@ -163,8 +166,9 @@ class Broadcaster:
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise anyio.ClosedResourceError
+        ns_config = self.config.namespace(namespace)
+        checked = [self._check(ns_config, i, item) for i, item in enumerate(items)]
         ns = self.namespace(namespace)
-        checked = [self._check(ns, i, item) for i, item in enumerate(items)]
         if not checked:
             return []
         now = self.now()
@@ -175,13 +179,13 @@ class Broadcaster:
         now = self.now()
         seqs = [
             log.append(item.topic, item.payload, item.type_url, labels,
-                       item.timestamp_ns or wall(), now, size).sequence
+                       wall() if item.timestamp_ns is None else item.timestamp_ns,
+                       now, size).sequence
             for item, labels, size in checked
         ]
         log.trim(now)
         ns.published += len(seqs)
-        ns.notify()
-        self._notify_wildcard()
+        self._mark(ns)
         ns.since_yield += len(seqs)
         if ns.since_yield >= self.config.publish_yield_every:
             ns.since_yield = 0
@@ -189,7 +193,7 @@ class Broadcaster:
         return seqs
 
     def _check(
-        self, ns: NamespaceState, index: int, item: PublishItem
+        self, config: NamespaceConfig, index: int, item: PublishItem
     ) -> tuple[PublishItem, dict[str, str], int]:
         prefix = f"items[{index}]." if index else ""
         if item.topic not in self._valid_topics:
@@ -200,17 +204,17 @@ class Broadcaster:
         labels = validate_labels(item.labels, prefix + "labels")
         if not isinstance(item.payload, bytes | bytearray | memoryview):
             raise InvalidArgument(prefix + "payload", "must be bytes")
-        limit = ns.config.max_payload_bytes
+        limit = config.max_payload_bytes
         if len(item.payload) > limit:
             raise PayloadTooLarge(
                 prefix + "payload", f"{len(item.payload)} bytes exceed the limit of {limit}"
             )
         size = event_size(item.topic, item.payload, item.type_url, labels)
-        if size > ns.config.retention.max_bytes:
+        if size > config.retention.max_bytes:
             raise PayloadTooLarge(
                 prefix + "payload",
                 f"event of {size} bytes exceeds the namespace's retained bytes "
-                f"({ns.config.retention.max_bytes})",
+                f"({config.retention.max_bytes})",
             )
         return item, labels, size
 
@@ -224,11 +228,33 @@ class Broadcaster:
             await ns.wait_for_room(deadline - now)
             now = self.now()
 
-    def _notify_wildcard(self) -> None:
-        if self._wildcard_waiting:
-            for sub in self._wildcard_waiting:
-                sub.wake()
-            self._wildcard_waiting.clear()
+    def _mark(self, ns: NamespaceState) -> None:
+        """Note that *ns* has new events; the notifier task wakes its parked readers.
+
+        The publisher's cost stays O(1) whatever the number of subscribers, and every
+        publish made before the notifier runs (plus ``notify_linger``) shares one wake-up.
+        """
+        if ns.waiting or self._wildcard_waiting:
+            self._dirty.add(ns)
+            if self._notify is not None:
+                self._notify.set()
+                self._notify = None
+
+    async def _notifier_loop(self) -> None:
+        linger = self.config.notify_linger
+        while True:
+            if not self._dirty:
+                self._notify = anyio.Event()
+                await self._notify.wait()
+            if linger:
+                await anyio.sleep(linger)
+            dirty, self._dirty = self._dirty, set()
+            for ns in dirty:
+                ns.notify()
+            if self._wildcard_waiting:
+                for sub in self._wildcard_waiting:
+                    sub.wake()
+                self._wildcard_waiting.clear()
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -239,6 +265,7 @@ class Broadcaster:
         filters: Sequence[str] = (),
         policy: Policy | None = None,
         since: int | Mapping[str, int] | None = None,
+        since_default: int | None = None,
         epoch: str | None = None,
         liveness: Liveness = "consume",
     ) -> Subscription:
@@ -250,6 +277,9 @@ class Broadcaster:
         :param policy: overflow policy; the namespace's default when None
         :param since: resume after this sequence (an int for every namespace, or a
             mapping per namespace); None means live events only
+        :param since_default: with a *since* mapping, where namespaces it does not list
+            start (None: live); resuming an all-namespaces subscription passes 0, so that
+            namespaces created while the subscriber was away are replayed
         :param epoch: the epoch *since* refers to; a different one gets a
             :class:`ResyncNotice` and replay from the oldest retained event
         :param liveness: ``"consume"``: reading proves the subscriber alive;
@@ -276,7 +306,9 @@ class Broadcaster:
         if liveness not in ("consume", "ack"):
             raise InvalidArgument("liveness", "must be 'consume' or 'ack'")
         matcher = compile_filters(filters)
-        return Subscription(self, names, matcher, policy, since, epoch, liveness)
+        if since_default is not None and (not isinstance(since_default, int) or since_default < 0):
+            raise InvalidArgument("since_default", "must be a non-negative integer")
+        return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness)
 
     def register(self, sub: Subscription) -> None:
         if self._closed:

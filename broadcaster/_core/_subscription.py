@@ -41,6 +41,7 @@ class Subscription:
         matcher: Matcher | None,
         policy: Policy | None,
         since: int | Mapping[str, int] | None,
+        since_default: int | None,
         epoch: str | None,
         liveness: Liveness,
     ) -> None:
@@ -49,6 +50,7 @@ class Subscription:
         self.matcher = matcher
         self.policy = policy
         self._since = since
+        self._since_default = since_default
         self._epoch = epoch
         self.liveness = liveness
         self.cursors: dict[str, Cursor] = {}
@@ -71,19 +73,30 @@ class Subscription:
     def hub_epoch(self) -> str:
         return self._hub.epoch
 
-    def attach(self, ns: NamespaceState) -> Cursor:
-        """Add a cursor for *ns*, positioned by this subscription's ``since``."""
+    def attach(self, ns: NamespaceState, clamp: bool = False) -> Cursor:
+        """Add a cursor for *ns*, positioned by this subscription's ``since``.
+
+        :param clamp: cut the policy's bounds down to the namespace's limits instead of
+            raising (for all-namespaces subscriptions meeting a new namespace)
+        """
         policy = self.policy or ns.config.default_policy
+        if clamp:
+            policy = ns.config.clamp_policy(policy)
         ns.log.trim(self.now())  # age retention is exact where it is observable
         cursor = Cursor(self, ns, ns.config.check_policy(policy))
         since = self._since
         if isinstance(since, Mapping):
-            since = since.get(ns.name)
+            since = since.get(ns.name, self._since_default)
         cursor.start(since, self._epoch)
         self.cursors[ns.name] = cursor
         self._order.append(cursor)
         ns.add(cursor)
         return cursor
+
+    def start_positions(self) -> dict[str, int]:
+        """Per namespace, the sequence after which this subscription started delivering
+        (what a client must resume from if it has received nothing yet)."""
+        return {name: cursor.start_after for name, cursor in self.cursors.items()}
 
     def detach_all(self) -> None:
         """Leave every namespace; the cursors stay so that buffered items can drain."""

@@ -304,3 +304,44 @@ async def test_quotas() -> None:
             await hub.publish("small", "/x", b"x" * 2000)
         with pytest.raises(QuotaExceeded, match="maximum of 2 namespaces"):
             await hub.publish("third", "/x")
+
+
+async def test_a_timestamp_of_zero_is_a_timestamp() -> None:
+    async with Broadcaster(HubConfig(wall_clock=lambda: 99)) as hub, hub.subscribe("a") as sub:
+        await hub.publish("a", "/x", timestamp_ns=0)
+        event = await sub.receive()
+        assert isinstance(event, Event) and event.timestamp_ns == 0
+
+
+async def test_a_rejected_publish_creates_no_namespace() -> None:
+    async with Broadcaster(HubConfig(max_namespaces=1)) as hub:
+        with pytest.raises(InvalidTopic):
+            await hub.publish("first", "bad")
+        assert hub.namespace_names() == []
+        await hub.publish("second", "/x")
+        assert hub.namespace_names() == ["second"]
+
+
+async def test_all_namespaces_subscription_is_clamped_to_a_stricter_new_namespace() -> None:
+    config = HubConfig(namespaces={"strict": NamespaceConfig(
+        max_policy_events=10, default_policy=Policy.drop_oldest(10))})
+    async with Broadcaster(config) as hub:
+        async with hub.subscribe(None, policy=Policy.drop_newest(500)) as sub:
+            for _ in range(20):
+                await hub.publish("strict", "/x")  # the publisher is not the one to fail
+            items = drain(sub)
+        assert len(events_of(items)) == 10
+        assert sub.cursors["strict"].policy.max_events == 10
+
+
+async def test_start_positions_and_since_default() -> None:
+    async with Broadcaster() as hub:
+        for _ in range(3):
+            await hub.publish("a", "/x")
+        await hub.publish("b", "/x")
+        async with hub.subscribe(["a", "b"]) as sub:
+            assert sub.start_positions() == {"a": 3, "b": 1}
+        # resuming an all-namespaces subscription: unlisted namespaces replay from 0
+        async with hub.subscribe(None, since={"a": 2}, since_default=0) as sub:
+            got = sorted((e.namespace, e.sequence) for e in events_of(drain(sub)))
+        assert got == [("a", 3), ("b", 1)]
