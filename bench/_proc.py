@@ -1,0 +1,174 @@
+"""Child processes with bounded lifetimes, and CPU/RSS figures read from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Child", "ProcessGroup", "cpu_seconds", "rss_bytes"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process *pid* (0.0 if it is gone).
+
+    :param pid: process id
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process *pid* in bytes (0 if it is gone).
+
+    :param pid: process id
+    """
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+class Child:
+    """A child process speaking JSON lines on stdout; killed at its deadline."""
+
+    def __init__(self, name: str, argv: Sequence[str], deadline: float, *, env: dict | None = None):
+        self.name = name
+        self.deadline = time.monotonic() + deadline
+        self.proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        self._buf = b""
+        self.messages: list[dict[str, Any]] = []
+        self.last_cpu = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        """CPU seconds so far (the last figure seen once the process is gone)."""
+        value = cpu_seconds(self.pid)
+        if value:
+            self.last_cpu = value
+        return self.last_cpu
+
+    def send(self, line: str) -> None:
+        """Write one line to the child's stdin (ignored if it is gone)."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def _pump(self, timeout: float) -> bool:
+        """Read what stdout has within *timeout*; False at end of file."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        if not ready:
+            return True
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return False
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self.messages.append(json.loads(line))
+        return True
+
+    def wait_for(self, key: str, timeout: float) -> dict[str, Any]:
+        """Return the first message containing *key*, reading stdout for at most *timeout* s.
+
+        :raises TimeoutError: if none came in time or the process exited without it
+        """
+        end = min(time.monotonic() + timeout, self.deadline)
+        while True:
+            for msg in self.messages:
+                if key in msg:
+                    return msg
+            now = time.monotonic()
+            alive = now < end and self._pump(min(0.2, end - now))
+            self.cpu()
+            if not alive and not any(key in msg for msg in self.messages):
+                self.kill()
+                err = self.stderr_tail()
+                raise TimeoutError(f"{self.name}: no {key!r} message in time; stderr: {err}")
+
+    def stderr_tail(self) -> str:
+        """The end of the child's stderr once it has exited."""
+        if self.proc.poll() is None:
+            return ""
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode(errors="replace")[-2000:]
+
+    def kill(self) -> None:
+        """Kill the child's whole session (it was started in its own)."""
+        if self.proc.poll() is None:
+            self.cpu()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after *timeout* seconds."""
+        if self.proc.poll() is None:
+            self.cpu()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class ProcessGroup:
+    """Children started for one run; every one is stopped when the block ends."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self.children:
+            child.stop(timeout=3.0)
+
+    def python(self, name: str, module: str, params: dict[str, Any], deadline: float) -> Child:
+        """Start ``python -m module JSON`` with a hard *deadline* (s) passed to it too."""
+        params = {**params, "deadline": deadline}
+        argv = [sys.executable, "-m", module, json.dumps(params)]
+        return self.start(name, argv, deadline + 5.0)
+
+    def start(self, name: str, argv: Sequence[str], deadline: float) -> Child:
+        child = Child(name, argv, deadline)
+        self.children.append(child)
+        return child
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds per child, summed over children of the same name prefix."""
+        out: dict[str, float] = {}
+        for child in self.children:
+            out[child.name] = round(child.cpu(), 3)
+        return out

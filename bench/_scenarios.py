@@ -1,0 +1,261 @@
+"""The scenarios: each run returns named figures; the harness takes medians over runs
+and checks the target on the medians."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench._net import net_run
+from bench._proc import ProcessGroup
+
+__all__ = ["SCENARIOS", "Scenario"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario: *run(full)* does one run and returns ``{figure: value}`` plus details
+    under ``"_detail"``; *check(medians)* returns (verdict text, passed or None)."""
+
+    name: str
+    title: str
+    target: str
+    run: Callable[[bool], dict[str, Any]]
+    check: Callable[[dict[str, float]], tuple[str, bool | None]]
+    needs_grpc: bool = False
+    peer_of: str | None = None
+
+
+def core(params: dict[str, Any], deadline: float = 90.0) -> dict[str, Any]:
+    """Run one core scenario in its own process; its result plus its CPU seconds."""
+    with ProcessGroup() as group:
+        child = group.python("core", "bench.core_worker", params, deadline)
+        result = child.wait_for("result", deadline)["result"]
+        result["cpu_s"] = {"core": round(child.cpu(), 3)}
+    return result
+
+
+def _sizes(full: bool) -> list[int]:
+    return [1, 10, 100, 1000] if full else [1, 10, 100]
+
+
+# -- core alone ------------------------------------------------------------------------
+
+def core_fanout(full: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"_detail": {}}
+    for backend in ("asyncio", "trio"):
+        for s in _sizes(full):
+            events = max(1000, min(300_000, (2_000_000 if full else 300_000) // s))
+            r = core({"scenario": "fanout", "backend": backend, "subscribers": s,
+                      "events": events})
+            out[f"{backend} S={s}"] = r["deliveries_per_s"]
+            out[f"{backend} S={s} lost"] = r["lost"]
+            out["_detail"][f"{backend} S={s}"] = r
+    return out
+
+
+def core_publish_cost(full: bool) -> dict[str, Any]:
+    secs = 3.0 if full else 1.0
+    one = core({"scenario": "publish_cost", "subscribers": 1, "seconds": secs})
+    many = core({"scenario": "publish_cost", "subscribers": 1000, "seconds": secs})
+    return {"S=1 publish/s": one["publish_per_s"], "S=1000 publish/s": many["publish_per_s"],
+            "ratio": many["publish_per_s"] / one["publish_per_s"],
+            "S=1000 wall publish/s": many["wall_publish_per_s"],
+            "S=1000 deliveries/s": many["deliveries_per_s"],
+            "_detail": {"S=1": one, "S=1000": many}}
+
+
+def _core_lat(full: bool, **extra: Any) -> dict[str, Any]:
+    return core({"scenario": "latency", "subscribers": 100, "rate": 5000,
+                 "seconds": 5.0 if full else 1.0, **extra})
+
+
+def core_latency_isolation(full: bool) -> dict[str, Any]:
+    base = _core_lat(full)
+    slow = _core_lat(full, stalled=True)
+    return {"p50 ms": base["latency_ms"]["p50"], "p99 ms": base["latency_ms"]["p99"],
+            "p99.9 ms": base["latency_ms"]["p99.9"],
+            "p99 ms with stalled": slow["latency_ms"]["p99"],
+            "isolation ratio": slow["latency_ms"]["p99"] / base["latency_ms"]["p99"],
+            "lost": base["lost"] + slow["lost"], "_detail": {"alone": base, "stalled": slow}}
+
+
+def core_fairness(full: bool) -> dict[str, Any]:
+    params = {"subscribers": 10, "rate": 1000, "seconds": 5.0 if full else 1.0}
+    alone = core({"scenario": "latency", **params})
+    flood = core({"scenario": "latency", **params, "flood": True})
+    return {"B p99 ms alone": alone["latency_ms"]["p99"],
+            "B p99 ms flooded": flood["latency_ms"]["p99"],
+            "fairness ratio": flood["latency_ms"]["p99"] / alone["latency_ms"]["p99"],
+            "A flood events": flood["flood_events"], "_detail": {"alone": alone, "flood": flood}}
+
+
+def core_churn(full: bool) -> dict[str, Any]:
+    r = core({"scenario": "churn", "cycles": 10_000 if full else 2_000})
+    return {"subscriptions left": r["subscriptions_left"], "RSS growth %": r["rss_growth_pct"],
+            "_detail": r}
+
+
+def core_idle(full: bool) -> dict[str, Any]:
+    r = core({"scenario": "idle", "subscriptions": 10_000 if full else 2_000,
+              "heartbeat_interval": 1.0, "idle_seconds": 3.0 if full else 1.0})
+    return {"RSS bytes/subscription": r["bytes_per_subscription"],
+            "heartbeat CPU s/s": r["heartbeat_cpu_s_per_s"], "_detail": r}
+
+
+# -- over the network -----------------------------------------------------------------
+
+LOSSLESS_HUB = {"defaults": {"max_subscriptions": 20000, "retention": {"max_events": 200000}}}
+
+
+def _fanout(system: str) -> Callable[[bool], dict[str, Any]]:
+    def run(full: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"_detail": {}}
+        for s in _sizes(full):
+            total = 1_000_000 if full else 100_000
+            if system == "redis":
+                total //= 5  # redis-py tops out near 40k deliveries/s: keep runs bounded
+            events = max(200, total // s)
+            procs = 1 if s == 1 else (4 if s >= 1000 else 2)
+            r = net_run(system, s, events, procs=procs, deadline=120 if full else 40,
+                        hub=LOSSLESS_HUB)
+            out[f"S={s}"] = r["deliveries_per_s"]
+            out[f"S={s} lost"] = r["lost"]
+            out["_detail"][f"S={s}"] = r
+        return out
+    return run
+
+
+def _latency(system: str) -> Callable[[bool], dict[str, Any]]:
+    def run(full: bool) -> dict[str, Any]:
+        seconds = 5.0 if full else 0.5
+        if system == "redis":
+            seconds /= 5  # redis-py cannot keep up with 500k deliveries/s: bound the run
+        r = net_run(system, 100, int(5000 * seconds), rate=5000, latency=True,
+                    deadline=120 if full else 40, hub=LOSSLESS_HUB)
+        lat = r["latency_ms"]
+        return {"p50 ms": lat.get("p50"), "p99 ms": lat.get("p99"),
+                "p99.9 ms": lat.get("p99.9"), "lost": r["lost"], "_detail": r}
+    return run
+
+
+def grpc_publish_cost(full: bool) -> dict[str, Any]:
+    events = 200_000 if full else 20_000
+    one = net_run("grpc", 1, events, procs=1, policy="drop_newest", hub=LOSSLESS_HUB)
+    many = net_run("grpc", 1000 if full else 100, events, procs=2, streams=4,
+                   policy="drop_newest", hub=LOSSLESS_HUB)
+    return {"S=1 publish/s": one["publish_per_s"], "S=many publish/s": many["publish_per_s"],
+            "ratio": many["publish_per_s"] / one["publish_per_s"],
+            "_detail": {"S=1": one, "S=many": many}}
+
+
+def grpc_isolation(full: bool) -> dict[str, Any]:
+    seconds = 5.0 if full else 0.5
+    kw = {"rate": 5000, "latency": True, "hub": LOSSLESS_HUB, "policy": "drop_newest"}
+    base = net_run("grpc", 100, int(5000 * seconds), **kw)
+    slow = net_run("grpc", 100, int(5000 * seconds), stalled=True, **kw)
+    return {"p99 ms": base["latency_ms"]["p99"],
+            "p99 ms with stalled": slow["latency_ms"]["p99"],
+            "isolation ratio": slow["latency_ms"]["p99"] / base["latency_ms"]["p99"],
+            "lost": base["lost"] + slow["lost"], "_detail": {"alone": base, "stalled": slow}}
+
+
+def grpc_fairness(full: bool) -> dict[str, Any]:
+    seconds = 5.0 if full else 0.5
+    kw = {"rate": 1000, "latency": True, "hub": LOSSLESS_HUB, "procs": 1}
+    alone = net_run("grpc", 10, int(1000 * seconds), **kw)
+    flood = net_run("grpc", 10, int(1000 * seconds), flood=True, **kw)
+    return {"B p99 ms alone": alone["latency_ms"]["p99"],
+            "B p99 ms flooded": flood["latency_ms"]["p99"],
+            "fairness ratio": flood["latency_ms"]["p99"] / alone["latency_ms"]["p99"],
+            "_detail": {"alone": alone, "flood": flood}}
+
+
+# -- verdicts ------------------------------------------------------------------------
+
+def _at_least(key: str, bound: float) -> Callable[[dict[str, float]], tuple[str, bool | None]]:
+    def check(m: dict[str, float]) -> tuple[str, bool | None]:
+        v = m.get(key)
+        if v is None:
+            return "no figure", None
+        return f"{key} = {v:,.3g} (>= {bound:,.3g})", v >= bound
+    return check
+
+
+def _at_most(key: str, bound: float) -> Callable[[dict[str, float]], tuple[str, bool | None]]:
+    def check(m: dict[str, float]) -> tuple[str, bool | None]:
+        v = m.get(key)
+        if v is None:
+            return "no figure", None
+        return f"{key} = {v:,.3g} (<= {bound:,.3g})", v <= bound
+    return check
+
+
+def _churn_check(m: dict[str, float]) -> tuple[str, bool | None]:
+    left, growth = m["subscriptions left"], m["RSS growth %"]
+    return f"{left:g} left, RSS {growth:+.1f} %", left == 0 and growth <= 10.0
+
+
+def _lossless(key: str, bound: float) -> Callable[[dict[str, float]], tuple[str, bool | None]]:
+    base = _at_least(key, bound)
+
+    def check(m: dict[str, float]) -> tuple[str, bool | None]:
+        text, ok = base(m)
+        lost = sum(v for k, v in m.items() if k.endswith("lost"))
+        return f"{text}; lost {lost:g}", (ok and lost == 0) if ok is not None else None
+    return check
+
+
+def _info(m: dict[str, float]) -> tuple[str, bool | None]:
+    return "reference figure (no target)", None
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("core_fanout", "Core fan-out, in-process (asyncio and trio)",
+             ">= 1M deliveries/s at S=100, 0 lost", core_fanout,
+             _lossless("asyncio S=100", 1e6)),
+    Scenario("core_publish_cost", "Core publish rate, S=1000 vs S=1 reading subscribers",
+             "ratio >= 0.5", core_publish_cost, _at_least("ratio", 0.5)),
+    Scenario("core_latency_isolation", "Core latency 5,000 ev/s S=100, +1 stalled subscriber",
+             "p99 < 5 ms; stalled/alone p99 <= 1.2", core_latency_isolation,
+             lambda m: (f"p99 {m['p99 ms']:.2f} ms, ratio {m['isolation ratio']:.2f}",
+                        m["p99 ms"] < 5 and m["isolation ratio"] <= 1.2)),
+    Scenario("core_fairness", "Core namespace fairness: B at 1,000 ev/s, A flooded",
+             "B p99 flooded/alone <= 2", core_fairness, _at_most("fairness ratio", 2.0)),
+    Scenario("core_churn", "Core churn: subscribe/cancel cycles (10% cancelled mid-wait)",
+             "0 left, RSS within 10 %", core_churn, _churn_check),
+    Scenario("core_idle", "Core idle subscriptions (one task each)",
+             "<= 20 KiB RSS per subscription", core_idle,
+             _at_most("RSS bytes/subscription", 20 * 1024)),
+    Scenario("grpc_fanout", "gRPC fan-out, 1 publisher, S subscribers, 200 B, lossless",
+             ">= 1M deliveries/s at S=100, >= NATS and Redis, 0 lost", _fanout("grpc"),
+             _lossless("S=100", 1e6), needs_grpc=True),
+    Scenario("nats_fanout", "NATS fan-out (peer)", "reference for grpc_fanout",
+             _fanout("nats"), _info, peer_of="grpc_fanout"),
+    Scenario("redis_fanout", "Redis pub/sub fan-out (peer)", "reference for grpc_fanout",
+             _fanout("redis"), _info, peer_of="grpc_fanout"),
+    Scenario("grpc_latency", "gRPC latency at 5,000 ev/s, S=100", "p99 < 5 ms",
+             _latency("grpc"), lambda m: _at_most("p99 ms", 5.0)(m), needs_grpc=True),
+    Scenario("nats_latency", "NATS latency at 5,000 ev/s, S=100 (peer)",
+             "reference for grpc_latency", _latency("nats"), _info, peer_of="grpc_latency"),
+    Scenario("redis_latency", "Redis latency at 5,000 ev/s, S=100 (peer)",
+             "reference for grpc_latency", _latency("redis"), _info, peer_of="grpc_latency"),
+    Scenario("grpc_publish_cost", "gRPC publish rate, many vs 1 subscriber", "ratio >= 0.5",
+             grpc_publish_cost, _at_least("ratio", 0.5), needs_grpc=True),
+    Scenario("grpc_isolation", "gRPC slow-subscriber isolation at 5,000 ev/s, S=100",
+             "p99 with stalled <= 1.2x without", grpc_isolation,
+             _at_most("isolation ratio", 1.2), needs_grpc=True),
+    Scenario("grpc_fairness", "gRPC namespace fairness", "B p99 flooded <= 2x alone",
+             grpc_fairness, _at_most("fairness ratio", 2.0), needs_grpc=True),
+]}
+
+QUICK = ["core_fanout", "core_publish_cost", "core_latency_isolation", "core_fairness",
+         "core_churn", "core_idle", "grpc_fanout", "nats_fanout", "redis_fanout",
+         "grpc_latency", "nats_latency"]
+
+
+if __name__ == "__main__":  # debugging aid: python -m bench._scenarios NAME
+    print(json.dumps(SCENARIOS[sys.argv[1]].run(False), indent=1, default=str))

@@ -1,0 +1,46 @@
+"""Small helpers shared by the harness and its worker processes."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["PAYLOAD_SIZE", "emit", "payload", "percentiles", "stamp_of"]
+
+PAYLOAD_SIZE = 200
+_STAMP = struct.Struct(">q")
+_PAD = b"x" * (PAYLOAD_SIZE - _STAMP.size)
+
+
+def payload(now_ns: int | None = None) -> bytes:
+    """A 200-byte payload whose first 8 bytes are a wall-clock ns timestamp."""
+    return _STAMP.pack(time.time_ns() if now_ns is None else now_ns) + _PAD
+
+
+def stamp_of(data: bytes) -> int:
+    """The wall-clock ns timestamp :func:`payload` put in *data*."""
+    return _STAMP.unpack_from(data)[0]
+
+
+def emit(**message: Any) -> None:
+    """Write one JSON line to stdout for the harness."""
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 99, 99.9)) -> dict[str, float]:
+    """Nearest-rank percentiles of *values* (empty dict when there are none)."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    n = len(ordered)
+    out = {}
+    for q in qs:
+        rank = min(n - 1, max(0, round(q / 100 * n + 0.5) - 1))
+        out[f"p{q:g}"] = ordered[rank]
+    out["max"] = ordered[-1]
+    return out

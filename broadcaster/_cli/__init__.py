@@ -1,0 +1,37 @@
+"""The ``broadcaster`` command: serve, publish, subscribe, stats."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import _publish, _serve, _stats, _subscribe
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="broadcaster",
+        description="Event-broadcast middleware for container runtimes: a gRPC pub/sub "
+        "server with counted drops, overflow policies and containerd-compatible events.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (_serve, _publish, _subscribe, _stats):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

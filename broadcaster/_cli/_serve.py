@@ -1,0 +1,133 @@
+"""``broadcaster serve``: run the server until SIGTERM or SIGINT, then stop gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+import anyio
+
+from .._config_file import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ConfigError,
+    FileConfig,
+    load_config,
+    parse_config,
+)
+
+__all__ = ["add_parser", "configure_logging", "run"]
+
+logger = logging.getLogger("broadcaster.cli")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the broadcaster server",
+        description="Run the broadcaster gRPC server (broadcaster.v1, containerd events, "
+        "health, reflection) until SIGTERM/SIGINT, then shut down gracefully. Command-line "
+        "flags override the configuration file.",
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML configuration file (see examples/broadcaster.toml)")
+    parser.add_argument("--listen", action="append", metavar="ADDR",
+                        help="address to serve on: HOST:PORT or unix:PATH; repeatable "
+                        "(default 127.0.0.1:50051)")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="serve Prometheus /metrics and /healthz over HTTP here")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default info)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS,
+                        help="text (key=value) or json lines (default text)")
+    parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS",
+                        help="seconds between heartbeats to subscribers (default 10)")
+    parser.add_argument("--max-missed-heartbeats", type=int, metavar="N",
+                        help="unanswered heartbeats before a subscriber is evicted (default 3)")
+    parser.add_argument("--grace-period", type=float, metavar="SECONDS",
+                        help="time in-flight RPCs get on shutdown (default 5)")
+    parser.add_argument("--max-subscriptions-per-stream", type=int, metavar="N",
+                        help="live subscriptions on one Subscribe stream (default 1000)")
+    parser.add_argument("--batch-linger", type=float, metavar="SECONDS",
+                        help="wait for more events when a batch is small (default 0.002)")
+    parser.add_argument("--batch-max-events", type=int, metavar="N",
+                        help="deliveries per EventBatch message (default 4096)")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
+    parser.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    server: dict[str, Any] = {}
+    for name in ("listen", "metrics_listen", "grace_period", "max_subscriptions_per_stream",
+                 "batch_linger", "batch_max_events"):
+        if getattr(args, name) is not None:
+            server[name] = getattr(args, name)
+    hub = {name: getattr(args, name) for name in ("heartbeat_interval", "max_missed_heartbeats")
+           if getattr(args, name) is not None}
+    log = {key: getattr(args, f"log_{key}") for key in ("level", "format")
+           if getattr(args, f"log_{key}") is not None}
+    return {"server": server, "hub": hub, "log": log}
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = (f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} "
+                f"level={record.levelname.lower()} logger={record.name} {record.getMessage()}")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": record.created, "level": record.levelname.lower(),
+                 "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send the ``broadcaster`` loggers to stderr as key=value text or JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    root = logging.getLogger("broadcaster")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        overrides = _overrides(args)
+        config = load_config(args.config, overrides) if args.config else parse_config(overrides)
+    except (ConfigError, OSError) as exc:
+        print(f"broadcaster serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    options = {"use_uvloop": True} if args.uvloop else {}
+    try:
+        anyio.run(_serve, config, backend="asyncio", backend_options=options)
+    except OSError as exc:
+        logger.error("cannot start error=%r", str(exc))
+        return 1
+    return 0
+
+
+async def _serve(config: FileConfig) -> None:
+    from ..grpc import Server  # grpc is imported only by the commands that need it
+
+    async with Server(config.server) as server, anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signal, server)
+        await server.wait_closed()
+        tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(server: Any) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("signal received signal=%s", signal.Signals(signum).name)
+            await server.stop()
+            return

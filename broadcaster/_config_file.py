@@ -1,0 +1,300 @@
+"""The TOML configuration file of ``broadcaster serve`` (see examples/broadcaster.toml).
+
+Layout::
+
+    [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
+    [log]               level, format
+    [hub]               HubConfig fields (heartbeat_interval, max_namespaces...)
+    [defaults]          NamespaceConfig of every namespace not listed below
+    [namespaces."k8s.io"]   NamespaceConfig of one namespace (unset keys: from [defaults])
+    [*.retention]       Retention (max_events, max_bytes, max_age)
+    [*.default_policy]  Policy (kind, max_events, max_bytes, block_timeout, fallback, ...)
+
+Every error names the key: ``namespaces."k8s.io".retention.max_events: must be a
+positive integer``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._core._config import HubConfig, NamespaceConfig, Retention
+from ._core._errors import BroadcasterError, InvalidArgument
+from ._core._policy import Policy, PolicyKind
+from ._core._validation import validate_namespace
+from .grpc._server import ServerConfig, check_address
+
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "ConfigError",
+    "FileConfig",
+    "load_config",
+    "parse_config",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(InvalidArgument):
+    """The configuration is invalid; ``field`` is the dotted key at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileConfig:
+    """Everything ``broadcaster serve`` needs.
+
+    :ivar server: the server's settings (with the hub's inside)
+    :ivar log_level: one of :data:`LOG_LEVELS`
+    :ivar log_format: ``text`` (key=value) or ``json`` (one object per line)
+    """
+
+    server: ServerConfig
+    log_level: str = "info"
+    log_format: str = "text"
+
+
+Check = Callable[[Any, str], Any]
+
+
+def _int(minimum: int) -> Check:
+    def check(value: Any, key: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ConfigError(key, f"must be {what}")
+        return value
+    return check
+
+
+def _seconds(value: Any, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(key, "must be a positive number of seconds")
+    return float(value)
+
+
+def _fraction(value: Any, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ConfigError(key, "must be a number in [0, 1)")
+    return float(value)
+
+
+def _number(minimum: float) -> Check:
+    def check(value: Any, key: str) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(key, f"must be a number >= {minimum:g}")
+        return float(value)
+    return check
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, "must be true or false")
+    return value
+
+
+def _string(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a non-empty string")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Check:
+    def check(value: Any, key: str) -> str:
+        if value not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(choices)}")
+        return str(value)
+    return check
+
+
+def _address(value: Any, key: str) -> str:
+    try:
+        return check_address(value, key, unix=False)
+    except InvalidArgument as exc:
+        raise ConfigError(exc.field, exc.message) from None
+
+
+def _listen(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, "must be a list of HOST:PORT or unix:PATH addresses")
+    try:
+        return tuple(check_address(a, f"{key}[{i}]", unix=True) for i, a in enumerate(value))
+    except InvalidArgument as exc:
+        raise ConfigError(exc.field, exc.message) from None
+
+
+_SERVER: dict[str, Check] = {
+    "listen": _listen,
+    "metrics_listen": _address,
+    "max_receive_message_bytes": _int(1),
+    "max_send_message_bytes": _int(1),
+    "max_concurrent_rpcs": _int(1),
+    "max_concurrent_streams": _int(1),
+    "max_subscriptions_per_stream": _int(1),
+    "batch_max_events": _int(1),
+    "batch_max_bytes": _int(1),
+    "batch_linger": _number(0),
+    "keepalive_time": _seconds,
+    "keepalive_timeout": _seconds,
+    "keepalive_permit_without_calls": _bool,
+    "min_ping_interval": _seconds,
+    "max_ping_strikes": _int(0),
+    "max_connection_idle": _seconds,
+    "grace_period": _seconds,
+    "reflection": _bool,
+}
+_LOG: dict[str, Check] = {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}
+_HUB: dict[str, Check] = {
+    "heartbeat_interval": _seconds,
+    "max_missed_heartbeats": _int(1),
+    "callback_timeout": _seconds,
+    "overflow_check_interval": _seconds,
+    "publish_yield_every": _int(1),
+    "max_namespaces": _int(1),
+    "epoch": _string,
+    "seed": _int(0),
+}
+_RETENTION: dict[str, Check] = {
+    "max_events": _int(1), "max_bytes": _int(1), "max_age": _seconds,
+}
+_KINDS = tuple(k.value for k in PolicyKind)
+def _kind(choices: tuple[str, ...]) -> Check:
+    check = _choice(choices)
+    return lambda value, key: PolicyKind(check(value, key))
+
+
+_POLICY: dict[str, Check] = {
+    "kind": _kind(_KINDS),
+    "max_events": _int(1),
+    "max_bytes": _int(0),
+    "block_timeout": _seconds,
+    "fallback": _kind(("drop_newest", "drop_oldest", "disconnect")),
+    "initial_backoff": _seconds,
+    "max_backoff": _seconds,
+    "multiplier": _number(1),
+    "max_attempts": _int(1),
+    "jitter": _fraction,
+}
+_NAMESPACE: dict[str, Check] = {
+    "max_subscriptions": _int(1),
+    "max_payload_bytes": _int(1),
+    "max_policy_events": _int(1),
+    "max_policy_bytes": _int(1),
+    "max_publish_rate": _number(0),
+    "publish_burst": _int(1),
+}
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "must be a table")
+    return value
+
+
+def _fields(table: Mapping[str, Any], spec: Mapping[str, Check], prefix: str,
+            nested: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}.{_quote(key)}"
+        if key in nested:
+            continue
+        check = spec.get(key)
+        if check is None:
+            raise ConfigError(path, f"unknown key (expected one of {', '.join(spec)})")
+        out[key] = check(value, path)
+    return out
+
+
+def _quote(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+
+
+def _namespace(table: Mapping[str, Any], prefix: str, base: NamespaceConfig) -> NamespaceConfig:
+    fields = _fields(table, _NAMESPACE, prefix, ("retention", "default_policy"))
+    retention = base.retention
+    if "retention" in table:
+        path = f"{prefix}.retention"
+        values = _fields(_table(table["retention"], path), _RETENTION, path)
+        retention = Retention(**{**_asdict(retention), **values})
+    policy = base.default_policy
+    if "default_policy" in table:
+        path = f"{prefix}.default_policy"
+        values = _fields(_table(table["default_policy"], path), _POLICY, path)
+        try:
+            policy = Policy(**{**_asdict(policy), **values}).validated()
+        except BroadcasterError as exc:
+            raise ConfigError(f"{path}.{exc.field.removeprefix('policy.')}",
+                              exc.message) from None
+    merged = {**_asdict(base), **fields, "retention": retention, "default_policy": policy}
+    config = NamespaceConfig(**merged)
+    try:
+        config.check_policy(config.default_policy)
+    except BroadcasterError as exc:
+        raise ConfigError(f"{prefix}.default_{exc.field}", exc.message) from None
+    return config
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def parse_config(data: Mapping[str, Any]) -> FileConfig:
+    """Build the configuration from parsed TOML *data* (missing keys take defaults).
+
+    :raises ConfigError: naming the dotted key at fault
+    """
+    known = ("server", "log", "hub", "defaults", "namespaces")
+    for key in data:
+        if key not in known:
+            raise ConfigError(_quote(key), f"unknown section (expected one of {', '.join(known)})")
+    server = _fields(_table(data.get("server", {}), "server"), _SERVER, "server")
+    log = _fields(_table(data.get("log", {}), "log"), _LOG, "log")
+    hub = _fields(_table(data.get("hub", {}), "hub"), _HUB, "hub")
+    defaults = _namespace(_table(data.get("defaults", {}), "defaults"), "defaults",
+                          NamespaceConfig())
+    namespaces: dict[str, NamespaceConfig] = {}
+    for name, table in _table(data.get("namespaces", {}), "namespaces").items():
+        path = f"namespaces.{_quote(name)}"
+        try:
+            validate_namespace(name, path)
+        except BroadcasterError as exc:
+            raise ConfigError(exc.field, exc.message) from None
+        namespaces[name] = _namespace(_table(table, path), path, defaults)
+    hub_config = HubConfig(default_namespace=defaults, namespaces=namespaces, **hub)
+    try:
+        server_config = ServerConfig(hub=hub_config, **server)
+    except BroadcasterError as exc:
+        raise ConfigError(f"server.{exc.field}", exc.message) from None
+    return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"))
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None
+                ) -> FileConfig:
+    """Read the TOML file at *path*, apply *overrides* (``{"server": {"listen": [...]}}``,
+    as the command line gives them) and build the configuration.
+
+    :raises ConfigError: naming the key at fault, or the file if it is not valid TOML
+    :raises OSError: if the file cannot be read
+    """
+    with open(path, "rb") as file:
+        try:
+            data = tomllib.load(file)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    return parse_config(merge_overrides(data, overrides or {}))
+
+
+def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]
+                    ) -> dict[str, Any]:
+    """*data* with each section updated by *overrides* (one level deep)."""
+    merged: dict[str, Any] = dict(data)
+    for section, values in overrides.items():
+        current = merged.get(section, {})
+        merged[section] = {**(current if isinstance(current, Mapping) else {}), **values}
+    return merged

@@ -1,0 +1,240 @@
+"""The client: one gRPC channel, unary publish, batched publishers, subscriptions."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import anyio
+import grpc
+import grpc.aio
+
+from .._core._policy import Policy
+from .._core._validation import validate_labels, validate_namespace, validate_topic
+from ..v1 import broadcaster_pb2 as pb
+from ..v1 import broadcaster_pb2_grpc as pb_grpc
+from ._errors import PublishError, StatusError
+from ._publisher import Publisher
+from ._subscribe import Backoff, SubscribeStream, Subscription, check_namespaces
+from ._wire import Payload, payload_of, timestamp_ns_of
+
+__all__ = ["Client", "grpc_target"]
+
+
+def grpc_target(address: str) -> str:
+    """The gRPC target of an address: ``HOST:PORT``, ``unix:PATH`` or a bare socket path
+    (``/run/broadcaster.sock``, as ctr accepts).
+
+    :raises ValueError: for an empty address
+    """
+    if not address:
+        raise ValueError("address: must not be empty")
+    if address.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
+        return address
+    if address.startswith(("/", "./")):
+        return f"unix:{address}"
+    return address
+
+
+class Client:
+    """A connection to a broadcaster server.
+
+    ::
+
+        async with Client("unix:/run/broadcaster.sock") as client:
+            seq = await client.publish("default", "/tasks/exit", task_exit)
+            async with client.subscribe("default", filters=['topic=="/tasks/exit"']) as sub:
+                async for item in sub: ...
+
+    All subscriptions of one client share one Subscribe stream; it answers heartbeats
+    and reconnects (exponential backoff with jitter) with each subscription's cursors,
+    so a transient disconnect loses nothing that the server still retains.
+
+    :param address: ``HOST:PORT``, ``unix:PATH`` or an absolute socket path
+    :param timeout: bound of every unary call and of a subscription's Add (seconds)
+    :param backoff: reconnect delays of the Subscribe stream
+    :param idle_timeout: reconnect when the Subscribe stream is silent this long
+        (several server heartbeat intervals); None: never
+    :param buffer: stream messages buffered per subscription before the stream is
+        paused (and the server's overflow policy takes over)
+    :param seed: seed of the backoff jitter (None: from the OS)
+    :param options: extra grpc channel options
+    :param metadata: metadata sent with every call
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 10.0,
+        backoff: Backoff | None = None,
+        idle_timeout: float | None = 60.0,
+        buffer: int = 16,
+        seed: int | None = None,
+        options: Sequence[tuple[str, str | int]] = (),
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        if buffer < 1:
+            raise ValueError("buffer: must be at least 1")
+        self.address = address
+        self._target = grpc_target(address)
+        self._timeout = timeout
+        self._backoff = backoff or Backoff()
+        self._idle_timeout = idle_timeout
+        self._buffer = buffer
+        self._rng = random.Random(seed)
+        self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
+        self._metadata = tuple(metadata)
+        self._channel: grpc.aio.Channel | None = None
+        self._stream: SubscribeStream | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Client:
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _open(self) -> grpc.aio.Channel:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
+        return self._channel
+
+    async def aclose(self) -> None:
+        """End every subscription and close the channel."""
+        self._closed = True
+        if self._stream is not None:
+            await self._stream.aclose()
+        if self._channel is not None:
+            await self._channel.close()
+
+    @property
+    def subscribe_stream(self) -> SubscribeStream | None:
+        """The shared Subscribe stream (None until the first subscription)."""
+        return self._stream
+
+    async def publish(
+        self,
+        namespace: str,
+        topic: str,
+        payload: Payload = b"",
+        *,
+        type_url: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        timestamp: datetime | int | float | None = None,
+    ) -> int:
+        """Publish one event with the unary Publish call; returns its sequence number.
+
+        Waits for the server to become reachable, at most the client's *timeout*.
+
+        :param payload: bytes, a protobuf ``Any``, or a protobuf message (sent with its
+            bare full name as type_url, e.g. ``containerd.events.TaskExit``)
+        :param type_url: the payload's type (overrides the one derived from *payload*)
+        :param timestamp: event time (datetime, int ns or float s); server time if None
+        :raises broadcaster.InvalidArgument: for a malformed namespace, topic or labels
+        :raises PublishError: when the server rejects it (the message names the field)
+            or cannot be reached in time (``UNAVAILABLE``, ``DEADLINE_EXCEEDED``)
+        """
+        validate_namespace(namespace)
+        validate_topic(topic)
+        labels = validate_labels(labels)
+        url, value = payload_of(payload, type_url)
+        request = pb.PublishRequest(namespace=namespace, topic=topic, labels=labels)
+        request.payload.type_url = url
+        request.payload.value = value
+        ts = timestamp_ns_of(timestamp)
+        if ts is not None:
+            request.timestamp.FromNanoseconds(ts)
+        stub = pb_grpc.BroadcasterStub(self._open())
+        try:
+            response = await stub.Publish(
+                request, timeout=self._timeout, wait_for_ready=True,
+                metadata=self._metadata or None,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise PublishError.from_rpc_error(exc) from exc  # type: ignore[arg-type]
+        return int(response.sequence)
+
+    async def stats(self, namespaces: Sequence[str] = ()) -> pb.StatsResponse:
+        """The server's figures (the Stats call).
+
+        :raises StatusError: on failure
+        """
+        stub = pb_grpc.BroadcasterStub(self._open())
+        try:
+            return await stub.Stats(
+                pb.StatsRequest(namespaces=list(namespaces)), timeout=self._timeout,
+                wait_for_ready=True, metadata=self._metadata or None,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise StatusError.from_rpc_error(exc) from exc  # type: ignore[arg-type]
+
+    def publisher(
+        self,
+        namespace: str,
+        *,
+        max_batch: int = 500,
+        linger: float = 0.002,
+        max_in_flight: int = 10_000,
+        timeout: float | None = None,
+    ) -> Publisher:
+        """A batched publisher over one PublishStream call (see :class:`Publisher`).
+
+        :param max_batch: events per stream message at most
+        :param linger: seconds to wait for a batch to fill after its first event
+        :param max_in_flight: unacknowledged events at most; :meth:`Publisher.submit`
+            waits beyond that
+        :param timeout: bound of :meth:`Publisher.flush` (the client's timeout if None)
+        """
+        return Publisher(
+            self._open(), namespace, max_batch=max_batch, linger=linger,
+            max_in_flight=max_in_flight, timeout=self._timeout if timeout is None else timeout,
+            metadata=self._metadata,
+        )
+
+    def subscribe(
+        self,
+        namespaces: str | Sequence[str] | None = None,
+        *,
+        filters: Sequence[str] = (),
+        policy: Policy | None = None,
+        since: int | Mapping[str, int] | None = None,
+        epoch: str | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """A subscription on the client's shared Subscribe stream.
+
+        :param namespaces: one, several, or None for every namespace
+        :param filters: containerd filters, OR-ed (e.g. ``topic=="/tasks/exit"``)
+        :param policy: overflow policy (``broadcaster.Policy``); server default if None
+        :param since: resume after this sequence: an int for each of *namespaces*, or a
+            mapping per namespace; None starts live
+        :param epoch: the epoch *since* belongs to (a different one gets ResyncNotices)
+        :param timeout: bound of the wait for the Add to be accepted
+        :raises broadcaster.InvalidArgument: for malformed namespaces or since
+        """
+        names = check_namespaces(namespaces)
+        cursors: dict[str, int]
+        if since is None:
+            cursors = {}
+        elif isinstance(since, Mapping):
+            cursors = {validate_namespace(ns, "since"): int(v) for ns, v in since.items()}
+        elif not names:
+            raise ValueError("since: an int needs namespaces; give a mapping per namespace")
+        else:
+            cursors = dict.fromkeys(names, int(since))
+        if any(v < 0 for v in cursors.values()):
+            raise ValueError("since: must not be negative")
+        if self._stream is None:
+            self._stream = SubscribeStream(
+                self._open(), backoff=self._backoff, idle_timeout=self._idle_timeout,
+                buffer=self._buffer, rng=self._rng, metadata=self._metadata,
+            )
+        return Subscription(
+            self._stream, names, filters, policy, cursors, epoch,
+            self._timeout if timeout is None else timeout,
+        )

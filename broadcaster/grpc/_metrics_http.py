@@ -1,0 +1,91 @@
+"""Prometheus ``/metrics`` and ``/healthz`` over HTTP, in a thread of their own.
+
+Collection happens on the event loop's thread (the hub is not thread-safe): the
+collector registered in the registry hops to the loop for every scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import anyio.from_thread
+import anyio.lowlevel
+from prometheus_client import make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+__all__ = ["LoopCollector", "MetricsHTTPServer"]
+
+logger = logging.getLogger("broadcaster.metrics")
+
+
+class LoopCollector(Collector):
+    """Runs *inner*'s ``collect`` on the event loop that created this object."""
+
+    def __init__(self, inner: Collector) -> None:
+        self._inner = inner
+        self._token = anyio.lowlevel.current_token()
+        self._thread = threading.get_ident()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        if threading.get_ident() == self._thread:
+            return list(self._inner.collect())
+        try:
+            return anyio.from_thread.run_sync(  # type: ignore[no-any-return]
+                lambda: list(self._inner.collect()), token=self._token)
+        except RuntimeError:  # the loop is gone: the server stopped
+            return []
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("metrics http " + format, *args)
+
+
+class MetricsHTTPServer:
+    """``GET /metrics`` (Prometheus text) and ``GET /healthz`` (200 when serving, else 503).
+
+    :param address: ``HOST:PORT`` (port 0 picks a free one)
+    :param registry: the registry to expose
+    :param healthy: returns whether the server is serving
+    """
+
+    def __init__(self, address: str, registry: CollectorRegistry,
+                 healthy: Callable[[], bool]) -> None:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        metrics_app = make_wsgi_app(registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+            if environ.get("PATH_INFO") == "/healthz":
+                ok = healthy()
+                start_response("200 OK" if ok else "503 Service Unavailable",
+                               [("Content-Type", "text/plain")])
+                return iter([b"ok\n" if ok else b"shutting down\n"])
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+        self._httpd = make_server(host, int(port), app, _ThreadingServer, _QuietHandler)
+        bound_port = self._httpd.server_address[1]
+        self.address = f"{address.rpartition(':')[0]}:{bound_port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="broadcaster metrics http", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and release the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,259 @@
+"""The ``broadcaster.v1.Broadcaster`` service: a thin adapter over the core hub.
+
+Handlers are registered by hand (not through the generated servicer base) so that
+Subscribe can send pre-serialized bytes: its response serializer is the identity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, NoReturn
+
+import anyio
+import grpc
+
+from .._core._errors import BroadcasterError, InvalidArgument
+from .._core._hub import Broadcaster, PublishItem
+from .._core._validation import validate_labels, validate_namespace, validate_topic
+from ..v1 import broadcaster_pb2 as pb
+from ._status import status_of
+from ._subscribe_stream import StreamLimits, SubscribeStream
+from ._telemetry import Telemetry
+
+__all__ = ["SERVICE_NAME", "BroadcasterService"]
+
+SERVICE_NAME = "broadcaster.v1.Broadcaster"
+
+logger = logging.getLogger("broadcaster.grpc")
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _item(event: pb.PublishRequest, prefix: str) -> PublishItem:
+    timestamp_ns = None
+    if event.HasField("timestamp"):
+        ts = event.timestamp
+        if not 0 <= ts.nanos < 1_000_000_000 or ts.seconds < 0:
+            raise InvalidArgument(prefix + "timestamp", "must be a valid time after 1970")
+        timestamp_ns = ts.seconds * 1_000_000_000 + ts.nanos or None
+    return PublishItem(
+        topic=event.topic,
+        payload=event.payload.value,
+        type_url=event.payload.type_url,
+        labels=dict(event.labels),
+        timestamp_ns=timestamp_ns,
+    )
+
+
+def _runs(events: Sequence[pb.PublishRequest]) -> Iterator[tuple[int, str, list[PublishItem]]]:
+    """Consecutive events of one namespace: (offset, namespace, items)."""
+    start = 0
+    while start < len(events):
+        ns = events[start].namespace
+        end = start
+        while end < len(events) and events[end].namespace == ns:
+            end += 1
+        yield start, ns, [_item(events[i], f"events[{i}].") for i in range(start, end)]
+        start = end
+
+
+def _renamed(exc: BroadcasterError, offset: int) -> str:
+    """The core names fields of ``publish_many`` as ``items[i].x`` (``x`` for i = 0)."""
+    field = exc.field
+    if field.startswith("items["):
+        index, _, rest = field[len("items["):].partition("]")
+        field = f"events[{offset + int(index)}]{rest}"
+    elif not field.startswith("events["):
+        field = f"events[{offset}].{field}"
+    return f"{field}: {exc.message}"
+
+
+class BroadcasterService:
+    """Publish, PublishStream, Subscribe and Stats over *hub*.
+
+    :param hub: the running broadcaster
+    :param limits: Subscribe stream bounds and batching
+    :param telemetry: server figures (streams, rejections, uptime)
+    """
+
+    def __init__(self, hub: Broadcaster, limits: StreamLimits, telemetry: Telemetry) -> None:
+        self._hub = hub
+        self._limits = limits
+        self._telemetry = telemetry
+        self._streams: set[SubscribeStream] = set()
+        self._publishers: set[anyio.CancelScope] = set()
+        self._stopping = False
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The generic handler to add to a ``grpc.aio.Server``."""
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Publish": grpc.unary_unary_rpc_method_handler(
+                self.publish,
+                request_deserializer=pb.PublishRequest.FromString,
+                response_serializer=pb.PublishResponse.SerializeToString,
+            ),
+            "PublishStream": grpc.stream_stream_rpc_method_handler(
+                self.publish_stream,
+                request_deserializer=pb.PublishStreamRequest.FromString,
+                response_serializer=pb.PublishStreamResponse.SerializeToString,
+            ),
+            "Subscribe": grpc.stream_stream_rpc_method_handler(
+                self.subscribe,
+                request_deserializer=pb.SubscribeRequest.FromString,
+                response_serializer=_identity,
+            ),
+            "Stats": grpc.unary_unary_rpc_method_handler(
+                self.stats,
+                request_deserializer=pb.StatsRequest.FromString,
+                response_serializer=pb.StatsResponse.SerializeToString,
+            ),
+        })
+
+    def stop(self) -> None:
+        """Shutting down: every Subscribe stream ends once its subscriptions ended."""
+        self._stopping = True
+        for stream in list(self._streams):
+            stream.stop()
+        for scope in list(self._publishers):
+            scope.cancel()
+
+    @property
+    def subscribe_streams(self) -> int:
+        return len(self._streams)
+
+    async def _abort(self, context: _Context, code: grpc.StatusCode, message: str,
+                     reason: str) -> NoReturn:
+        self._telemetry.reject(reason)
+        await context.abort(code, message)
+        raise AssertionError("unreachable")
+
+    async def _abort_core(self, context: _Context, exc: BaseException) -> NoReturn:
+        if isinstance(exc, BroadcasterError):
+            code = status_of(exc)
+            await self._abort(context, code, str(exc), code.name.lower())
+        await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
+                          "unavailable")
+
+    # -- Publish ------------------------------------------------------------------------
+
+    async def publish(self, request: pb.PublishRequest, context: _Context) -> pb.PublishResponse:
+        try:
+            item = _item(request, "")
+            seq = await self._hub.publish(
+                request.namespace, item.topic, item.payload, type_url=item.type_url,
+                labels=item.labels, timestamp_ns=item.timestamp_ns,
+            )
+        except (BroadcasterError, anyio.ClosedResourceError) as exc:
+            await self._abort_core(context, exc)
+        return pb.PublishResponse(namespace=request.namespace, sequence=seq,
+                                  epoch=self._hub.epoch)
+
+    async def publish_stream(
+        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+    ) -> None:
+        # On shutdown a stream waiting for its next batch ends at once; one publishing
+        # a batch answers it first. Either way the client gets UNAVAILABLE.
+        reading = anyio.CancelScope()
+        self._publishers.add(reading)
+        try:
+            with reading:
+                async for request in requests:
+                    self._publishers.discard(reading)
+                    await context.write(await self._publish_batch(request))
+                    if self._stopping:
+                        break
+                    self._publishers.add(reading)
+        finally:
+            self._publishers.discard(reading)
+        if self._stopping:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
+                              "unavailable")
+
+    async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
+        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=self._hub.epoch)
+        events = request.events
+        offset = 0
+        try:
+            runs = list(_runs(events))
+            if len(runs) > 1:
+                self._precheck(events)
+            sequences: list[int] = []
+            for offset, ns, items in runs:  # noqa: B007 (offset names the failing run)
+                sequences += await self._hub.publish_many(ns, items)
+        except BroadcasterError as exc:
+            code = status_of(exc)
+            self._telemetry.reject(code.name.lower())
+            response.error.code = code.value[0]
+            response.error.message = _renamed(exc, offset)
+            return response
+        except anyio.ClosedResourceError:
+            self._telemetry.reject("unavailable")
+            response.error.code = grpc.StatusCode.UNAVAILABLE.value[0]
+            response.error.message = "server: shutting down"
+            return response
+        response.sequences.extend(sequences)
+        return response
+
+    def _precheck(self, events: Sequence[pb.PublishRequest]) -> None:
+        """Validate a batch spanning namespaces before publishing any of it (all or none;
+        only a rate quota hit after the first namespace can still split it)."""
+        config = self._hub.config
+        for i, event in enumerate(events):
+            validate_namespace(event.namespace, f"events[{i}].namespace")
+            validate_topic(event.topic, f"events[{i}].topic")
+            validate_labels(dict(event.labels), f"events[{i}].labels")
+            limit = config.namespace(event.namespace).max_payload_bytes
+            if len(event.payload.value) > limit:
+                raise InvalidArgument(f"events[{i}].payload",
+                                      f"{len(event.payload.value)} bytes exceed {limit}")
+
+    # -- Subscribe ----------------------------------------------------------------------
+
+    async def subscribe(
+        self, requests: AsyncIterator[pb.SubscribeRequest], context: _Context
+    ) -> None:
+        if self._stopping:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
+                              "unavailable")
+        stream = SubscribeStream(self._hub, self._limits, context.write,
+                                 self._telemetry.reject)
+        self._streams.add(stream)
+        try:
+            await stream.run(requests)
+        finally:
+            self._streams.discard(stream)
+
+    # -- Stats --------------------------------------------------------------------------
+
+    async def stats(self, request: pb.StatsRequest, context: _Context) -> pb.StatsResponse:
+        stats = self._hub.statistics()
+        wanted = list(request.namespaces)
+        for i, name in enumerate(wanted):
+            try:
+                validate_namespace(name, f"namespaces[{i}]")
+            except BroadcasterError as exc:
+                await self._abort_core(context, exc)
+            if name not in stats.namespaces:
+                await self._abort(context, grpc.StatusCode.NOT_FOUND,
+                                  f"namespaces[{i}]: no namespace {name!r}", "not_found")
+        response = pb.StatsResponse(
+            subscriptions=stats.subscriptions,
+            streams=self._telemetry.streams,
+            uptime_seconds=self._telemetry.uptime(),
+            epoch=stats.epoch,
+        )
+        for name, ns in stats.namespaces.items():
+            if wanted and name not in wanted:
+                continue
+            response.namespaces.add(
+                namespace=name, published=ns.published, delivered=ns.delivered,
+                dropped=ns.dropped, subscribers=ns.subscribers, evicted=ns.evicted,
+                head_sequence=ns.head, oldest_sequence=ns.oldest,
+                retained_events=ns.retained_events, retained_bytes=ns.retained_bytes,
+            )
+        return response

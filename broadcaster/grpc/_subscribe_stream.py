@@ -1,0 +1,325 @@
+"""One ``broadcaster.v1.Broadcaster/Subscribe`` stream: many subscriptions, one writer.
+
+Shape of a stream::
+
+    reader (the RPC's task)   Add / Remove / Ack  -> opens or closes hub subscriptions
+    pump, one per subscription  receive_batch()   -> the stream's queue (bounded)
+    writer                    queue -> EventBatch messages -> context.write(bytes)
+
+The writer gathers everything the pumps queued (across every subscription of the
+stream), lingers briefly when that is little, and sends one spliced ``EventBatch`` per
+round, each event once with the ids of every subscription it matched. A slow client
+blocks ``context.write``; the queue then fills, the pumps stop reading, and the hub's
+overflow policy of each subscription applies (drops are reported in-band).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import grpc
+from anyio.abc import TaskGroup
+
+from .._core._errors import BroadcasterError
+from .._core._hub import Broadcaster
+from .._core._subscription import Subscription
+from .._core._types import Ended, Event, Heartbeat
+from ..v1 import broadcaster_pb2 as pb
+from ._encode import (
+    encode_add_result,
+    encode_batches,
+    encode_heartbeat,
+    encode_item_notice,
+    encode_removed,
+    id_prefix,
+)
+from ._policy import policy_from_proto
+from ._status import status_of
+
+__all__ = ["StreamLimits", "SubscribeStream"]
+
+logger = logging.getLogger("broadcaster.grpc.subscribe")
+
+_MAX_ID_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds and batching of one Subscribe stream.
+
+    :ivar max_subscriptions: live subscriptions per stream
+    :ivar batch_max_events: deliveries in one EventBatch message
+    :ivar batch_max_bytes: body size after which an EventBatch is closed
+    :ivar batch_linger: seconds the writer waits for more when a batch is small
+    """
+
+    max_subscriptions: int = 1000
+    batch_max_events: int = 4096
+    batch_max_bytes: int = 1024 * 1024
+    batch_linger: float = 0.002
+
+
+class _Entry:
+    """One subscription of the stream."""
+
+    __slots__ = ("closed", "id", "prefix", "scope", "sub")
+
+    def __init__(self, subscription_id: str, sub: Subscription) -> None:
+        self.id = subscription_id
+        self.prefix = id_prefix(subscription_id)
+        self.sub = sub
+        self.scope = anyio.CancelScope()
+        self.closed = False
+
+
+#: Queue entries: (subscription, items) from a pump, or (None, message) from the reader.
+_Chunk = tuple[_Entry, list[object]] | tuple[None, bytes]
+
+
+class SubscribeStream:
+    """State and tasks of one Subscribe RPC.
+
+    :param hub: the broadcaster
+    :param limits: bounds and batching
+    :param write: sends one serialized SubscribeResponse (``context.write``)
+    :param on_reject: called with a reason label whenever an Add is rejected
+    """
+
+    def __init__(
+        self,
+        hub: Broadcaster,
+        limits: StreamLimits,
+        write: Callable[[bytes], Awaitable[None]],
+        on_reject: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._hub = hub
+        self._limits = limits
+        self._write = write
+        self._on_reject = on_reject
+        self._subs: dict[str, _Entry] = {}
+        self._queue: deque[_Chunk] = deque()
+        self._queued_items = 0
+        self._high_water = 2 * limits.batch_max_events
+        self._wake: anyio.Event | None = None
+        self._room: anyio.Event | None = None
+        self._last_heartbeat = 0
+        self._input_done = False
+        self._stopping = False
+        self._tg: TaskGroup | None = None
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._subs)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, requests: AsyncIterator[pb.SubscribeRequest]) -> None:
+        """Serve the stream until the client goes away, or until no subscription is left
+        after the client half-closed or the server began shutting down. Every
+        subscription is closed on the way out, whatever the cause."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._writer)
+                async for request in requests:
+                    self._handle(request)
+                self._input_done = True
+                self._notify()
+        finally:
+            for entry in list(self._subs.values()):
+                entry.closed = True
+                entry.sub.close()
+            self._subs.clear()
+
+    def stop(self) -> None:
+        """The server is shutting down: end the stream once nothing is left to send."""
+        self._stopping = True
+        self._notify()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _handle(self, request: pb.SubscribeRequest) -> None:
+        kind = request.WhichOneof("kind")
+        if kind == "add":
+            self._add(request.add)
+        elif kind == "remove":
+            self._remove(request.remove.subscription_id)
+        elif kind == "ack":
+            for entry in self._subs.values():
+                entry.sub.ack(request.ack.heartbeat_id)
+        else:
+            # An empty request: answer as a rejected Add so the client learns why.
+            self._reject("", grpc.StatusCode.INVALID_ARGUMENT,
+                         "kind: one of add, remove or ack must be set", "invalid_argument")
+
+    def _add(self, add: pb.SubscribeRequest.Add) -> None:
+        sid = add.subscription_id
+        if not sid:
+            return self._reject(sid, grpc.StatusCode.INVALID_ARGUMENT,
+                                "subscription_id: must not be empty", "invalid_argument")
+        if len(sid) > _MAX_ID_LENGTH:
+            return self._reject(sid, grpc.StatusCode.INVALID_ARGUMENT,
+                                f"subscription_id: longer than {_MAX_ID_LENGTH} characters",
+                                "invalid_argument")
+        if sid in self._subs:
+            return self._reject(sid, grpc.StatusCode.ALREADY_EXISTS,
+                                "subscription_id: already in use on this stream",
+                                "already_exists")
+        if len(self._subs) >= self._limits.max_subscriptions:
+            return self._reject(
+                sid, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"subscription_id: the stream has its maximum of "
+                f"{self._limits.max_subscriptions} subscriptions", "stream_subscription_limit")
+        try:
+            namespaces = list(add.namespaces) or None
+            policy = policy_from_proto(add.policy, self._hub.config, namespaces) \
+                if add.HasField("policy") else None
+            sub = self._hub.subscribe(
+                namespaces, filters=list(add.filters), policy=policy,
+                since=dict(add.since) or None, epoch=add.epoch or None, liveness="ack",
+            )
+            sub.open()
+        except BroadcasterError as exc:
+            code = status_of(exc)
+            return self._reject(sid, code, str(exc), code.name.lower())
+        except anyio.ClosedResourceError:
+            return self._reject(sid, grpc.StatusCode.UNAVAILABLE,
+                                "server: shutting down", "unavailable")
+        entry = _Entry(sid, sub)
+        self._subs[sid] = entry
+        self._control(encode_add_result(sid))
+        assert self._tg is not None
+        self._tg.start_soon(self._pump, entry, name=f"subscribe pump {sid!r}")
+
+    def _reject(self, sid: str, code: grpc.StatusCode, message: str, reason: str) -> None:
+        self._on_reject(reason)
+        self._control(encode_add_result(sid, code.value[0], message))
+
+    def _remove(self, sid: str) -> None:
+        entry = self._subs.pop(sid, None)
+        if entry is not None:
+            entry.closed = True
+            entry.scope.cancel()
+            entry.sub.close()
+        self._control(encode_removed(sid))
+
+    # -- pumps and the queue -----------------------------------------------------------
+
+    async def _pump(self, entry: _Entry) -> None:
+        sub, max_events = entry.sub, self._limits.batch_max_events
+        with entry.scope:
+            try:
+                while True:
+                    while self._queued_items >= self._high_water:
+                        room = self._room = self._room or anyio.Event()
+                        await room.wait()
+                    try:
+                        items = await sub.receive_batch(max_events)
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
+                    self._queue.append((entry, items))
+                    self._queued_items += len(items)
+                    self._notify()
+            finally:
+                sub.close()
+
+    def _control(self, message: bytes) -> None:
+        self._queue.append((None, message))
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    # -- the writer --------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        linger = self._limits.batch_linger
+        while True:
+            if not self._queue:
+                if (self._input_done or self._stopping) and not self._subs:
+                    break
+                wake = self._wake = anyio.Event()
+                await wake.wait()
+                continue
+            if linger and self._queued_items and self._queued_items < self._limits.batch_max_events:
+                await anyio.sleep(linger)
+            try:
+                for message in self._drain():
+                    await self._write(message)
+            except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
+                logger.debug("subscribe stream write failed: %r", exc)
+                break
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()  # stop reading requests: the stream is over
+
+    def _drain(self) -> list[bytes]:
+        """Turn everything queued into messages, in order."""
+        queue, limits = self._queue, self._limits
+        messages: list[bytes] = []
+        deliveries: dict[int, tuple[Event, list[bytes]]] = {}
+        contributors: set[_Entry] = set()
+
+        def flush() -> None:
+            if not deliveries:
+                return
+            values = list(deliveries.values())
+            if len(contributors) > 1:
+                values.sort(key=lambda d: (d[0].namespace, d[0].sequence))
+            messages.extend(encode_batches(values, limits.batch_max_events,
+                                           limits.batch_max_bytes))
+            deliveries.clear()
+            contributors.clear()
+
+        while queue:
+            entry, payload = queue.popleft()
+            if entry is None:
+                flush()
+                messages.append(payload)  # type: ignore[arg-type]
+                continue
+            self._queued_items -= len(payload)  # type: ignore[arg-type]
+            if entry.closed:
+                continue
+            for item in payload:  # type: ignore[union-attr]
+                if type(item) is Event:
+                    found = deliveries.get(id(item))
+                    if found is None:
+                        deliveries[id(item)] = (item, [entry.prefix])
+                    else:
+                        found[1].append(entry.prefix)
+                    contributors.add(entry)
+                elif type(item) is Heartbeat:
+                    if item.heartbeat_id > self._last_heartbeat:
+                        self._last_heartbeat = item.heartbeat_id
+                        flush()
+                        messages.append(encode_heartbeat(
+                            item.heartbeat_id, self._latest(), item.epoch))
+                else:
+                    flush()
+                    message = encode_item_notice(entry.id, item)
+                    if message is not None:
+                        messages.append(message)
+                    if type(item) is Ended:
+                        self._ended(entry)
+        flush()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+        return messages
+
+    def _ended(self, entry: _Entry) -> None:
+        entry.closed = True
+        if self._subs.get(entry.id) is entry:
+            del self._subs[entry.id]
+
+    def _latest(self) -> dict[str, int]:
+        latest: dict[str, int] = {}
+        for entry in self._subs.values():
+            for name, cursor in entry.sub.cursors.items():
+                latest[name] = cursor.ns.log.head
+        return latest

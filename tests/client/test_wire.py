@@ -1,0 +1,31 @@
+"""The hand-written PublishRequest encoder agrees with the protobuf runtime."""
+
+from __future__ import annotations
+
+import pytest
+
+from broadcaster.client._wire import EventEncoder, encode_batch, varint
+from broadcaster.v1 import broadcaster_pb2 as pb
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16383, 16384, 70000])
+def test_encoded_batch_parses_as_the_same_messages(size: int) -> None:
+    encoder = EventEncoder()
+    events = [
+        encoder.encode("k8s.io", "/tasks/exit", "containerd.events.TaskExit", b"v" * size,
+                       {"app": "wéb", "k": ""}, 1_700_000_000_123_456_789),
+        encoder.encode("default", "/t", "", b"", None, None),
+    ]
+    parsed = pb.PublishStreamRequest.FromString(encode_batch(2**40, events))
+    expected = pb.PublishStreamRequest(batch_id=2**40)
+    first = expected.events.add(namespace="k8s.io", topic="/tasks/exit",
+                                labels={"app": "wéb", "k": ""})
+    first.payload.type_url = "containerd.events.TaskExit"
+    first.payload.value = b"v" * size
+    first.timestamp.FromNanoseconds(1_700_000_000_123_456_789)
+    second = expected.events.add(namespace="default", topic="/t")
+    second.payload.SetInParent()
+    assert parsed == expected
+    assert varint(size) == pb.PublishStreamRequest(batch_id=size).SerializeToString()[1:] or (
+        size == 0
+    )

@@ -1,0 +1,129 @@
+"""Publish, PublishStream and Stats over real connections: results and every bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, timestamp_pb2
+
+from broadcaster import HubConfig, NamespaceConfig
+from broadcaster.grpc import Server
+from broadcaster.v1 import broadcaster_pb2 as pb
+
+from ._helpers import add, publish, read_events, read_kind, stub
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
+
+
+def _req(namespace: str = "default", topic: str = "/x", **fields: Any) -> pb.PublishRequest:
+    return pb.PublishRequest(namespace=namespace, topic=topic, **fields)
+
+
+async def test_publish_keeps_payload_type_url_and_timestamp(server: Server) -> None:
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = stub(channel).Subscribe()
+        await call.write(add("a"))
+        await read_kind(call, "add_result")
+        ts = timestamp_pb2.Timestamp(seconds=1_700_000_000, nanos=5)
+        payload = any_pb2.Any(type_url="type.googleapis.com/x.Y", value=b"\x00\xff")
+        response = await publish(channel, "moby", "/containers/create", payload=payload,
+                                  timestamp=ts)
+        assert (response.namespace, response.sequence) == ("moby", 1)
+        [(_, event)] = await read_events(call, 1)
+        assert event.payload == payload and event.timestamp == ts
+        call.cancel()
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "needle"),
+    [
+        (_req(namespace=""), grpc.StatusCode.INVALID_ARGUMENT, "namespace:"),
+        (_req(namespace="bad name"), grpc.StatusCode.INVALID_ARGUMENT, "namespace:"),
+        (_req(topic="no-slash"), grpc.StatusCode.INVALID_ARGUMENT, "topic:"),
+        (_req(topic=""), grpc.StatusCode.INVALID_ARGUMENT, "topic:"),
+        (_req(timestamp=timestamp_pb2.Timestamp(seconds=1, nanos=-1)),
+         grpc.StatusCode.INVALID_ARGUMENT, "timestamp:"),
+        (_req(namespace="small", payload=any_pb2.Any(value=b"x" * 200)),
+         grpc.StatusCode.RESOURCE_EXHAUSTED, "payload:"),
+    ],
+)
+async def test_publish_rejects_bad_input_naming_the_field(
+    make_server: Any, request_: pb.PublishRequest, code: grpc.StatusCode, needle: str
+) -> None:
+    hub = HubConfig(namespaces={"small": NamespaceConfig(max_payload_bytes=100)})
+    server = await make_server(hub=hub)
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub(channel).Publish(request_)
+        assert info.value.code() == code
+        assert (info.value.details() or "").startswith(needle), info.value.details()
+        assert (await publish(channel, "default", "/ok")).sequence == 1
+
+
+async def test_oversized_message_is_refused(make_server: Any) -> None:
+    server = await make_server(max_receive_message_bytes=1024)
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub(channel).Publish(_req(payload=any_pb2.Any(value=b"x" * 4096)))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_publish_stream_acks_batches_and_survives_a_bad_one(server: Server) -> None:
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        sub = stub(channel).Subscribe()
+        await sub.write(add("all"))
+        await read_kind(sub, "add_result")
+        call = stub(channel).PublishStream()
+        await call.write(pb.PublishStreamRequest(batch_id=7, events=[_req(), _req()]))
+        ok = await call.read()
+        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], server.hub.epoch)
+        await call.write(pb.PublishStreamRequest(
+            batch_id=8, events=[_req(), _req(topic="bad"), _req()]))
+        bad = await call.read()
+        assert bad.batch_id == 8 and not bad.sequences
+        assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert bad.error.message.startswith("events[1].topic:"), bad.error.message
+        # Spanning namespaces: all or none as well.
+        await call.write(pb.PublishStreamRequest(
+            batch_id=9, events=[_req(namespace="a"), _req(namespace="b", topic="x")]))
+        bad = await call.read()
+        assert bad.error.message.startswith("events[1].topic:"), bad.error.message
+        await call.write(pb.PublishStreamRequest(
+            batch_id=10, events=[_req(namespace="a"), _req(namespace="b"), _req()]))
+        ok = await call.read()
+        assert (ok.batch_id, list(ok.sequences)) == (10, [1, 1, 3])
+        events = await read_events(sub, 5)
+        assert [(e.namespace, e.sequence) for _, e in events] == [
+            ("default", 1), ("default", 2), ("a", 1), ("b", 1), ("default", 3)]
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        sub.cancel()
+
+
+async def test_stats_reports_namespaces_and_server_figures(server: Server) -> None:
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        sub = stub(channel).Subscribe()
+        await sub.write(add("a", ("k8s.io",)))
+        await read_kind(sub, "add_result")
+        for _ in range(3):
+            await publish(channel, "k8s.io", "/x")
+        await publish(channel, "default", "/x")
+        await read_events(sub, 3)
+        stats = await stub(channel).Stats(pb.StatsRequest())
+        assert [n.namespace for n in stats.namespaces] == ["default", "k8s.io"]
+        k8s = stats.namespaces[1]
+        assert (k8s.published, k8s.delivered, k8s.subscribers, k8s.head_sequence) == (3, 3, 1, 3)
+        assert stats.subscriptions == 1 and stats.streams >= 1
+        assert stats.uptime_seconds > 0 and stats.epoch == server.hub.epoch
+        only = await stub(channel).Stats(pb.StatsRequest(namespaces=["k8s.io"]))
+        assert [n.namespace for n in only.namespaces] == ["k8s.io"]
+        for names, code in ((["nope"], grpc.StatusCode.NOT_FOUND),
+                            (["default", "Bad!"], grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub(channel).Stats(pb.StatsRequest(namespaces=names))
+            assert info.value.code() == code
+            assert (info.value.details() or "").startswith(f"namespaces[{len(names) - 1}]")
+        sub.cancel()

@@ -1,0 +1,82 @@
+"""The TOML configuration of `broadcaster serve`: every key, defaults, errors naming keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broadcaster import PolicyKind
+from broadcaster._config_file import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "broadcaster.toml"
+
+
+def test_example_file_loads_every_documented_key() -> None:
+    config = load_config(EXAMPLE)
+    server = config.server
+    assert server.listen == ("127.0.0.1:50051",)
+    assert server.metrics_listen == "127.0.0.1:9464"
+    assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 3600.0
+    assert (config.log_level, config.log_format) == ("info", "text")
+    k8s = server.hub.namespace("k8s.io")
+    assert k8s.retention.max_events == 500_000
+    assert k8s.retention.max_age == 3600.0  # inherited from [defaults.retention]
+    assert k8s.default_policy.kind is PolicyKind.BLOCK
+    assert k8s.default_policy.block_timeout == 0.5
+    assert k8s.max_publish_rate == 20000.0
+    assert server.hub.namespace("other").default_policy.kind is PolicyKind.DROP_OLDEST
+
+
+def test_empty_config_gives_defaults() -> None:
+    config = parse_config({})
+    assert config.server.listen == ("127.0.0.1:50051",)
+    assert config.server.metrics_listen is None
+
+
+def test_overrides_win_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nlisten = ["127.0.0.1:1"]\ngrace_period = 3.0\n')
+    config = load_config(path, {"server": {"listen": ["unix:/tmp/x.sock"]},
+                                "hub": {"heartbeat_interval": 0.5}})
+    assert config.server.listen == ("unix:/tmp/x.sock",)
+    assert config.server.grace_period == 3.0
+    assert config.server.hub.heartbeat_interval == 0.5
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"namespaces": {"k8s.io": {"retention": {"max_events": 0}}}},
+         'namespaces."k8s.io".retention.max_events: must be a positive integer'),
+        ({"namespaces": {"Bad Name": {}}}, 'namespaces."Bad Name":'),
+        ({"server": {"listen": ["nope"]}}, "server.listen[0]:"),
+        ({"server": {"listen": []}}, "server.listen:"),
+        ({"server": {"metrics_listen": "unix:/x"}}, "server.metrics_listen:"),
+        ({"server": {"bogus": 1}}, "server.bogus: unknown key"),
+        ({"server": {"grace_period": -1}}, "server.grace_period: must be a positive"),
+        ({"server": {"reflection": "yes"}}, "server.reflection: must be true or false"),
+        ({"server": {"batch_linger": 5}}, "server.batch_linger:"),
+        ({"hub": {"heartbeat_interval": 0}}, "hub.heartbeat_interval:"),
+        ({"log": {"level": "loud"}}, "log.level: must be one of"),
+        ({"defaults": {"default_policy": {"kind": "fast"}}}, "defaults.default_policy.kind:"),
+        ({"defaults": {"default_policy": {"kind": "retry", "max_backoff": 0.001}}},
+         "defaults.default_policy.max_backoff:"),
+        ({"defaults": {"max_policy_events": 10, "default_policy": {"max_events": 20}}},
+         "defaults.default_policy.max_events:"),
+        ({"extra": {}}, "extra: unknown section"),
+        ({"namespaces": {"a": 1}}, "namespaces.a: must be a table"),
+    ],
+)
+def test_errors_name_the_key(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
