@@ -212,15 +212,15 @@ class Cursor:
 
     # -- reading ------------------------------------------------------------------------
 
-    def is_full(self, now: float) -> bool:
-        """True if a live event would not fit now (for blocking publishers)."""
-        if self.replaying:
-            return False
-        self.settle(now)
+    def room(self, now: float) -> int:
+        """How many live events fit now (for blocking publishers)."""
         policy = self.policy
-        if len(self.buf) >= policy.max_events:
-            return True
-        return bool(policy.max_bytes) and self.buf_bytes >= policy.max_bytes
+        if self.replaying:
+            return policy.max_events
+        self.settle(now)
+        if policy.max_bytes and self.buf_bytes >= policy.max_bytes:
+            return 0
+        return max(0, policy.max_events - len(self.buf))
 
     def take(self, limit: int, out: list[object], now: float) -> int:
         """Move notices and up to *limit* events into *out*; return the events moved."""

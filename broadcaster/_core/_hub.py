@@ -173,19 +173,22 @@ class Broadcaster:
             return []
         now = self.now()
         ns.take_token(now, len(checked))
-        if ns.block_cursors:
-            await self._wait_for_room(ns, now)
         log, wall = ns.log, self.config.wall_clock
-        now = self.now()
-        seqs = [
-            log.append(item.topic, item.payload, item.type_url, labels,
-                       wall() if item.timestamp_ns is None else item.timestamp_ns,
-                       now, size).sequence
-            for item, labels, size in checked
-        ]
-        log.trim(now)
-        ns.published += len(seqs)
-        self._mark(ns)
+        seqs: list[int] = []
+        while len(seqs) < len(checked):
+            count = len(checked) - len(seqs)
+            if ns.block_cursors:  # a batch larger than the room goes in as room appears
+                count = await self._wait_for_room(ns, count)
+            now = self.now()
+            seqs.extend(
+                log.append(item.topic, item.payload, item.type_url, labels,
+                           wall() if item.timestamp_ns is None else item.timestamp_ns,
+                           now, size).sequence
+                for item, labels, size in checked[len(seqs) : len(seqs) + count]
+            )
+            log.trim(now)
+            ns.published += count
+            self._mark(ns)
         ns.since_yield += len(seqs)
         if ns.since_yield >= self.config.publish_yield_every:
             ns.since_yield = 0
@@ -218,13 +221,20 @@ class Broadcaster:
             )
         return item, labels, size
 
-    async def _wait_for_room(self, ns: NamespaceState, now: float) -> None:
+    async def _wait_for_room(self, ns: NamespaceState, count: int) -> int:
+        """Wait until every blocking subscriber has room, at most its timeout; return how
+        many of *count* events to append now (all of them once the wait timed out, and
+        the fallback policies decide)."""
+        now = self.now()
         deadline: float | None = None
-        while (cursor := ns.full_block_cursor(now)) is not None:
+        while True:
+            room, cursor = ns.block_room(now)
+            if room > 0 or cursor is None:
+                return min(count, room)
             if deadline is None:
                 deadline = now + cursor.policy.block_timeout
             if now >= deadline:
-                return  # give up: the cursor's fallback policy decides
+                return count
             await ns.wait_for_room(deadline - now)
             now = self.now()
 

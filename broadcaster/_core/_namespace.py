@@ -94,11 +94,13 @@ class NamespaceState:
                 sub.wake()
             self.waiting.clear()
 
-    def full_block_cursor(self, now: float) -> Cursor | None:
+    def block_room(self, now: float) -> tuple[int, Cursor | None]:
+        """The room of the fullest blocking cursor, and that cursor."""
+        room, fullest = 1 << 62, None
         for cursor in self.block_cursors:
-            if cursor.is_full(now):
-                return cursor
-        return None
+            if (r := cursor.room(now)) < room:
+                room, fullest = r, cursor
+        return room, fullest
 
     async def wait_for_room(self, seconds: float) -> None:
         """Wait until a blocking subscriber reads, at most *seconds*."""

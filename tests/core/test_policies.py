@@ -16,6 +16,7 @@ from broadcaster import (
     Event,
     HubConfig,
     Policy,
+    PublishItem,
 )
 
 from ._util import drain, events_of, notices_of
@@ -154,6 +155,23 @@ class TestTimed:
                 items = drain(sub)
                 assert notices_of(items) == []
                 assert [e.sequence for e in events_of(items)] == [2, 3]
+
+    async def test_block_takes_a_batch_larger_than_the_room_as_room_appears(self) -> None:
+        async with Broadcaster() as hub:
+            async with hub.subscribe("a", policy=Policy.block(64, timeout=5)) as sub:
+                got: list[int] = []
+
+                async def reader() -> None:
+                    while len(got) < 250:
+                        await anyio.sleep(0.01)
+                        got.extend(e.sequence for e in events_of(await sub.receive_batch(30)))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(reader)
+                    seqs = await hub.publish_many("a", [PublishItem("/x")] * 250)
+                assert seqs == list(range(1, 251))
+                assert got == seqs
+                assert hub.statistics().namespaces["a"].dropped == {}
 
     async def test_retry_admits_within_the_backoff_window_then_drops(self) -> None:
         policy = Policy.retry(2, initial_backoff=0.1, multiplier=2, max_attempts=3, jitter=0)
