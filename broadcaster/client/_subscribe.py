@@ -84,6 +84,8 @@ class _State:
         add = pb.SubscribeRequest.Add(
             subscription_id=self.sub_id, namespaces=self.namespaces, filters=self.filters,
             since=self.cursors, epoch=self.epoch or "",
+            # resuming: namespaces we have no cursor for were created while we were away
+            replay_unlisted=self.epoch is not None,
         )
         if self.policy is not None:
             add.policy.CopyFrom(self.policy)
@@ -302,6 +304,12 @@ class SubscribeStream:
         if state is None:
             return
         if result.ok:
+            # Where delivery starts, for namespaces we have seen nothing of yet: a resume
+            # before the first event of a namespace must not skip what came meanwhile.
+            for ns, seq in result.start_sequences.items():
+                state.cursors.setdefault(ns, seq)
+            if state.epoch is None and result.epoch:
+                state.epoch = result.epoch
             if not state.added.done():
                 state.added.set_result(None)
             return

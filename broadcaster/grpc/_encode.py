@@ -12,7 +12,7 @@ Everything here is pure (no I/O), so it is tested byte for byte against protobuf
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from google.protobuf import any_pb2, timestamp_pb2
 
@@ -163,9 +163,19 @@ def encode_ended(subscription_id: str, ended: Ended) -> bytes:
     ).SerializeToString()
 
 
-def encode_add_result(subscription_id: str, code: int = 0, message: str = "") -> bytes:
-    """A serialized ``SubscribeResponse{add_result}``: ok when *code* is 0."""
-    result = pb.AddResult(subscription_id=subscription_id, ok=code == 0)
+def encode_add_result(
+    subscription_id: str,
+    code: int = 0,
+    message: str = "",
+    *,
+    start_sequences: Mapping[str, int] | None = None,
+    epoch: str = "",
+) -> bytes:
+    """A serialized ``SubscribeResponse{add_result}``: ok when *code* is 0, then with the
+    subscription's start positions and the server's epoch."""
+    result = pb.AddResult(subscription_id=subscription_id, ok=code == 0, epoch=epoch)
+    if start_sequences:
+        result.start_sequences.update(start_sequences)
     if code:
         result.error.code = code
         result.error.message = message

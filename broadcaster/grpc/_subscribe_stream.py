@@ -180,7 +180,8 @@ class SubscribeStream:
                 if add.HasField("policy") else None
             sub = self._hub.subscribe(
                 namespaces, filters=list(add.filters), policy=policy,
-                since=dict(add.since) or None, epoch=add.epoch or None, liveness="ack",
+                since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
+                epoch=add.epoch or None, liveness="ack",
             )
             sub.open()
         except BroadcasterError as exc:
@@ -191,7 +192,8 @@ class SubscribeStream:
                                 "server: shutting down", "unavailable")
         entry = _Entry(sid, sub)
         self._subs[sid] = entry
-        self._control(encode_add_result(sid))
+        self._control(encode_add_result(
+            sid, start_sequences=sub.start_positions(), epoch=self._hub.epoch))
         assert self._tg is not None
         self._tg.start_soon(self._pump, entry, name=f"subscribe pump {sid!r}")
 

@@ -396,6 +396,7 @@ class SubscribeRequest(_message.Message):
         POLICY_FIELD_NUMBER: _builtins.int
         SINCE_FIELD_NUMBER: _builtins.int
         EPOCH_FIELD_NUMBER: _builtins.int
+        REPLAY_UNLISTED_FIELD_NUMBER: _builtins.int
         subscription_id: _builtins.str
         """Client-chosen id, unique among the stream's live subscriptions. Echoed in
         every Delivery, notice and result concerning this subscription.
@@ -405,6 +406,12 @@ class SubscribeRequest(_message.Message):
         If it differs from the server's epoch the cursors are meaningless: a
         ResyncNotice (reason "epoch_changed") is sent for each `since` namespace
         and delivery starts at its oldest retained event.
+        """
+        replay_unlisted: _builtins.bool
+        """When resuming: namespaces without a `since` entry are replayed from their
+        oldest retained event instead of starting live. A client resuming an
+        all-namespaces subscription sets it, so that events of namespaces created
+        while it was away are not missed.
         """
         @_builtins.property
         def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -440,10 +447,11 @@ class SubscribeRequest(_message.Message):
             policy: Global___OverflowPolicy | None = ...,
             since: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
             epoch: _builtins.str = ...,
+            replay_unlisted: _builtins.bool = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "filters", b"filters", "namespaces", b"namespaces", "policy", b"policy", "since", b"since", "subscription_id", b"subscription_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "filters", b"filters", "namespaces", b"namespaces", "policy", b"policy", "replay_unlisted", b"replay_unlisted", "since", b"since", "subscription_id", b"subscription_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -900,17 +908,49 @@ class AddResult(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class StartSequencesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     OK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    START_SEQUENCES_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
     """Id from the Add."""
     ok: _builtins.bool
     """True if the subscription was created (any `since` replay follows)."""
+    epoch: _builtins.str
+    """When ok: the server's epoch, to send back with `since` when resuming."""
     @_builtins.property
     def error(self) -> Global___Error:
         """Set when ok is false. The message names the offending field, e.g.
         "filters[1]: syntax error at 5", "subscription_id: already in use".
+        """
+
+    @_builtins.property
+    def start_sequences(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """When ok: per namespace of the subscription, the sequence after which its
+        delivery starts. A client that must resume before it has received any event
+        of a namespace resumes from here, so that nothing published meanwhile is
+        missed.
         """
 
     def __init__(
@@ -919,10 +959,12 @@ class AddResult(_message.Message):
         subscription_id: _builtins.str = ...,
         ok: _builtins.bool = ...,
         error: Global___Error | None = ...,
+        start_sequences: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        epoch: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ok", b"ok", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "ok", b"ok", "start_sequences", b"start_sequences", "subscription_id", b"subscription_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

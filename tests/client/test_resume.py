@@ -172,3 +172,28 @@ async def test_slow_consumer_sees_exact_drop_notice(server: Any) -> None:
     # every sequence is either delivered or reported dropped, exactly once
     assert sorted(events + dropped) == list(range(1, marker + 1))
     assert server.hub.statistics().namespaces["ns"].dropped["drop_newest"] == len(dropped)
+
+
+@pytest.mark.parametrize("namespaces", [["quiet"], None], ids=["one namespace", "all namespaces"])
+async def test_resume_before_the_first_event_misses_nothing(
+    server: Any, proxy_to: CuttableProxy, namespaces: list[str] | None
+) -> None:
+    """A watcher that has received nothing yet (no exit happened) and loses its connection
+    must still get the exits published during the outage, including in namespaces created
+    while it was away."""
+    async with Client(proxy_to.address, backoff=FAST) as watcher, \
+            Client(server.addresses[0]) as direct:
+        await direct.publish("quiet", "/tasks/start", b"old")  # exists before the Add
+        async with watcher.subscribe(namespaces) as sub:
+            assert sub.cursors == {"quiet": 1}  # from the AddResult: nothing received yet
+            proxy_to.cut()
+            await _wait_for(lambda: server.hub.subscription_count == 0)
+            await direct.publish("quiet", "/tasks/exit", b"during")
+            await direct.publish("born-during-outage", "/tasks/exit", b"new")
+            expected = 2 if namespaces is None else 1
+            rest = await _take(sub, expected)
+    got = sorted((i.namespace, i.payload) for i in rest)
+    want = [("quiet", b"during")]
+    if namespaces is None:
+        want = [("born-during-outage", b"new"), ("quiet", b"during")]
+    assert got == want
