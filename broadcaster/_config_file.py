@@ -155,6 +155,7 @@ _HUB: dict[str, Check] = {
     "max_missed_heartbeats": _int(1),
     "callback_timeout": _seconds,
     "overflow_check_interval": _seconds,
+    "notify_linger": _number(0),
     "publish_yield_every": _int(1),
     "max_namespaces": _int(1),
     "epoch": _string,
