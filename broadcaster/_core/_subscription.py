@@ -198,16 +198,10 @@ class Subscription:
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            if self.liveness == "consume":
-                self.alive_at = self.now()
-            items = self._collect(max_events)
-            if items:
-                return items
-            if self._end_sent:
-                raise anyio.EndOfStream
-            await self._wait()
+            try:
+                return self.receive_batch_nowait(max_events)
+            except anyio.WouldBlock:
+                await self._wait()
 
     def receive_batch_nowait(self, max_events: int = 1024) -> list[Item]:
         """Return the items ready now, without waiting.
