@@ -2,7 +2,8 @@
 
 See the "ZERO-COPY FAN-OUT LAYOUT" note in ``protos/broadcaster/v1/broadcaster.proto``::
 
-    E = Event.SerializeToString()                  (cached in core Event.encoded)
+    E = Event.SerializeToString()                  (0x12 varint(len(E)) E cached
+                                                    in core Event.encoded)
     D = (0x0A varint(len(id)) id)* 0x12 varint(len(E)) E
     B = (0x0A varint(len(D)) D)*
     R = 0x0A varint(len(B)) B                      (a SubscribeResponse)
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from google.protobuf import any_pb2, timestamp_pb2
-
 from .._core._types import DropNotice, Ended, Event, ResyncNotice
 from ..v1 import broadcaster_pb2 as pb
 
 __all__ = [
+    "EventEncoder",
     "encode_add_result",
     "encode_batches",
     "encode_drop_notice",
@@ -29,20 +29,31 @@ __all__ = [
     "encode_item_notice",
     "encode_removed",
     "encode_resync_notice",
+    "event_field",
     "id_prefix",
+    "pack_batches",
+    "pack_run",
     "varint",
 ]
 
-#: Tag prefix of an encoded broadcaster.v1.Event stored in ``Event.encoded``. The
-#: containerd edge may cache another encoding in the same slot, so the v1 bytes are kept
-#: behind this marker byte (never sent): ``b"\x01" + E``.
-_MARK = 1
+#: ``Event.encoded`` holds the ``Delivery.event`` field of the event: ``0x12 varint(len(E))
+#: E``, ready to splice after the subscription ids. Its first byte (the field's tag) marks
+#: it as ours: another edge caching some other encoding in the slot must not start with it.
+_MARK = b"\x12"
+
+_SMALL = tuple(bytes((i,)) for i in range(0x80)) + tuple(
+    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(0x80, 1 << 14))
 
 
-def varint(value: int) -> bytes:
-    """The protobuf base-128 varint of a non-negative *value*."""
-    if value < 0x80:
-        return bytes((value,))
+def _varint(value: int) -> bytes:
+    if value < 1 << 28:
+        if value < 1 << 21:
+            return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80, value >> 14))
+        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80,
+                      (value >> 14 & 0x7F) | 0x80, value >> 21))
+    if value < 1 << 35:
+        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80,
+                      (value >> 14 & 0x7F) | 0x80, (value >> 21 & 0x7F) | 0x80, value >> 28))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -51,25 +62,99 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+def varint(value: int) -> bytes:
+    """The protobuf base-128 varint of a non-negative *value*."""
+    return _SMALL[value] if value < 16384 else _varint(value)
+
+
+def _text(tag: bytes, text: str) -> bytes:
+    raw = text.encode()
+    return tag + varint(len(raw)) + raw if raw else b""
+
+
+class EventEncoder:
+    """Serializes core events as ``Delivery.event`` fields, remembering the encoded
+    namespace, topic and type_url of recent events (at most *max_heads*) and the varint of
+    the current second. One per server; not thread-safe.
+
+    :param max_heads: bound of the (namespace, topic, type_url) cache
+    """
+
+    __slots__ = ("_heads", "_max_heads", "_second", "_second_bytes")
+
+    def __init__(self, max_heads: int = 4096) -> None:
+        self._heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
+        self._max_heads = max_heads
+        self._second = -1
+        self._second_bytes = b""
+
+    def field(self, event: Event) -> bytes:
+        """``0x12 varint(len(E)) E``, computed once and cached in ``event.encoded``."""
+        cached = event.encoded
+        if cached is not None and cached[:1] == _MARK:
+            return cached
+        data = self.serialize(event)
+        field = b"\x12" + varint(len(data)) + data
+        if cached is None:
+            event.encoded = field
+        return field
+
+    def serialize(self, event: Event) -> bytes:
+        """``broadcaster.v1.Event`` bytes, spliced by hand in field-number order: byte for
+        byte what ``SerializeToString(deterministic=True)`` gives (labels, rare on the hot
+        path, are left to protobuf for its map-entry order)."""
+        key = (event.namespace, event.topic, event.type_url)
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= self._max_heads:
+                self._heads.clear()
+            head = self._heads[key] = (
+                _text(b"\x0a", key[0]) + _text(b"\x12", key[1]), _text(b"\x0a", key[2]))
+        names, type_url = head
+        payload = event.payload
+        if payload:
+            size = varint(len(payload))
+            parts = [names, b"\x1a", varint(len(type_url) + 1 + len(size) + len(payload)),
+                     type_url, b"\x12", size, bytes(payload)]
+        elif type_url:
+            parts = [names, b"\x1a", varint(len(type_url)), type_url]
+        else:
+            parts = [names]
+        if event.labels:
+            parts.append(pb.Event(labels=event.labels).SerializeToString(deterministic=True))
+        seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
+        if seconds != self._second:
+            self._second = seconds
+            self._second_bytes = b"\x08" + varint(seconds) if seconds else b""
+        ts = self._second_bytes + (b"\x10" + varint(nanos) if nanos else b"")
+        parts.append(b"\x2a" + varint(len(ts)) + ts)
+        if event.sequence:
+            parts.append(b"\x30" + varint(event.sequence))
+        return b"".join(parts)
+
+
+def event_field(event: Event, encoder: EventEncoder | None = None) -> bytes:
+    """The ``Delivery.event`` field of *event* (``0x12 varint(len(E)) E``), computed once
+    and cached in ``event.encoded``."""
+    return (encoder or EventEncoder()).field(event)
+
+
 def encode_event(event: Event) -> bytes:
-    """``broadcaster.v1.Event`` bytes of *event*, computed once and cached on it."""
-    cached = event.encoded
-    if cached is not None and cached[:1] == b"\x01":
-        return cached[1:]
-    seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
-    message = pb.Event(
-        namespace=event.namespace,
-        topic=event.topic,
-        labels=event.labels,
-        timestamp=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos),
-        sequence=event.sequence,
-    )
-    if event.payload or event.type_url:
-        message.payload.CopyFrom(any_pb2.Any(type_url=event.type_url, value=bytes(event.payload)))
-    data = message.SerializeToString(deterministic=True)
-    if cached is None:
-        event.encoded = b"\x01" + data
+    """``broadcaster.v1.Event`` bytes of *event* (cached on it, see :func:`event_field`)."""
+    field = event_field(event)
+    _, _, data = _split_len(field, 1)
     return data
+
+
+def _split_len(data: bytes, pos: int) -> tuple[int, int, bytes]:
+    length = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return length, pos, data[pos:pos + length]
 
 
 def id_prefix(subscription_id: str) -> bytes:
@@ -91,21 +176,64 @@ def encode_batches(
     :param max_bytes: a message is closed once its body reaches this size (one delivery
         larger than it still goes out alone)
     """
+    return pack_batches(
+        ((event_field(event), b"".join(prefixes)) for event, prefixes in deliveries),
+        max_events, max_bytes)
+
+
+def pack_batches(
+    deliveries: Iterable[tuple[bytes, bytes]], max_events: int, max_bytes: int
+) -> list[bytes]:
+    """As :func:`encode_batches`, from already encoded parts: each delivery is the event's
+    :func:`event_field` and the concatenated :func:`id_prefix` of its subscriptions."""
+    out: list[bytes] = []
+    parts: list[bytes] = []
+    append = parts.append
+    size = count = 0
+    for field, ids in deliveries:
+        head = b"\x0a" + varint(len(ids) + len(field)) + ids
+        n = len(head) + len(field)
+        if count and (count >= max_events or size + n > max_bytes):
+            out.append(_wrap(parts, size))
+            parts = []
+            append = parts.append
+            size = count = 0
+        append(head)
+        append(field)
+        size += n
+        count += 1
+    if count:
+        out.append(_wrap(parts, size))
+    return out
+
+
+def pack_run(
+    events: Sequence[Event], ids: bytes, max_events: int, max_bytes: int,
+    encoder: EventEncoder | None = None,
+) -> list[bytes]:
+    """As :func:`pack_batches` for *events* that all go to the same subscriptions (*ids*,
+    their concatenated :func:`id_prefix`): the common case of a stream whose
+    subscriptions read the same events."""
+    heads: dict[int, bytes] = {}
+    field_of = (encoder or EventEncoder()).field
+    fields = [c if (c := e.encoded) is not None and c[:1] == _MARK else field_of(e)
+              for e in events]
     out: list[bytes] = []
     parts: list[bytes] = []
     size = count = 0
-    for event, prefixes in deliveries:
-        data = encode_event(event)
-        ids = prefixes[0] if len(prefixes) == 1 else b"".join(prefixes)
-        head = ids + b"\x12" + varint(len(data))
-        dlen = len(head) + len(data)
-        outer = b"\x0a" + varint(dlen) + head
-        if count and (count >= max_events or size + len(outer) + len(data) > max_bytes):
+    for field in fields:
+        flen = len(field)
+        head = heads.get(flen)
+        if head is None:
+            head = heads[flen] = b"\x0a" + varint(len(ids) + flen) + ids
+        n = len(head) + flen
+        if count and (count >= max_events or size + n > max_bytes):
             out.append(_wrap(parts, size))
-            parts, size, count = [], 0, 0
-        parts.append(outer)
-        parts.append(data)
-        size += len(outer) + len(data)
+            parts = []
+            size = count = 0
+        parts.append(head)
+        parts.append(field)
+        size += n
         count += 1
     if count:
         out.append(_wrap(parts, size))

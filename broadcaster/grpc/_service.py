@@ -17,6 +17,7 @@ from .._core._errors import BroadcasterError, InvalidArgument
 from .._core._hub import Broadcaster, PublishItem
 from .._core._validation import validate_labels, validate_namespace, validate_topic
 from ..v1 import broadcaster_pb2 as pb
+from ._encode import EventEncoder
 from ._status import status_of
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
@@ -34,31 +35,32 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def _item(event: pb.PublishRequest, prefix: str) -> PublishItem:
+def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
+    """The core item of one event (``events[index]`` in error messages, if given)."""
     timestamp_ns = None
     if event.HasField("timestamp"):
         ts = event.timestamp
         if not 0 <= ts.nanos < 1_000_000_000 or ts.seconds < 0:
+            prefix = "" if index is None else f"events[{index}]."
             raise InvalidArgument(prefix + "timestamp", "must be a valid time after 1970")
         timestamp_ns = ts.seconds * 1_000_000_000 + ts.nanos or None
-    return PublishItem(
-        topic=event.topic,
-        payload=event.payload.value,
-        type_url=event.payload.type_url,
-        labels=dict(event.labels),
-        timestamp_ns=timestamp_ns,
-    )
+    labels = event.labels
+    payload = event.payload
+    return PublishItem(event.topic, payload.value, payload.type_url,
+                       dict(labels) if labels else {}, timestamp_ns)
 
 
 def _runs(events: Sequence[pb.PublishRequest]) -> Iterator[tuple[int, str, list[PublishItem]]]:
     """Consecutive events of one namespace: (offset, namespace, items)."""
+    events = list(events)  # one Python wrapper per event, not one per access
+    names = [event.namespace for event in events]
     start = 0
     while start < len(events):
-        ns = events[start].namespace
-        end = start
-        while end < len(events) and events[end].namespace == ns:
+        ns = names[start]
+        end = len(names) if start == 0 and names.count(ns) == len(names) else start + 1
+        while end < len(names) and names[end] == ns:
             end += 1
-        yield start, ns, [_item(events[i], f"events[{i}].") for i in range(start, end)]
+        yield start, ns, [_item(events[i], i) for i in range(start, end)]
         start = end
 
 
@@ -88,6 +90,7 @@ class BroadcasterService:
         self._streams: set[SubscribeStream] = set()
         self._publishers: set[anyio.CancelScope] = set()
         self._stopping = False
+        self._encoder = EventEncoder()
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to add to a ``grpc.aio.Server``."""
@@ -143,7 +146,7 @@ class BroadcasterService:
 
     async def publish(self, request: pb.PublishRequest, context: _Context) -> pb.PublishResponse:
         try:
-            item = _item(request, "")
+            item = _item(request)
             seq = await self._hub.publish(
                 request.namespace, item.topic, item.payload, type_url=item.type_url,
                 labels=item.labels, timestamp_ns=item.timestamp_ns,
@@ -221,7 +224,7 @@ class BroadcasterService:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
         stream = SubscribeStream(self._hub, self._limits, context.write,
-                                 self._telemetry.reject)
+                                 self._telemetry.reject, self._encoder)
         self._streams.add(stream)
         try:
             await stream.run(requests)

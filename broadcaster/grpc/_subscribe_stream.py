@@ -30,12 +30,14 @@ from .._core._subscription import Subscription
 from .._core._types import Ended, Event, Heartbeat
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import (
+    EventEncoder,
     encode_add_result,
-    encode_batches,
     encode_heartbeat,
     encode_item_notice,
     encode_removed,
     id_prefix,
+    pack_batches,
+    pack_run,
 )
 from ._policy import policy_from_proto
 from ._status import status_of
@@ -87,6 +89,8 @@ class SubscribeStream:
     :param limits: bounds and batching
     :param write: sends one serialized SubscribeResponse (``context.write``)
     :param on_reject: called with a reason label whenever an Add is rejected
+    :param encoder: serializes events (share one per server: its caches are per event
+        type and second)
     """
 
     def __init__(
@@ -95,8 +99,10 @@ class SubscribeStream:
         limits: StreamLimits,
         write: Callable[[bytes], Awaitable[None]],
         on_reject: Callable[[str], None] = lambda reason: None,
+        encoder: EventEncoder | None = None,
     ) -> None:
         self._hub = hub
+        self._encoder = encoder or EventEncoder()
         self._limits = limits
         self._write = write
         self._on_reject = on_reject
@@ -261,21 +267,52 @@ class SubscribeStream:
         self._tg.cancel_scope.cancel()  # stop reading requests: the stream is over
 
     def _drain(self) -> list[bytes]:
-        """Turn everything queued into messages, in order."""
-        queue, limits = self._queue, self._limits
+        """Turn everything queued into messages, in order.
+
+        Subscriptions of a stream mostly read the very same events (same namespaces,
+        filters that match alike): a chunk equal to one already seen (same Event objects,
+        compared in C) only adds its subscription's id to that run, so a delivery costs
+        per *event* rather than per event and subscription."""
+        queue, limits, encoder = self._queue, self._limits, self._encoder
         messages: list[bytes] = []
-        deliveries: dict[int, tuple[Event, list[bytes]]] = {}
+        runs: dict[tuple[int, ...], tuple[list[Event], list[bytes]]] = {}
         contributors: set[_Entry] = set()
 
+        def add_run(entry: _Entry, events: list[Event]) -> None:
+            key: tuple[int, ...] = (id(events[0]), id(events[-1]), len(events))
+            run = runs.get(key)
+            if run is not None and run[0] == events:
+                run[1].append(entry.prefix)
+            else:
+                if run is not None:  # same ends and length, other events (filters)
+                    key = (*key, len(runs))
+                runs[key] = (events, [entry.prefix])
+            contributors.add(entry)
+
         def flush() -> None:
-            if not deliveries:
+            if not runs:
                 return
-            values = list(deliveries.values())
-            if len(contributors) > 1:
-                values.sort(key=lambda d: (d[0].namespace, d[0].sequence))
-            messages.extend(encode_batches(values, limits.batch_max_events,
-                                           limits.batch_max_bytes))
-            deliveries.clear()
+            if len(runs) == 1:
+                [(events, prefixes)] = runs.values()
+                messages.extend(pack_run(events, b"".join(prefixes), limits.batch_max_events,
+                                         limits.batch_max_bytes, encoder))
+            else:
+                deliveries: dict[int, tuple[Event, list[bytes]]] = {}
+                for events, prefixes in runs.values():
+                    ids = b"".join(prefixes)
+                    for event in events:
+                        found = deliveries.get(id(event))
+                        if found is None:
+                            deliveries[id(event)] = (event, [ids])
+                        else:
+                            found[1].append(ids)
+                values = list(deliveries.values())
+                if len(contributors) > 1:
+                    values.sort(key=lambda d: (d[0].namespace, d[0].sequence))
+                messages.extend(pack_batches(
+                    ((encoder.field(event), b"".join(ids)) for event, ids in values),
+                    limits.batch_max_events, limits.batch_max_bytes))
+            runs.clear()
             contributors.clear()
 
         while queue:
@@ -284,18 +321,23 @@ class SubscribeStream:
                 flush()
                 messages.append(payload)  # type: ignore[arg-type]
                 continue
-            self._queued_items -= len(payload)  # type: ignore[arg-type]
-            if entry.closed:
+            items: list[object] = payload  # type: ignore[assignment]
+            self._queued_items -= len(items)
+            if entry.closed or not items:
                 continue
-            for item in payload:  # type: ignore[union-attr]
+            run = runs.get((id(items[0]), id(items[-1]), len(items)))
+            if run is not None and run[0] == items:  # the common case: O(1) per chunk
+                run[1].append(entry.prefix)
+                contributors.add(entry)
+                continue
+            start = 0
+            for i, item in enumerate(items):
                 if type(item) is Event:
-                    found = deliveries.get(id(item))
-                    if found is None:
-                        deliveries[id(item)] = (item, [entry.prefix])
-                    else:
-                        found[1].append(entry.prefix)
-                    contributors.add(entry)
-                elif type(item) is Heartbeat:
+                    continue
+                if i > start:
+                    add_run(entry, items[start:i])  # type: ignore[arg-type]
+                start = i + 1
+                if type(item) is Heartbeat:
                     if item.heartbeat_id > self._last_heartbeat:
                         self._last_heartbeat = item.heartbeat_id
                         flush()
@@ -308,6 +350,10 @@ class SubscribeStream:
                         messages.append(message)
                     if type(item) is Ended:
                         self._ended(entry)
+            if start == 0:
+                add_run(entry, items)  # type: ignore[arg-type]
+            elif start < len(items):
+                add_run(entry, items[start:])  # type: ignore[arg-type]
         flush()
         if self._room is not None:
             self._room.set()

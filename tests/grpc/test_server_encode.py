@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broadcaster import Event
-from broadcaster.grpc._encode import encode_batches, encode_event, id_prefix, varint
+from broadcaster.grpc._encode import (
+    EventEncoder,
+    encode_batches,
+    encode_event,
+    event_field,
+    id_prefix,
+    pack_run,
+    varint,
+)
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 
@@ -55,3 +63,37 @@ def test_batches_are_split_by_count_and_size() -> None:
     sequences = [d.event.sequence for m in by_size
                  for d in pb.SubscribeResponse.FromString(m).event_batch.deliveries]
     assert sequences == list(range(1, 11))
+
+
+_texts = st.text(max_size=12)
+
+
+@given(ns=_texts, topic=_texts, type_url=_texts, payload=st.binary(max_size=300),
+       labels=st.dictionaries(st.text(min_size=1, max_size=8), _texts, max_size=4),
+       timestamp_ns=st.integers(min_value=0, max_value=2**62),
+       seq=st.integers(min_value=0, max_value=2**63))
+def test_hand_spliced_event_equals_protobuf(ns: str, topic: str, type_url: str, payload: bytes,
+                                            labels: dict[str, str], timestamp_ns: int,
+                                            seq: int) -> None:
+    event = Event(ns, topic, payload, type_url, labels, timestamp_ns, seq, 0.0, 10)
+    seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
+    expected = pb.Event(namespace=ns, topic=topic, labels=labels, sequence=seq)
+    expected.timestamp.seconds, expected.timestamp.nanos = seconds, nanos
+    expected.timestamp.SetInParent()
+    if payload or type_url:
+        expected.payload.type_url, expected.payload.value = type_url, payload
+        expected.payload.SetInParent()
+    data = expected.SerializeToString(deterministic=True)
+    encoder = EventEncoder(max_heads=2)
+    assert encoder.serialize(event) == data
+    assert encode_event(event) == data
+    assert event_field(event) == b"\x12" + varint(len(data)) + data
+
+
+def test_pack_run_equals_general_path() -> None:
+    events = [_event(i + 1, b"x" * (i * 7)) for i in range(40)]
+    ids = [id_prefix("a"), id_prefix("bb")]
+    general = encode_batches(((e, ids) for e in events), max_events=16, max_bytes=2000)
+    assert pack_run(events, b"".join(ids), 16, 2000) == general
+    counts = [len(pb.SubscribeResponse.FromString(m).event_batch.deliveries) for m in general]
+    assert sum(counts) == 40 and len(counts) > 2 and max(counts) <= 16

@@ -45,6 +45,32 @@ async def test_one_event_goes_once_to_all_matching_subscriptions(server: Server)
         call.cancel()
 
 
+async def test_batched_events_go_once_each_with_every_matching_id(server: Server) -> None:
+    """Subscriptions reading the same events share deliveries; a filtered one, whose
+    reads differ, is merged into the same events in order (both encoder paths)."""
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = stub(channel).Subscribe()
+        for sid in ("a", "b", "c"):
+            await call.write(add(sid, ("default",)))
+        await call.write(add("odd", ("default",), filters=['topic~="^/odd"']))
+        for _ in range(4):
+            assert (await read_kind(call, "add_result")).ok
+        batch = pb.PublishStreamRequest(batch_id=1, events=[
+            pb.PublishRequest(namespace="default", topic="/odd" if i % 2 else "/even")
+            for i in range(200)])
+        publisher = stub(channel).PublishStream()
+        await publisher.write(batch)
+        response = await publisher.read()
+        assert list(response.sequences) == list(range(1, 201))
+        events = await read_events(call, 200)
+        assert [e.sequence for _, e in events] == list(range(1, 201))
+        for ids, event in events:
+            expected = ["a", "b", "c", "odd"] if event.topic == "/odd" else ["a", "b", "c"]
+            assert sorted(ids) == expected, (event.sequence, ids)
+        publisher.cancel()
+        call.cancel()
+
+
 async def test_unix_socket_serves(server: Server) -> None:
     address = server.addresses[1]
     assert address.startswith("unix:")
