@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import time
@@ -19,6 +20,8 @@ from bench._servers import grpc_available
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# --quick writes here by default, so a quick check never overwrites the full results
+QUICK_RESULTS = RESULTS / "quick"
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -37,6 +40,7 @@ def run_scenario(name: str, full: bool, runs: int, info: dict[str, Any]) -> dict
     record: dict[str, Any] = {
         "scenario": name, "title": sc.title, "mode": "full" if full else "quick",
         "machine": info, "target": sc.target, "runs": [], "median": {}, "passed": None,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     why = grpc_available() if sc.needs_grpc else None
     if why:
@@ -75,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="full variant (targets)")
     run.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), default=None)
     run.add_argument("--runs", type=int, default=None, help="runs per scenario (median)")
-    run.add_argument("--out", type=Path, default=RESULTS)
+    run.add_argument("--out", type=Path, default=None,
+                     help=f"results folder (default {RESULTS.name}/, or "
+                     f"{RESULTS.name}/{QUICK_RESULTS.name}/ with --quick)")
     sub.add_parser("list", help="list scenarios")
     rebuild = sub.add_parser("summary", help="rebuild summary.md and plots from the JSON")
     rebuild.add_argument("--out", type=Path, default=RESULTS)
@@ -97,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{sc.name:24} {sc.title}  [target: {sc.target}]")
         return 0
     full = bool(args.full)
+    if args.out is None:
+        args.out = RESULTS if full else QUICK_RESULTS
     names = args.scenario or (list(SCENARIOS) if full else QUICK)
     runs = args.runs or (3 if full else 1)
     args.out.mkdir(parents=True, exist_ok=True)

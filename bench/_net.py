@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._proc import ProcessGroup, cpu_seconds, rss_bytes
+from bench._report import cdf_points
 from bench._servers import start_server
 from bench._util import percentiles
 
@@ -47,6 +48,7 @@ def net_run(
     """
     tmp = Path(tempfile.mkdtemp(prefix="bench-lat-"))
     with ProcessGroup() as group:
+        group.cleanup(tmp)  # the raw samples go; percentiles and a CDF stay in the result
         server, address = start_server(group, system, deadline + 30, hub=hub)
         base = {"system": system, "address": address, "idle_timeout": 5.0}
         subs = []
@@ -88,6 +90,9 @@ def net_run(
         for child in extra + pubs[1:]:
             child.kill()
             cpu[child.name] = round(child.last_cpu, 3)
+        lat = array("q")
+        for f in sorted(tmp.glob("lat*.bin")):
+            lat.frombytes(f.read_bytes())
     received = sum(r["received"] for r in sres)
     expected = subscribers * pres["published"]
     last = max((r["last_ns"] for r in sres if r["last_ns"]), default=pres["end_ns"])
@@ -102,9 +107,7 @@ def net_run(
         "deliveries_per_server_cpu_s": received / server_cpu if server_cpu else None,
     }
     if latency:
-        lat = array("q")
-        for f in sorted(tmp.glob("lat*.bin")):
-            lat.frombytes(f.read_bytes())
         out["latency_ms"] = percentiles([x / 1000 for x in lat])
-        out["latency_file"] = str(tmp)
+        out["latency_cdf_ms"] = cdf_points([x / 1000 for x in lat])
+        out["latency_samples"] = len(lat)
     return out

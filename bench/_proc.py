@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Child", "ProcessGroup", "cpu_seconds", "rss_bytes"]
+__all__ = ["Child", "ProcessGroup", "cpu_seconds", "rss_bytes", "vmrss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -42,6 +43,20 @@ def rss_bytes(pid: int) -> int:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
     except OSError:
         return 0
+
+
+def vmrss_bytes(pid: int) -> int:
+    """``VmRSS`` of process *pid* from ``/proc/PID/status``, in bytes (0 if it is gone).
+
+    :param pid: process id
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 class Child:
@@ -113,6 +128,25 @@ class Child:
                 err = self.stderr_tail()
                 raise TimeoutError(f"{self.name}: no {key!r} message in time; stderr: {err}")
 
+    def poll(self, key: str, timeout: float = 0.0) -> dict[str, Any] | None:
+        """The first message containing *key* if one has come (reading stdout for at most
+        *timeout* s), else None.
+
+        :raises TimeoutError: if the process is gone (or past its deadline) without one
+        """
+        for msg in self.messages:
+            if key in msg:
+                return msg
+        alive = time.monotonic() < self.deadline and self._pump(timeout)
+        self.cpu()
+        for msg in self.messages:
+            if key in msg:
+                return msg
+        if not alive:
+            self.kill()
+            raise TimeoutError(f"{self.name}: no {key!r} message; stderr: {self.stderr_tail()}")
+        return None
+
     def stderr_tail(self) -> str:
         """The end of the child's stderr once it has exited."""
         if self.proc.poll() is None:
@@ -147,6 +181,7 @@ class ProcessGroup:
 
     def __init__(self) -> None:
         self.children: list[Child] = []
+        self._folders: list[Path] = []
 
     def __enter__(self) -> ProcessGroup:
         return self
@@ -154,6 +189,12 @@ class ProcessGroup:
     def __exit__(self, *exc: object) -> None:
         for child in self.children:
             child.stop(timeout=3.0)
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def cleanup(self, folder: Path) -> None:
+        """Remove *folder* (a temporary directory) once every child has stopped."""
+        self._folders.append(folder)
 
     def python(self, name: str, module: str, params: dict[str, Any], deadline: float) -> Child:
         """Start ``python -m module JSON`` with a hard *deadline* (s) passed to it too."""

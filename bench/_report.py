@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import json
-from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot", "summary", "write_json"]
+__all__ = ["cdf_points", "plot", "summary", "write_json"]
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
     return str(v)
+
+
+def cdf_points(values: Sequence[float], points: int = 400) -> list[list[float]]:
+    """A downsampled empirical CDF of *values*: up to *points* ``[value, fraction]`` pairs
+    at evenly spaced ranks, plus the 99th, 99.9th and last ranks so the tail survives.
+
+    :param points: number of evenly spaced ranks kept
+    """
+    if not values:
+        return []
+    ordered = sorted(values)
+    n = len(ordered)
+    ranks = {min(n - 1, i * n // points) for i in range(points)}
+    ranks |= {min(n - 1, int(q * n)) for q in (0.99, 0.999)} | {n - 1}
+    return [[round(ordered[r], 4), round((r + 1) / n, 6)] for r in sorted(ranks)]
 
 
 def write_json(out: Path, record: dict[str, Any]) -> Path:
@@ -47,6 +62,8 @@ def summary(records: dict[str, dict[str, Any]], machine: dict[str, Any]) -> str:
         f"Machine: {machine['nproc']} CPUs, {machine['cpu_model']}; Python "
         f"{machine['python']}, grpcio {machine.get('grpc')}, protobuf "
         f"{machine.get('google.protobuf')}.", "",
+        "Runs: " + (", ".join(sorted({f"{r.get('mode')} {r.get('date', 'undated')}"
+                                      for r in records.values()})) or "none") + ".", "",
         "| scenario | mode, runs | medians | target | verdict |", "|---|---|---|---|---|",
     ]
     for name, rec in records.items():
@@ -106,18 +123,10 @@ def plot(records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     for name, rec in records.items():
         if not name.endswith("latency") or rec.get("error"):
             continue
-        folder = rec["runs"][-1].get("_detail", {}).get("latency_file")
-        if not folder:
+        points = rec["runs"][-1].get("_detail", {}).get("latency_cdf_ms")
+        if not points:  # older records pointed at raw samples in /tmp: nothing to draw
             continue
-        lat = array("q")
-        for f in sorted(Path(folder).glob("lat*.bin")):
-            lat.frombytes(f.read_bytes())
-        if not lat:
-            continue
-        xs = sorted(x / 1000 for x in lat)
-        step = max(1, len(xs) // 2000)
-        sample = xs[::step]
-        ys = [i * step / len(xs) for i in range(len(sample))]
+        sample, ys = zip(*points, strict=True)
         ax.plot(sample, ys, label=name)
         drew = True
     if drew:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._net import net_run
 from bench._proc import ProcessGroup
 
@@ -174,6 +175,39 @@ def grpc_fairness(full: bool) -> dict[str, Any]:
             "_detail": {"alone": alone, "flood": flood}}
 
 
+def grpc_churn(full: bool) -> dict[str, Any]:
+    r = grpc_churn_run(10_000 if full else 1_000, lanes=4, kills_per_lane=2 if full else 1,
+                       deadline=300 if full else 60)
+    return {"cycles": r["cycles"], "kills": r["kills"],
+            "subscriptions left": r["subscriptions_left"],
+            "subscribers left": r["subscribers_left"], "RSS growth %": r["rss_growth_pct"],
+            "seconds to zero": r["seconds_to_zero"], "cycles/s": r["cycles_per_s"],
+            "_detail": r}
+
+
+IDLE_HEARTBEAT = 1.0  # the server's heartbeat_interval in grpc_idle, seconds
+
+
+def grpc_idle(full: bool) -> dict[str, Any]:
+    n = 10_000 if full else 1_000
+    kw = {"heartbeat": IDLE_HEARTBEAT, "idle_seconds": 10.0 if full else 3.0,
+          "deadline": 180 if full else 60}
+    few = grpc_idle_run(10, n // 10, procs=2, **kw)
+    many = grpc_idle_run(n // 10, 10, procs=2 if not full else 4, **kw)
+    out: dict[str, Any] = {}
+    for label, r in (("few streams", few), ("many streams", many)):
+        out[f"{label} RSS bytes/subscription"] = r["bytes_per_subscription"]
+        out[f"{label} heartbeat CPU s/s"] = r["heartbeat_cpu_s_per_s"]
+        out[f"{label} evicted"] = r["evicted"] + r["ended_seen_by_clients"]
+    out["empty server CPU s/s"] = (few["empty_server_cpu_s_per_s"]
+                                   + many["empty_server_cpu_s_per_s"]) / 2
+    out["_detail"] = {f"{few['streams']}x{few['per_stream']}": few,
+                      f"{many['streams']}x{many['per_stream']}": many,
+                      "cpu_s": {"clients (few)": few["cpu_s"]["clients"],
+                                "clients (many)": many["cpu_s"]["clients"]}}
+    return out
+
+
 # -- verdicts ------------------------------------------------------------------------
 
 def _at_least(key: str, bound: float) -> Callable[[dict[str, float]], tuple[str, bool | None]]:
@@ -197,6 +231,20 @@ def _at_most(key: str, bound: float) -> Callable[[dict[str, float]], tuple[str, 
 def _churn_check(m: dict[str, float]) -> tuple[str, bool | None]:
     left, growth = m["subscriptions left"], m["RSS growth %"]
     return f"{left:g} left, RSS {growth:+.1f} %", left == 0 and growth <= 10.0
+
+
+def _grpc_churn_check(m: dict[str, float]) -> tuple[str, bool | None]:
+    left = m["subscriptions left"] + m["subscribers left"]
+    growth = m["RSS growth %"]
+    return (f"{m['cycles']:g} cycles, {m['kills']:g} kills: {left:g} left, RSS {growth:+.1f} %",
+            left == 0 and growth <= 10.0)
+
+
+def _grpc_idle_check(m: dict[str, float]) -> tuple[str, bool | None]:
+    worst = max(m["few streams RSS bytes/subscription"], m["many streams RSS bytes/subscription"])
+    evicted = m["few streams evicted"] + m["many streams evicted"]
+    return (f"worst RSS {worst / 1024:.1f} KiB/subscription (<= 20); {evicted:g} evicted",
+            worst <= 20 * 1024 and evicted == 0)
 
 
 def _lossless(key: str, bound: float) -> Callable[[dict[str, float]], tuple[str, bool | None]]:
@@ -250,11 +298,17 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              _at_most("isolation ratio", 1.2), needs_grpc=True),
     Scenario("grpc_fairness", "gRPC namespace fairness", "B p99 flooded <= 2x alone",
              grpc_fairness, _at_most("fairness ratio", 2.0), needs_grpc=True),
+    Scenario("grpc_churn", "gRPC churn: subscribe/unsubscribe cycles, clients SIGKILLed "
+             "mid-subscription", "gauges back to 0, RSS within 10 % of warm baseline",
+             grpc_churn, _grpc_churn_check, needs_grpc=True),
+    Scenario("grpc_idle", f"gRPC idle subscriptions, few vs many streams, heartbeat "
+             f"{IDLE_HEARTBEAT:g} s", "<= 20 KiB RSS per subscription, 0 evicted",
+             grpc_idle, _grpc_idle_check, needs_grpc=True),
 ]}
 
 QUICK = ["core_fanout", "core_publish_cost", "core_latency_isolation", "core_fairness",
          "core_churn", "core_idle", "grpc_fanout", "nats_fanout", "redis_fanout",
-         "grpc_latency", "nats_latency"]
+         "grpc_latency", "nats_latency", "grpc_churn", "grpc_idle"]
 
 
 if __name__ == "__main__":  # debugging aid: python -m bench._scenarios NAME

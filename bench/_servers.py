@@ -8,11 +8,14 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench._proc import Child, ProcessGroup
 
-__all__ = ["free_port", "start_server", "wait_port"]
+__all__ = ["GrpcServer", "free_port", "scrape_metrics", "start_grpc_server", "start_server",
+           "wait_port"]
 
 
 def free_port() -> int:
@@ -79,14 +82,70 @@ def start_server(
         child = group.start("server", argv, deadline)
         address = f"127.0.0.1:{port}"
     elif system == "grpc":
-        config = Path(tempfile.mkdtemp(prefix="bench-")) / "config.toml"
-        config.write_text(_toml(hub or {}))
-        argv = [sys.executable, "-m", "broadcaster._cli", "serve",
-                "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{free_port()}",
-                "--config", str(config)]
-        child = group.start("server", argv, deadline)
-        address = f"127.0.0.1:{port}"
+        server = start_grpc_server(group, deadline, config=hub, port=port)
+        return server.child, server.address
     else:
         raise ValueError(f"unknown system {system!r}")
     wait_port(port, 15.0, child)
     return child, address
+
+
+@dataclass(frozen=True)
+class GrpcServer:
+    """Our server as started by :func:`start_grpc_server`.
+
+    :ivar child: the server process
+    :ivar address: gRPC address, ``127.0.0.1:PORT``
+    :ivar metrics: Prometheus address, ``127.0.0.1:PORT`` (``/metrics``)
+    """
+
+    child: Child
+    address: str
+    metrics: str
+
+
+def start_grpc_server(
+    group: ProcessGroup, deadline: float, *, config: dict | None = None, port: int = 0
+) -> GrpcServer:
+    """Start ``python -m broadcaster._cli serve`` on loopback with a TOML config built from
+    *config* (tables as nested dicts, see examples/broadcaster.toml); log level warning so
+    that per-stream logging cannot fill the stderr pipe.
+
+    :param deadline: seconds after which the harness kills it
+    :param port: gRPC port (0: a free one)
+    :raises TimeoutError: if it does not come up
+    """
+    port = port or free_port()
+    metrics_port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="bench-"))
+    group.cleanup(folder)
+    path = folder / "config.toml"
+    path.write_text(_toml(config or {}))
+    argv = [sys.executable, "-m", "broadcaster._cli", "serve",
+            "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+            "--config", str(path), "--log-level", "warning"]
+    child = group.start("server", argv, deadline)
+    wait_port(port, 15.0, child)
+    wait_port(metrics_port, 15.0, child)
+    return GrpcServer(child, f"127.0.0.1:{port}", f"127.0.0.1:{metrics_port}")
+
+
+def scrape_metrics(address: str, timeout: float = 5.0) -> dict[str, float]:
+    """GET ``http://ADDRESS/metrics``; each sample name with its values summed over labels
+    (``broadcaster_subscribers`` is the sum over namespaces).
+
+    :raises OSError: if the endpoint does not answer within *timeout* s
+    """
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return out

@@ -1,8 +1,9 @@
 """Smoke test of the load-benchmark harness: the smallest variants of a few scenarios,
-so the harness cannot rot. Real processes, real loopback sockets; well under 30 s."""
+so the harness cannot rot. Real processes, real loopback sockets; each well under 30 s."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._net import net_run
+from bench._report import cdf_points, plot
 from bench._scenarios import core
+from bench._servers import grpc_available
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +46,59 @@ def test_nats_peer_fanout_and_latency_over_loopback() -> None:
     lat = result["latency_ms"]
     assert 0 <= lat["p50"] <= lat["p99"] <= lat["max"]
     assert set(result["cpu_s"]) >= {"server", "pub", "sub0", "sub1"}
+    # the CDF for the plot travels in the result; nothing points at vanishing /tmp files
+    assert result["latency_samples"] == 2000
+    cdf = result["latency_cdf_ms"]
+    assert cdf[-1] == [pytest.approx(lat["max"], abs=1e-3), 1.0]
+    assert all(a[0] <= b[0] and a[1] < b[1] for a, b in itertools.pairwise(cdf))
+    assert not any(isinstance(v, str) and v.startswith("/tmp") for v in result.values())
+
+
+def test_cdf_points_keep_the_tail_and_plot_from_the_record(tmp_path: Path) -> None:
+    values = [float(i) for i in range(1, 10_001)]  # 1..10000 ms
+    cdf = cdf_points(values, points=100)
+    assert len(cdf) <= 103
+    assert [9901.0, 0.9901] in cdf  # the 99th percentile rank survives downsampling
+    assert [9991.0, 0.9991] in cdf
+    assert cdf[-1] == [10000.0, 1.0]
+    record = {"scenario": "grpc_latency", "runs": [{"_detail": {"latency_cdf_ms": cdf}}],
+              "median": {}}
+    made = plot({"grpc_latency": record}, tmp_path)
+    assert tmp_path / "latency_cdf.png" in made
+    assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
+
+
+_no_server = grpc_available()
+
+
+@pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
+def test_grpc_churn_kills_clients_mid_subscription_and_gauges_return_to_zero() -> None:
+    result = grpc_churn_run(60, lanes=2, kills_per_lane=1, hold=10, warmup=20, deadline=25)
+    assert result["cycles"] == 60
+    assert sum(result["cycles_by_kind"].values()) == 60
+    assert all(n > 0 for n in result["cycles_by_kind"].values())  # every kind of cycle ran
+    assert result["kills"] == 2
+    assert result["worker_processes"] == 4  # each killed worker was replaced
+    assert result["min_live_at_kill"] >= 10  # the server held them when the client died
+    assert result["subscriptions_left"] == 0
+    assert result["subscribers_left"] == 0
+    assert result["rss_base"] > 0 and result["rss_after"] > 0
+    assert result["cpu_s"]["server"] > 0
+
+
+@pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
+def test_grpc_idle_holds_subscriptions_through_heartbeats() -> None:
+    # heartbeat 0.5 s, 3 missed allowed: a client that did not Ack would be evicted within
+    # the 0.7 s settle + 1.5 s window, so "0 evicted" means the Acks worked
+    result = grpc_idle_run(4, 5, procs=2, heartbeat=0.5, idle_seconds=1.5, deadline=25)
+    assert result["subscriptions_held"] == 20
+    assert result["subscriptions_after_idle"] == 20
+    assert result["evicted"] == 0
+    assert result["ended_seen_by_clients"] == 0
+    assert result["heartbeats_seen_by_clients"] >= 4 * 2  # every stream, >= 2 rounds
+    assert result["rss_held"] > result["rss_base"] > 0
+    assert result["heartbeat_cpu_s_per_s"] >= 0
+    assert result["subscriptions_left"] == 0
 
 
 def test_cli_writes_json_and_summary(tmp_path: Path) -> None:
