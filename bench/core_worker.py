@@ -18,7 +18,15 @@ import anyio.lowlevel
 
 from bench._proc import cpu_seconds, rss_bytes
 from bench._util import emit, payload, percentiles
-from broadcaster import Broadcaster, HubConfig, NamespaceConfig, Policy, PublishItem, Retention
+from broadcaster import (
+    Broadcaster,
+    HubConfig,
+    NamespaceConfig,
+    Policy,
+    PublishItem,
+    Retention,
+    tune_gc,
+)
 from broadcaster._core._types import Event
 
 BATCH = 100
@@ -112,8 +120,8 @@ async def publish_cost(p: dict[str, Any]) -> dict[str, Any]:
             await anyio.lowlevel.checkpoint()
         elapsed = time.perf_counter() - start
         tg.cancel_scope.cancel()
-        for sub in opened:
-            sub.close()
+    for sub in opened:  # after the readers are gone: a closed subscription is an error
+        sub.close()     # to a reader still in receive_batch
     return {
         "publish_per_s": published / inside, "wall_publish_per_s": published / elapsed,
         "publish_us_per_event": 1e6 * inside / published, "published": published,
@@ -267,6 +275,7 @@ SCENARIOS = {
 
 def main() -> int:
     params = json.loads(sys.argv[1])
+    tune_gc(params.get("gc_threshold", 50_000))  # as `broadcaster serve` does
     backend = params.get("backend", "asyncio")
     result = anyio.run(SCENARIOS[params["scenario"]], params, backend=backend)
     emit(result=result)

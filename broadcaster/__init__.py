@@ -42,10 +42,12 @@ from ._core._types import (
     ResyncReason,
 )
 from ._core._validation import validate_namespace, validate_topic
+from ._gc import DEFAULT_GC_THRESHOLD, tune_gc
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_GC_THRESHOLD",
     "LATENCY_BUCKETS",
     "Broadcaster",
     "BroadcasterError",
@@ -84,6 +86,7 @@ __all__ = [
     "Subscription",
     "SubscriptionStatistics",
     "compile_filters",
+    "tune_gc",
     "validate_namespace",
     "validate_topic",
 ]

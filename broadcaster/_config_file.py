@@ -4,6 +4,7 @@ Layout::
 
     [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
     [log]               level, format
+    [process]           gc_threshold (see broadcaster.tune_gc; 0 keeps Python's default)
     [hub]               HubConfig fields (heartbeat_interval, max_namespaces...)
     [defaults]          NamespaceConfig of every namespace not listed below
     [namespaces."k8s.io"]   NamespaceConfig of one namespace (unset keys: from [defaults])
@@ -26,6 +27,7 @@ from ._core._config import HubConfig, NamespaceConfig, Retention
 from ._core._errors import BroadcasterError, InvalidArgument
 from ._core._policy import Policy, PolicyKind
 from ._core._validation import validate_namespace
+from ._gc import DEFAULT_GC_THRESHOLD
 from .grpc._server import ServerConfig, check_address
 
 __all__ = [
@@ -52,11 +54,13 @@ class FileConfig:
     :ivar server: the server's settings (with the hub's inside)
     :ivar log_level: one of :data:`LOG_LEVELS`
     :ivar log_format: ``text`` (key=value) or ``json`` (one object per line)
+    :ivar gc_threshold: passed to :func:`broadcaster.tune_gc` at start-up
     """
 
     server: ServerConfig
     log_level: str = "info"
     log_format: str = "text"
+    gc_threshold: int = DEFAULT_GC_THRESHOLD
 
 
 Check = Callable[[Any, str], Any]
@@ -150,6 +154,7 @@ _SERVER: dict[str, Check] = {
     "reflection": _bool,
 }
 _LOG: dict[str, Check] = {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}
+_PROCESS: dict[str, Check] = {"gc_threshold": _int(0)}
 _HUB: dict[str, Check] = {
     "heartbeat_interval": _seconds,
     "max_missed_heartbeats": _int(1),
@@ -250,12 +255,13 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
 
     :raises ConfigError: naming the dotted key at fault
     """
-    known = ("server", "log", "hub", "defaults", "namespaces")
+    known = ("server", "log", "process", "hub", "defaults", "namespaces")
     for key in data:
         if key not in known:
             raise ConfigError(_quote(key), f"unknown section (expected one of {', '.join(known)})")
     server = _fields(_table(data.get("server", {}), "server"), _SERVER, "server")
     log = _fields(_table(data.get("log", {}), "log"), _LOG, "log")
+    process = _fields(_table(data.get("process", {}), "process"), _PROCESS, "process")
     hub = _fields(_table(data.get("hub", {}), "hub"), _HUB, "hub")
     defaults = _namespace(_table(data.get("defaults", {}), "defaults"), "defaults",
                           NamespaceConfig())
@@ -272,7 +278,8 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
         server_config = ServerConfig(hub=hub_config, **server)
     except BroadcasterError as exc:
         raise ConfigError(f"server.{exc.field}", exc.message) from None
-    return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"))
+    return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"),
+                      process.get("gc_threshold", DEFAULT_GC_THRESHOLD))
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None

@@ -20,6 +20,7 @@ def test_example_file_loads_every_documented_key() -> None:
     assert server.metrics_listen == "127.0.0.1:9464"
     assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 3600.0
     assert (config.log_level, config.log_format) == ("info", "text")
+    assert config.gc_threshold == 50_000
     k8s = server.hub.namespace("k8s.io")
     assert k8s.retention.max_events == 500_000
     assert k8s.retention.max_age == 3600.0  # inherited from [defaults.retention]
@@ -60,6 +61,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"server": {"batch_linger": 5}}, "server.batch_linger:"),
         ({"hub": {"heartbeat_interval": 0}}, "hub.heartbeat_interval:"),
         ({"log": {"level": "loud"}}, "log.level: must be one of"),
+        ({"process": {"gc_threshold": -1}}, "process.gc_threshold: must be an integer >= 0"),
         ({"defaults": {"default_policy": {"kind": "fast"}}}, "defaults.default_policy.kind:"),
         ({"defaults": {"default_policy": {"kind": "retry", "max_backoff": 0.001}}},
          "defaults.default_policy.max_backoff:"),
@@ -80,3 +82,10 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+def test_gc_threshold_from_the_command_line_wins(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[process]\ngc_threshold = 1000\n")
+    assert load_config(path).gc_threshold == 1000
+    assert load_config(path, {"process": {"gc_threshold": 0}}).gc_threshold == 0
