@@ -22,6 +22,7 @@ from ._core._filters import compile_filters
 from ._core._hub import Broadcaster, PublishItem
 from ._core._log import EventLog, LogFactory, MemoryLog
 from ._core._policy import Policy, PolicyKind
+from ._core._ready import ReadyQueue
 from ._core._stats import (
     LATENCY_BUCKETS,
     HubStatistics,
@@ -80,6 +81,7 @@ __all__ = [
     "PolicyKind",
     "PublishItem",
     "QuotaExceeded",
+    "ReadyQueue",
     "ResyncNotice",
     "ResyncReason",
     "Retention",

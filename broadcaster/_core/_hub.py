@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -65,6 +65,7 @@ class Broadcaster:
         self._closed = False
         self.heartbeat_id = 0
         self.callbacks = CallbackRunner(self)
+        self._clock: Callable[[], float] = anyio.current_time
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -73,6 +74,7 @@ class Broadcaster:
             raise RuntimeError("a Broadcaster can be entered only once")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._clock = _loop_clock()
         self._tg.start_soon(self._notifier_loop, name="broadcaster notifier")
         self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
         self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
@@ -106,7 +108,8 @@ class Broadcaster:
         return self._tg
 
     def now(self) -> float:
-        return anyio.current_time()
+        """The event loop's monotonic clock (trio's mock clock in tests)."""
+        return self._clock()
 
     def random(self) -> float:
         return self._random.random()
@@ -429,3 +432,13 @@ class Broadcaster:
             callback_errors=self.callbacks.errors,
             slow_callbacks=self.callbacks.slow,
         )
+
+
+def _loop_clock() -> Callable[[], float]:
+    """The running backend's clock, looked up once: ``anyio.current_time`` finds the
+    backend on every call, and the hub reads the clock several times per delivery."""
+    try:
+        from anyio._core._eventloop import get_async_backend
+    except ImportError:  # pragma: no cover - a future anyio moved it
+        return anyio.current_time
+    return get_async_backend().current_time

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ._namespace import NamespaceState
 
 __all__ = ["Liveness", "Subscription"]
+
+
+class _Wakeable(Protocol):
+    def set(self) -> None: ...
+
 
 #: What proves a subscriber alive: reading (``"consume"``) or only :meth:`Subscription.ack`.
 Liveness = Literal["consume", "ack"]
@@ -56,7 +61,7 @@ class Subscription:
         self.cursors: dict[str, Cursor] = {}
         self._order: list[Cursor] = []
         self._rr = 0
-        self._wake: anyio.Event | None = None
+        self._wake: _Wakeable | None = None  # the waiting task's event, or a ReadyQueue's
         self._registered = False
         self._closed = False
         self._ended: Ended | None = None
@@ -111,9 +116,10 @@ class Subscription:
         return self._hub.random()
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        wake = self._wake
+        if wake is not None:
             self._wake = None
+            wake.set()
 
     def end(self, reason: EndReason, message: str) -> None:
         """End the subscription from the hub's side (eviction, hub closing)."""
@@ -243,6 +249,25 @@ class Subscription:
                 yield await self.receive_batch(max_events)
             except anyio.EndOfStream:
                 return
+
+    def park_waker(self, waker: _Wakeable) -> None:
+        """Wait without a task: ``waker.set()`` is called once, when the hub would have
+        woken a task blocked in :meth:`receive_batch` (see :class:`ReadyQueue`).
+
+        :raises anyio.BusyResourceError: if something already waits on this subscription
+        """
+        if self._wake is not None:
+            raise anyio.BusyResourceError("receiving from")
+        if self._closed:
+            waker.set()
+            return
+        self._wake = waker
+        self._hub.park(self)
+
+    def unpark(self) -> None:
+        """Stop waiting (after a waker fired, or to give up waiting)."""
+        self._wake = None
+        self._hub.unpark(self)
 
     async def _wait(self) -> None:
         if self._wake is not None:

@@ -60,8 +60,9 @@ class ServerConfig:
     :ivar max_subscriptions_per_stream: live subscriptions on one Subscribe stream
     :ivar batch_max_events: deliveries in one EventBatch message
     :ivar batch_max_bytes: size after which an EventBatch message is closed
-    :ivar batch_linger: seconds a Subscribe stream waits for more events when a batch is
-        small (0 sends at once)
+    :ivar batch_linger: seconds a Subscribe stream, woken by new events, waits for more
+        before reading its subscriptions (0 reads at once); skipped while one of the
+        stream's subscriptions has a policy bound under 256 events or 256 KiB
     :ivar keepalive_time: seconds between the server's keepalive pings
     :ivar keepalive_timeout: seconds to wait for a ping's answer before closing
     :ivar keepalive_permit_without_calls: accept client pings on connections without RPCs

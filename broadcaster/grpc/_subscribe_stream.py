@@ -3,14 +3,16 @@
 Shape of a stream::
 
     reader (the RPC's task)   Add / Remove / Ack  -> opens or closes hub subscriptions
-    pump, one per subscription  receive_batch()   -> the stream's queue (bounded)
+    pump (one for all subscriptions)  receive_batch_nowait() of the subscriptions the hub
+                              woke (a ReadyQueue)  -> the stream's queue (bounded)
     writer                    queue -> EventBatch messages -> context.write(bytes)
 
-The writer gathers everything the pumps queued (across every subscription of the
-stream), lingers briefly when that is little, and sends one spliced ``EventBatch`` per
-round, each event once with the ids of every subscription it matched. A slow client
-blocks ``context.write``; the queue then fills, the pumps stop reading, and the hub's
-overflow policy of each subscription applies (drops are reported in-band).
+Woken by the hub, the pump lingers briefly (``batch_linger``) so that a burst of
+publishes is read in one pass, then reads every woken subscription without yielding;
+the writer sends what that pass queued as one spliced ``EventBatch``, each event once
+with the ids of every subscription it matched. A slow client blocks ``context.write``;
+the queue then fills, the pump stops reading, and the hub's overflow policy of each
+subscription applies (drops are reported in-band).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from anyio.abc import TaskGroup
 
 from .._core._errors import BroadcasterError
 from .._core._hub import Broadcaster
+from .._core._ready import ReadyQueue
 from .._core._subscription import Subscription
 from .._core._types import Ended, Event, Heartbeat
 from ..v1 import broadcaster_pb2 as pb
@@ -48,6 +51,11 @@ logger = logging.getLogger("broadcaster.grpc.subscribe")
 
 _MAX_ID_LENGTH = 256
 
+#: The pump lingers only while every subscription of the stream can hold at least this
+#: much in the hub meanwhile; a tighter policy bound would turn the wait into drops.
+_LINGER_MIN_EVENTS = 256
+_LINGER_MIN_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
@@ -56,7 +64,8 @@ class StreamLimits:
     :ivar max_subscriptions: live subscriptions per stream
     :ivar batch_max_events: deliveries in one EventBatch message
     :ivar batch_max_bytes: body size after which an EventBatch is closed
-    :ivar batch_linger: seconds the writer waits for more when a batch is small
+    :ivar batch_linger: seconds the pump waits, once woken, before reading the
+        subscriptions, so that a burst of publishes goes out as one batch
     """
 
     max_subscriptions: int = 1000
@@ -68,17 +77,28 @@ class StreamLimits:
 class _Entry:
     """One subscription of the stream."""
 
-    __slots__ = ("closed", "id", "prefix", "scope", "sub")
+    __slots__ = ("closed", "id", "prefix", "sub", "tight")
 
-    def __init__(self, subscription_id: str, sub: Subscription) -> None:
+    def __init__(self, subscription_id: str, sub: Subscription, tight: bool) -> None:
         self.id = subscription_id
         self.prefix = id_prefix(subscription_id)
         self.sub = sub
-        self.scope = anyio.CancelScope()
         self.closed = False
+        self.tight = tight  # its policy bound is too small for the pump to linger
 
 
-#: Queue entries: (subscription, items) from a pump, or (None, message) from the reader.
+def _is_tight(sub: Subscription, hub: Broadcaster) -> bool:
+    policies = [cursor.policy for cursor in sub.cursors.values()]
+    if sub.namespaces is None:  # namespaces created later get their own default policy
+        config = hub.config
+        policies.append(sub.policy or config.default_namespace.default_policy)
+        if sub.policy is None:
+            policies.extend(ns.default_policy for ns in config.namespaces.values())
+    return any(p.max_events < _LINGER_MIN_EVENTS
+               or 0 < p.max_bytes < _LINGER_MIN_BYTES for p in policies)
+
+
+#: Queue entries: (subscription, items) from the pump, or (None, message) from the reader.
 _Chunk = tuple[_Entry, list[object]] | tuple[None, bytes]
 
 
@@ -107,6 +127,8 @@ class SubscribeStream:
         self._write = write
         self._on_reject = on_reject
         self._subs: dict[str, _Entry] = {}
+        self._tight = 0  # live subscriptions with a tight policy bound
+        self._ready: ReadyQueue[_Entry] = ReadyQueue()
         self._queue: deque[_Chunk] = deque()
         self._queued_items = 0
         self._high_water = 2 * limits.batch_max_events
@@ -131,6 +153,7 @@ class SubscribeStream:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._writer)
+                tg.start_soon(self._pump)
                 async for request in requests:
                     self._handle(request)
                 self._input_done = True
@@ -196,12 +219,12 @@ class SubscribeStream:
         except anyio.ClosedResourceError:
             return self._reject(sid, grpc.StatusCode.UNAVAILABLE,
                                 "server: shutting down", "unavailable")
-        entry = _Entry(sid, sub)
+        entry = _Entry(sid, sub, _is_tight(sub, self._hub))
         self._subs[sid] = entry
+        self._tight += entry.tight
         self._control(encode_add_result(
             sid, start_sequences=sub.start_positions(), epoch=self._hub.epoch))
-        assert self._tg is not None
-        self._tg.start_soon(self._pump, entry, name=f"subscribe pump {sid!r}")
+        self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
 
     def _reject(self, sid: str, code: grpc.StatusCode, message: str, reason: str) -> None:
         self._on_reject(reason)
@@ -210,30 +233,47 @@ class SubscribeStream:
     def _remove(self, sid: str) -> None:
         entry = self._subs.pop(sid, None)
         if entry is not None:
+            self._tight -= entry.tight
             entry.closed = True
-            entry.scope.cancel()
             entry.sub.close()
         self._control(encode_removed(sid))
 
     # -- pumps and the queue -----------------------------------------------------------
 
-    async def _pump(self, entry: _Entry) -> None:
-        sub, max_events = entry.sub, self._limits.batch_max_events
-        with entry.scope:
-            try:
-                while True:
-                    while self._queued_items >= self._high_water:
-                        room = self._room = self._room or anyio.Event()
-                        await room.wait()
-                    try:
-                        items = await sub.receive_batch(max_events)
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        return
-                    self._queue.append((entry, items))
-                    self._queued_items += len(items)
-                    self._notify()
-            finally:
-                sub.close()
+    async def _pump(self) -> None:
+        """Read the subscriptions the hub woke, in the order it woke them, into the queue;
+        stop reading while the queue is above its high-water mark."""
+        ready, max_events = self._ready, self._limits.batch_max_events
+        linger = self._limits.batch_linger
+        while True:
+            if not len(ready):
+                await ready.wait()
+                if linger and not self._tight:  # let the rest of a burst land: one
+                    await anyio.sleep(linger)       # read per subscription for all of it
+            for entry, sub in ready.take():
+                while self._queued_items >= self._high_water:
+                    room = self._room = self._room or anyio.Event()
+                    await room.wait()
+                if entry.closed:
+                    sub.close()
+                    continue
+                try:
+                    items = sub.receive_batch_nowait(max_events)
+                except anyio.WouldBlock:
+                    ready.watch(entry, sub)
+                    continue
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    sub.close()
+                    continue
+                self._queue.append((entry, items))
+                self._queued_items += len(items)
+                self._notify()
+                if type(items[-1]) is Ended:
+                    sub.close()  # nothing follows Ended
+                elif len(items) >= max_events:
+                    ready.mark(entry, sub)  # more may be ready: read it again next round
+                else:
+                    ready.watch(entry, sub)  # everything ready was taken
 
     def _control(self, message: bytes) -> None:
         self._queue.append((None, message))
@@ -247,7 +287,6 @@ class SubscribeStream:
     # -- the writer --------------------------------------------------------------------
 
     async def _writer(self) -> None:
-        linger = self._limits.batch_linger
         while True:
             if not self._queue:
                 if (self._input_done or self._stopping) and not self._subs:
@@ -255,8 +294,6 @@ class SubscribeStream:
                 wake = self._wake = anyio.Event()
                 await wake.wait()
                 continue
-            if linger and self._queued_items and self._queued_items < self._limits.batch_max_events:
-                await anyio.sleep(linger)
             try:
                 for message in self._drain():
                     await self._write(message)
@@ -364,6 +401,7 @@ class SubscribeStream:
         entry.closed = True
         if self._subs.get(entry.id) is entry:
             del self._subs[entry.id]
+            self._tight -= entry.tight
 
     def _latest(self) -> dict[str, int]:
         latest: dict[str, int] = {}

@@ -146,24 +146,26 @@ async def test_slow_consumer_sees_exact_drop_notice(server: Any) -> None:
                 if isinstance(item, Event) and item.topic == "/marker":
                     return
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consume)
-            published = 1
-            await client.publish("ns", "/e", payload)
-            with anyio.fail_after(5):
-                await paused.wait()
-            async with client.publisher("ns", max_batch=50) as pub:
-                # bounded: stop once the server reports drops for this subscription
-                with anyio.fail_after(20):
-                    while published < 20_000:
-                        for _ in range(50):
-                            await pub.submit("/e", payload)
-                        published += 50
-                        await pub.flush()
-                        if server.hub.statistics().namespaces["ns"].dropped:
-                            break
-            resume.set()
-            marker = await client.publish("ns", "/marker", b"")
+        # bounded: a marker lost to the policy would otherwise leave consume() waiting
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                published = 1
+                await client.publish("ns", "/e", payload)
+                with anyio.fail_after(5):
+                    await paused.wait()
+                async with client.publisher("ns", max_batch=50) as pub:
+                    # bounded: stop once the server reports drops for this subscription
+                    with anyio.fail_after(20):
+                        while published < 20_000:
+                            for _ in range(50):
+                                await pub.submit("/e", payload)
+                            published += 50
+                            await pub.flush()
+                            if server.hub.statistics().namespaces["ns"].dropped:
+                                break
+                resume.set()
+                marker = await client.publish("ns", "/marker", b"")
         await sub.aclose()
     notices = [i for i in items if isinstance(i, DropNotice)]
     events = [i.sequence for i in items if isinstance(i, Event)]

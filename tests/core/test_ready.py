@@ -1,0 +1,154 @@
+"""ReadyQueue: many subscriptions served by one task, woken exactly as a waiting task
+would be (both backends; trio on a virtual clock)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from broadcaster import (
+    Broadcaster,
+    Ended,
+    EndReason,
+    Event,
+    Heartbeat,
+    HubConfig,
+    NamespaceConfig,
+    Policy,
+    ReadyQueue,
+    Retention,
+)
+
+pytestmark = pytest.mark.anyio
+
+QUIET = HubConfig(heartbeat_interval=3600.0)
+
+
+def _keys(queue: ReadyQueue[str]) -> list[str]:
+    return [key for key, _ in queue.take()]
+
+
+async def _settle() -> None:
+    """Let the hub's notifier run (it wakes parked subscriptions after notify_linger)."""
+    await anyio.sleep(0.01)
+
+
+async def test_a_publish_queues_only_the_subscriptions_of_its_namespace() -> None:
+    async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sa, hub.subscribe("b") as sb:
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("A", sa)
+        queue.watch("B", sb)
+        assert len(queue) == 0
+        await hub.publish("a", "/x", b"1")
+        with anyio.fail_after(5):
+            await queue.wait()
+        assert _keys(queue) == ["A"]
+        [event] = sa.receive_batch_nowait()
+        assert isinstance(event, Event) and event.payload == b"1"
+        await hub.publish("b", "/x")
+        await queue.wait()
+        assert _keys(queue) == ["B"]
+
+
+async def test_one_burst_queues_a_subscription_once_and_wakes_the_waiter() -> None:
+    async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sub:
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("s", sub)
+        woke = anyio.Event()
+
+        async def serve() -> None:
+            await queue.wait()
+            woke.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            await anyio.lowlevel.checkpoint()
+            for _ in range(5):
+                await hub.publish("a", "/x")
+            with anyio.fail_after(5):
+                await woke.wait()
+        assert _keys(queue) == ["s"]
+        assert len(sub.receive_batch_nowait(100)) == 5
+
+
+async def test_a_subscription_woken_by_one_namespace_leaves_the_others() -> None:
+    async with Broadcaster(QUIET) as hub, hub.subscribe(["a", "b"]) as sub:
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("s", sub)
+        await hub.publish("a", "/x")
+        await queue.wait()
+        assert _keys(queue) == ["s"]  # take() unparks it from "b" as well
+        assert not sub.waiting
+        await hub.publish("b", "/x")
+        await _settle()
+        assert len(queue) == 0  # not watched: the serving task reads it when it wants
+        assert len(sub.receive_batch_nowait()) == 2
+
+
+async def test_close_eviction_and_heartbeats_queue_the_subscription() -> None:
+    config = HubConfig(heartbeat_interval=1.0, max_missed_heartbeats=2)
+    async with Broadcaster(config) as hub:
+        closed, evicted, beating = (hub.subscribe("a", liveness=liveness)
+                                    for liveness in ("consume", "ack", "ack"))
+        for sub in (closed, evicted, beating):
+            sub.open()
+        queue: ReadyQueue[str] = ReadyQueue()
+        for key, sub in (("closed", closed), ("evicted", evicted), ("beating", beating)):
+            queue.watch(key, sub)
+        closed.close()
+        assert _keys(queue) == ["closed"]
+        with pytest.raises(anyio.ClosedResourceError):
+            closed.receive_batch_nowait()
+        # a heartbeat: "beating" acks it and is queued; "evicted" never acks
+        seen: list[object] = []
+        with anyio.fail_after(60):
+            while not any(isinstance(i, Ended) for i in seen):
+                await queue.wait()
+                for key, sub in queue.take():
+                    items = sub.receive_batch_nowait()
+                    if key == "beating":
+                        assert all(isinstance(i, Heartbeat) for i in items)
+                        sub.ack()
+                    else:
+                        seen.extend(items)
+                    if not isinstance(items[-1], Ended):
+                        queue.watch(key, sub)
+        assert seen[-1] == Ended(EndReason.HEARTBEAT_TIMEOUT, seen[-1].message)  # type: ignore[union-attr]
+        assert beating.end_reason is None
+        beating.close()
+
+
+async def test_watching_a_subscription_twice_is_an_error() -> None:
+    async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sub:
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("s", sub)
+        with pytest.raises(anyio.BusyResourceError):
+            queue.watch("again", sub)
+        with pytest.raises(anyio.BusyResourceError):
+            await sub.receive()
+
+
+async def test_watching_a_closed_subscription_queues_it_at_once() -> None:
+    async with Broadcaster(QUIET) as hub:
+        sub = hub.subscribe("a")
+        sub.open()
+        sub.close()
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("s", sub)
+        assert _keys(queue) == ["s"]
+
+
+async def test_drops_while_parked_are_reported_when_read() -> None:
+    ns = NamespaceConfig(retention=Retention(max_events=1000))
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0, default_namespace=ns)) as hub:
+        async with hub.subscribe("a", policy=Policy.drop_newest(2)) as sub:
+            queue: ReadyQueue[str] = ReadyQueue()
+            queue.watch("s", sub)
+            for _ in range(5):
+                await hub.publish("a", "/x")
+            await queue.wait()
+            [(_, woken)] = queue.take()
+            items = woken.receive_batch_nowait()
+    assert [i.sequence for i in items if isinstance(i, Event)] == [1, 2]
+    assert [(n.first_sequence, n.last_sequence, n.count)  # type: ignore[union-attr]
+            for n in items if not isinstance(n, Event)] == [(3, 5, 3)]
