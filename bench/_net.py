@@ -30,6 +30,7 @@ def net_run(
     streams: int = 1,
     rate: float | None = None,
     stalled: bool = False,
+    idle: int = 0,
     flood: bool = False,
     latency: bool = False,
     deadline: float = 60.0,
@@ -42,6 +43,8 @@ def net_run(
     :param events: events the publisher sends (paced at *rate* events/s if given)
     :param streams: gRPC streams per subscriber process (subscriptions are spread)
     :param stalled: add one subscriber that reads nothing (gRPC)
+    :param idle: add this many idle-but-healthy subscriptions (gRPC, one process, 4
+        streams): same namespace, a filter no event matches, heartbeats acked
     :param flood: flood namespace "a" at full speed meanwhile (gRPC)
     :param latency: collect publish-to-receive latencies
     :returns: figures of the run (throughput, losses, latency, CPU per process)
@@ -63,6 +66,11 @@ def net_run(
             extra.append(group.python("stalled", "bench.net_worker", {
                 **base, "role": "sub", "index": 99, "subscriptions": 1, "stalled": True,
                 "policy": "drop_newest", "max_events": 1000}, deadline))
+        if idle:
+            extra.append(group.python("idle", "bench.net_worker", {
+                **base, "role": "sub", "index": 97, "subscriptions": idle, "streams": 4,
+                "filters": ['topic=="/never-published"'], "hold": True,
+                "policy": "drop_newest"}, deadline))
         if flood:
             extra.append(group.python("flood_sub", "bench.net_worker", {
                 **base, "role": "sub", "index": 98, "subscriptions": 1, "namespace": "a",

@@ -139,6 +139,7 @@ async def grpc_sub(p: dict[str, Any]) -> None:
                         add=pb.SubscribeRequest.Add(
                             subscription_id=sid,
                             namespaces=[p.get("namespace", "bench")],
+                            filters=p.get("filters", []),
                             policy=policy,
                         )
                     )
@@ -193,6 +194,8 @@ async def grpc_sub(p: dict[str, Any]) -> None:
         await asyncio.wait_for(added.wait(), p["deadline"])
         emit(ready=True)
         await _wait_go(p, tally)
+        if p.get("hold"):  # idle but healthy: keep acking heartbeats until killed
+            await asyncio.sleep(p["deadline"])
         await _finish(tally, p)
         for t in tasks:
             t.cancel()

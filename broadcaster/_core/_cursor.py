@@ -89,14 +89,22 @@ class Cursor:
         start = self.accepted_end
         if start > head:
             return
+        topics = self.sub.topics
+        if topics is not None:  # the filter matches these topics only
+            if self.ns.quiet_since(topics, start):
+                self.accepted_end = head + 1  # nothing it could match: skip, unread
+                return
+            if start < log.first and not self.ns.lost_since(topics, start):
+                start = log.first  # retention took only events it could not match
         if start < log.first:
             self._lost_to_retention(start, log.first - 1)
             start = log.first
-        events = log.read(start, head + 1)
         self.accepted_end = head + 1
         matcher = self.sub.matcher
-        if matcher is not None:
-            events = [e for e in events if matcher(e)]
+        if matcher is None:
+            events = log.read(start, head + 1)
+        else:
+            events = self.ns.filter(matcher, start, head + 1)  # shared: never mutated
         if events:
             self._admit(events, now)
 

@@ -192,3 +192,24 @@ def compile_filters(filters: Sequence[str]) -> Matcher | None:
     if len(alternatives) == 1 and len(alternatives[0]) == 1:
         return alternatives[0][0]
     return lambda e: any(all(m(e) for m in conj) for conj in alternatives)
+
+
+def topics_of(filters: Sequence[str]) -> frozenset[str] | None:
+    """The topics outside which *filters* match nothing, or None if they may match any.
+
+    Every alternative must require ``topic==VALUE``; the hub then parks the subscription
+    under those topics only, so publishing other topics never wakes it. Call after
+    :func:`compile_filters` accepted *filters*.
+    """
+    if isinstance(filters, str):
+        filters = [filters]
+    if not filters:
+        return None
+    topics: set[str] = set()
+    for i, text in enumerate(filters):
+        required = [s.value for s in _Parser(text, f"filters[{i}]").selectors()
+                    if s.path == ("topic",) and s.operator == "=="]
+        if not required:
+            return None
+        topics.add(required[0])
+    return frozenset(topics)

@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
 from ._errors import InvalidArgument, PayloadTooLarge, QuotaExceeded
-from ._filters import compile_filters
+from ._filters import Matcher, compile_filters, topics_of
 from ._log import LogFactory, MemoryLog, event_size
 from ._namespace import NamespaceState
 from ._policy import Policy
@@ -59,6 +59,8 @@ class Broadcaster:
         self._wildcard: set[Subscription] = set()
         self._wildcard_waiting: set[Subscription] = set()
         self._valid_topics: set[str] = set()  # memo of validate_topic, bounded
+        # interned filters, bounded: (matcher, topics) by filter list
+        self._matchers: dict[tuple[str, ...], tuple[Matcher | None, frozenset[str] | None]] = {}
         self._dirty: set[NamespaceState] = set()
         self._notify: anyio.Event | None = None
         self._tg: TaskGroup | None = None
@@ -183,13 +185,17 @@ class Broadcaster:
             if ns.block_cursors:  # a batch larger than the room goes in as room appears
                 count = await self._wait_for_room(ns, count)
             now = self.now()
-            seqs.extend(
+            appended = [
                 log.append(item.topic, item.payload, item.type_url, labels,
                            wall() if item.timestamp_ns is None else item.timestamp_ns,
-                           now, size).sequence
+                           now, size)
                 for item, labels, size in checked[len(seqs) : len(seqs) + count]
-            )
+            ]
+            seqs.extend(event.sequence for event in appended)
             log.trim(now)
+            if ns.topic_seqs:
+                ns.note_topics(appended)
+                ns.trim_topics()
             ns.published += count
             self._mark(ns)
         ns.since_yield += len(seqs)
@@ -247,7 +253,7 @@ class Broadcaster:
         The publisher's cost stays O(1) whatever the number of subscribers, and every
         publish made before the notifier runs (plus ``notify_linger``) shares one wake-up.
         """
-        if ns.waiting or self._wildcard_waiting:
+        if ns.waiting or ns.burst_topics or self._wildcard_waiting:
             self._dirty.add(ns)
             if self._notify is not None:
                 self._notify.set()
@@ -318,10 +324,26 @@ class Broadcaster:
             policy.validated()
         if liveness not in ("consume", "ack"):
             raise InvalidArgument("liveness", "must be 'consume' or 'ack'")
-        matcher = compile_filters(filters)
+        matcher, topics = self._matcher(filters)
         if since_default is not None and (not isinstance(since_default, int) or since_default < 0):
             raise InvalidArgument("since_default", "must be a non-negative integer")
-        return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness)
+        return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness,
+                            topics)
+
+    def _matcher(self, filters: Sequence[str]
+                 ) -> tuple[Matcher | None, frozenset[str] | None]:
+        """Compile *filters*, and find the only topics they can match (None: any).
+
+        Identical filter lists share one matcher (up to 1,024 lists), so that their
+        subscriptions share each filtered read of the log."""
+        key = (filters,) if isinstance(filters, str) else tuple(filters)
+        found = self._matchers.get(key) if all(isinstance(f, str) for f in key) else None
+        if found is None:
+            matcher = compile_filters(filters)
+            found = (matcher, topics_of(filters) if matcher is not None else None)
+            if matcher is not None and len(self._matchers) < 1024:
+                self._matchers[key] = found
+        return found
 
     def register(self, sub: Subscription) -> None:
         if self._closed:
@@ -354,12 +376,12 @@ class Broadcaster:
         if sub.namespaces is None:
             self._wildcard_waiting.add(sub)
         for cursor in sub.cursors.values():
-            cursor.ns.waiting.add(sub)
+            cursor.ns.park(sub)
 
     def unpark(self, sub: Subscription) -> None:
         self._wildcard_waiting.discard(sub)
         for cursor in sub.cursors.values():
-            cursor.ns.waiting.discard(sub)
+            cursor.ns.unpark(sub)
 
     @property
     def subscription_count(self) -> int:
@@ -400,6 +422,7 @@ class Broadcaster:
             now = self.now()
             for ns in self._namespaces.values():
                 ns.log.trim(now)
+                ns.trim_topics()
             self.heartbeat_id += 1
             for sub in list(self._subs):
                 if not sub.is_alive(now, limit):

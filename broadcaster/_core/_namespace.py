@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -11,6 +11,7 @@ import anyio
 
 from ._config import NamespaceConfig
 from ._errors import QuotaExceeded
+from ._filters import Matcher
 from ._log import EventLog
 from ._policy import PolicyKind
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from ._subscription import Subscription
 
 __all__ = ["NamespaceState"]
+
+_FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing
+_FILTER_CACHE_ENTRIES = 1024  # distinct matchers remembered per namespace
 
 
 class NamespaceState:
@@ -34,6 +38,20 @@ class NamespaceState:
         self.block_cursors: set[Cursor] = set()
         self.sweep_cursors: set[Cursor] = set()  # disconnect and retry: checked periodically
         self.waiting: set[Subscription] = set()
+        # subscriptions whose filters only match some topics wait under those topics, and
+        # only a publish of one of them wakes them
+        self.waiting_topics: dict[str, set[Subscription]] = {}
+        self.burst_topics: set[str] = set()  # published since the last notify
+        # for every topic some subscription filters on: the retained sequences published
+        # with it, and the newest one retention trimmed, so that such a cursor skips a
+        # range none of its topics was published in without reading it, and never
+        # reports trimmed events it could not have matched as lost
+        self.topic_seqs: dict[str, deque[int]] = {}
+        self.topic_trimmed: dict[str, int] = {}
+        self.topic_watchers: dict[str, int] = {}
+        # the last filtered read per matcher: subscriptions sharing a filter (interned by
+        # the hub) and a position filter the log once between them
+        self.filtered: dict[Matcher, tuple[int, int, list[Event]]] = {}
         self.room: anyio.Event | None = None
         self.published = 0
         self.delivered = 0
@@ -48,6 +66,14 @@ class NamespaceState:
     # -- cursors ---------------------------------------------------------------
 
     def add(self, cursor: Cursor) -> None:
+        topics = cursor.sub.topics
+        if topics is not None and cursor not in self.cursors:
+            for topic in topics:
+                self.topic_watchers[topic] = self.topic_watchers.get(topic, 0) + 1
+                if topic not in self.topic_seqs:
+                    self.topic_seqs[topic] = deque()
+                    # untracked before now: any earlier event may have had this topic
+                    self.topic_trimmed[topic] = self.log.head
         self.cursors.add(cursor)
         kind = cursor.policy.kind
         if kind is PolicyKind.BLOCK:
@@ -56,6 +82,16 @@ class NamespaceState:
             self.sweep_cursors.add(cursor)
 
     def remove(self, cursor: Cursor) -> None:
+        topics = cursor.sub.topics
+        if topics is not None and cursor in self.cursors:
+            for topic in topics:
+                left = self.topic_watchers[topic] - 1
+                if left:
+                    self.topic_watchers[topic] = left
+                else:
+                    del self.topic_watchers[topic]
+                    del self.topic_seqs[topic]
+                    del self.topic_trimmed[topic]
         self.cursors.discard(cursor)
         self.block_cursors.discard(cursor)
         self.sweep_cursors.discard(cursor)
@@ -87,12 +123,86 @@ class NamespaceState:
             )
         self.tokens -= count
 
+    def park(self, sub: Subscription) -> None:
+        """Note that *sub* waits for this namespace's events."""
+        topics = sub.topics
+        if topics is None:
+            self.waiting.add(sub)
+            return
+        for topic in topics:
+            waiters = self.waiting_topics.get(topic)
+            if waiters is None:
+                waiters = self.waiting_topics[topic] = set()
+            waiters.add(sub)
+
+    def unpark(self, sub: Subscription) -> None:
+        self.waiting.discard(sub)
+        if sub.topics is not None:
+            for topic in sub.topics:
+                waiters = self.waiting_topics.get(topic)
+                if waiters is not None:
+                    waiters.discard(sub)
+                    if not waiters:
+                        del self.waiting_topics[topic]
+
     def notify(self) -> None:
-        """Wake the subscriptions waiting for this namespace (once per burst)."""
+        """Wake the subscriptions waiting for this namespace (once per burst), and those
+        waiting for a topic published in the burst."""
         if self.waiting:
             for sub in self.waiting:
                 sub.wake()
             self.waiting.clear()
+        if self.burst_topics:
+            for topic in self.burst_topics:
+                waiters = self.waiting_topics.pop(topic, None)
+                if waiters:
+                    for sub in waiters:
+                        sub.wake()
+            self.burst_topics.clear()
+
+    def note_topics(self, events: Sequence[Event]) -> None:
+        """Record the topics of *events*, just published, for topic-filtered readers."""
+        seqs, waited = self.topic_seqs, self.waiting_topics
+        for event in events:
+            found = seqs.get(event.topic)
+            if found is not None:
+                found.append(event.sequence)
+                if event.topic in waited:
+                    self.burst_topics.add(event.topic)
+
+    def trim_topics(self) -> None:
+        """Forget the sequences retention trimmed (call after every trim of the log)."""
+        first = self.log.first
+        for topic, seqs in self.topic_seqs.items():
+            if seqs and seqs[0] < first:
+                while seqs and seqs[0] < first:
+                    last = seqs.popleft()
+                self.topic_trimmed[topic] = last
+
+    def quiet_since(self, topics: frozenset[str], start: int) -> bool:
+        """True if no event with one of *topics* was published at or after *start*."""
+        for topic in topics:
+            seqs = self.topic_seqs[topic]
+            if (seqs[-1] if seqs else self.topic_trimmed[topic]) >= start:
+                return False
+        return True
+
+    def lost_since(self, topics: frozenset[str], start: int) -> bool:
+        """True if retention trimmed an event with one of *topics* at or after *start*."""
+        return any(self.topic_trimmed[topic] >= start for topic in topics)
+
+    def filter(self, matcher: Matcher, start: int, stop: int) -> list[Event]:
+        """The events with ``start <= sequence < stop`` that *matcher* accepts, computed
+        once for every subscription that shares *matcher* and reads the same range."""
+        hit = self.filtered.get(matcher)
+        if hit is not None and hit[0] == start and hit[1] == stop:
+            return hit[2]
+        events = [e for e in self.log.read(start, stop) if matcher(e)]
+        if len(events) <= _FILTER_CACHE_EVENTS:  # small results only: they pin events
+            if len(self.filtered) >= _FILTER_CACHE_ENTRIES:
+                self.filtered.clear()
+            self.filtered[matcher] = (start, stop, events)
+        return events
 
     def block_room(self, now: float) -> tuple[int, Cursor | None]:
         """The room of the fullest blocking cursor, and that cursor."""

@@ -49,10 +49,12 @@ class Subscription:
         since_default: int | None,
         epoch: str | None,
         liveness: Liveness,
+        topics: frozenset[str] | None = None,
     ) -> None:
         self._hub = hub
         self.namespaces = namespaces
         self.matcher = matcher
+        self.topics = topics  # the only topics *matcher* can accept (None: any)
         self.policy = policy
         self._since = since
         self._since_default = since_default
@@ -107,7 +109,7 @@ class Subscription:
         """Leave every namespace; the cursors stay so that buffered items can drain."""
         for cursor in self._order:
             cursor.ns.remove(cursor)
-            cursor.ns.waiting.discard(self)
+            cursor.ns.unpark(self)
 
     def now(self) -> float:
         return self._hub.now()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from broadcaster import Event, InvalidFilter, compile_filters
+from broadcaster._core._filters import topics_of
 
 
 def ev(ns: str = "k8s.io", topic: str = "/tasks/exit", labels: dict[str, str] | None = None,
@@ -69,3 +70,20 @@ def test_bad_filters_name_the_problem(filters: list[str], field: str, words: str
         compile_filters(filters)
     assert info.value.field == field
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("filters", "topics"),
+    [
+        (['topic=="/tasks/exit"'], {"/tasks/exit"}),
+        (['topic=="/a",labels.x==y', 'namespace==k8s.io,topic=="/b"'], {"/a", "/b"}),
+        (['topic=="/a"', "labels.x==y"], None),  # the second alternative matches any topic
+        (['topic~="^/a"'], None),
+        (['topic!="/a"'], None),
+        ([], None),
+    ],
+)
+def test_topics_of_is_the_only_topics_a_filter_can_match(
+    filters: list[str], topics: set[str] | None
+) -> None:
+    assert topics_of(filters) == (None if topics is None else frozenset(topics))

@@ -152,3 +152,56 @@ async def test_drops_while_parked_are_reported_when_read() -> None:
     assert [i.sequence for i in items if isinstance(i, Event)] == [1, 2]
     assert [(n.first_sequence, n.last_sequence, n.count)  # type: ignore[union-attr]
             for n in items if not isinstance(n, Event)] == [(3, 5, 3)]
+
+
+async def test_a_topic_filter_is_woken_only_by_its_topics() -> None:
+    async with Broadcaster(QUIET) as hub:
+        exits = hub.subscribe("k8s.io", filters=['topic=="/tasks/exit"', 'topic=="/tasks/oom"'])
+        labelled = hub.subscribe("k8s.io", filters=["labels.app==web"])
+        for sub in (exits, labelled):
+            sub.open()
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("exits", exits)
+        queue.watch("labelled", labelled)
+        for _ in range(50):
+            await hub.publish("k8s.io", "/tasks/start")
+        await _settle()
+        assert _keys(queue) == ["labelled"]  # any topic may carry the label
+        queue.watch("labelled", labelled)
+        assert exits.waiting
+        await hub.publish("k8s.io", "/tasks/oom")
+        await queue.wait()
+        assert sorted(_keys(queue)) == ["exits", "labelled"]
+        [event] = exits.receive_batch_nowait()
+        assert isinstance(event, Event) and (event.topic, event.sequence) == ("/tasks/oom", 51)
+
+
+async def test_events_trimmed_while_parked_are_not_reported_lost_unless_they_matched() -> None:
+    ns = NamespaceConfig(retention=Retention(max_events=10))
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0, default_namespace=ns)) as hub:
+        async with hub.subscribe("a", filters=['topic=="/exit"']) as exits, \
+                hub.subscribe("a", filters=['topic~="^/exit$"']) as scanned:
+            queue: ReadyQueue[str] = ReadyQueue()
+            queue.watch("exits", exits)
+            queue.watch("scanned", scanned)  # no topic index: woken by every burst
+            for _ in range(100):  # 91 of the 101 trimmed before anyone reads
+                await hub.publish("a", "/start")
+            await hub.publish("a", "/exit")
+            await queue.wait()
+            got = {key: sub.receive_batch_nowait() for key, sub in queue.take()}
+    kinds = {key: [(type(i).__name__, getattr(i, "sequence", None)) for i in items]
+             for key, items in got.items()}
+    assert kinds["exits"] == [("Event", 101)]
+    # a filter the hub cannot index: the trimmed events might have matched, so say so
+    assert kinds["scanned"] == [("DropNotice", None), ("Event", 101)]
+    [notice, _] = got["scanned"]
+    assert (notice.first_sequence, notice.last_sequence) == (1, 91)  # type: ignore[union-attr]
+
+
+async def test_identical_filters_share_one_matcher() -> None:
+    async with Broadcaster(QUIET) as hub:
+        a = hub.subscribe("a", filters=['topic=="/x"'])
+        b = hub.subscribe("b", filters=['topic=="/x"'])
+        c = hub.subscribe("a", filters=['topic=="/y"'])
+    assert a.matcher is b.matcher and a.matcher is not c.matcher
+    assert a.topics == frozenset({"/x"})
