@@ -37,6 +37,8 @@ class Subscription:
     Leaving the ``async with`` (normally, by an exception, or because the enclosing
     cancel scope was cancelled) unregisters it at once. When the hub ends it (eviction,
     hub closing) the last item is an :class:`Ended` and iteration stops.
+
+    :ivar cursors: its position in each namespace it reads (empty once closed)
     """
 
     def __init__(
@@ -181,6 +183,10 @@ class Subscription:
         if self._ended is None:
             self._hub.unregister(self)
         self.wake()
+        # Cursors point back at their subscription: drop them, so that reference counting
+        # frees both at once rather than the cyclic collector, eventually.
+        self.cursors = {}
+        self._order = []
 
     # -- liveness ------------------------------------------------------------------------
 
