@@ -19,6 +19,7 @@ import anyio.lowlevel
 from bench._proc import cpu_seconds, rss_bytes
 from bench._util import emit, payload, percentiles
 from broadcaster import (
+    DEFAULT_GC_THRESHOLD,
     Broadcaster,
     HubConfig,
     NamespaceConfig,
@@ -275,7 +276,7 @@ SCENARIOS = {
 
 def main() -> int:
     params = json.loads(sys.argv[1])
-    tune_gc(params.get("gc_threshold", 50_000))  # as `broadcaster serve` does
+    tune_gc(params.get("gc_threshold", DEFAULT_GC_THRESHOLD))  # as `broadcaster serve` does
     backend = params.get("backend", "asyncio")
     result = anyio.run(SCENARIOS[params["scenario"]], params, backend=backend)
     emit(result=result)

@@ -21,7 +21,7 @@ import gc
 __all__ = ["DEFAULT_GC_THRESHOLD", "tune_gc"]
 
 #: Net allocations between young collections that ``broadcaster serve`` uses.
-DEFAULT_GC_THRESHOLD = 50_000
+DEFAULT_GC_THRESHOLD = 10_000
 
 
 def tune_gc(threshold: int = DEFAULT_GC_THRESHOLD) -> tuple[int, int, int]:

@@ -20,7 +20,7 @@ def test_example_file_loads_every_documented_key() -> None:
     assert server.metrics_listen == "127.0.0.1:9464"
     assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 3600.0
     assert (config.log_level, config.log_format) == ("info", "text")
-    assert config.gc_threshold == 50_000
+    assert config.gc_threshold == 10_000
     k8s = server.hub.namespace("k8s.io")
     assert k8s.retention.max_events == 500_000
     assert k8s.retention.max_age == 3600.0  # inherited from [defaults.retention]

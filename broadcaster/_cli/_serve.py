@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
-                        "start-up objects (default 50000; 0 keeps Python's default 700)")
+                        "start-up objects (default 10000; 0 keeps Python's default 700)")
     parser.set_defaults(func=run)
 
 
