@@ -195,7 +195,6 @@ class Broadcaster:
             log.trim(now)
             if ns.topic_seqs:
                 ns.note_topics(appended)
-                ns.trim_topics()
             ns.published += count
             self._mark(ns)
         ns.since_yield += len(seqs)

@@ -161,35 +161,48 @@ class NamespaceState:
             self.burst_topics.clear()
 
     def note_topics(self, events: Sequence[Event]) -> None:
-        """Record the topics of *events*, just published, for topic-filtered readers."""
-        seqs, waited = self.topic_seqs, self.waiting_topics
+        """Record the topics of *events*, just published (after the log's trim), for
+        topic-filtered readers."""
+        by_topic, waited, first = self.topic_seqs, self.waiting_topics, self.log.first
         for event in events:
-            found = seqs.get(event.topic)
-            if found is not None:
-                found.append(event.sequence)
+            seqs = by_topic.get(event.topic)
+            if seqs is not None:
+                seqs.append(event.sequence)
+                if seqs[0] < first:  # keeps each published topic's list within retention
+                    self._trim(event.topic, seqs, first)
                 if event.topic in waited:
                     self.burst_topics.add(event.topic)
 
     def trim_topics(self) -> None:
-        """Forget the sequences retention trimmed (call after every trim of the log)."""
+        """Forget the sequences retention trimmed, for topics not published lately."""
         first = self.log.first
         for topic, seqs in self.topic_seqs.items():
-            if seqs and seqs[0] < first:
-                while seqs and seqs[0] < first:
-                    last = seqs.popleft()
-                self.topic_trimmed[topic] = last
+            self._trim(topic, seqs, first)
+
+    def _trim(self, topic: str, seqs: deque[int], first: int) -> deque[int]:
+        if seqs and seqs[0] < first:
+            while seqs and seqs[0] < first:
+                last = seqs.popleft()
+            self.topic_trimmed[topic] = last
+        return seqs
 
     def quiet_since(self, topics: frozenset[str], start: int) -> bool:
         """True if no event with one of *topics* was published at or after *start*."""
+        first = self.log.first
         for topic in topics:
-            seqs = self.topic_seqs[topic]
+            seqs = self._trim(topic, self.topic_seqs[topic], first)
             if (seqs[-1] if seqs else self.topic_trimmed[topic]) >= start:
                 return False
         return True
 
     def lost_since(self, topics: frozenset[str], start: int) -> bool:
         """True if retention trimmed an event with one of *topics* at or after *start*."""
-        return any(self.topic_trimmed[topic] >= start for topic in topics)
+        first = self.log.first
+        for topic in topics:
+            self._trim(topic, self.topic_seqs[topic], first)
+            if self.topic_trimmed[topic] >= start:
+                return True
+        return False
 
     def filter(self, matcher: Matcher, start: int, stop: int) -> list[Event]:
         """The events with ``start <= sequence < stop`` that *matcher* accepts, computed
