@@ -88,6 +88,7 @@ class Client:
         self._metadata = tuple(metadata)
         self._channel: grpc.aio.Channel | None = None
         self._stream: SubscribeStream | None = None
+        self._own_streams: set[SubscribeStream] = set()
         self._closed = False
 
     async def __aenter__(self) -> Client:
@@ -107,8 +108,9 @@ class Client:
     async def aclose(self) -> None:
         """End every subscription and close the channel."""
         self._closed = True
-        if self._stream is not None:
-            await self._stream.aclose()
+        for stream in [*self._own_streams, *([self._stream] if self._stream else [])]:
+            await stream.aclose()
+        self._own_streams.clear()
         if self._channel is not None:
             await self._channel.close()
 
@@ -205,8 +207,16 @@ class Client:
         since: int | Mapping[str, int] | None = None,
         epoch: str | None = None,
         timeout: float | None = None,
+        own_stream: bool = False,
     ) -> Subscription:
-        """A subscription on the client's shared Subscribe stream.
+        """A subscription on the client's shared Subscribe stream, or on its own.
+
+        The subscriptions of one stream share its flow control: a consumer that stops
+        reading fills its buffer (``buffer`` messages), the client stops reading the
+        stream, and every subscription on it waits while the server's overflow policy
+        of each applies. A consumer that may fall behind without holding up the others
+        takes ``own_stream=True``: a Subscribe stream of its own (on the same
+        connection), closed with the subscription.
 
         :param namespaces: one, several, or None for every namespace
         :param filters: containerd filters, OR-ed (e.g. ``topic=="/tasks/exit"``)
@@ -215,6 +225,7 @@ class Client:
             mapping per namespace; None starts live
         :param epoch: the epoch *since* belongs to (a different one gets ResyncNotices)
         :param timeout: bound of the wait for the Add to be accepted
+        :param own_stream: give the subscription a Subscribe stream of its own
         :raises broadcaster.InvalidArgument: for malformed namespaces or since
         """
         names = check_namespaces(namespaces)
@@ -229,12 +240,23 @@ class Client:
             cursors = dict.fromkeys(names, int(since))
         if any(v < 0 for v in cursors.values()):
             raise ValueError("since: must not be negative")
+        timeout = self._timeout if timeout is None else timeout
+        if own_stream:
+            stream = self._new_stream()
+            self._own_streams.add(stream)
+
+            async def close_stream() -> None:
+                self._own_streams.discard(stream)
+                await stream.aclose()
+
+            return Subscription(stream, names, filters, policy, cursors, epoch, timeout,
+                                on_close=close_stream)
         if self._stream is None:
-            self._stream = SubscribeStream(
-                self._open(), backoff=self._backoff, idle_timeout=self._idle_timeout,
-                buffer=self._buffer, rng=self._rng, metadata=self._metadata,
-            )
-        return Subscription(
-            self._stream, names, filters, policy, cursors, epoch,
-            self._timeout if timeout is None else timeout,
+            self._stream = self._new_stream()
+        return Subscription(self._stream, names, filters, policy, cursors, epoch, timeout)
+
+    def _new_stream(self) -> SubscribeStream:
+        return SubscribeStream(
+            self._open(), backoff=self._backoff, idle_timeout=self._idle_timeout,
+            buffer=self._buffer, rng=self._rng, metadata=self._metadata,
         )

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,7 +334,7 @@ class SubscribeStream:
 
 
 class Subscription:
-    """One subscription on the client's shared Subscribe stream.
+    """One subscription on a Subscribe stream: the client's shared one, or its own.
 
     Use ``async with client.subscribe(...) as sub: async for item in sub: ...``. Items
     are :class:`Event`, :class:`DropNotice`, :class:`ResyncNotice` and, last,
@@ -354,8 +354,10 @@ class Subscription:
         since: Mapping[str, int],
         epoch: str | None,
         timeout: float,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._stream = stream
+        self._on_close = on_close  # closes a stream of its own
         self._args = (namespaces, filters, policy, since, epoch)
         self._timeout = timeout
         self._state: _State | None = None
@@ -393,12 +395,19 @@ class Subscription:
                 await asyncio.shield(self._state.added)
         except BaseException:
             self._stream.close_subscription(self._state)
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                await on_close()
             raise
 
     async def aclose(self) -> None:
-        """Remove the subscription; iteration ends."""
+        """Remove the subscription; iteration ends (and its own stream, if it has one,
+        is closed)."""
         if self._state is not None:
             self._stream.close_subscription(self._state)
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            await on_close()
 
     async def __aenter__(self) -> Subscription:
         await self.start()

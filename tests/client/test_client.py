@@ -8,7 +8,7 @@ import anyio
 import grpc
 import pytest
 
-from broadcaster import HubConfig, InvalidTopic, NamespaceConfig
+from broadcaster import HubConfig, InvalidTopic, NamespaceConfig, Policy
 from broadcaster.client import Client, Event, PublishError, SubscribeError
 from broadcaster.containerd.events import task_pb2
 
@@ -127,3 +127,36 @@ async def test_subscribe_times_out_without_server() -> None:
         with anyio.fail_after(5), pytest.raises(TimeoutError):
             async with client.subscribe("ns"):
                 pass
+
+
+async def test_a_stalled_consumer_on_its_own_stream_holds_up_no_one(server: Any) -> None:
+    """A consumer that stops reading fills its buffer and pauses its stream. With a stream
+    of its own, the client's other subscriptions go on. (On the shared stream they wait:
+    with ``own_stream=False`` the healthy subscription stops short of the 120 events.)"""
+    payload = b"x" * 16384
+    total = 120  # ~2 MB: far past the stalled stream's HTTP/2 windows and buffer of 1
+    async with Client(server.addresses[0], buffer=1) as client:
+        stalled = client.subscribe("ns", policy=Policy.drop_newest(4), own_stream=True)
+        await stalled.start()
+        async with client.subscribe("ns", policy=Policy.drop_newest(total)) as healthy:
+            assert server.subscribe_streams == 2
+            async with client.publisher("ns", max_batch=10) as pub:
+                for _ in range(total):
+                    await pub.submit("/e", payload)
+            got: list[Any] = []
+            with anyio.fail_after(10):
+                async for item in healthy:
+                    got.append(item)
+                    if len(got) == total:
+                        break
+        assert [e.sequence for e in got] == list(range(1, total + 1))
+        dropped = server.hub.statistics().namespaces["ns"].dropped
+        assert dropped["drop_newest"] > 0  # the stalled one lost events, counted
+        await stalled.aclose()
+        await _wait(lambda: server.subscribe_streams == 1)  # its own stream closed with it
+
+
+async def _wait(condition: Any, within: float = 5.0) -> None:
+    with anyio.fail_after(within):
+        while not condition():
+            await anyio.sleep(0.01)
