@@ -457,10 +457,13 @@ class Broadcaster:
 
 
 def _loop_clock() -> Callable[[], float]:
-    """The running backend's clock, looked up once: ``anyio.current_time`` finds the
-    backend on every call, and the hub reads the clock several times per delivery."""
+    """The running event loop's clock, looked up once: ``anyio.current_time`` finds the
+    backend and the loop on every call (1.2 us here, against 0.16 us for the loop's own
+    ``time``), and the hub reads the clock for every batch it hands out."""
     try:
         from anyio._core._eventloop import get_async_backend
     except ImportError:  # pragma: no cover - a future anyio moved it
         return anyio.current_time
-    return get_async_backend().current_time
+    backend = get_async_backend()
+    loop_time = getattr(backend.current_token(), "time", None)  # asyncio: the loop's timers'
+    return loop_time if callable(loop_time) else backend.current_time

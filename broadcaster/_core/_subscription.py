@@ -226,9 +226,10 @@ class Subscription:
         """
         if self._closed:
             raise anyio.ClosedResourceError
+        now = self.now()
         if self.liveness == "consume":
-            self.alive_at = self.now()
-        items = self._collect(max_events)
+            self.alive_at = now
+        items = self._collect(max_events, now)
         if items:
             return items
         if self._end_sent:
@@ -288,13 +289,13 @@ class Subscription:
             self._wake = None
             self._hub.unpark(self)
 
-    def _collect(self, limit: int) -> list[Item]:
+    def _collect(self, limit: int, now: float) -> list[Item]:
         out: list[object] = []
         if self._ended is not None and self._ended.reason is not EndReason.HUB_CLOSED:
             for cursor in self._order:
                 cursor.flush_notices(out)
         else:
-            self._take(limit, out)
+            self._take(limit, out, now)
         if self._ended is not None and not self._end_sent and not self._has_buffered():
             out.append(self._ended)
             self._end_sent = True
@@ -309,12 +310,11 @@ class Subscription:
             )
         return out  # type: ignore[return-value]
 
-    def _take(self, limit: int, out: list[object]) -> None:
+    def _take(self, limit: int, out: list[object], now: float) -> None:
         order = self._order
         n = len(order)
         if not n:
             return
-        now = self.now()
         start = self._rr = (self._rr + 1) % n
         for i in range(n):
             taken = order[(start + i) % n].take(limit, out, now)
