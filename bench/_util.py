@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 __all__ = ["PAYLOAD_SIZE", "emit", "payload", "percentiles", "stamp_of"]
@@ -44,3 +45,11 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 99, 99.9)) -
         out[f"p{q:g}"] = ordered[rank]
     out["max"] = ordered[-1]
     return out
+
+
+def run_worker(run: Callable[[dict[str, Any]], Awaitable[None]]) -> int:
+    """The ``main`` of an asyncio worker process: ``run(params)`` with the JSON parameters
+    of ``sys.argv[1]``, bounded by their ``deadline`` (seconds)."""
+    params = json.loads(sys.argv[1])
+    asyncio.run(asyncio.wait_for(run(params), params["deadline"]))
+    return 0

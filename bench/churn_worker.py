@@ -19,12 +19,11 @@ bounded by its count and by ``deadline`` (seconds).
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from typing import Any
 
-from bench._util import emit, payload
+from bench._util import emit, payload, run_worker
 
 KINDS = ("remove", "event", "cancel", "half_close")
 
@@ -91,9 +90,7 @@ async def run(p: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    params = json.loads(sys.argv[1])
-    asyncio.run(asyncio.wait_for(run(params), params["deadline"]))
-    return 0
+    return run_worker(run)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import sys
 import time
 from typing import Any
 
-from bench._util import emit
+from bench._util import emit, run_worker
 
 
 async def _stop_line(deadline: float) -> None:
@@ -72,9 +71,7 @@ async def run(p: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    params = json.loads(sys.argv[1])
-    asyncio.run(asyncio.wait_for(run(params), params["deadline"]))
-    return 0
+    return run_worker(run)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from array import array
 from typing import Any
 
-from bench._util import emit, payload, stamp_of
+from bench._util import emit, payload, run_worker, stamp_of
 
 BATCH = 100
 
@@ -442,10 +441,7 @@ ROLES = {
 
 
 def main() -> int:
-    p = json.loads(sys.argv[1])
-    fn = ROLES[(p["role"], p["system"])]
-    asyncio.run(asyncio.wait_for(fn(p), p["deadline"]))
-    return 0
+    return run_worker(lambda p: ROLES[(p["role"], p["system"])](p))
 
 
 if __name__ == "__main__":
