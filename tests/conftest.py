@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import trio.testing
 
@@ -12,3 +14,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
     if request.param == "trio":
         return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def shared_event_loop() -> AsyncIterator[None]:
+    """Keep one event loop for a whole module (``pytest.mark.usefixtures``; the module's
+    ``anyio_backend`` must be module-scoped too). Every module that runs grpc.aio in the
+    test process uses it.
+
+    grpc.aio's completion-queue poller is process-wide: a call or channel finishing after
+    its test's loop closed posts to that closed loop, and the error surfaces in a later
+    test ("Event loop is closed"). One loop per module leaves few such boundaries."""
+    yield

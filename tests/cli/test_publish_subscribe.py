@@ -24,12 +24,12 @@ try:
 except ImportError:
     from broadcaster.grpc._server import Server, ServerConfig
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
 CLI = [sys.executable, "-m", "broadcaster._cli"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
 

@@ -20,7 +20,7 @@ except ImportError:  # the package front door may not re-export them yet
     from broadcaster.grpc._server import Server, ServerConfig
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"  # grpc.aio is asyncio-only
 

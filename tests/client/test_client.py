@@ -14,7 +14,7 @@ from broadcaster.containerd.events import task_pb2
 
 from .conftest import MakeServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
 
 async def _events(sub: Any, count: int, within: float = 10.0) -> list[Event]:

@@ -16,7 +16,7 @@ from broadcaster.v1 import broadcaster_pb2 as pb
 
 from .conftest import CuttableProxy, MakeServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
 FAST = Backoff(initial=0.02, maximum=0.2)
 

@@ -27,16 +27,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-async def shared_event_loop() -> AsyncIterator[None]:
-    """Keep one event loop for a whole module (``pytest.mark.usefixtures``).
-
-    grpc.aio's completion-queue poller is process-wide: a call or channel finishing after
-    its test's loop closed posts to that closed loop, and the error surfaces in a later
-    test ("Event loop is closed"). Fewer loops, fewer such boundaries."""
-    yield
-
-
 def server_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
     """A test ServerConfig: loopback port 0 + a unix socket, fast heartbeats."""
     settings: dict[str, Any] = {

@@ -16,7 +16,8 @@ from broadcaster.v1 import broadcaster_pb2, broadcaster_pb2_grpc
 
 from .harness import binary, containerd_server, run, socket_path
 
-pytestmark = [pytest.mark.anyio, pytest.mark.interop]
+pytestmark = [pytest.mark.anyio, pytest.mark.interop,
+              pytest.mark.usefixtures("shared_event_loop")]
 
 EXIT = task_pb2.TaskExit(
     container_id="c1", id="c1", pid=42, exit_status=137,

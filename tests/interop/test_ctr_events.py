@@ -23,7 +23,8 @@ from broadcaster.v1 import broadcaster_pb2, broadcaster_pb2_grpc
 
 from .harness import binary, containerd_server, ctr_events, run, socket_path, wait_until
 
-pytestmark = [pytest.mark.anyio, pytest.mark.interop]
+pytestmark = [pytest.mark.anyio, pytest.mark.interop,
+              pytest.mark.usefixtures("shared_event_loop")]
 
 TASK_EXIT = "containerd.events.TaskExit"
 EXIT = task_pb2.TaskExit(
