@@ -279,15 +279,12 @@ class Subscription:
         self._hub.unpark(self)
 
     async def _wait(self) -> None:
-        if self._wake is not None:
-            raise anyio.BusyResourceError("receiving from")
-        event = self._wake = anyio.Event()
-        self._hub.park(self)
+        event = anyio.Event()
+        self.park_waker(event)
         try:
             await event.wait()
         finally:
-            self._wake = None
-            self._hub.unpark(self)
+            self.unpark()
 
     def _collect(self, limit: int, now: float) -> list[Item]:
         out: list[object] = []

@@ -395,9 +395,7 @@ class Subscription:
                 await asyncio.shield(self._state.added)
         except BaseException:
             self._stream.close_subscription(self._state)
-            if self._on_close is not None:
-                on_close, self._on_close = self._on_close, None
-                await on_close()
+            await self._close_own_stream()
             raise
 
     async def aclose(self) -> None:
@@ -405,6 +403,9 @@ class Subscription:
         is closed)."""
         if self._state is not None:
             self._stream.close_subscription(self._state)
+        await self._close_own_stream()
+
+    async def _close_own_stream(self) -> None:
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             await on_close()
