@@ -1,4 +1,4 @@
-"""The broadcaster client (asyncio, grpc.aio).
+"""The broadcaster client (grpc.aio, on anyio's asyncio backend).
 
 ::
 
@@ -10,29 +10,47 @@
         async with client.subscribe("k8s.io", filters=['topic=="/tasks/exit"']) as sub:
             async for item in sub:
                 ...
+
+Every error it raises is a :class:`ClientError` (the tree is in
+``broadcaster/client/_errors.py``). :class:`SubscribeStream` is exported because
+:attr:`Client.subscribe_stream` returns one (its counters are for monitoring and tests).
 """
 
-import contextlib
+import contextlib as _contextlib
 
+from ._backoff import Backoff
 from ._client import Client, grpc_target
-from ._errors import ClientError, PublishError, StatusError, SubscribeError
+from ._errors import (
+    ClientClosedError,
+    ClientError,
+    ClientTimeoutError,
+    InvalidArgumentError,
+    PublishError,
+    StatusError,
+    SubscribeError,
+)
 from ._publisher import Publisher
-from ._subscribe import Backoff, Subscription
+from ._subscribe import SubscribeStream
+from ._subscription import Subscription
 from ._types import DropNotice, Ended, Event, Item, ResyncNotice
 
 __all__ = [
     "Backoff",
     "Client",
+    "ClientClosedError",
     "ClientError",
+    "ClientTimeoutError",
     "DropNotice",
     "Ended",
     "Event",
+    "InvalidArgumentError",
     "Item",
     "PublishError",
     "Publisher",
     "ResyncNotice",
     "StatusError",
     "SubscribeError",
+    "SubscribeStream",
     "Subscription",
     "grpc_target",
 ]
@@ -42,7 +60,7 @@ def _fixup_module_metadata() -> None:
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("broadcaster.client._"):
-            with contextlib.suppress(AttributeError, TypeError):
+            with _contextlib.suppress(AttributeError, TypeError):
                 obj.__module__ = "broadcaster.client"
 
 

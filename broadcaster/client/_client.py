@@ -7,17 +7,29 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import anyio
+import anyio.abc
 import grpc
 import grpc.aio
 
 from .._core._policy import Policy
-from .._core._validation import validate_labels, validate_namespace, validate_topic
 from ..v1 import broadcaster_pb2 as pb
 from ..v1 import broadcaster_pb2_grpc as pb_grpc
-from ._errors import PublishError, StatusError
+from ._backoff import Backoff
+from ._errors import ClientClosedError, InvalidArgumentError, PublishError, StatusError
 from ._publisher import Publisher
-from ._subscribe import Backoff, SubscribeStream, Subscription, check_namespaces
-from ._wire import Payload, payload_of, timestamp_ns_of
+from ._retry import Refusals, call_unary
+from ._subscribe import SubscribeStream
+from ._subscription import Subscription
+from ._validate import (
+    check_labels,
+    check_namespace,
+    check_namespaces,
+    check_payload,
+    check_since,
+    check_timestamp,
+    check_topic,
+)
+from ._wire import Payload
 
 __all__ = ["Client", "grpc_target"]
 
@@ -26,10 +38,10 @@ def grpc_target(address: str) -> str:
     """The gRPC target of an address: ``HOST:PORT``, ``unix:PATH`` or a bare socket path
     (``/run/broadcaster.sock``, as ctr accepts).
 
-    :raises ValueError: for an empty address
+    :raises InvalidArgumentError: for an empty address
     """
     if not address:
-        raise ValueError("address: must not be empty")
+        raise InvalidArgumentError("address", "must not be empty")
     if address.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
         return address
     if address.startswith(("/", "./")):
@@ -47,9 +59,16 @@ class Client:
             async with client.subscribe("default", filters=['topic=="/tasks/exit"']) as sub:
                 async for item in sub: ...
 
+    The ``async with`` block owns the client's task group: the tasks that keep its
+    Subscribe streams open run in it and end with it (unary calls need no block). As
+    with any task group, do not ``yield`` out of the block from an async generator; hand
+    items to other code through a memory object stream instead.
+
     All subscriptions of one client share one Subscribe stream; it answers heartbeats
     and reconnects (exponential backoff with jitter) with each subscription's cursors,
-    so a transient disconnect loses nothing that the server still retains.
+    so a transient disconnect loses nothing that the server still retains. A call whose
+    HTTP/2 stream the server refused (``REFUSED_STREAM``: it processed nothing) is
+    retried within the call's timeout; see :attr:`retried_refusals`.
 
     :param address: ``HOST:PORT``, ``unix:PATH`` or an absolute socket path
     :param timeout: bound of every unary call and of a subscription's Add (seconds)
@@ -61,6 +80,7 @@ class Client:
     :param seed: seed of the backoff jitter (None: from the OS)
     :param options: extra grpc channel options
     :param metadata: metadata sent with every call
+    :raises InvalidArgumentError: for an empty address or a buffer below 1
     """
 
     def __init__(
@@ -76,7 +96,7 @@ class Client:
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         if buffer < 1:
-            raise ValueError("buffer: must be at least 1")
+            raise InvalidArgumentError("buffer", "must be at least 1")
         self.address = address
         self._target = grpc_target(address)
         self._timeout = timeout
@@ -86,21 +106,34 @@ class Client:
         self._rng = random.Random(seed)
         self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
         self._metadata = tuple(metadata)
+        self._refusals = Refusals()
         self._channel: grpc.aio.Channel | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
         self._stream: SubscribeStream | None = None
         self._own_streams: set[SubscribeStream] = set()
         self._closed = False
 
     async def __aenter__(self) -> Client:
+        if self._tg is not None:
+            raise ClientClosedError("client: already entered")
         self._open()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                # The block's own exception is not the task group's: it propagates as is.
+                await tg.__aexit__(None, None, None)
 
     def _open(self) -> grpc.aio.Channel:
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise ClientClosedError("client: closed")
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
         return self._channel
@@ -108,16 +141,25 @@ class Client:
     async def aclose(self) -> None:
         """End every subscription and close the channel."""
         self._closed = True
-        for stream in [*self._own_streams, *([self._stream] if self._stream else [])]:
-            await stream.aclose()
+        streams = [*self._own_streams, *([self._stream] if self._stream else [])]
         self._own_streams.clear()
-        if self._channel is not None:
-            await self._channel.close()
+        with anyio.CancelScope(shield=True):  # bounded: each stream's task just ends
+            for stream in streams:
+                await stream.aclose()
+            channel, self._channel = self._channel, None
+            if channel is not None:
+                await channel.close()
 
     @property
     def subscribe_stream(self) -> SubscribeStream | None:
         """The shared Subscribe stream (None until the first subscription)."""
         return self._stream
+
+    @property
+    def retried_refusals(self) -> dict[str, int]:
+        """How many times a call was sent again because the server refused its stream,
+        per method (``Publish``, ``Stats``, ``PublishStream``, ``Subscribe``)."""
+        return dict(self._refusals.retried)
 
     async def publish(
         self,
@@ -131,49 +173,57 @@ class Client:
     ) -> int:
         """Publish one event with the unary Publish call; returns its sequence number.
 
-        Waits for the server to become reachable, at most the client's *timeout*.
+        Waits for the server to become reachable, at most the client's *timeout*; a
+        refused call is sent again within that time.
 
         :param payload: bytes, a protobuf ``Any``, or a protobuf message (sent with its
             bare full name as type_url, e.g. ``containerd.events.TaskExit``)
         :param type_url: the payload's type (overrides the one derived from *payload*)
         :param timestamp: event time (datetime, int ns or float s); server time if None
-        :raises broadcaster.InvalidArgument: for a malformed namespace, topic or labels
+        :raises InvalidArgumentError: for a malformed namespace, topic, labels, payload
+            or timestamp
         :raises PublishError: when the server rejects it (the message names the field)
             or cannot be reached in time (``UNAVAILABLE``, ``DEADLINE_EXCEEDED``)
+        :raises ClientClosedError: if the client is closed
         """
-        validate_namespace(namespace)
-        validate_topic(topic)
-        labels = validate_labels(labels)
-        url, value = payload_of(payload, type_url)
-        request = pb.PublishRequest(namespace=namespace, topic=topic, labels=labels)
-        request.payload.type_url = url
-        request.payload.value = value
-        ts = timestamp_ns_of(timestamp)
+        request = pb.PublishRequest(namespace=check_namespace(namespace),
+                                    topic=check_topic(topic), labels=check_labels(labels))
+        request.payload.type_url, request.payload.value = check_payload(payload, type_url)
+        ts = check_timestamp(timestamp)
         if ts is not None:
             request.timestamp.FromNanoseconds(ts)
         stub = pb_grpc.BroadcasterStub(self._open())
+
+        async def attempt(remaining: float) -> pb.PublishResponse:
+            return await stub.Publish(request, timeout=remaining, wait_for_ready=True,
+                                      metadata=self._metadata or None)
+
         try:
-            response = await stub.Publish(
-                request, timeout=self._timeout, wait_for_ready=True,
-                metadata=self._metadata or None,
-            )
+            response = await call_unary("Publish", attempt, seconds=self._timeout, rng=self._rng,
+                                        refusals=self._refusals)
         except grpc.aio.AioRpcError as exc:
-            raise PublishError.from_rpc_error(exc) from exc  # type: ignore[arg-type]
+            raise PublishError.from_rpc_error(exc) from exc
         return int(response.sequence)
 
     async def stats(self, namespaces: Sequence[str] = ()) -> pb.StatsResponse:
-        """The server's figures (the Stats call).
+        """The server's figures (the Stats call); a refused call is sent again within
+        the client's *timeout*.
 
         :raises StatusError: on failure
+        :raises ClientClosedError: if the client is closed
         """
+        request = pb.StatsRequest(namespaces=list(namespaces))
         stub = pb_grpc.BroadcasterStub(self._open())
+
+        async def attempt(remaining: float) -> pb.StatsResponse:
+            return await stub.Stats(request, timeout=remaining, wait_for_ready=True,
+                                    metadata=self._metadata or None)
+
         try:
-            return await stub.Stats(
-                pb.StatsRequest(namespaces=list(namespaces)), timeout=self._timeout,
-                wait_for_ready=True, metadata=self._metadata or None,
-            )
+            return await call_unary("Stats", attempt, seconds=self._timeout, rng=self._rng,
+                                    refusals=self._refusals)
         except grpc.aio.AioRpcError as exc:
-            raise StatusError.from_rpc_error(exc) from exc  # type: ignore[arg-type]
+            raise StatusError.from_rpc_error(exc) from exc
 
     def publisher(
         self,
@@ -190,12 +240,15 @@ class Client:
         :param linger: seconds to wait for a batch to fill after its first event
         :param max_in_flight: unacknowledged events at most; :meth:`Publisher.submit`
             waits beyond that
-        :param timeout: bound of :meth:`Publisher.flush` (the client's timeout if None)
+        :param timeout: bound of :meth:`Publisher.flush` and of opening the stream
+            (the client's timeout if None)
+        :raises InvalidArgumentError: for a malformed namespace or bounds
+        :raises ClientClosedError: if the client is closed
         """
         return Publisher(
             self._open(), namespace, max_batch=max_batch, linger=linger,
             max_in_flight=max_in_flight, timeout=self._timeout if timeout is None else timeout,
-            metadata=self._metadata,
+            metadata=self._metadata, rng=self._rng, refusals=self._refusals,
         )
 
     def subscribe(
@@ -226,20 +279,12 @@ class Client:
         :param epoch: the epoch *since* belongs to (a different one gets ResyncNotices)
         :param timeout: bound of the wait for the Add to be accepted
         :param own_stream: give the subscription a Subscribe stream of its own
-        :raises broadcaster.InvalidArgument: for malformed namespaces or since
+        :raises InvalidArgumentError: for malformed namespaces or since
+        :raises ClientClosedError: if the client is closed or not entered
+            (``async with``)
         """
         names = check_namespaces(namespaces)
-        cursors: dict[str, int]
-        if since is None:
-            cursors = {}
-        elif isinstance(since, Mapping):
-            cursors = {validate_namespace(ns, "since"): int(v) for ns, v in since.items()}
-        elif not names:
-            raise ValueError("since: an int needs namespaces; give a mapping per namespace")
-        else:
-            cursors = dict.fromkeys(names, int(since))
-        if any(v < 0 for v in cursors.values()):
-            raise ValueError("since: must not be negative")
+        cursors = check_since(since, names)
         timeout = self._timeout if timeout is None else timeout
         if own_stream:
             stream = self._new_stream()
@@ -256,7 +301,12 @@ class Client:
         return Subscription(self._stream, names, filters, policy, cursors, epoch, timeout)
 
     def _new_stream(self) -> SubscribeStream:
+        channel = self._open()
+        if self._tg is None:
+            raise ClientClosedError("client: subscribing needs `async with Client(...)`")
+        tg = self._tg
         return SubscribeStream(
-            self._open(), backoff=self._backoff, idle_timeout=self._idle_timeout,
-            buffer=self._buffer, rng=self._rng, metadata=self._metadata,
+            channel, lambda run, name: tg.start_soon(run, name=name),
+            backoff=self._backoff, idle_timeout=self._idle_timeout, buffer=self._buffer,
+            rng=self._rng, refusals=self._refusals, metadata=self._metadata,
         )

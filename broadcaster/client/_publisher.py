@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
+import random
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import anyio
+import anyio.abc
+import anyio.lowlevel
 import grpc
 import grpc.aio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._core._validation import validate_labels, validate_namespace, validate_topic
 from ..v1 import broadcaster_pb2 as pb
-from ._errors import PublishError
-from ._wire import EventEncoder, Payload, encode_batch, payload_of, timestamp_ns_of
+from ._errors import ClientClosedError, ClientTimeoutError, InvalidArgumentError, PublishError
+from ._retry import REFUSED_BACKOFF, Refusals, failed_sending, refused
+from ._validate import check_labels, check_namespace, check_payload, check_timestamp, check_topic
+from ._wire import EventEncoder, Payload, encode_batch
 
 __all__ = ["Publisher"]
 
 _METHOD = "/broadcaster.v1.Broadcaster/PublishStream"
+
+#: The first message of every PublishStream call: a batch of no events (batch_id 0).
+#: Its answer proves that the server accepted the stream, which it can then no longer
+#: refuse; until then nothing has been published and a refused stream is opened again.
+_PROBE = encode_batch(0, [])
+
+_Call = grpc.aio.StreamStreamCall[bytes, pb.PublishStreamResponse]
+_Futures = list["asyncio.Future[int]"]
+_Batch = tuple[int, bytes, _Futures]
 
 
 class Publisher:
@@ -31,10 +45,13 @@ class Publisher:
     :meth:`submit` waits for room beyond that. Batches are all-or-none: if the server
     rejects one, every event of it fails with the same :class:`PublishError`.
 
-    If the stream breaks, every unacknowledged event fails with a :class:`PublishError`
+    The stream is opened with an empty batch; until the server answers it, a stream the
+    server refused (at its stream limit) is opened again, within *timeout*. If the stream
+    breaks later, every unacknowledged event fails with a :class:`PublishError`
     (``UNAVAILABLE``; it may or may not have been published) and so does every later
     :meth:`submit`: open a new publisher to go on. Use it as ``async with
-    client.publisher(...) as pub``; leaving the block flushes (within *timeout*).
+    client.publisher(...) as pub``: the block owns the publisher's task group, and
+    leaving it flushes (within *timeout*).
     """
 
     def __init__(
@@ -47,14 +64,17 @@ class Publisher:
         max_in_flight: int = 10_000,
         timeout: float = 30.0,
         metadata: tuple[tuple[str, str], ...] = (),
+        rng: random.Random | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         if max_batch < 1:
-            raise ValueError("max_batch: must be at least 1")
+            raise InvalidArgumentError("max_batch", "must be at least 1")
         if max_in_flight < max_batch:
-            raise ValueError("max_in_flight: must be at least max_batch")
+            raise InvalidArgumentError("max_in_flight", "must be at least max_batch")
         if linger < 0:
-            raise ValueError("linger: must not be negative")
-        self.namespace = validate_namespace(namespace)
+            raise InvalidArgumentError("linger", "must not be negative")
+        self.namespace = check_namespace(namespace)
+        self._method: grpc.aio.StreamStreamMultiCallable[bytes, pb.PublishStreamResponse]
         self._method = channel.stream_stream(
             _METHOD, request_serializer=bytes,
             response_deserializer=pb.PublishStreamResponse.FromString,
@@ -64,34 +84,36 @@ class Publisher:
         self._max_in_flight = max_in_flight
         self._timeout = timeout
         self._metadata = metadata
+        self._rng = rng or random.Random()
+        self._refusals = refusals or Refusals()
         self._encoder = EventEncoder()
         self._pending: list[bytes] = []
-        self._pending_futures: list[asyncio.Future[int]] = []
-        self._ready: collections.deque[tuple[int, bytes, list[asyncio.Future[int]]]] = (
-            collections.deque()
-        )
-        self._unacked: collections.deque[tuple[int, list[asyncio.Future[int]]]] = (
-            collections.deque()
-        )
+        self._pending_futures: _Futures = []
+        self._unacked: collections.deque[tuple[int, _Futures]] = collections.deque()
         self._in_flight = 0
         self._batch_id = 0
-        self._room = asyncio.Event()
-        self._room.set()
-        self._wake = asyncio.Event()
-        self._batch_cut = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._room: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
         self._error: PublishError | None = None
         self._closed = False
-        self._call: Any = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # cut batches, and None when a batch starts filling (its linger begins)
+        self._batches: MemoryObjectSendStream[_Batch | None] | None = None
+        self._to_send: MemoryObjectReceiveStream[_Batch | None] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._finished: anyio.Event | None = None
 
     async def __aenter__(self) -> Publisher:
-        self._call = self._method(metadata=self._metadata or None)
-        self._tasks = [
-            asyncio.create_task(self._sender(), name="broadcaster-publisher-send"),
-            asyncio.create_task(self._receiver(), name="broadcaster-publisher-recv"),
-        ]
+        if self._tg is not None or self._closed:
+            raise ClientClosedError("publisher: already used; open a new one")
+        self._batches, self._to_send = anyio.create_memory_object_stream[_Batch | None](
+            math.inf
+        )
+        self._scope, self._finished = anyio.CancelScope(), anyio.Event()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._run, name="broadcaster-publisher")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -100,6 +122,10 @@ class Publisher:
                 await self.flush()
         finally:
             await self.aclose()
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                # The block's own exception is not the task group's: it propagates as is.
+                await tg.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
         """Stop at once: unsent and unacknowledged events fail with a PublishError."""
@@ -107,15 +133,13 @@ class Publisher:
             return
         self._closed = True
         self._fail(PublishError(grpc.StatusCode.CANCELLED, "publisher: closed"))
-        if self._call is not None:
-            self._call.cancel()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        for task in self._tasks:
-            if not task.cancelled():
-                task.exception()  # errors already went to the futures
+        if self._scope is not None and self._finished is not None:
+            self._scope.cancel()
+            with anyio.CancelScope(shield=True):  # bounded: the task just ends
+                await self._finished.wait()
+        for stream in (self._batches, self._to_send):
+            if stream is not None:
+                stream.close()
 
     async def submit(
         self,
@@ -138,31 +162,32 @@ class Publisher:
         :param labels: string labels
         :param timestamp: event time (datetime, ns int or float seconds); server time if None
         :param namespace: another namespace than the publisher's, for this event
-        :raises broadcaster.InvalidArgument: for a malformed topic, namespace or labels
-            (checked here, so one bad event never spoils a batch)
+        :raises InvalidArgumentError: for a malformed topic, namespace, labels, payload or
+            timestamp (checked here, so one bad event never spoils a batch)
         :raises PublishError: when the publisher is broken or closed
+        :raises ClientClosedError: before the publisher is entered
         """
-        ns = self.namespace if namespace is None else validate_namespace(namespace)
-        validate_topic(topic)
-        if labels:
-            validate_labels(labels)
-        url, value = payload_of(payload, type_url)
-        encoded = self._encoder.encode(ns, topic, url, value, labels, timestamp_ns_of(timestamp))
+        ns = self.namespace if namespace is None else check_namespace(namespace)
+        check_topic(topic)
+        labels = check_labels(labels) if labels else None
+        url, value = check_payload(payload, type_url)
+        encoded = self._encoder.encode(ns, topic, url, value, labels, check_timestamp(timestamp))
         while self._in_flight >= self._max_in_flight and self._error is None:
-            self._room.clear()
+            self._room = self._room or anyio.Event()
             await self._room.wait()
         if self._error is not None:
             raise self._error
+        if self._batches is None:
+            raise ClientClosedError("publisher: not entered (use `async with`)")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(encoded)
         self._pending_futures.append(future)
         self._in_flight += 1
-        self._idle.clear()
         if len(self._pending) >= self._max_batch:
-            self._cut()
-            await asyncio.sleep(0)
+            self._batches.send_nowait(self._cut())
+            await anyio.lowlevel.checkpoint()
         elif len(self._pending) == 1:
-            self._wake.set()
+            self._batches.send_nowait(None)
         return future
 
     async def publish(
@@ -188,105 +213,194 @@ class Publisher:
     async def flush(self) -> None:
         """Send what is pending and wait until every event is acknowledged or failed.
 
-        :raises TimeoutError: after the publisher's *timeout*
+        :raises ClientTimeoutError: after the publisher's *timeout*
         """
-        if self._pending:
-            self._cut()
-        with anyio.fail_after(self._timeout):
-            await self._idle.wait()
+        if self._pending and self._batches is not None:
+            self._batches.send_nowait(self._cut())
+        with anyio.move_on_after(self._timeout):
+            while self._in_flight:
+                self._idle = self._idle or anyio.Event()
+                await self._idle.wait()
+        if self._in_flight:
+            raise ClientTimeoutError(
+                f"publisher: {self._in_flight} events not acknowledged within "
+                f"{self._timeout:g}s"
+            )
 
-    def _cut(self) -> None:
+    def _cut(self) -> _Batch:
         self._batch_id += 1
-        self._ready.append(
-            (self._batch_id, encode_batch(self._batch_id, self._pending), self._pending_futures)
-        )
+        batch = (self._batch_id, encode_batch(self._batch_id, self._pending),
+                 self._pending_futures)
         self._pending, self._pending_futures = [], []
-        self._batch_cut.set()
-        self._wake.set()
+        return batch
 
-    async def _sender(self) -> None:
+    # -- the stream ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._scope is not None and self._finished is not None
+        try:
+            with self._scope:
+                try:
+                    call = await self._open()
+                except PublishError as exc:
+                    self._fail(exc)
+                    return
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._send_all, call)
+                        await self._receive_all(call)
+                        tg.cancel_scope.cancel()
+                finally:
+                    call.cancel()
+        finally:
+            self._finished.set()
+
+    async def _open(self) -> _Call:
+        """Open the stream: send the empty first batch until the server answers it,
+        opening it again (with backoff, within *timeout*) while the server refuses it.
+
+        :raises PublishError: for any other failure, or when *timeout* runs out
+        """
+        deadline = anyio.current_time() + self._timeout
+        failures = 0
+        while True:
+            call = self._method(metadata=self._metadata or None)
+            try:
+                error = await self._probe(call)
+            except BaseException:
+                call.cancel()
+                raise
+            if error is None:
+                return call
+            call.cancel()
+            failures += 1
+            delay = REFUSED_BACKOFF.delay(failures, self._rng)
+            # Only the empty batch was sent: whatever broke, nothing was published.
+            retry = refused(error.code, error.message) or failed_sending(
+                error.code, error.message
+            )
+            if not retry or anyio.current_time() + delay >= deadline:
+                raise error
+            self._refusals.retried["PublishStream"] += 1
+            await anyio.sleep(delay)
+
+    @staticmethod
+    async def _probe(call: _Call) -> PublishError | None:
+        """Send the empty batch and wait for its answer; the call's error if it fails."""
+        try:
+            await call.write(_PROBE)
+            response = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            error = PublishError.from_rpc_error(exc)
+            error.__cause__ = exc
+            return error
+        except (grpc.aio.UsageError, asyncio.InvalidStateError):
+            return PublishError(await call.code(), await call.details())
+        if not isinstance(response, pb.PublishStreamResponse):  # EOF
+            return PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream ended")
+        return None
+
+    async def _send_all(self, call: _Call) -> None:
+        assert self._to_send is not None
+        batches = self._to_send
         try:
             while True:
-                if not self._ready:
-                    self._wake.clear()
-                    if not self._pending:
-                        await self._wake.wait()
-                    if not self._ready and self._linger > 0:
-                        self._batch_cut.clear()
-                        try:
-                            async with asyncio.timeout(self._linger):
-                                await self._batch_cut.wait()
-                        except TimeoutError:
-                            pass
-                    if not self._ready:
-                        if not self._pending:
-                            continue
-                        self._cut()
-                batch_id, data, futures = self._ready.popleft()
+                batch = await batches.receive()
+                if batch is None:  # a batch started filling
+                    batch = await self._wait_for_cut(batches)
+                    if batch is None:
+                        continue
+                batch_id, data, futures = batch
                 self._unacked.append((batch_id, futures))
-                await self._call.write(data)
+                await call.write(data)
         except grpc.aio.AioRpcError as exc:
-            self._fail(PublishError.from_rpc_error(exc))  # type: ignore[arg-type]
-        except grpc.aio.UsageError:
-            self._fail(PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream closed"))
+            self._fail(PublishError.from_rpc_error(exc), exc)
+        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+            self._fail(PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream closed"),
+                       exc)
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            pass  # closed
 
-    async def _receiver(self) -> None:
+    async def _wait_for_cut(
+        self, batches: MemoryObjectReceiveStream[_Batch | None]
+    ) -> _Batch | None:
+        """Wait up to *linger* for the filling batch to be cut; cut it if it was not."""
+        if self._linger > 0:
+            with anyio.move_on_after(self._linger):
+                batch = await batches.receive()
+                if batch is not None:
+                    return batch
+        return self._cut() if self._pending else None
+
+    async def _receive_all(self, call: _Call) -> None:
         try:
             while True:
-                resp = await self._call.read()
-                if resp is grpc.aio.EOF:
+                response = await call.read()
+                if not isinstance(response, pb.PublishStreamResponse):  # EOF
                     raise PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream ended")
-                if not self._unacked or self._unacked[0][0] != resp.batch_id:
-                    raise PublishError(
-                        grpc.StatusCode.INTERNAL,
-                        f"batch_id: unexpected {resp.batch_id} in PublishStreamResponse",
-                    )
-                _, futures = self._unacked.popleft()
-                if resp.HasField("error"):
-                    self._reject(futures, resp.error)
-                elif len(resp.sequences) != len(futures):
-                    self._reject(futures, pb.Error(
-                        code=grpc.StatusCode.INTERNAL.value[0],
-                        message=f"sequences: {len(resp.sequences)} for {len(futures)} events",
-                    ))
-                else:
-                    for future, seq in zip(futures, resp.sequences, strict=True):
-                        if not future.done():
-                            future.set_result(seq)
-                self._released(len(futures))
+                self._acknowledge(response)
         except grpc.aio.AioRpcError as exc:
-            self._fail(PublishError.from_rpc_error(exc))  # type: ignore[arg-type]
+            self._fail(PublishError.from_rpc_error(exc), exc)
         except PublishError as exc:
             self._fail(exc)
 
-    def _reject(self, futures: list[asyncio.Future[int]], error: pb.Error) -> None:
+    def _acknowledge(self, response: pb.PublishStreamResponse) -> None:
+        if not self._unacked or self._unacked[0][0] != response.batch_id:
+            raise PublishError(
+                grpc.StatusCode.INTERNAL,
+                f"batch_id: unexpected {response.batch_id} in PublishStreamResponse",
+            )
+        _, futures = self._unacked.popleft()
+        if response.HasField("error"):
+            self._reject(futures, response.error)
+        elif len(response.sequences) != len(futures):
+            self._reject(futures, pb.Error(
+                code=grpc.StatusCode.INTERNAL.value[0],
+                message=f"sequences: {len(response.sequences)} for {len(futures)} events",
+            ))
+        else:
+            for future, seq in zip(futures, response.sequences, strict=True):
+                if not future.done():
+                    future.set_result(seq)
+        self._released(len(futures))
+
+    @staticmethod
+    def _reject(futures: _Futures, error: pb.Error) -> None:
         for index, future in enumerate(futures):
             exc = PublishError.from_code_value(error.code, error.message)
-            assert isinstance(exc, PublishError)
             exc.index = index
             if not future.done():
                 future.set_exception(exc)
 
     def _released(self, count: int) -> None:
         self._in_flight -= count
-        if self._in_flight < self._max_in_flight:
+        if self._room is not None and self._in_flight < self._max_in_flight:
             self._room.set()
-        if self._in_flight == 0:
+            self._room = None
+        if self._idle is not None and self._in_flight == 0:
             self._idle.set()
+            self._idle = None
 
-    def _fail(self, error: PublishError) -> None:
+    def _fail(self, error: PublishError, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
         if self._error is None:
             self._error = error
-        groups = [f for _, f in self._unacked] + [f for _, _, f in self._ready]
+        groups = [f for _, f in self._unacked]
         groups.append(self._pending_futures)
         self._unacked.clear()
-        self._ready.clear()
         self._pending, self._pending_futures = [], []
+        # cut batches not yet sent: their futures fail too
+        while self._to_send is not None:
+            try:
+                batch = self._to_send.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            if batch is not None:
+                groups.append(batch[2])
         for futures in groups:
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
                     future.exception()  # the caller may never look: do not warn
-        self._in_flight = 0
-        self._room.set()
-        self._idle.set()
+        self._released(self._in_flight)

@@ -1,10 +1,12 @@
 """Subscriptions multiplexed on one Subscribe stream, with heartbeat acks and resume.
 
-One :class:`SubscribeStream` per client owns a task that keeps a ``Subscribe`` call
-open. Each :class:`Subscription` is one ``Add`` on it. The task answers heartbeats,
-routes deliveries and notices to the subscriptions' mailboxes, and when the call
-breaks it reconnects with exponential backoff and jitter and re-sends every ``Add``
-with the last sequence it saw per namespace (``since``) and the epoch those belong to.
+A :class:`SubscribeStream` keeps one ``Subscribe`` call open from a task in its client's
+task group. Each subscription on it is one ``Add``. The task answers heartbeats, routes
+deliveries and notices to each subscription's memory object stream, and when the call
+breaks it reconnects with exponential backoff and jitter and re-sends every ``Add`` with
+the last sequence it saw per namespace (``since``) and the epoch those belong to. A call
+the server refused (at its stream limit, before anything was processed) is retried
+sooner, with the short :data:`~._retry.REFUSED_BACKOFF`, and is not a failed attempt.
 """
 
 from __future__ import annotations
@@ -12,23 +14,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import grpc
 import grpc.aio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._core._policy import Policy
-from .._core._validation import validate_namespace
 from ..v1 import broadcaster_pb2 as pb
-from ._errors import StatusError, SubscribeError
-from ._mailbox import Mailbox
-from ._types import Event, Item
+from ._backoff import Backoff
+from ._errors import ClientClosedError, ClientError, SubscribeError
+from ._retry import REFUSED_BACKOFF, Refusals, failed_sending, refused
+from ._types import Ended, Event, Item
 from ._wire import decode_drop, decode_ended, decode_event, decode_resync, policy_to_proto
 
-__all__ = ["Backoff", "SubscribeStream", "Subscription"]
+__all__ = ["SubscribeStream", "SubscriptionState"]
 
 _log = logging.getLogger("broadcaster.client")
 
@@ -47,38 +52,30 @@ _FATAL = frozenset({
 #: SubscriptionEnded reasons that mean "this server is going away", not "you are out".
 _TRANSIENT_END = frozenset({"shutdown", "hub_closed"})
 
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: *initial*, times *multiplier* per failed attempt, capped at
-    *maximum*, each scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
-
-    :ivar max_attempts: consecutive failed connects before giving up (None: never)
-    """
-
-    initial: float = 0.1
-    maximum: float = 5.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-    max_attempts: int | None = None
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
-        return base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))
+_Call = grpc.aio.StreamStreamCall[pb.SubscribeRequest, pb.SubscribeResponse]
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
 
 
 @dataclass(slots=True, eq=False)
-class _State:
+class SubscriptionState:
+    """One subscription as its stream sees it; the consumer reads ``receive``.
+
+    ``send``/``receive`` carry lists of items, ``buffer`` of them at most before the
+    stream waits (and so the server's overflow policy applies). When the stream ends the
+    subscription it closes ``send`` with ``final`` set: the last item (``Ended``) or the
+    error to raise once the consumer has read what is buffered."""
+
     sub_id: str
     namespaces: tuple[str, ...]
     filters: tuple[str, ...]
     policy: pb.OverflowPolicy | None
     cursors: dict[str, int]
     epoch: str | None
-    mailbox: Mailbox[list[Item] | BaseException]
-    added: asyncio.Future[None]
-    removed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    send: MemoryObjectSendStream[list[Item]]
+    receive: MemoryObjectReceiveStream[list[Item]]
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    accepted: bool = False
+    final: Ended | ClientError | None = None
 
     def add_request(self) -> pb.SubscribeRequest:
         add = pb.SubscribeRequest.Add(
@@ -91,39 +88,69 @@ class _State:
             add.policy.CopyFrom(self.policy)
         return pb.SubscribeRequest(add=add)
 
+    def close(self) -> None:
+        self.send.close()
+        self.receive.close()
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """How one Subscribe call went. ``waiting_since``: when the reader started waiting
+    for the next message (None while it hands one to the consumers, which may wait)."""
+
+    waiting_since: float | None
+    healthy: bool = False
+    refused: bool = False
+    error: SubscribeError | None = None
+
 
 class SubscribeStream:
-    """The shared Subscribe call of one client (created by :class:`Client`)."""
+    """One Subscribe call of a client, kept open by a task of the client's task group
+    (created by :class:`Client`; :attr:`Client.subscribe_stream` is the shared one).
+
+    :ivar heartbeats_acked: heartbeats answered (each with the id it carried)
+    :ivar connects: calls that delivered something (1 + reconnects)
+    :ivar epoch: the server's epoch, once known
+    :ivar last_error: why the last call ended, if one did
+    """
 
     def __init__(
         self,
         channel: grpc.aio.Channel,
+        spawn: Spawn,
         *,
         backoff: Backoff,
         idle_timeout: float | None,
         buffer: int,
         rng: random.Random,
+        refusals: Refusals,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        self._method: grpc.aio.StreamStreamMultiCallable[
+            pb.SubscribeRequest, pb.SubscribeResponse
+        ]
         self._method = channel.stream_stream(
             _METHOD, request_serializer=pb.SubscribeRequest.SerializeToString,
             response_deserializer=pb.SubscribeResponse.FromString,
         )
+        self._spawn = spawn
         self._backoff = backoff
         self._idle_timeout = idle_timeout
         self._buffer = buffer
         self._rng = rng
+        self._refusals = refusals
         self._metadata = metadata
-        self._subs: dict[str, _State] = {}
+        self._subs: dict[str, SubscriptionState] = {}
         self._ids = itertools.count(1)
-        self._wanted = asyncio.Event()
-        self._writes: asyncio.Queue[pb.SubscribeRequest] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._wanted: anyio.Event | None = None
+        self._writes: MemoryObjectSendStream[pb.SubscribeRequest] | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._finished: anyio.Event | None = None
         self._closed = False
-        #: heartbeats answered and connections made, for tests and monitoring
         self.heartbeats_acked = 0
         self.connects = 0
         self.epoch: str | None = None
+        self.last_error: SubscribeError | None = None
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -134,65 +161,76 @@ class SubscribeStream:
         policy: Policy | None,
         since: Mapping[str, int],
         epoch: str | None,
-    ) -> _State:
+    ) -> SubscriptionState:
+        """Register a subscription and send its Add (starting the stream's task)."""
         if self._closed:
-            raise SubscribeError(grpc.StatusCode.CANCELLED, "client: closed")
-        state = _State(
+            raise ClientClosedError("client: closed")
+        send, receive = anyio.create_memory_object_stream[list[Item]](self._buffer)
+        state = SubscriptionState(
             f"s{next(self._ids)}", tuple(namespaces), tuple(filters),
             None if policy is None else policy_to_proto(policy), dict(since), epoch,
-            Mailbox(self._buffer), asyncio.get_running_loop().create_future(),
+            send, receive,
         )
         self._subs[state.sub_id] = state
         if self._writes is not None:
-            self._writes.put_nowait(state.add_request())
-        self._wanted.set()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="broadcaster-subscribe")
+            self._writes.send_nowait(state.add_request())
+        if self._finished is None:
+            self._scope, self._finished = anyio.CancelScope(), anyio.Event()
+            self._spawn(self._run, "broadcaster-subscribe")
+        elif self._wanted is not None:
+            self._wanted.set()
         return state
 
-    def close_subscription(self, state: _State) -> None:
-        state.removed = True
-        state.mailbox.close()
+    def close_subscription(self, state: SubscriptionState) -> None:
+        """The consumer is done with *state*: close it and send its Remove."""
+        state.close()
         if self._subs.pop(state.sub_id, None) is not None and self._writes is not None:
             remove = pb.SubscribeRequest.Remove(subscription_id=state.sub_id)
-            self._writes.put_nowait(pb.SubscribeRequest(remove=remove))
+            self._writes.send_nowait(pb.SubscribeRequest(remove=remove))
 
     async def aclose(self) -> None:
+        """End every subscription (their consumers read what is buffered, then stop) and
+        the call; returns when the stream's task has finished."""
         self._closed = True
         for state in list(self._subs.values()):
             self._end(state, None)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                if not self._task.cancelled():
-                    raise
+        if self._scope is not None and self._finished is not None:
+            self._scope.cancel()
+            await self._finished.wait()
 
     # -- the connection loop -----------------------------------------------------------
 
     async def _run(self) -> None:
-        failures = 0
-        while not self._closed:
+        assert self._scope is not None and self._finished is not None
+        try:
+            with self._scope:
+                await self._connect_while_wanted()
+        finally:
+            self._finished.set()
+
+    async def _connect_while_wanted(self) -> None:
+        failures = refusals = 0
+        while True:
             if not self._subs:
-                self._wanted.clear()
+                self._wanted = anyio.Event()
                 await self._wanted.wait()
+                self._wanted = None
                 continue
-            try:
-                healthy = await self._connect_once()
-                error: StatusError = SubscribeError(
-                    grpc.StatusCode.UNAVAILABLE, "subscribe: stream ended by the server"
-                )
-            except grpc.aio.AioRpcError as exc:
-                healthy = False
-                error = SubscribeError.from_rpc_error(exc)  # type: ignore[arg-type]
-            except TimeoutError:
-                healthy = True
-                error = SubscribeError(grpc.StatusCode.UNAVAILABLE, "subscribe: idle timeout")
+            attempt = await self._connect_once()
+            error = attempt.error or SubscribeError(
+                grpc.StatusCode.UNAVAILABLE, "subscribe: stream ended by the server"
+            )
+            self.last_error = error
             if error.code in _FATAL:
                 self._fail_all(error)
                 continue
-            failures = 1 if healthy else failures + 1
+            if attempt.refused:
+                refusals += 1
+                self._refusals.retried["Subscribe"] += 1
+                await anyio.sleep(REFUSED_BACKOFF.delay(refusals, self._rng))
+                continue
+            refusals = 0
+            failures = 1 if attempt.healthy else failures + 1
             limit = self._backoff.max_attempts
             if limit is not None and failures > limit:
                 self._fail_all(error)
@@ -200,75 +238,103 @@ class SubscribeStream:
                 continue
             delay = self._backoff.delay(failures, self._rng)
             _log.info("subscribe stream lost (%s); reconnecting in %.3fs", error, delay)
-            await asyncio.sleep(delay)
+            await anyio.sleep(delay)
 
-    async def _connect_once(self) -> bool:
-        """Run one Subscribe call until it ends; True if it ever delivered anything."""
+    async def _connect_once(self) -> _Attempt:
+        """Run one Subscribe call until it ends."""
+        attempt = _Attempt(waiting_since=anyio.current_time())
         call = self._method(metadata=self._metadata or None)
-        writes: asyncio.Queue[pb.SubscribeRequest] = asyncio.Queue()
-        for state in self._subs.values():
-            writes.put_nowait(state.add_request())
-        self._writes = writes
-        writer = asyncio.create_task(self._writer(call, writes), name="broadcaster-sub-write")
-        healthy = False
-        try:
-            while True:
-                if self._idle_timeout is None:
-                    msg = await call.read()
-                else:
-                    async with asyncio.timeout(self._idle_timeout):
-                        msg = await call.read()
-                if msg is grpc.aio.EOF:
-                    return healthy
-                if not healthy:
-                    healthy = True
-                    self.connects += 1
-                await self._dispatch(msg, writes)
-        finally:
-            self._writes = None
-            writer.cancel()
-            call.cancel()
-            await asyncio.wait([writer])
-            if not writer.cancelled():
-                writer.exception()  # a broken call: the read side reports it
+        writes, to_write = anyio.create_memory_object_stream[pb.SubscribeRequest](math.inf)
+        with writes, to_write:
+            for state in self._subs.values():
+                writes.send_nowait(state.add_request())
+            self._writes = writes
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._write_all, call, to_write)
+                    if self._idle_timeout is not None:
+                        tg.start_soon(self._watch_idle, attempt, self._idle_timeout,
+                                      tg.cancel_scope)
+                    await self._read_all(call, attempt, writes)
+                    tg.cancel_scope.cancel()
+            finally:
+                self._writes = None
+                call.cancel()
+        return attempt
 
     @staticmethod
-    async def _writer(call: Any, writes: asyncio.Queue[pb.SubscribeRequest]) -> None:
+    async def _write_all(
+        call: _Call, requests: MemoryObjectReceiveStream[pb.SubscribeRequest]
+    ) -> None:
+        try:
+            async for request in requests:
+                await call.write(request)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass  # the call is broken: its reader reports why
+
+    @staticmethod
+    async def _watch_idle(attempt: _Attempt, idle: float, scope: anyio.CancelScope) -> None:
+        """End the call when the server has been silent for *idle* seconds (time spent
+        waiting for a consumer to make room does not count)."""
         while True:
-            await call.write(await writes.get())
+            since = attempt.waiting_since
+            left = idle if since is None else since + idle - anyio.current_time()
+            if left <= 0:
+                break
+            await anyio.sleep(left)
+        attempt.healthy = True  # it was (a silent server is not a failed connect)
+        attempt.error = SubscribeError(grpc.StatusCode.UNAVAILABLE, "subscribe: idle timeout")
+        scope.cancel()
+
+    async def _read_all(
+        self,
+        call: _Call,
+        attempt: _Attempt,
+        writes: MemoryObjectSendStream[pb.SubscribeRequest],
+    ) -> None:
+        try:
+            while True:
+                attempt.waiting_since = anyio.current_time()
+                msg = await call.read()
+                if not isinstance(msg, pb.SubscribeResponse):  # EOF
+                    return
+                attempt.waiting_since = None
+                if not attempt.healthy:
+                    attempt.healthy = True
+                    self.connects += 1
+                await self._dispatch(msg, writes)
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details()
+            attempt.error = SubscribeError.from_rpc_error(exc)
+            # before anything came back, only Adds were sent: safe to send again soon
+            attempt.refused = not attempt.healthy and (
+                refused(code, details) or failed_sending(code, details)
+            )
 
     # -- routing ---------------------------------------------------------------------
 
     async def _dispatch(
-        self, msg: pb.SubscribeResponse, writes: asyncio.Queue[pb.SubscribeRequest]
+        self, msg: pb.SubscribeResponse, writes: MemoryObjectSendStream[pb.SubscribeRequest]
     ) -> None:
         kind = msg.WhichOneof("kind")
         if kind == "event_batch":
             await self._deliver(msg.event_batch)
         elif kind == "heartbeat":
-            hb = msg.heartbeat
-            writes.put_nowait(pb.SubscribeRequest(ack=pb.SubscribeRequest.Ack(
-                heartbeat_id=hb.heartbeat_id)))
-            self.heartbeats_acked += 1
-            self.epoch = hb.epoch
-            for state in self._subs.values():
-                if state.epoch is None or not state.cursors:
-                    state.epoch = hb.epoch
+            self._heartbeat(msg.heartbeat, writes)
         elif kind == "drop_notice":
-            notice = msg.drop_notice
-            state = self._subs.get(notice.subscription_id)
+            drop = msg.drop_notice
+            state = self._subs.get(drop.subscription_id)
             if state is not None:
-                ns = notice.namespace
-                state.cursors[ns] = max(state.cursors.get(ns, 0), notice.last_sequence)
-                await state.mailbox.put([decode_drop(notice)])
+                ns = drop.namespace
+                state.cursors[ns] = max(state.cursors.get(ns, 0), drop.last_sequence)
+                await self._put(state, [decode_drop(drop)])
         elif kind == "resync_notice":
-            notice = msg.resync_notice
-            state = self._subs.get(notice.subscription_id)
+            resync = msg.resync_notice
+            state = self._subs.get(resync.subscription_id)
             if state is not None:
-                state.epoch = notice.epoch
-                self.epoch = notice.epoch
-                state.cursors[notice.namespace] = max(0, notice.oldest_available - 1)
-                await state.mailbox.put([decode_resync(notice)])
+                state.epoch = self.epoch = resync.epoch
+                state.cursors[resync.namespace] = max(0, resync.oldest_available - 1)
+                await self._put(state, [decode_resync(resync)])
         elif kind == "subscription_ended":
             ended = msg.subscription_ended
             state = self._subs.get(ended.subscription_id)
@@ -276,6 +342,19 @@ class SubscribeStream:
                 self._end(state, decode_ended(ended))
         elif kind == "add_result":
             self._added(msg.add_result)
+
+    def _heartbeat(
+        self, hb: pb.Heartbeat, writes: MemoryObjectSendStream[pb.SubscribeRequest]
+    ) -> None:
+        # The ack names the heartbeat it answers: the server counts only acks of
+        # heartbeats it sent.
+        writes.send_nowait(pb.SubscribeRequest(ack=pb.SubscribeRequest.Ack(
+            heartbeat_id=hb.heartbeat_id)))
+        self.heartbeats_acked += 1
+        self.epoch = hb.epoch
+        for state in self._subs.values():
+            if state.epoch is None or not state.cursors:
+                state.epoch = hb.epoch
 
     async def _deliver(self, batch: pb.EventBatch) -> None:
         subs = self._subs
@@ -297,7 +376,19 @@ class SubscribeStream:
         for sub_id, items in out.items():
             state = subs.get(sub_id)
             if state is not None:
-                await state.mailbox.put(items)
+                await self._put(state, items)
+
+    @staticmethod
+    async def _put(state: SubscriptionState, items: list[Item]) -> None:
+        """Hand *items* to the consumer, waiting while its buffer is full (which pauses
+        the whole stream: the server's overflow policies take over)."""
+        try:
+            try:
+                state.send.send_nowait(items)
+            except anyio.WouldBlock:
+                await state.send.send(items)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the consumer closed it meanwhile
 
     def _added(self, result: pb.AddResult) -> None:
         state = self._subs.get(result.subscription_id)
@@ -310,150 +401,18 @@ class SubscribeStream:
                 state.cursors.setdefault(ns, seq)
             if state.epoch is None and result.epoch:
                 state.epoch = result.epoch
-            if not state.added.done():
-                state.added.set_result(None)
+            state.accepted = True
+            state.answered.set()
             return
-        error = SubscribeError.from_code_value(result.error.code, result.error.message)
-        self._end(state, error)
+        self._end(state, SubscribeError.from_code_value(result.error.code, result.error.message))
 
-    def _end(self, state: _State, last: Item | BaseException | None) -> None:
-        """End *state* for good, after handing *last* to its consumer."""
+    def _end(self, state: SubscriptionState, last: Ended | ClientError | None) -> None:
+        """End *state* for good: its consumer gets what is buffered, then *last*."""
         self._subs.pop(state.sub_id, None)
-        if not state.added.done():
-            if isinstance(last, BaseException):
-                state.added.set_exception(last)
-            else:
-                state.added.set_result(None)
-        if last is not None:
-            state.mailbox.put_nowait(last if isinstance(last, BaseException) else [last])
-        state.mailbox.close()
+        state.final = last
+        state.answered.set()
+        state.send.close()
 
-    def _fail_all(self, error: StatusError) -> None:
+    def _fail_all(self, error: SubscribeError) -> None:
         for state in list(self._subs.values()):
             self._end(state, error)
-
-
-class Subscription:
-    """One subscription on a Subscribe stream: the client's shared one, or its own.
-
-    Use ``async with client.subscribe(...) as sub: async for item in sub: ...``. Items
-    are :class:`Event`, :class:`DropNotice`, :class:`ResyncNotice` and, last,
-    :class:`Ended`; :meth:`batches` yields them as lists instead (cheaper per event).
-    Iteration ends after :class:`Ended` or when the subscription or client is closed.
-
-    :attr:`cursors` (last sequence seen per namespace) and :attr:`epoch` are what a
-    restarted consumer passes back as ``since`` and ``epoch`` to resume.
-    """
-
-    def __init__(
-        self,
-        stream: SubscribeStream,
-        namespaces: Sequence[str],
-        filters: Sequence[str],
-        policy: Policy | None,
-        since: Mapping[str, int],
-        epoch: str | None,
-        timeout: float,
-        on_close: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._stream = stream
-        self._on_close = on_close  # closes a stream of its own
-        self._args = (namespaces, filters, policy, since, epoch)
-        self._timeout = timeout
-        self._state: _State | None = None
-        self._current: list[Item] = []
-        self._index = 0
-
-    @property
-    def id(self) -> str:
-        """The subscription id on the stream (``""`` before it starts)."""
-        return "" if self._state is None else self._state.sub_id
-
-    @property
-    def cursors(self) -> dict[str, int]:
-        """Last sequence received per namespace (a copy)."""
-        if self._state is None:
-            return dict(self._args[3])
-        return dict(self._state.cursors)
-
-    @property
-    def epoch(self) -> str | None:
-        """Epoch the :attr:`cursors` belong to, once known."""
-        return self._args[4] if self._state is None else self._state.epoch
-
-    async def start(self) -> None:
-        """Send the Add and wait (at most the subscribe *timeout*) until it is accepted.
-
-        :raises SubscribeError: naming the field when the server rejects the Add
-        :raises TimeoutError: if the server did not answer in time
-        """
-        if self._state is not None:
-            return
-        self._state = self._stream.open(*self._args)
-        try:
-            async with asyncio.timeout(self._timeout):
-                await asyncio.shield(self._state.added)
-        except BaseException:
-            self._stream.close_subscription(self._state)
-            await self._close_own_stream()
-            raise
-
-    async def aclose(self) -> None:
-        """Remove the subscription; iteration ends (and its own stream, if it has one,
-        is closed)."""
-        if self._state is not None:
-            self._stream.close_subscription(self._state)
-        await self._close_own_stream()
-
-    async def _close_own_stream(self) -> None:
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            await on_close()
-
-    async def __aenter__(self) -> Subscription:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Item:
-        if self._index >= len(self._current):
-            batch = await self._next_batch()
-            if batch is None:
-                raise StopAsyncIteration
-            self._current, self._index = batch, 0
-        item = self._current[self._index]
-        self._index += 1
-        return item
-
-    async def batches(self) -> AsyncIterator[list[Item]]:
-        """Yield items in lists as they arrive (one list per stream message)."""
-        if self._index < len(self._current):
-            rest = self._current[self._index:]
-            self._current, self._index = [], 0
-            yield rest
-        while (batch := await self._next_batch()) is not None:
-            yield batch
-
-    async def _next_batch(self) -> list[Item] | None:
-        if self._state is None:
-            await self.start()
-        assert self._state is not None
-        entry = await self._state.mailbox.get()
-        if isinstance(entry, BaseException):
-            self._stream.close_subscription(self._state)
-            raise entry
-        return entry
-
-
-def check_namespaces(namespaces: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Validated namespaces; empty for "all namespaces"."""
-    if namespaces is None:
-        return ()
-    if isinstance(namespaces, str):
-        return (validate_namespace(namespaces),)
-    return tuple(validate_namespace(n, f"namespaces[{i}]") for i, n in enumerate(namespaces))

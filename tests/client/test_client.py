@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from broadcaster import HubConfig, InvalidTopic, NamespaceConfig, Policy
-from broadcaster.client import Client, Event, PublishError, SubscribeError
+from broadcaster.client import Client, Event, InvalidArgumentError, PublishError, SubscribeError
 from broadcaster.containerd.events import task_pb2
 
 from .conftest import MakeServer
@@ -52,8 +52,10 @@ async def test_publish_errors_name_the_field(make_server: MakeServer) -> None:
             await client.publish("tiny", "/t", b"x" * 11)
         assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert info.value.field == "payload"
-        with pytest.raises(InvalidTopic, match="topic"):
+        with pytest.raises(InvalidArgumentError, match="topic") as bad:
             await client.publish("tiny", "no-slash", b"")
+        # a client error, chained to the core's
+        assert bad.value.field == "topic" and isinstance(bad.value.__cause__, InvalidTopic)
         assert await client.publish("tiny", "/t", b"x" * 10) == 1
 
 
