@@ -6,6 +6,7 @@ import ast
 import pathlib
 
 import broadcaster
+import broadcaster.client
 
 CORE = pathlib.Path(broadcaster.__file__).parent / "_core"
 
@@ -38,3 +39,27 @@ def test_core_imports_nothing_but_anyio_and_the_standard_library() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_client_all_matches_the_module() -> None:
+    """``broadcaster.client`` is a front door too: everything public is in ``__all__``,
+    exactly once, and claims the public module."""
+    client = broadcaster.client
+    assert len(set(client.__all__)) == len(client.__all__)
+    public = {n for n in vars(client) if not n.startswith("_")}
+    assert public == set(client.__all__)
+    for name in client.__all__:
+        obj = getattr(client, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "broadcaster.client", name
+
+
+def test_client_errors_are_one_family() -> None:
+    """Every exception class the client exports derives from ClientError."""
+    client = broadcaster.client
+    errors = [getattr(client, n) for n in client.__all__
+              if isinstance(getattr(client, n), type)
+              and issubclass(getattr(client, n), BaseException)]
+    assert {e.__name__ for e in errors} >= {"ClientError", "InvalidArgumentError",
+                                            "StatusError"}
+    assert all(issubclass(e, client.ClientError) for e in errors), errors
