@@ -21,10 +21,13 @@ from ._retry import Refusals, call_unary
 from ._subscribe import SubscribeStream
 from ._subscription import Subscription
 from ._validate import (
+    check_epoch,
+    check_filters,
     check_labels,
     check_namespace,
     check_namespaces,
     check_payload,
+    check_policy,
     check_since,
     check_timestamp,
     check_topic,
@@ -279,12 +282,14 @@ class Client:
         :param epoch: the epoch *since* belongs to (a different one gets ResyncNotices)
         :param timeout: bound of the wait for the Add to be accepted
         :param own_stream: give the subscription a Subscribe stream of its own
-        :raises InvalidArgumentError: for malformed namespaces or since
+        :raises InvalidArgumentError: for malformed namespaces, since, filters, policy
+            or epoch (the server checks the filters' syntax: :class:`SubscribeError`)
         :raises ClientClosedError: if the client is closed or not entered
             (``async with``)
         """
         names = check_namespaces(namespaces)
         cursors = check_since(since, names)
+        filters, policy, epoch = check_filters(filters), check_policy(policy), check_epoch(epoch)
         timeout = self._timeout if timeout is None else timeout
         if own_stream:
             stream = self._new_stream()

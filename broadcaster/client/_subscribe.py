@@ -28,7 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._core._policy import Policy
 from ..v1 import broadcaster_pb2 as pb
 from ._backoff import Backoff
-from ._errors import ClientClosedError, ClientError, SubscribeError
+from ._errors import ClientClosedError, ClientError, InvalidArgumentError, SubscribeError
 from ._retry import REFUSED_BACKOFF, Refusals, failed_sending, refused
 from ._types import Ended, Event, Item
 from ._wire import decode_drop, decode_ended, decode_event, decode_resync, policy_to_proto
@@ -171,9 +171,14 @@ class SubscribeStream:
             None if policy is None else policy_to_proto(policy), dict(since), epoch,
             send, receive,
         )
+        try:
+            add = state.add_request()  # here, not in the stream's task, if it fails
+        except (TypeError, ValueError) as exc:
+            state.close()
+            raise InvalidArgumentError("subscribe", str(exc)) from exc
         self._subs[state.sub_id] = state
         if self._writes is not None:
-            self._writes.send_nowait(state.add_request())
+            self._writes.send_nowait(add)
         if self._finished is None:
             self._scope, self._finished = anyio.CancelScope(), anyio.Event()
             self._spawn(self._run, "broadcaster-subscribe")

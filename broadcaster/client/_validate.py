@@ -7,15 +7,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from .._core._errors import BroadcasterError
+from .._core._policy import Policy
 from .._core._validation import validate_labels, validate_namespace, validate_topic
 from ._errors import InvalidArgumentError
 from ._wire import Payload, payload_of, timestamp_ns_of
 
 __all__ = [
+    "check_epoch",
+    "check_filters",
     "check_labels",
     "check_namespace",
     "check_namespaces",
     "check_payload",
+    "check_policy",
     "check_since",
     "check_timestamp",
     "check_topic",
@@ -54,20 +58,31 @@ def check_labels(labels: Mapping[str, str] | None, field: str = "labels") -> dic
 
 def check_payload(payload: Payload, type_url: str | None) -> tuple[str, bytes]:
     """``(type_url, value)`` of a payload given as bytes or a protobuf message."""
+    if type_url is not None and not isinstance(type_url, str):
+        raise InvalidArgumentError("type_url", f"must be a string, not {type(type_url)!r}")
     try:
         return payload_of(payload, type_url)
     except TypeError as exc:
         raise InvalidArgumentError("payload", str(exc).removeprefix("payload: ")) from exc
 
 
+#: protobuf Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z
+_TIMESTAMP_MIN_NS = -62_135_596_800 * 1_000_000_000
+_TIMESTAMP_MAX_NS = 253_402_300_800 * 1_000_000_000 - 1
+
+
 def check_timestamp(timestamp: datetime | int | float | None) -> int | None:
-    """Nanoseconds since the Unix epoch of a datetime, int (ns) or float (seconds)."""
+    """Nanoseconds since the Unix epoch of a datetime, int (ns) or float (seconds),
+    within protobuf Timestamp's range (years 1 to 9999)."""
     try:
-        return timestamp_ns_of(timestamp)
+        ns = timestamp_ns_of(timestamp)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgumentError(
             "timestamp", f"expected a datetime, int ns or float seconds ({exc})"
         ) from exc
+    if ns is not None and not _TIMESTAMP_MIN_NS <= ns <= _TIMESTAMP_MAX_NS:
+        raise InvalidArgumentError("timestamp", "must be between years 1 and 9999")
+    return ns
 
 
 def check_namespaces(namespaces: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -101,5 +116,33 @@ def check_since(
         raise InvalidArgumentError("since", f"sequences must be integers ({exc})") from exc
     if any(v < 0 for v in cursors.values()):
         raise InvalidArgumentError("since", "must not be negative")
+    if any(v >= 1 << 64 for v in cursors.values()):
+        raise InvalidArgumentError("since", "must be below 2**64")
     return cursors
+
+
+def check_filters(filters: Sequence[str]) -> tuple[str, ...]:
+    """The filter strings (the server parses them and names the one at fault)."""
+    if isinstance(filters, str):
+        raise InvalidArgumentError("filters", "must be a sequence of filter strings, "
+                                   "not one string")
+    out = tuple(filters)
+    for i, item in enumerate(out):
+        if not isinstance(item, str):
+            raise InvalidArgumentError(f"filters[{i}]", f"must be a string, not {type(item)!r}")
+    return out
+
+
+def check_policy(policy: Policy | None) -> Policy | None:
+    """*policy* if it is a :class:`broadcaster.Policy` or None."""
+    if policy is not None and not isinstance(policy, Policy):
+        raise InvalidArgumentError("policy", f"must be a broadcaster.Policy, not {type(policy)!r}")
+    return policy
+
+
+def check_epoch(epoch: str | None) -> str | None:
+    """*epoch* if it is a string or None."""
+    if epoch is not None and not isinstance(epoch, str):
+        raise InvalidArgumentError("epoch", f"must be a string, not {type(epoch)!r}")
+    return epoch
 

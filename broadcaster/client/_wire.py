@@ -120,7 +120,8 @@ class EventEncoder:
                 parts.append(b"\x22" + varint(len(entry)) + entry)
         if timestamp_ns is not None:
             seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
-            ts = (b"\x08" + varint(seconds) if seconds else b"") + (
+            # int64 seconds: a negative one (before 1970) as its 64-bit two's complement
+            ts = (b"\x08" + varint(seconds & 0xFFFF_FFFF_FFFF_FFFF) if seconds else b"") + (
                 b"\x10" + varint(nanos) if nanos else b""
             )
             parts.append(b"\x2a" + varint(len(ts)) + ts)

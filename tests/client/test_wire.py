@@ -29,3 +29,13 @@ def test_encoded_batch_parses_as_the_same_messages(size: int) -> None:
     assert varint(size) == pb.PublishStreamRequest(batch_id=size).SerializeToString()[1:] or (
         size == 0
     )
+
+
+@pytest.mark.parametrize("timestamp_ns", [-1, -62_135_596_800 * 10**9, 253_402_300_799 * 10**9])
+def test_timestamps_before_1970_and_up_to_9999_encode_as_protobuf_does(timestamp_ns: int) -> None:
+    encoded = EventEncoder().encode("ns", "/t", "", b"", None, timestamp_ns)
+    expected = pb.PublishRequest(namespace="ns", topic="/t")
+    expected.payload.SetInParent()
+    expected.timestamp.FromNanoseconds(timestamp_ns)
+    assert pb.PublishRequest.FromString(encoded) == expected
+    assert expected.timestamp.ToNanoseconds() == timestamp_ns
