@@ -232,7 +232,9 @@ class SubscribeStream:
             if attempt.refused:
                 refusals += 1
                 self._refusals.retried["Subscribe"] += 1
-                await anyio.sleep(REFUSED_BACKOFF.delay(refusals, self._rng))
+                delay = REFUSED_BACKOFF.delay(refusals, self._rng)
+                _log.debug("subscribe stream refused (%s); again in %.3fs", error, delay)
+                await anyio.sleep(delay)
                 continue
             refusals = 0
             failures = 1 if attempt.healthy else failures + 1
