@@ -51,10 +51,21 @@ async def test_a_blocks_own_exception_propagates_as_it_is(server: Any) -> None:
 
 
 async def test_cancelling_a_block_ends_its_tasks(server: Any) -> None:
-    with anyio.move_on_after(0.3) as scope:
-        async with Client(server.addresses[0]) as client, client.subscribe("ns") as sub:
-            async for _ in sub:  # nothing is published: waits until cancelled
-                pass
+    scope = anyio.CancelScope()
+
+    async def consume() -> None:
+        with scope:
+            async with Client(server.addresses[0]) as client, client.subscribe("ns") as sub:
+                async for _ in sub:  # nothing is published: waits until cancelled
+                    pass
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            while not _client_tasks():
+                await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()  # the consumer waits in receive()
+            scope.cancel()
     assert scope.cancelled_caught
     assert _client_tasks() == []
 
