@@ -166,7 +166,8 @@ _HUB: dict[str, Check] = {
     "epoch": _string,
     "seed": _int(0),
 }
-_FILTERS: dict[str, Check] = {name: _int(1) for name in FilterConfig.__slots__}
+_FILTERS: dict[str, Check] = {
+    **{name: _int(1) for name in FilterConfig.__slots__}, "match_slice": _seconds}
 _RETENTION: dict[str, Check] = {
     "max_events": _int(1), "max_bytes": _int(1), "max_age": _seconds,
 }

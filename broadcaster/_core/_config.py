@@ -98,6 +98,9 @@ class FilterConfig:
     :ivar decode_cache_bytes: payload bytes of the decoded payloads kept
     :ivar max_decode_bytes: payloads larger than this are not decoded: they match no
         ``event.`` selector (``==`` and presence), as an unknown type
+    :ivar match_slice: seconds one read of a filtered subscription may spend matching
+        per namespace (on ``HubConfig.cpu_clock``); the rest is matched at its next
+        read, after the other tasks ran. A blocking publisher's check is not sliced.
     """
 
     max_filters: int = 64
@@ -110,9 +113,14 @@ class FilterConfig:
     decode_cache_events: int = 8192
     decode_cache_bytes: int = 32 * _MiB
     max_decode_bytes: int = 64 * 1024
+    match_slice: float = 0.002
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.match_slice, int | float) and self.match_slice > 0):
+            raise InvalidArgument("filters.match_slice", "must be a positive number of seconds")
         for name in self.__slots__:
+            if name == "match_slice":
+                continue
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidArgument(f"filters.{name}", "must be a positive integer")
@@ -143,6 +151,7 @@ class HubConfig:
     :ivar wall_clock: returns wall-clock nanoseconds (event timestamps); monotonic time
         always comes from ``anyio.current_time()``
     :ivar seed: seed of the jitter random generator (None: from the OS)
+    :ivar cpu_clock: monotonic seconds for CPU budgets (``filters.match_slice``)
     :ivar filters: bounds on subscription filters and the memory kept for them
     :ivar payload_fields: reads payload fields for ``event.<field>`` selectors:
         ``resolver(type_url, payload)`` returns a field lookup or None (see
@@ -162,6 +171,7 @@ class HubConfig:
     epoch: str | None = None
     wall_clock: Callable[[], int] = _wall_ns
     seed: int | None = None
+    cpu_clock: Callable[[], float] = time.perf_counter
     filters: FilterConfig = field(default_factory=FilterConfig)
     payload_fields: PayloadFields | None = None
 

@@ -68,6 +68,7 @@ class Broadcaster:
             max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
         self.filter_cache = FilterCache(limits, self.payload_fields.fields)
         self._dirty: set[NamespaceState] = set()
+        self._rewake: set[Subscription] = set()  # filters with more to match (defer_wake)
         self._notify: anyio.Event | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -264,10 +265,18 @@ class Broadcaster:
                 self._notify.set()
                 self._notify = None
 
+    def defer_wake(self, sub: Subscription) -> None:
+        """Wake *sub*, parked with events its filter has not matched yet, at the
+        notifier's next pass: after the tasks ready now have run."""
+        self._rewake.add(sub)
+        if self._notify is not None:
+            self._notify.set()
+            self._notify = None
+
     async def _notifier_loop(self) -> None:
         linger = self.config.notify_linger
         while True:
-            if not self._dirty:
+            if not self._dirty and not self._rewake:
                 self._notify = anyio.Event()
                 await self._notify.wait()
             if linger:
@@ -275,6 +284,10 @@ class Broadcaster:
             dirty, self._dirty = self._dirty, set()
             for ns in dirty:
                 ns.notify()
+            if self._rewake:
+                rewake, self._rewake = self._rewake, set()
+                for sub in rewake:
+                    sub.wake()
             if self._wildcard_waiting:
                 for sub in self._wildcard_waiting:
                     sub.wake()
@@ -366,6 +379,7 @@ class Broadcaster:
             self._wildcard.add(sub)
 
     def unregister(self, sub: Subscription) -> None:
+        self._rewake.discard(sub)
         sub.detach_all()
         self._subs.discard(sub)
         self._wildcard.discard(sub)
