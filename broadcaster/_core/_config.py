@@ -155,7 +155,7 @@ class HubConfig:
     :ivar filters: bounds on subscription filters and the memory kept for them
     :ivar payload_fields: reads payload fields for ``event.<field>`` selectors:
         ``resolver(type_url, payload)`` returns a field lookup or None (see
-        ``broadcaster.PayloadTypes``); None reads JSON payloads only. The gRPC server
+        ``broadcaster.payloads.PayloadTypes``); None reads JSON payloads only. The gRPC server
         uses containerd's event types when this is None.
     """
 

@@ -211,8 +211,11 @@ def _any(alternatives: Sequence[list[_Test]]) -> Matcher:
     if all(len(a) == 1 and a[0].equal is not None for a in alternatives):
         attrs = {a[0].equal[0] for a in alternatives if a[0].equal is not None}
         if len(attrs) == 1:  # topic=="/a" OR topic=="/b"...: one set lookup
-            get = attrgetter(attrs.pop())
+            attr = attrs.pop()
             values = frozenset(a[0].equal[1] for a in alternatives if a[0].equal is not None)
+            if attr == "topic":
+                return lambda e: e.topic in values
+            get = attrgetter(attr)
             return lambda e: get(e) in values
     matchers = [_all([t.fn for t in a]) for a in alternatives]
     if len(matchers) == 1:

@@ -23,6 +23,8 @@ __all__ = ["REGEX_MAX_MEMORY", "Regex", "RegexError", "compile_regex"]
 
 #: RE2's memory budget per pattern (program and lazily built DFA states), in bytes
 REGEX_MAX_MEMORY = 1 << 20
+_MEMO_ENTRIES = 256  # recent short values and their results, per pattern
+_MEMO_LENGTH = 128  # longest value remembered
 
 _OPTIONS: Any = re2.Options()
 _OPTIONS.log_errors = False
@@ -49,12 +51,22 @@ class Regex:
 
     def __init__(self, pattern: str, compiled: Any) -> None:
         self.pattern = pattern
-        self.memory = 16 * int(compiled.ProgramSize()) + REGEX_MAX_MEMORY // 4
+        self.memory = (16 * int(compiled.ProgramSize()) + REGEX_MAX_MEMORY // 4
+                       + _MEMO_ENTRIES * (_MEMO_LENGTH + 100))
         match = compiled.Match
+        memo: dict[str, bool] = {}  # label values and topics repeat: skip RE2's call
 
         def search(text: str) -> bool:
+            found = memo.get(text)
+            if found is not None:
+                return found
             data = text.encode("utf-8", "surrogatepass")
-            return bool(match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
+            found = bool(match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
+            if len(text) <= _MEMO_LENGTH:
+                if len(memo) >= _MEMO_ENTRIES:
+                    memo.clear()
+                memo[text] = found
+            return found
 
         self.search: Callable[[str], bool] = search
 
