@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench import _kubelet
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._net import net_run
 from bench._proc import ProcessGroup
@@ -312,6 +313,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("grpc_churn", "gRPC churn: subscribe/unsubscribe cycles, clients SIGKILLed "
              "mid-subscription", "gauges back to 0, RSS within 10 % of warm baseline",
              grpc_churn, _grpc_churn_check, needs_grpc=True),
+    Scenario("grpc_kubelet", "gRPC kubelet-like watchers: 100 streams, each "
+             "topic==\"/tasks/exit\",event.container_id==<own id>, shim publishing "
+             "create/start/exit of 1,000 containers", "publish rate >= 0.5x unfiltered S=1, "
+             "exact deliveries", _kubelet.grpc_kubelet, _kubelet.kubelet_check,
+             needs_grpc=True),
     Scenario("grpc_idle", f"gRPC idle subscriptions, few vs many streams, heartbeat "
              f"{IDLE_HEARTBEAT:g} s", "<= 20 KiB RSS per subscription, 0 evicted",
              grpc_idle, _grpc_idle_check, needs_grpc=True),

@@ -6,7 +6,7 @@ The public API lives here; code lives in underscored modules.
 import contextlib
 
 from ._core._callbacks import Callback, CallbackHandle
-from ._core._config import HubConfig, NamespaceConfig, Retention
+from ._core._config import FilterConfig, HubConfig, NamespaceConfig, Retention
 from ._core._errors import (
     BroadcasterError,
     InvalidArgument,
@@ -60,6 +60,7 @@ __all__ = [
     "Ended",
     "Event",
     "EventLog",
+    "FilterConfig",
     "Heartbeat",
     "HubConfig",
     "HubStatistics",

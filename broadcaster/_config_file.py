@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._core._config import HubConfig, NamespaceConfig, Retention
+from ._core._config import FilterConfig, HubConfig, NamespaceConfig, Retention
 from ._core._errors import BroadcasterError, InvalidArgument
 from ._core._policy import Policy, PolicyKind
 from ._core._validation import validate_namespace
@@ -166,6 +166,8 @@ _HUB: dict[str, Check] = {
     "epoch": _string,
     "seed": _int(0),
 }
+_FILTERS: dict[str, Check] = {
+    **{name: _int(1) for name in FilterConfig.__slots__}, "match_slice": _seconds}
 _RETENTION: dict[str, Check] = {
     "max_events": _int(1), "max_bytes": _int(1), "max_age": _seconds,
 }
@@ -255,7 +257,7 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
 
     :raises ConfigError: naming the dotted key at fault
     """
-    known = ("server", "log", "process", "hub", "defaults", "namespaces")
+    known = ("server", "log", "process", "hub", "filters", "defaults", "namespaces")
     for key in data:
         if key not in known:
             raise ConfigError(_quote(key), f"unknown section (expected one of {', '.join(known)})")
@@ -263,6 +265,8 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
     log = _fields(_table(data.get("log", {}), "log"), _LOG, "log")
     process = _fields(_table(data.get("process", {}), "process"), _PROCESS, "process")
     hub = _fields(_table(data.get("hub", {}), "hub"), _HUB, "hub")
+    filters = FilterConfig(**_fields(_table(data.get("filters", {}), "filters"), _FILTERS,
+                                     "filters"))
     defaults = _namespace(_table(data.get("defaults", {}), "defaults"), "defaults",
                           NamespaceConfig())
     namespaces: dict[str, NamespaceConfig] = {}
@@ -273,7 +277,8 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
         except BroadcasterError as exc:
             raise ConfigError(exc.field, exc.message) from None
         namespaces[name] = _namespace(_table(table, path), path, defaults)
-    hub_config = HubConfig(default_namespace=defaults, namespaces=namespaces, **hub)
+    hub_config = HubConfig(default_namespace=defaults, namespaces=namespaces, filters=filters,
+                           **hub)
     try:
         server_config = ServerConfig(hub=hub_config, **server)
     except BroadcasterError as exc:

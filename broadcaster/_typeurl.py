@@ -113,6 +113,10 @@ class TypeRegistry:
         """The full names known, sorted."""
         return sorted(self._by_name)
 
+    def classes(self) -> list[type[Message]]:
+        """The message classes known, by full name."""
+        return [self._by_name[name] for name in self.names()]
+
 
 #: containerd 1.6's event types (``containerd.events.*``, image events
 #: ``containerd.services.images.v1.*``) and ``containerd.types.Mount``.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster import PolicyKind
+from broadcaster import FilterConfig, PolicyKind
 from broadcaster._config_file import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "broadcaster.toml"
@@ -28,6 +28,7 @@ def test_example_file_loads_every_documented_key() -> None:
     assert k8s.default_policy.block_timeout == 0.5
     assert k8s.max_publish_rate == 20000.0
     assert server.hub.namespace("other").default_policy.kind is PolicyKind.DROP_OLDEST
+    assert server.hub.filters == FilterConfig()  # the example shows the defaults
 
 
 def test_empty_config_gives_defaults() -> None:
@@ -68,6 +69,8 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"defaults": {"max_policy_events": 10, "default_policy": {"max_events": 20}}},
          "defaults.default_policy.max_events:"),
         ({"extra": {}}, "extra: unknown section"),
+        ({"filters": {"max_filters": 0}}, "filters.max_filters: must be a positive integer"),
+        ({"filters": {"max_filterz": 1}}, "filters.max_filterz: unknown key"),
         ({"namespaces": {"a": 1}}, "namespaces.a: must be a table"),
     ],
 )

@@ -41,8 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_address_argument(parser)
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="namespace to watch (repeatable; default: all namespaces)")
-    parser.add_argument("--filter", "-f", action="append", default=[], metavar="F",
-                        help='containerd filter, e.g. topic=="/tasks/exit" (repeatable, OR-ed)')
+    parser.add_argument(
+        "--filter", "-f", action="append", default=[], metavar="F",
+        help='containerd filter (repeatable, OR-ed): selectors joined by "," (AND) on '
+             "namespace, topic, type, labels.KEY and event.FIELD (payload fields of "
+             'containerd event types and JSON), with ==, !=, ~= (RE2, Go syntax) or none '
+             "(present); e.g. 'topic==\"/tasks/exit\",event.container_id==abc'")
     parser.add_argument("--since", type=int, metavar="N",
                         help="replay retained events after sequence N of each --namespace")
     parser.add_argument("--epoch", help="epoch the --since sequence belongs to")

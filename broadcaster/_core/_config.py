@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ._errors import InvalidArgument, InvalidPolicy
+from ._payload import PayloadFields
 from ._policy import Policy
 from ._validation import validate_namespace
 
-__all__ = ["HubConfig", "NamespaceConfig", "Retention"]
+__all__ = ["FilterConfig", "HubConfig", "NamespaceConfig", "Retention"]
+
+_MiB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,53 @@ class NamespaceConfig:
         return policy
 
 
+@dataclass(frozen=True, slots=True)
+class FilterConfig:
+    """Bounds on subscription filters, so that no filter can stall the hub.
+
+    A subscription's filters are refused (``InvalidFilter``, naming ``filters[i]``) past
+    any of the first five bounds; the rest bound memory the hub keeps for filters.
+
+    :ivar max_filters: filters in one subscription (they are OR-ed)
+    :ivar max_filter_length: characters in one filter
+    :ivar max_total_length: characters in all the filters of one subscription
+    :ivar max_selectors: selectors in all the filters of one subscription
+    :ivar max_regexes: ``~=`` selectors in all the filters of one subscription
+    :ivar cache_entries: compiled filter lists kept for sharing between subscriptions
+    :ivar cache_bytes: estimated bytes of the compiled filter lists kept (regular
+        expressions count their RE2 memory budget)
+    :ivar decode_cache_events: decoded payloads kept for ``event.`` selectors
+    :ivar decode_cache_bytes: payload bytes of the decoded payloads kept
+    :ivar max_decode_bytes: payloads larger than this are not decoded: they match no
+        ``event.`` selector (``==`` and presence), as an unknown type
+    :ivar match_slice: seconds one read of a filtered subscription may spend matching
+        per namespace (on ``HubConfig.cpu_clock``); the rest is matched at its next
+        read, after the other tasks ran. A blocking publisher's check is not sliced.
+    """
+
+    max_filters: int = 64
+    max_filter_length: int = 8192
+    max_total_length: int = 32768
+    max_selectors: int = 256
+    max_regexes: int = 32
+    cache_entries: int = 1024
+    cache_bytes: int = 32 * _MiB
+    decode_cache_events: int = 8192
+    decode_cache_bytes: int = 32 * _MiB
+    max_decode_bytes: int = 64 * 1024
+    match_slice: float = 0.002
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.match_slice, int | float) and self.match_slice > 0):
+            raise InvalidArgument("filters.match_slice", "must be a positive number of seconds")
+        for name in self.__slots__:
+            if name == "match_slice":
+                continue
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidArgument(f"filters.{name}", "must be a positive integer")
+
+
 def _wall_ns() -> int:
     return time.time_ns()
 
@@ -101,6 +151,12 @@ class HubConfig:
     :ivar wall_clock: returns wall-clock nanoseconds (event timestamps); monotonic time
         always comes from ``anyio.current_time()``
     :ivar seed: seed of the jitter random generator (None: from the OS)
+    :ivar cpu_clock: monotonic seconds for CPU budgets (``filters.match_slice``)
+    :ivar filters: bounds on subscription filters and the memory kept for them
+    :ivar payload_fields: reads payload fields for ``event.<field>`` selectors:
+        ``resolver(type_url, payload)`` returns a field lookup or None (see
+        ``broadcaster.payloads.PayloadTypes``); None reads JSON payloads only. The gRPC server
+        uses containerd's event types when this is None.
     """
 
     heartbeat_interval: float = 10.0
@@ -115,6 +171,9 @@ class HubConfig:
     epoch: str | None = None
     wall_clock: Callable[[], int] = _wall_ns
     seed: int | None = None
+    cpu_clock: Callable[[], float] = time.perf_counter
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    payload_fields: PayloadFields | None = None
 
     def __post_init__(self) -> None:
         if not self.heartbeat_interval > 0:

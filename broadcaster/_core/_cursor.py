@@ -34,8 +34,8 @@ class Cursor:
     """Where one subscription stands in one namespace."""
 
     __slots__ = (
-        "accepted_end", "buf", "buf_bytes", "mode", "next", "notices", "ns", "overflow",
-        "policy", "replaying", "start_after", "sub",
+        "accepted_end", "behind", "buf", "buf_bytes", "mode", "next", "notices", "ns",
+        "overflow", "policy", "replaying", "start_after", "sub",
     )
 
     def __init__(self, sub: Subscription, ns: NamespaceState, policy: Policy) -> None:
@@ -52,6 +52,9 @@ class Cursor:
         self.buf_bytes = 0
         self.overflow: deque[tuple[Event, float]] = deque()  # retry: (event, deadline)
         self.notices: list[DropNotice | ResyncNotice] = []
+        # the filter's CPU budget ran out before the head: settle or replay goes on at
+        # the next read, after other tasks ran (the subscription is woken for it)
+        self.behind = False
 
     # -- start -------------------------------------------------------------------
 
@@ -78,8 +81,9 @@ class Cursor:
 
     # -- settling live events -------------------------------------------------------
 
-    def settle(self, now: float) -> None:
-        """Admit or drop, under the policy, every event published since the last settle."""
+    def settle(self, now: float, budgeted: bool = True) -> None:
+        """Admit or drop, under the policy, every event published since the last settle
+        (with a filter and *budgeted*: those its CPU budget had time to match)."""
         if self.replaying:
             return
         if self.overflow:
@@ -88,11 +92,13 @@ class Cursor:
         head = log.head
         start = self.accepted_end
         if start > head:
+            self.behind = False
             return
         topics = self.sub.topics
         if topics is not None:  # the filter matches these topics only
             if self.ns.quiet_since(topics, start):
                 self.accepted_end = head + 1  # nothing it could match: skip, unread
+                self.behind = False
                 return
             if start < log.first and not self.ns.lost_since(topics, start):
                 start = log.first  # retention took only events it could not match
@@ -104,7 +110,10 @@ class Cursor:
         if matcher is None:
             events = log.read(start, head + 1)
         else:
-            events = self.ns.filter(matcher, start, head + 1)  # shared: never mutated
+            clock, budget = self.sub.match_budget() if budgeted else (None, 0.0)
+            events, end = self.ns.filter(matcher, start, head + 1, clock, budget)  # shared
+            self.accepted_end = end
+            self.behind = end <= head
         if events:
             self._admit(events, now)
 
@@ -225,7 +234,7 @@ class Cursor:
         policy = self.policy
         if self.replaying:
             return policy.max_events
-        self.settle(now)
+        self.settle(now, budgeted=False)  # the publisher must know the whole truth
         if policy.max_bytes and self.buf_bytes >= policy.max_bytes:
             return 0
         return max(0, policy.max_events - len(self.buf))
@@ -271,8 +280,15 @@ class Cursor:
         self.flush_notices(out)
         matcher = self.sub.matcher
         chunk: list[Event] = []
+        clock, budget = self.sub.match_budget() if matcher is not None else (None, 0.0)
+        deadline = clock() + budget if clock is not None else 0.0
+        step = max(limit, 256) if matcher is None else 16
+        self.behind = False
         while len(chunk) < limit and self.next <= log.head:
-            events = log.read(self.next, min(self.next + max(limit, 256), log.head + 1))
+            if clock is not None and step > 16 and clock() >= deadline:
+                self.behind = True  # the filter's budget ran out: the rest at the next read
+                break
+            events = log.read(self.next, min(self.next + step, log.head + 1))
             if not events:
                 break
             if matcher is None:
@@ -286,6 +302,7 @@ class Cursor:
                     chunk.append(event)
                     if len(chunk) >= limit:
                         break
+            step = min(step * 2, 1024)
         if self.next > log.head:
             self.replaying = False
             self.accepted_end = self.next

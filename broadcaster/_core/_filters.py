@@ -1,215 +1,378 @@
-"""containerd's filter syntax, for event envelopes.
+"""containerd's filters, applied to events.
 
-One filter is selectors joined by ``,`` (all must match); several filters are OR-ed::
+A filter is selectors joined by ``,`` (all must match); a subscription's filters are
+OR-ed. The grammar is containerd's, rule for rule (:mod:`._filter_syntax`), and so is
+the meaning, which containerd gives through an event's *fields*:
 
-    selector  := fieldpath [ operator value ]
-    fieldpath := field ( "." field )*
-    field     := quoted | [A-Za-z_][A-Za-z0-9_-]*
-    operator  := "==" | "!=" | "~="
-    value     := quoted | /regexp/ (after ~= only) | characters up to "," or space
-    quoted    := a double-quoted string with Go/C escapes
+- ``namespace`` and ``topic`` (containerd's envelope fields; a longer path such as
+  ``topic.x`` names the same field, as in containerd);
+- ``event.<path>``: a field of the payload, read by the hub's payload-fields resolver
+  (containerd's event types: the fields their generated ``Field`` methods expose);
+- ``type`` (the payload's type URL) and ``labels.<key>`` (the event's labels; the rest of
+  the path joined with ``.`` is the key): this project's additions;
+- any other field is absent.
 
-Fields of an event: ``namespace``, ``topic``, ``type`` (its type URL) and
-``labels.KEY``. A selector with no operator tests that the field is present and
-non-empty. ``!=`` also matches an absent field, as in containerd.
+A selector without operator tests presence; ``==`` matches a present field with that
+value; ``!=`` matches any other value, absent fields included (their value is ``""``);
+``~=`` matches a regular expression (RE2, Go's dialect) anywhere in the value, ``""``
+for an absent field. The empty filter matches everything.
+
+Unlike containerd, which accepts a pattern it cannot compile and then matches nothing
+with it, a bad ``~=`` pattern is refused when subscribing.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
+from ._config import FilterConfig
 from ._errors import InvalidFilter
+from ._filter_syntax import (
+    EQUAL,
+    MATCHES,
+    NOT_EQUAL,
+    PRESENT,
+    FilterSyntaxError,
+    Selector,
+    parse_filter,
+)
+from ._payload import FieldLookup, json_fields
+from ._regex import RegexError, compile_regex
 from ._types import Event
 
-__all__ = ["Matcher", "compile_filters"]
+__all__ = [
+    "CompiledFilters",
+    "Matcher",
+    "compile_field_filter",
+    "compile_filter_list",
+    "compile_filters",
+    "topics_of",
+]
 
-_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_OPERATORS = ("==", "!=", "~=")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "/": "/", "0": "\0"}
-_TOP_FIELDS = ("namespace", "topic", "type", "labels")
-
-Getter = Callable[[Event], str | None]
 Matcher = Callable[[Event], bool]
+#: the fields of an event's payload (None: it has none that can be read)
+PayloadOf = Callable[[Event], "FieldLookup | None"]
+
+_ENVELOPE = {"namespace": "namespace", "topic": "topic", "type": "type_url"}
+_DEFAULT_LIMITS = FilterConfig()
+
+# cost classes: cheap tests run first in a conjunction (its order does not change its
+# meaning), so that a payload is decoded only for events that passed the others
+_ENVELOPE_COST, _LABEL_COST, _REGEX_COST, _PAYLOAD_COST = 0, 1, 2, 4
+
+
+def _uncached_payload(event: Event) -> FieldLookup | None:
+    return json_fields(event.type_url, bytes(event.payload))
 
 
 @dataclass(frozen=True, slots=True)
-class _Selector:
-    path: tuple[str, ...]
-    operator: str | None
-    value: str
+class _Test:
+    """A compiled selector: ``fn(event)``, its cost class, and for ``attr==value`` on
+    the envelope the pair (to merge alternatives into one set lookup)."""
 
-    def compile(self, field: str) -> Matcher:
-        getter = _getter(self.path, field)
-        if self.operator is None:
-            return lambda e: bool(getter(e))
-        if self.operator == "==":
-            value = self.value
-            return lambda e: getter(e) == value
-        if self.operator == "!=":
-            value = self.value
-            return lambda e: getter(e) != value
-        try:
-            pattern = re.compile(self.value)
-        except re.error as exc:
-            raise InvalidFilter(field, f"bad regular expression {self.value!r}: {exc}") from None
-        return lambda e: (v := getter(e)) is not None and pattern.search(v) is not None
+    fn: Matcher
+    cost: int
+    equal: tuple[str, str] | None = None
 
 
-def _getter(path: tuple[str, ...], field: str) -> Getter:
-    head = path[0]
-    if head not in _TOP_FIELDS:
-        raise InvalidFilter(
-            field, f"unknown field {head!r}; known: {', '.join(_TOP_FIELDS)}, labels.KEY"
-        )
-    if head == "labels":
-        if len(path) != 2:
-            raise InvalidFilter(field, "labels takes exactly one key: labels.KEY")
-        key = path[1]
-        return lambda e: e.labels.get(key)
-    if len(path) != 1:
-        raise InvalidFilter(field, f"field {head!r} has no sub-fields")
-    if head == "namespace":
-        return lambda e: e.namespace
-    if head == "topic":
-        return lambda e: e.topic
-    return lambda e: e.type_url
+@dataclass(frozen=True, slots=True)
+class CompiledFilters:
+    """A subscription's filters, compiled.
 
-
-class _Parser:
-    def __init__(self, text: str, field: str) -> None:
-        self.text, self.pos, self.field = text, 0, field
-
-    def error(self, what: str) -> InvalidFilter:
-        return InvalidFilter(self.field, f"{what} at position {self.pos} in {self.text!r}")
-
-    def skip_space(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def at_end(self) -> bool:
-        self.skip_space()
-        return self.pos >= len(self.text)
-
-    def selectors(self) -> list[_Selector]:
-        out = [self.selector()]
-        while not self.at_end():
-            if self.text[self.pos] != ",":
-                raise self.error("expected ','")
-            self.pos += 1
-            out.append(self.selector())
-        return out
-
-    def selector(self) -> _Selector:
-        path = [self.field_name()]
-        while self.pos < len(self.text) and self.text[self.pos] == ".":
-            self.pos += 1
-            path.append(self.field_name())
-        self.skip_space()
-        op = self.text[self.pos : self.pos + 2]
-        if op not in _OPERATORS:
-            if self.at_end() or self.text[self.pos] == ",":
-                return _Selector(tuple(path), None, "")
-            raise self.error("expected '==', '!=' or '~='")
-        self.pos += 2
-        self.skip_space()
-        return _Selector(tuple(path), op, self.value(regex=op == "~="))
-
-    def field_name(self) -> str:
-        self.skip_space()
-        if self.pos < len(self.text) and self.text[self.pos] == '"':
-            return self.quoted()
-        m = _FIELD_RE.match(self.text, self.pos)
-        if not m:
-            raise self.error("expected a field name")
-        self.pos = m.end()
-        return m.group()
-
-    def value(self, regex: bool) -> str:
-        if self.pos >= len(self.text):
-            raise self.error("expected a value")
-        ch = self.text[self.pos]
-        if ch == '"':
-            return self.quoted()
-        if regex and ch == "/":
-            end = self.text.find("/", self.pos + 1)
-            while end != -1 and self.text[end - 1] == "\\":
-                end = self.text.find("/", end + 1)
-            if end == -1:
-                raise self.error("unterminated /regexp/")
-            value = self.text[self.pos + 1 : end].replace("\\/", "/")
-            self.pos = end + 1
-            return value
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in ", \t\n":
-            self.pos += 1
-        value = self.text[start : self.pos]
-        if '"' in value:
-            raise self.error("stray '\"' in value")
-        return value
-
-    def quoted(self) -> str:
-        self.pos += 1
-        out: list[str] = []
-        while self.pos < len(self.text):
-            ch = self.text[self.pos]
-            self.pos += 1
-            if ch == '"':
-                return "".join(out)
-            if ch == "\\":
-                if self.pos >= len(self.text):
-                    break
-                esc = self.text[self.pos]
-                self.pos += 1
-                if esc not in _ESCAPES:
-                    raise self.error(f"unknown escape '\\{esc}'")
-                out.append(_ESCAPES[esc])
-            else:
-                out.append(ch)
-        raise self.error("unterminated quoted string")
-
-
-def compile_filters(filters: Sequence[str]) -> Matcher | None:
-    """Compile containerd filters into one predicate, or None when there are none.
-
-    :param filters: filter strings; an event matches if any one of them matches
-    :raises InvalidFilter: naming ``filters[i]`` and what is wrong with it
+    :ivar matcher: the predicate, or None if the filters match every event
+    :ivar topics: the only topics the filters can match (None: any topic)
+    :ivar memory: estimated bytes the compiled form holds
+    :ivar reads_payload: some selector reads payload fields (``event.``)
     """
-    if isinstance(filters, str):
-        filters = [filters]
-    alternatives: list[list[Matcher]] = []
+
+    matcher: Matcher | None
+    topics: frozenset[str] | None
+    memory: int
+    reads_payload: bool
+
+
+def _absent(selector: Selector, rx: Callable[[str], bool] | None) -> bool:
+    """The result of *selector* on a field that is absent (its value ``""``)."""
+    op = selector.operator
+    if op == NOT_EQUAL:
+        return selector.value != ""
+    if op == MATCHES:
+        assert rx is not None
+        return rx("")
+    return False
+
+
+def _envelope_test(selector: Selector, attr: str, rx: Callable[[str], bool] | None
+                   ) -> _Test | bool:
+    op, value, get = selector.operator, selector.value, attrgetter(attr)
+    always_present = attr != "type_url"  # namespaces and topics are never empty
+    if op == PRESENT:
+        return True if always_present else _Test(lambda e: bool(e.type_url), _ENVELOPE_COST)
+    if op == EQUAL:
+        if value == "":
+            return False  # a present field is a non-empty one
+        if attr == "topic":
+            return _Test(lambda e: e.topic == value, _ENVELOPE_COST, (attr, value))
+        if attr == "namespace":
+            return _Test(lambda e: e.namespace == value, _ENVELOPE_COST, (attr, value))
+        return _Test(lambda e: get(e) == value, _ENVELOPE_COST, (attr, value))
+    if op == NOT_EQUAL:
+        return _Test(lambda e: get(e) != value, _ENVELOPE_COST)
+    assert rx is not None
+    return _Test(lambda e: rx(get(e)), _REGEX_COST)
+
+
+def _label_test(selector: Selector, rx: Callable[[str], bool] | None) -> _Test:
+    op, value, key = selector.operator, selector.value, ".".join(selector.path[1:])
+    if op == PRESENT:
+        return _Test(lambda e: key in e.labels, _LABEL_COST)
+    if op == EQUAL:
+        return _Test(lambda e: e.labels.get(key) == value, _LABEL_COST)
+    if op == NOT_EQUAL:
+        return _Test(lambda e: e.labels.get(key, "") != value, _LABEL_COST)
+    assert rx is not None
+    return _Test(lambda e: rx(e.labels.get(key, "")), _LABEL_COST + _REGEX_COST)
+
+
+def _payload_test(selector: Selector, rx: Callable[[str], bool] | None,
+                  payload_of: PayloadOf) -> _Test:
+    op, value, path = selector.operator, selector.value, selector.path[1:]
+    absent = _absent(selector, rx)
+
+    if op == PRESENT:
+        def test(e: Event) -> bool:
+            fields = payload_of(e)
+            return fields is not None and fields(path)[1]
+    elif op == EQUAL:
+        def test(e: Event) -> bool:
+            fields = payload_of(e)
+            if fields is None:
+                return False
+            found, present = fields(path)
+            return present and found == value
+    elif op == NOT_EQUAL:
+        def test(e: Event) -> bool:
+            fields = payload_of(e)
+            return absent if fields is None else fields(path)[0] != value
+    else:
+        assert rx is not None
+        search = rx
+
+        def test(e: Event) -> bool:
+            fields = payload_of(e)
+            return absent if fields is None else search(fields(path)[0])
+    cost = _PAYLOAD_COST + (_REGEX_COST if op == MATCHES else 0)
+    return _Test(test, cost)
+
+
+def _compile_selector(selector: Selector, field: str, payload_of: PayloadOf
+                      ) -> tuple[_Test | bool, int]:
+    """The selector as a test (or a constant, when it cannot depend on the event), and
+    the memory its regular expression holds."""
+    rx: Callable[[str], bool] | None = None
+    memory = 0
+    if selector.operator == MATCHES:
+        try:
+            regex = compile_regex(selector.value)
+        except RegexError as exc:
+            raise InvalidFilter(
+                field, f"bad regular expression {selector.value!r}: {exc}"
+            ) from None
+        rx, memory = regex.search, regex.memory
+    head = selector.path[0]
+    if head in _ENVELOPE:
+        return _envelope_test(selector, _ENVELOPE[head], rx), memory
+    if head == "labels":
+        return _label_test(selector, rx), memory
+    if head == "event" and len(selector.path) > 1:
+        return _payload_test(selector, rx, payload_of), memory
+    return _absent(selector, rx), memory  # a field no event has
+
+
+def _all(tests: Sequence[Matcher]) -> Matcher:
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda e: first(e) and second(e)
+
+    def conjunction(e: Event) -> bool:
+        for test in tests:  # noqa: SIM110 - a loop: no generator per event
+            if not test(e):
+                return False
+        return True
+
+    return conjunction
+
+
+def _any(alternatives: Sequence[list[_Test]]) -> Matcher:
+    if all(len(a) == 1 and a[0].equal is not None for a in alternatives):
+        attrs = {a[0].equal[0] for a in alternatives if a[0].equal is not None}
+        if len(attrs) == 1:  # topic=="/a" OR topic=="/b"...: one set lookup
+            attr = attrs.pop()
+            values = frozenset(a[0].equal[1] for a in alternatives if a[0].equal is not None)
+            if attr == "topic":
+                return lambda e: e.topic in values
+            get = attrgetter(attr)
+            return lambda e: get(e) in values
+    matchers = [_all([t.fn for t in a]) for a in alternatives]
+    if len(matchers) == 1:
+        return matchers[0]
+
+    def disjunction(e: Event) -> bool:
+        for matcher in matchers:  # noqa: SIM110 - a loop: no generator per event
+            if matcher(e):
+                return True
+        return False
+
+    return disjunction
+
+
+def _check_bounds(filters: Sequence[object], limits: FilterConfig) -> None:
+    if len(filters) > limits.max_filters:
+        raise InvalidFilter(
+            f"filters[{limits.max_filters}]",
+            f"exceeds the limit of {limits.max_filters} filters per subscription",
+        )
+    total = 0
     for i, text in enumerate(filters):
         field = f"filters[{i}]"
         if not isinstance(text, str):
             raise InvalidFilter(field, "must be a string")
-        parser = _Parser(text, field)
-        if parser.at_end():
-            raise InvalidFilter(field, "is empty")
-        alternatives.append([s.compile(field) for s in parser.selectors()])
-    if not alternatives:
+        if len(text) > limits.max_filter_length:
+            raise InvalidFilter(
+                field, f"{len(text)} characters exceed the limit of "
+                f"{limits.max_filter_length} per filter",
+            )
+        total += len(text)
+        if total > limits.max_total_length:
+            raise InvalidFilter(
+                field, f"the filters' {total} characters so far exceed the limit of "
+                f"{limits.max_total_length} per subscription",
+            )
+
+
+def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAULT_LIMITS,
+                        payload_of: PayloadOf = _uncached_payload) -> CompiledFilters:
+    """Compile a subscription's filters.
+
+    :param filters: filter strings; an event matches if any one of them matches
+    :param limits: the bounds they must keep
+    :param payload_of: reads the fields of an event's payload for ``event.`` selectors
+    :raises InvalidFilter: naming ``filters[i]`` and what is wrong with it
+    """
+    if isinstance(filters, str):
+        filters = [filters]
+    _check_bounds(filters, limits)
+    if not filters:
+        return CompiledFilters(None, None, 0, False)
+    alternatives: list[list[_Test]] = []
+    topics: set[str] | None = set()
+    memory = selectors = regexes = 0
+    reads_payload = matches_all = False
+    for i, text in enumerate(filters):
+        field = f"filters[{i}]"
+        try:
+            parsed = parse_filter(text)
+        except FilterSyntaxError as exc:
+            raise InvalidFilter(field, str(exc)) from None
+        selectors += len(parsed)
+        regexes += sum(s.operator == MATCHES for s in parsed)
+        if selectors > limits.max_selectors:
+            raise InvalidFilter(field, f"the filters' selectors exceed the limit of "
+                                f"{limits.max_selectors} per subscription")
+        if regexes > limits.max_regexes:
+            raise InvalidFilter(field, f"the filters' ~= selectors exceed the limit of "
+                                f"{limits.max_regexes} per subscription")
+        tests: dict[Selector, _Test] = {}
+        possible = True
+        for selector in parsed:
+            test, held = _compile_selector(selector, field, payload_of)
+            memory += held
+            if test is False:
+                possible = False
+            elif test is not True:
+                assert isinstance(test, _Test)
+                tests.setdefault(selector, test)
+        if not possible:
+            continue  # this alternative matches no event
+        if not tests:
+            matches_all = True
+            continue
+        conj = sorted(tests.values(), key=lambda t: t.cost)
+        alternatives.append(conj)
+        reads_payload = reads_payload or any(t.cost >= _PAYLOAD_COST for t in conj)
+        required = [s.value for s in parsed if s.path[0] == "topic" and s.operator == EQUAL]
+        if topics is not None:
+            if required:
+                topics.add(required[0])
+            else:
+                topics = None
+    memory += 512 * selectors + 2 * sum(len(f) for f in filters) + 256 * len(filters)
+    if matches_all:
+        return CompiledFilters(None, None, memory, False)
+    if not alternatives:  # nothing can match: an empty topic set parks it for good
+        return CompiledFilters(lambda e: False, frozenset(), memory, False)
+    return CompiledFilters(_any(alternatives), None if topics is None else frozenset(topics),
+                           memory, reads_payload)
+
+
+def compile_filters(filters: Sequence[str], *, limits: FilterConfig = _DEFAULT_LIMITS,
+                    payload_of: PayloadOf = _uncached_payload) -> Matcher | None:
+    """Compile containerd filters into one predicate, or None when they match every
+    event (no filters, or an empty one).
+
+    :param filters: filter strings; an event matches if any one of them matches
+    :param limits: the bounds they must keep
+    :param payload_of: reads the fields of an event's payload for ``event.`` selectors
+        (by default JSON payloads only, decoded at each test)
+    :raises InvalidFilter: naming ``filters[i]`` and what is wrong with it
+    """
+    if not filters:
         return None
-    if len(alternatives) == 1 and len(alternatives[0]) == 1:
-        return alternatives[0][0]
-    return lambda e: any(all(m(e) for m in conj) for conj in alternatives)
+    return compile_filter_list(filters, limits=limits, payload_of=payload_of).matcher
 
 
 def topics_of(filters: Sequence[str]) -> frozenset[str] | None:
     """The topics outside which *filters* match nothing, or None if they may match any.
 
-    Every alternative must require ``topic==VALUE``; the hub then parks the subscription
-    under those topics only, so publishing other topics never wakes it. Call after
-    :func:`compile_filters` accepted *filters*.
+    Every alternative that can match must require ``topic==VALUE``; the hub then parks
+    the subscription under those topics only, so publishing other topics never wakes it.
+
+    :raises InvalidFilter: as :func:`compile_filters`
     """
-    if isinstance(filters, str):
-        filters = [filters]
     if not filters:
         return None
-    topics: set[str] = set()
-    for i, text in enumerate(filters):
-        required = [s.value for s in _Parser(text, f"filters[{i}]").selectors()
-                    if s.path == ("topic",) and s.operator == "=="]
-        if not required:
-            return None
-        topics.add(required[0])
-    return frozenset(topics)
+    return compile_filter_list(filters).topics
+
+
+def compile_field_filter(text: str) -> Callable[[FieldLookup], bool]:
+    """One filter as containerd's ``Filter.Match(adaptor)``: a predicate on any object's
+    fields, given as a lookup ``path -> (value, present)`` (what event filters do on an
+    event's fields, spelled out for arbitrary objects).
+
+    :raises InvalidFilter: naming ``filters[0]``
+    """
+    try:
+        selectors = parse_filter(text)
+    except FilterSyntaxError as exc:
+        raise InvalidFilter("filters[0]", str(exc)) from None
+    tests = [_field_test(selector) for selector in selectors]
+    return lambda fields: all(test(fields) for test in tests)
+
+
+def _field_test(selector: Selector) -> Callable[[FieldLookup], bool]:
+    op, value, path = selector.operator, selector.value, selector.path
+    if op == PRESENT:
+        return lambda fields: fields(path)[1]
+    if op == EQUAL:
+        return lambda fields: fields(path) == (value, True)
+    if op == NOT_EQUAL:
+        return lambda fields: fields(path)[0] != value
+    try:
+        search = compile_regex(value).search
+    except RegexError as exc:
+        raise InvalidFilter("filters[0]", f"bad regular expression {value!r}: {exc}") from None
+    return lambda fields: search(fields(path)[0])

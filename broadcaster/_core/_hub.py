@@ -16,9 +16,11 @@ from anyio.abc import TaskGroup
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
 from ._errors import InvalidArgument, PayloadTooLarge, QuotaExceeded
-from ._filters import Matcher, compile_filters, topics_of
+from ._filter_cache import FilterCache
+from ._filters import Matcher
 from ._log import LogFactory, MemoryLog, event_size
 from ._namespace import NamespaceState
+from ._payload import FieldCache, json_fields
 from ._policy import Policy
 from ._stats import HubStatistics
 from ._subscription import Liveness, Subscription
@@ -59,9 +61,14 @@ class Broadcaster:
         self._wildcard: set[Subscription] = set()
         self._wildcard_waiting: set[Subscription] = set()
         self._valid_topics: set[str] = set()  # memo of validate_topic, bounded
-        # interned filters, bounded: (matcher, topics) by filter list
-        self._matchers: dict[tuple[str, ...], tuple[Matcher | None, frozenset[str] | None]] = {}
+        # event. selectors read payloads through one cache; filter lists are interned
+        limits = self.config.filters
+        self.payload_fields = FieldCache(
+            self.config.payload_fields or json_fields, max_events=limits.decode_cache_events,
+            max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
+        self.filter_cache = FilterCache(limits, self.payload_fields.fields)
         self._dirty: set[NamespaceState] = set()
+        self._rewake: set[Subscription] = set()  # filters with more to match (defer_wake)
         self._notify: anyio.Event | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -258,10 +265,18 @@ class Broadcaster:
                 self._notify.set()
                 self._notify = None
 
+    def defer_wake(self, sub: Subscription) -> None:
+        """Wake *sub*, parked with events its filter has not matched yet, at the
+        notifier's next pass: after the tasks ready now have run."""
+        self._rewake.add(sub)
+        if self._notify is not None:
+            self._notify.set()
+            self._notify = None
+
     async def _notifier_loop(self) -> None:
         linger = self.config.notify_linger
         while True:
-            if not self._dirty:
+            if not self._dirty and not self._rewake:
                 self._notify = anyio.Event()
                 await self._notify.wait()
             if linger:
@@ -269,6 +284,10 @@ class Broadcaster:
             dirty, self._dirty = self._dirty, set()
             for ns in dirty:
                 ns.notify()
+            if self._rewake:
+                rewake, self._rewake = self._rewake, set()
+                for sub in rewake:
+                    sub.wake()
             if self._wildcard_waiting:
                 for sub in self._wildcard_waiting:
                     sub.wake()
@@ -333,16 +352,11 @@ class Broadcaster:
                  ) -> tuple[Matcher | None, frozenset[str] | None]:
         """Compile *filters*, and find the only topics they can match (None: any).
 
-        Identical filter lists share one matcher (up to 1,024 lists), so that their
-        subscriptions share each filtered read of the log."""
-        key = (filters,) if isinstance(filters, str) else tuple(filters)
-        found = self._matchers.get(key) if all(isinstance(f, str) for f in key) else None
-        if found is None:
-            matcher = compile_filters(filters)
-            found = (matcher, topics_of(filters) if matcher is not None else None)
-            if matcher is not None and len(self._matchers) < 1024:
-                self._matchers[key] = found
-        return found
+        Identical filter lists share one matcher (within the bounds of
+        ``HubConfig.filters``), so that their subscriptions share each filtered read of
+        the log."""
+        compiled = self.filter_cache.get(filters)
+        return compiled.matcher, compiled.topics
 
     def register(self, sub: Subscription) -> None:
         if self._closed:
@@ -365,6 +379,7 @@ class Broadcaster:
             self._wildcard.add(sub)
 
     def unregister(self, sub: Subscription) -> None:
+        self._rewake.discard(sub)
         sub.detach_all()
         self._subs.discard(sub)
         self._wildcard.discard(sub)

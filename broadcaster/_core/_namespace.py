@@ -14,6 +14,7 @@ from ._errors import QuotaExceeded
 from ._filters import Matcher
 from ._log import EventLog
 from ._policy import PolicyKind
+from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._types import DropReason, EndReason, Event
 
@@ -51,7 +52,7 @@ class NamespaceState:
         self.topic_watchers: dict[str, int] = {}
         # the last filtered read per matcher: subscriptions sharing a filter (interned by
         # the hub) and a position filter the log once between them
-        self.filtered: dict[Matcher, tuple[int, int, list[Event]]] = {}
+        self.filtered: dict[Matcher, tuple[int, int, list[Event], int]] = {}
         self.room: anyio.Event | None = None
         self.published = 0
         self.delivered = 0
@@ -204,18 +205,21 @@ class NamespaceState:
                 return True
         return False
 
-    def filter(self, matcher: Matcher, start: int, stop: int) -> list[Event]:
-        """The events with ``start <= sequence < stop`` that *matcher* accepts, computed
-        once for every subscription that shares *matcher* and reads the same range."""
+    def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
+               budget: float = 0.0) -> tuple[list[Event], int]:
+        """The events with ``start <= sequence < end`` that *matcher* accepts, and *end*
+        (*stop*, or less if *budget* seconds of *clock* ran out: see :func:`scan`),
+        computed once for every subscription that shares *matcher* and reads the same
+        range."""
         hit = self.filtered.get(matcher)
         if hit is not None and hit[0] == start and hit[1] == stop:
-            return hit[2]
-        events = [e for e in self.log.read(start, stop) if matcher(e)]
+            return hit[2], hit[3]
+        events, end = scan(self.log, matcher, start, stop, clock, budget)
         if len(events) <= _FILTER_CACHE_EVENTS:  # small results only: they pin events
             if len(self.filtered) >= _FILTER_CACHE_ENTRIES:
                 self.filtered.clear()
-            self.filtered[matcher] = (start, stop, events)
-        return events
+            self.filtered[matcher] = (start, stop, events, end)
+        return events, end
 
     def block_room(self, now: float) -> tuple[int, Cursor | None]:
         """The room of the fullest blocking cursor, and that cursor."""

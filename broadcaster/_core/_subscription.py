@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -272,6 +272,12 @@ class Subscription:
             return
         self._wake = waker
         self._hub.park(self)
+        if any(cursor.behind for cursor in self._order):
+            self._hub.defer_wake(self)  # its filter has more to match: after others ran
+
+    def match_budget(self) -> tuple[Callable[[], float], float]:
+        """The clock and the seconds of it one read may spend matching per namespace."""
+        return self._hub.config.cpu_clock, self._hub.config.filters.match_slice
 
     def unpark(self) -> None:
         """Stop waiting (after a waker fired, or to give up waiting)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +30,7 @@ from .._core._errors import InvalidArgument
 from .._core._hub import Broadcaster
 from .._core._log import LogFactory, MemoryLog
 from .._metrics import HubCollector
+from ..payloads import CONTAINERD_PAYLOADS
 from ._containerd import add_containerd_services
 from ._metrics_http import LoopCollector, MetricsHTTPServer
 from ._service import SERVICE_NAME, BroadcasterService
@@ -190,7 +191,10 @@ class Server:
         self.config = config or ServerConfig()
         self.registry = registry if registry is not None else CollectorRegistry()
         self.telemetry = Telemetry()
-        self.hub = Broadcaster(self.config.hub, log_factory=log_factory)
+        hub_config = self.config.hub
+        if hub_config.payload_fields is None:  # event.<field> of containerd's event types
+            hub_config = replace(hub_config, payload_fields=CONTAINERD_PAYLOADS)
+        self.hub = Broadcaster(hub_config, log_factory=log_factory)
         self.addresses: list[str] = []
         self.metrics_address: str | None = None
         self.service_names: list[str] = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
+from bench._kubelet import kubelet_run
 from bench._net import net_run
 from bench._report import cdf_points, plot
 from bench._scenarios import core
@@ -34,6 +35,15 @@ def test_core_churn_returns_to_zero_subscriptions() -> None:
     result = core({"scenario": "churn", "cycles": 300}, deadline=30)
     assert result["subscriptions_left"] == 0
     assert result["rss_after"] > 0
+
+
+def test_kubelet_watchers_get_exactly_their_own_exits() -> None:
+    result = kubelet_run(6, 30, 2, deadline=40)
+    assert (result["published"], result["publish_errors"]) == (180, 0)
+    assert result["expected"] == result["delivered"] == 12
+    assert (result["lost"], result["wrong"], result["per_watcher_counts"]) == (0, 0, [2])
+    plain = kubelet_run(4, 10, 1, plain=True, deadline=40)
+    assert plain["delivered"] == 40 and plain["per_watcher_counts"] == [10]
 
 
 @pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")

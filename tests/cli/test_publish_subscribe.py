@@ -104,6 +104,32 @@ async def test_publish_json_as_containerd_type_and_watch_ctr_lines(server: Any) 
     assert stored.published == 2
 
 
+async def test_subscribe_filters_on_event_fields(server: Any) -> None:
+    """--filter event.<field>: containerd event types (published with --json --type) and
+    JSON payloads (published with --json alone)."""
+    address = server.addresses[0]
+    watcher = await watch(address, "--count", "2",
+                          "--filter", 'topic=="/tasks/exit",event.container_id==c2',
+                          "--filter", "event.a.1==2")
+    async with watcher.process:
+        await watcher.wait_subscribed()
+        for cid in ("c1", "c2", "c3"):
+            done = await cli("publish", "--address", address, "-n", "k8s", "-t", "/tasks/exit",
+                             "--json", f'{{"container_id":"{cid}"}}',
+                             "--type", "containerd.events.TaskExit")
+            assert done.returncode == 0, done.stderr
+        for body in ('{"a": [1, 3]}', '{"a": [1, 2]}'):
+            done = await cli("publish", "--address", address, "-n", "k8s", "-t", "/raw",
+                             "--json", body)
+            assert done.returncode == 0, done.stderr
+        lines = await watcher.read_all()
+    assert watcher.process.returncode == 0
+    assert [line.split(" UTC ", 1)[1] for line in lines] == [
+        'k8s /tasks/exit {"container_id":"c2","exited_at":"0001-01-01T00:00:00Z"}',
+        'k8s /raw {"a": [1, 2]}',
+    ]
+
+
 async def test_subscribe_json_replay_and_resync_lines(server: Any) -> None:
     address = server.addresses[0]
     msg = task_pb2.TaskStart(container_id="c9", pid=7)

@@ -77,7 +77,7 @@ async def test_byte_bound() -> None:
 async def test_drop_notice_counts_only_matching_events() -> None:
     async with Broadcaster() as hub:
         policy = Policy.drop_newest(1)
-        async with hub.subscribe("a", filters=["topic==/keep"], policy=policy) as sub:
+        async with hub.subscribe("a", filters=['topic=="/keep"'], policy=policy) as sub:
             for i in range(6):
                 await hub.publish("a", "/keep" if i % 2 == 0 else "/skip")
             items = drain(sub)

@@ -109,6 +109,51 @@ async def test_ctr_filters_are_applied_by_the_server(
     ]
 
 
+async def test_ctr_event_field_filters_select_one_containers_exits(
+    hub: Broadcaster, sock: str, tmp_path: Path
+) -> None:
+    """``ctr events 'topic=="/tasks/exit",event.container_id==c2'``: what a kubelet-like
+    watcher asks containerd, with containerd's meaning (and a labels path, a quoted
+    component and a Go-dialect pattern on another filter)."""
+    filters = ('topic=="/tasks/exit",event.container_id==c2',
+               'event."container_id"~="^c[7-9]$",event.id!=c8')
+    async with ctr_events(hub, sock, *filters, tmp_path=tmp_path) as ctr:
+        for cid in ("c1", "c2", "c3", "c7", "c8"):
+            for topic, cls in (("/tasks/start", task_pb2.TaskStart),
+                               ("/tasks/exit", task_pb2.TaskExit)):
+                message = cls(container_id=cid)
+                if isinstance(message, task_pb2.TaskExit):
+                    message.id = cid
+                await hub.publish("k8s.io", topic, message.SerializeToString(),
+                                  type_url=message.DESCRIPTOR.full_name,
+                                  timestamp_ns=1_700_000_000 * 10**9)
+        await hub.publish("k8s.io", "/tasks/exit", b"\xff", type_url=TASK_EXIT,
+                          timestamp_ns=1_700_000_000 * 10**9)  # undecodable: no fields
+        await hub.publish("k8s.io", "/end", task_pb2.TaskOOM(container_id="c9")
+                          .SerializeToString(), type_url="containerd.events.TaskOOM",
+                          timestamp_ns=1_700_000_000 * 10**9)
+        lines = await ctr.lines(5)
+    prefix = "2023-11-14 22:13:20 +0000 UTC k8s.io"
+    zero = '"exited_at":"0001-01-01T00:00:00Z"'
+    assert lines == [
+        f'{prefix} /tasks/exit {{"container_id":"c2","id":"c2",{zero}}}',
+        f'{prefix} /tasks/start {{"container_id":"c7"}}',
+        f'{prefix} /tasks/exit {{"container_id":"c7","id":"c7",{zero}}}',
+        # TaskStart has no id: absent, so "!=c8" holds (containerd's meaning)
+        f'{prefix} /tasks/start {{"container_id":"c8"}}',
+        f'{prefix} /end {{"container_id":"c9"}}',
+    ]
+
+
+async def test_ctr_gets_containerds_error_for_a_bad_filter(sock: str, hub: Broadcaster) -> None:
+    result = await run(binary("ctr"), "--address", sock, "events", "event.labels.ns/key==v")
+    assert result.returncode != 0
+    assert b"InvalidArgument" in result.stderr
+    assert b"filters[0]: parse error: [event.labels.ns >|/|< key==v]: quoted literal not " \
+        b"terminated" in result.stderr
+    assert hub.subscription_count == 0
+
+
 async def test_ctr_namespace_filter_alone(hub: Broadcaster, sock: str, tmp_path: Path) -> None:
     async with ctr_events(hub, sock, "namespace==wanted", tmp_path=tmp_path) as ctr:
         await hub.publish("other", "/tasks/exit", timestamp_ns=10**18)
