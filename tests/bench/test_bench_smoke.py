@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._net import net_run
 from bench._report import cdf_points, plot
 from bench._scenarios import core
-from bench._servers import grpc_available
+from bench._servers import PEER_SOURCES, grpc_available, peer_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,9 +35,14 @@ def test_core_churn_returns_to_zero_subscriptions() -> None:
     assert result["rss_after"] > 0
 
 
-@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
+def _need_peer(name: str) -> None:
+    """Fail (never skip: CI must run the peers) when a peer's server is missing."""
+    if peer_binary(name) is None:
+        pytest.fail(f"{name} is not installed: it comes from the {PEER_SOURCES[name]}")
+
+
 def test_nats_peer_fanout_and_latency_over_loopback() -> None:
-    pytest.importorskip("nats")
+    _need_peer("nats-server")
     result = net_run("nats", 4, 500, procs=2, rate=5000, latency=True, deadline=20)
     assert result["published"] == 500
     assert result["delivered"] == 2000
