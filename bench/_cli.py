@@ -39,7 +39,8 @@ def run_scenario(name: str, full: bool, runs: int, info: dict[str, Any]) -> dict
     sc = SCENARIOS[name]
     record: dict[str, Any] = {
         "scenario": name, "title": sc.title, "mode": "full" if full else "quick",
-        "machine": info, "target": sc.target, "runs": [], "median": {}, "passed": None,
+        "machine": info, "target": sc.target, "layout": sc.layout, "peer_of": sc.peer_of,
+        "runs": [], "median": {}, "passed": None,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     why = grpc_available() if sc.needs_grpc else None
@@ -106,11 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is None:
         args.out = RESULTS if full else QUICK_RESULTS
     names = args.scenario or (list(SCENARIOS) if full else QUICK)
-    runs = args.runs or (3 if full else 1)
     args.out.mkdir(parents=True, exist_ok=True)
     info = machine()
     records: dict[str, dict[str, Any]] = {}
     for name in names:
+        runs = args.runs or (SCENARIOS[name].runs if full else None) or (3 if full else 1)
         print(f"[bench] {name} ({runs} run(s), {'full' if full else 'quick'})", flush=True)
         rec = run_scenario(name, full, runs, info)
         records[name] = rec

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Child", "ProcessGroup", "cpu_seconds", "rss_bytes", "vmrss_bytes"]
+__all__ = ["Child", "ProcessGroup", "cpu_seconds", "established", "rss_bytes", "vmrss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -43,6 +43,26 @@ def rss_bytes(pid: int) -> int:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
     except OSError:
         return 0
+
+
+def established(port: int) -> int:
+    """TCP connections in state ESTABLISHED whose local port is *port*, i.e. the
+    connections a server listening on *port* has accepted (IPv4 and IPv6, from
+    ``/proc/net/tcp*``).
+
+    :param port: the server's listening port
+    """
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
 
 
 def vmrss_bytes(pid: int) -> int:
@@ -127,6 +147,13 @@ class Child:
                 self.kill()
                 err = self.stderr_tail()
                 raise TimeoutError(f"{self.name}: no {key!r} message in time; stderr: {err}")
+
+    def take(self, key: str, timeout: float) -> dict[str, Any]:
+        """Like :meth:`wait_for`, but the message is removed, so that the next call
+        returns the next message containing *key*."""
+        msg = self.wait_for(key, timeout)
+        self.messages.remove(msg)
+        return msg
 
     def poll(self, key: str, timeout: float = 0.0) -> dict[str, Any] | None:
         """The first message containing *key* if one has come (reading stdout for at most

@@ -13,7 +13,7 @@ import pytest
 
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._net import net_run
-from bench._report import cdf_points, plot
+from bench._report import cdf_points, comparable_pairs, peer_targets, plot, summary
 from bench._scenarios import core
 from bench._servers import PEER_SOURCES, grpc_available, peer_binary
 
@@ -58,6 +58,53 @@ def test_nats_peer_fanout_and_latency_over_loopback() -> None:
     assert not any(isinstance(v, str) and v.startswith("/tmp") for v in result.values())
 
 
+def test_redis_peer_raw_publisher_loses_nothing() -> None:
+    _need_peer("redis-server")
+    result = net_run("redis", 3, 300, procs=2, deadline=20)
+    assert result["published"] == 300
+    assert result["delivered"] == 900
+    assert result["lost"] == 0
+    assert result["server_connections"] == 3  # one connection per subscriber
+    assert result["publisher"] == {"errors": 0, "broken": None}
+
+
+def _record(layout: str | None, peer_of: str | None = None, **median: float) -> dict:
+    return {"layout": layout, "peer_of": peer_of, "median": median, "runs": [{}],
+            "passed": None, "target": "", "mode": "quick"}
+
+
+def test_peer_ratios_and_targets_only_for_the_same_layout() -> None:
+    records = {
+        "grpc_fanout": _record("conn", **{"S=100": 300.0, "S=1": 50.0}),
+        "grpc_fanout_mux": _record("mux", **{"S=100": 900.0}),
+        "nats_fanout": _record("conn", "grpc_fanout", **{"S=100": 100.0, "S=1": 100.0}),
+        # a peer pointed at the multiplexed layout it did not run: never compared
+        "odd_fanout": _record("conn", "grpc_fanout_mux", **{"S=100": 100.0}),
+        # a record from before layouts were recorded: never compared either
+        "old_fanout": _record(None, "grpc_fanout", **{"S=100": 100.0}),
+    }
+    assert comparable_pairs(records) == [("grpc_fanout", "nats_fanout")]
+    assert peer_targets(records) == [
+        ("grpc_fanout S=100 = 300 >= 3 x nats_fanout 100", True),
+        ("grpc_fanout S=1 = 50 >= 1 x nats_fanout 100", False),
+    ]
+    text = summary(records, {"nproc": 2, "cpu_model": "x", "python": "3"})
+    assert "| grpc_fanout / nats_fanout | S=100 | 300 | 100 | 3.00 |" in text
+    assert "grpc_fanout_mux /" not in text
+    assert "/ odd_fanout" not in text and "/ old_fanout" not in text
+
+
+def test_latency_vs_rate_plot_from_the_medians(tmp_path: Path) -> None:
+    median = {f"{r}/s S=100 p99 ms": r / 10 for r in (50, 500, 5000)}
+    median["5000/s S=100 kept up"] = 0.0
+    records = {"grpc_latency": {**_record("conn", **median), "runs": [{"_detail": {}}]},
+               "nats_latency": {**_record("conn", "grpc_latency", **median),
+                                "runs": [{"_detail": {}}]}}
+    made = plot(records, tmp_path)
+    assert tmp_path / "latency_vs_rate.png" in made
+    assert (tmp_path / "latency_vs_rate.png").stat().st_size > 1000
+
+
 def test_cdf_points_keep_the_tail_and_plot_from_the_record(tmp_path: Path) -> None:
     values = [float(i) for i in range(1, 10_001)]  # 1..10000 ms
     cdf = cdf_points(values, points=100)
@@ -73,6 +120,23 @@ def test_cdf_points_keep_the_tail_and_plot_from_the_record(tmp_path: Path) -> No
 
 
 _no_server = grpc_available()
+
+
+@pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
+def test_grpc_layouts_and_phases_over_loopback() -> None:
+    phases = [{"rate": 2000, "events": 100}, {"rate": None, "events": 300}]
+    conn = net_run("grpc", 4, phases=phases, layout="conn", latency=True, deadline=25)
+    assert conn["server_connections"] == 4  # one TCP connection per subscriber
+    first, second = conn["phases"]
+    assert (first["published"], first["delivered"], first["lost"]) == (100, 400, 0)
+    assert (second["published"], second["delivered"], second["lost"]) == (300, 1200, 0)
+    # each phase's latencies are its own (the phase travels in the payload)
+    assert (first["latency_samples"], second["latency_samples"]) == (400, 1200)
+    assert first["rate"] == 2000 and second["rate"] is None
+    assert set(first["cpu_s"]) >= {"server", "pub", "sub0", "sub1"}
+    mux = net_run("grpc", 4, 200, layout="mux", deadline=25)
+    assert mux["server_connections"] == 2  # one per subscriber process
+    assert (mux["delivered"], mux["lost"]) == (800, 0)
 
 
 @pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
