@@ -97,15 +97,18 @@ class Clients:
                 return got
             time.sleep(0.02)
 
+    def stop_subscribers(self, timeout: float) -> list[dict[str, Any]]:
+        """Stop the subscriber processes; their results (latencies are then on disk)."""
+        for child in self.subs:
+            child.send("stop")
+        return [child.wait_for("result", timeout)["result"] for child in self.subs]
+
     def finish(self, timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Stop the publisher and the subscribers; their results."""
         assert self.pub is not None
         self.pub.send("stop")
         pres = self.pub.wait_for("result", timeout)["result"]
-        for child in self.subs:
-            child.send("stop")
-        sres = [child.wait_for("result", timeout)["result"] for child in self.subs]
-        return pres, sres
+        return pres, self.stop_subscribers(timeout)
 
     def latencies(self, phase: int) -> array[int]:
         """Raw latencies (us) of *phase* over every subscriber process (after finish)."""

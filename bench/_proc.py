@@ -82,13 +82,22 @@ def vmrss_bytes(pid: int) -> int:
 class Child:
     """A child process speaking JSON lines on stdout; killed at its deadline."""
 
-    def __init__(self, name: str, argv: Sequence[str], deadline: float, *, env: dict | None = None):
+    def __init__(self, name: str, argv: Sequence[str], deadline: float, *, env: dict | None = None,
+                 stderr_file: Path | None = None):
         self.name = name
         self.deadline = time.monotonic() + deadline
+        # a chatty child (a server logging every refused request) must not block on a full
+        # stderr pipe nobody reads until it exits: such children write to a file
+        self.stderr_file = stderr_file
+        err: Any = subprocess.PIPE
+        if stderr_file is not None:
+            err = stderr_file.open("wb")
         self.proc = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
+        if stderr_file is not None:
+            err.close()
         self._buf = b""
         self.messages: list[dict[str, Any]] = []
         self.last_cpu = 0.0
@@ -178,6 +187,10 @@ class Child:
         """The end of the child's stderr once it has exited."""
         if self.proc.poll() is None:
             return ""
+        if self.stderr_file is not None:
+            with contextlib.suppress(OSError):
+                return self.stderr_file.read_bytes()[-2000:].decode(errors="replace")
+            return ""
         assert self.proc.stderr is not None
         return self.proc.stderr.read().decode(errors="replace")[-2000:]
 
@@ -229,8 +242,9 @@ class ProcessGroup:
         argv = [sys.executable, "-m", module, json.dumps(params)]
         return self.start(name, argv, deadline + 5.0)
 
-    def start(self, name: str, argv: Sequence[str], deadline: float) -> Child:
-        child = Child(name, argv, deadline)
+    def start(self, name: str, argv: Sequence[str], deadline: float, *,
+              stderr_file: Path | None = None) -> Child:
+        child = Child(name, argv, deadline, stderr_file=stderr_file)
         self.children.append(child)
         return child
 

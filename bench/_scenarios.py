@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
+from bench._hostile import HOSTILE_LAYOUT, grpc_hostile, hostile_check, hostile_report
 from bench._net import net_run
 from bench._proc import ProcessGroup
 
@@ -33,6 +34,8 @@ class Scenario:
     layout: str | None = None
     #: runs per scenario when --runs is not given (default: 3 with --full, 1 with --quick)
     runs: int | None = None
+    #: a markdown section for summary.md from the scenario's record (optional)
+    report: Callable[[dict[str, Any]], str] | None = None
 
 
 def core(params: dict[str, Any], deadline: float = 90.0) -> dict[str, Any]:
@@ -426,6 +429,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("grpc_idle", f"gRPC idle subscriptions, few vs many streams, heartbeat "
              f"{IDLE_HEARTBEAT:g} s", "<= 20 KiB RSS per subscription, 0 evicted",
              grpc_idle, _grpc_idle_check, needs_grpc=True),
+    Scenario("grpc_hostile", "Hostile clients (issue 9), one abuse at a time, each against "
+             "its own server under 1,000 ev/s to 100 healthy subscribers",
+             "healthy p99 <= 2x calm, 0 lost, 0 evicted, RSS within budget; other-ns "
+             "publish and Health p99 < 50 ms", grpc_hostile, hostile_check,
+             needs_grpc=True, layout=HOSTILE_LAYOUT, runs=1, report=hostile_report),
 ]}
 
 QUICK = ["core_fanout", "core_publish_cost", "core_latency_isolation", "core_fairness",

@@ -133,7 +133,8 @@ class GrpcServer:
 
 
 def start_grpc_server(
-    group: ProcessGroup, deadline: float, *, config: dict | None = None, port: int = 0
+    group: ProcessGroup, deadline: float, *, config: dict | None = None, port: int = 0,
+    unix: Path | None = None, log_to_file: bool = False,
 ) -> GrpcServer:
     """Start ``python -m broadcaster._cli serve`` on loopback with a TOML config built from
     *config* (tables as nested dicts, see examples/broadcaster.toml); log level warning so
@@ -141,6 +142,9 @@ def start_grpc_server(
 
     :param deadline: seconds after which the harness kills it
     :param port: gRPC port (0: a free one)
+    :param unix: also listen on this unix socket
+    :param log_to_file: stderr to a file in the server's temporary folder instead of a pipe
+        (for runs where the server may log a lot: refused requests, drops)
     :raises TimeoutError: if it does not come up
     """
     port = port or free_port()
@@ -152,7 +156,10 @@ def start_grpc_server(
     argv = [sys.executable, "-m", "broadcaster._cli", "serve",
             "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
             "--config", str(path), "--log-level", "warning"]
-    child = group.start("server", argv, deadline)
+    if unix is not None:
+        argv += ["--listen", f"unix:{unix}"]
+    child = group.start("server", argv, deadline,
+                        stderr_file=folder / "server.log" if log_to_file else None)
     wait_port(port, 15.0, child)
     wait_port(metrics_port, 15.0, child)
     return GrpcServer(child, f"127.0.0.1:{port}", f"127.0.0.1:{metrics_port}")

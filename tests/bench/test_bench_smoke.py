@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
+from bench._hostile import HEALTHY, abuse_run, hostile_report
 from bench._net import net_run
 from bench._report import cdf_points, comparable_pairs, peer_targets, plot, summary
 from bench._scenarios import core
 from bench._servers import PEER_SOURCES, grpc_available, peer_binary
+from bench.hostile_worker import GARBAGE_METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,6 +169,30 @@ def test_grpc_idle_holds_subscriptions_through_heartbeats() -> None:
     assert result["rss_held"] > result["rss_base"] > 0
     assert result["heartbeat_cpu_s_per_s"] >= 0
     assert result["subscriptions_left"] == 0
+
+
+@pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
+def test_hostile_abuse_records_what_the_abuser_got_and_what_the_others_saw() -> None:
+    # garbage on every method: every call is refused one way or another, and the run
+    # must record each refusal rather than fall over
+    r = abuse_run("garbage_bytes", full=False)
+    codes = r["abuser"][0]["codes"]
+    assert len(codes) == len(GARBAGE_METHODS)
+    assert all(code and code != "OK" for code in codes.values())
+    assert r["server_exit"] is None
+    for phase in ("calm", "during"):
+        fig = r[phase]
+        assert fig["published"] > 0  # the steady load ran through both phases
+        # every healthy delivery is accounted for: received or lost
+        assert fig["delivered"] + fig["lost"] == fig["published"] * HEALTHY
+        assert fig["latency_samples"] == fig["delivered"]
+    assert r["lost"] == r["calm"]["lost"] + r["during"]["lost"]
+    for series in ("publish", "health_tcp", "health_unix", "health_new_conn"):
+        assert r["probe"][series]["abuse"]["calls"] > 0
+    assert r["rss"]["abuse_peak"] > 0 and r["rss"]["bound"] > r["rss"]["calm_peak"] > 0
+    assert r["cpu_s"]["abuse"]["server"] > 0 and "abuser0" in r["cpu_s"]["abuse"]
+    table = hostile_report({"layout": "mux", "runs": [{"_detail": {"garbage_bytes": r}}]})
+    assert "| garbage_bytes |" in table
 
 
 def test_cli_writes_json_and_summary(tmp_path: Path) -> None:
