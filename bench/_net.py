@@ -224,11 +224,16 @@ def net_run(
         received = sum(s["phases"].get(str(k), {}).get("received", 0) for s in sres)
         last = max((s["phases"][str(k)]["last_ns"] for s in sres if str(k) in s["phases"]),
                    default=done["end_ns"])
+        first = min((s["phases"][str(k)]["first_ns"] for s in sres if str(k) in s["phases"]),
+                    default=last)
         elapsed = max(1e-9, (last - done["start_ns"]) / 1e9)
         server_cpu = r["cpu_s"]["server"]
         fig: dict[str, Any] = {
             "rate": ph.get("rate"), "subscribers": subscribers, "layout": layout,
             "deliveries_per_s": received / elapsed, "elapsed_s": elapsed,
+            # first to last receipt: a constant latency does not lower it, a growing
+            # backlog does (the paced phases' "kept up" test)
+            "receive_rate": received / ((last - first) / 1e9) if last > first else None,
             "published": done["published"],
             "publish_per_s": done["published"] / max(
                 1e-9, (done["end_ns"] - done["start_ns"]) / 1e9),
