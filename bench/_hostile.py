@@ -180,8 +180,8 @@ def abuse_run(name: str, full: bool, layout: str = HOSTILE_LAYOUT) -> dict[str, 
         if server_exit is None:
             try:
                 m = scrape_metrics(server.metrics)
-                metrics = {k: m[k] for k in ("broadcaster_subscribers_evicted",
-                                             "broadcaster_events_dropped") if k in m}
+                metrics = {k: v for k, v in m.items() if k.startswith((
+                    "broadcaster_subscribers_evicted", "broadcaster_events_dropped"))}
             except OSError:
                 pass
         calm = _phase_figures(clients, CALM, published.get(CALM, 0), sres)
@@ -212,6 +212,7 @@ def abuse_run(name: str, full: bool, layout: str = HOSTILE_LAYOUT) -> dict[str, 
         "abuse": name, "title": abuse.title, "sizes": sizes, "procs": procs, "got": got,
         "abuser": results, "calm": calm, "during": during, "p99_ratio": ratio,
         "lost": lost, "healthy_ended": ended,
+        "healthy_ended_reasons": _sum_counts(s.get("ended_reasons", {}) for s in sres),
         "healthy_drop_notices": sum(s["dropped"] for s in sres),
         "probe": probe_fig, "probe_p99_ms": probe_p99, "probe_within_target": probe_ok,
         "rss": {"calm_peak": rss_calm, "abuse_peak": rss_peak, "bound": bound},
@@ -246,6 +247,14 @@ def grpc_hostile(full: bool, abuses: Sequence[str] | None = None) -> dict[str, A
     return out
 
 
+def _sum_counts(counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 def _median(values: list[float | None]) -> float | None:
     vals = sorted(v for v in values if v is not None)
     return vals[len(vals) // 2] if vals else None
@@ -261,6 +270,12 @@ def hostile_check(m: dict[str, float]) -> tuple[str, bool | None]:
 
 def _ms(v: Any) -> str:
     return "-" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.3g}")
+
+
+def _ended(r: dict[str, Any]) -> str:
+    reasons = r.get("healthy_ended_reasons") or {}
+    text = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    return f"{r['healthy_ended']}" + (f" ({text})" if text else "")
 
 
 def hostile_report(record: dict[str, Any]) -> str:
@@ -294,7 +309,7 @@ def hostile_report(record: dict[str, Any]) -> str:
             f"| {name} | {got} | {_ms(r['calm']['latency_ms'].get('p99'))} -> "
             f"{_ms(r['during']['latency_ms'].get('p99'))} "
             f"({'-' if ratio is None else f'{ratio:.2f}'}) | {r['lost']:,} | "
-            f"{r['healthy_ended']} | {_ms(p['publish']['abuse'].get('p99'))} / "
+            f"{_ended(r)} | {_ms(p['publish']['abuse'].get('p99'))} / "
             f"{_ms(p['publish']['abuse'].get('max'))} | "
             f"{_ms(p['health_tcp']['abuse'].get('p99'))} / "
             f"{_ms(p['health_unix']['abuse'].get('p99'))} / "

@@ -553,7 +553,16 @@ async def fanout_streams(p: dict[str, Any], go: Go) -> dict[str, Any]:
                 codes[code] += 1
                 rtts.append(secs)
             await asyncio.sleep(0.5)
-        await asyncio.sleep(1.0)  # let the last event land
+        # let the last event land: until no delivery came for 1 s (at most 10 s)
+        last, still = -1, time.monotonic()
+        settle_end = time.monotonic() + 10.0
+        while time.monotonic() < settle_end:
+            deliveries = sum(s.counts["deliveries"] for s in subs)
+            if deliveries != last:
+                last, still = deliveries, time.monotonic()
+            elif time.monotonic() - still >= 1.0:
+                break
+            await asyncio.sleep(0.1)
         deliveries = sum(s.counts["deliveries"] for s in subs)
         for s in subs:
             await s.close()

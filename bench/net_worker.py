@@ -89,6 +89,7 @@ class Tally:
         self.phases: dict[int, _Phase] = {}
         self.dropped = 0
         self.ended = 0
+        self.ended_reasons: dict[str, int] = {}
         self._key = -1
         self._cur = _Phase(False)
 
@@ -123,6 +124,7 @@ class Tally:
                                 "last_ns": v.last_ns} for k, v in self.phases.items()},
             "dropped": self.dropped,
             "ended": self.ended,
+            "ended_reasons": self.ended_reasons,
         }
 
 
@@ -232,6 +234,8 @@ async def grpc_sub(p: dict[str, Any]) -> None:
                 tally.dropped += msg.drop_notice.count
             elif kind == "subscription_ended":
                 tally.ended += 1
+                reason = msg.subscription_ended.reason
+                tally.ended_reasons[reason] = tally.ended_reasons.get(reason, 0) + 1
             elif kind == "add_result":
                 if not msg.add_result.ok:
                     raise SystemExit(f"add failed: {msg.add_result.error.message}")
