@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -231,7 +232,15 @@ def grpc_hostile(full: bool, abuses: Sequence[str] | None = None) -> dict[str, A
     details = {}
     out: dict[str, Any] = {}
     for name in names:
-        r = abuse_run(name, full)
+        try:
+            r = abuse_run(name, full)
+        except Exception as exc:  # the harness could not finish this one: say so, go on
+            details[name] = {"abuse": name, "title": ABUSES[name].title,
+                             "error": f"{type(exc).__name__}: {exc}"[:500],
+                             "traceback": traceback.format_exc()[-3000:],
+                             "within_target": False}
+            out[f"{name} p99 ratio"] = None
+            continue
         details[name] = r
         out[f"{name} p99 ratio"] = r["p99_ratio"]
         out[f"{name} lost"] = r["lost"]
@@ -240,7 +249,7 @@ def grpc_hostile(full: bool, abuses: Sequence[str] | None = None) -> dict[str, A
         out[f"{name} RSS over calm MiB"] = (r["rss"]["abuse_peak"]
                                             - r["rss"]["calm_peak"]) / 2**20
     out["calm p99 ms (median over servers)"] = _median(
-        [r["calm"]["latency_ms"].get("p99") for r in details.values()])
+        [r["calm"]["latency_ms"].get("p99") for r in details.values() if "calm" in r])
     out["abuses within target"] = sum(r["within_target"] for r in details.values())
     out["abuses run"] = len(details)
     out["_detail"] = details
@@ -296,6 +305,10 @@ def hostile_report(record: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in details.items():
+        if r.get("error"):
+            lines.append(f"| {name} | harness error: {r['error'].replace('|', '/')} | - | - | "
+                         "- | - | - | - | NOT RUN |")
+            continue
         p = r["probe"]
         ratio = r["p99_ratio"]
         rss = r["rss"]

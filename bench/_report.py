@@ -202,8 +202,8 @@ def _label(name: str, rec: dict[str, Any]) -> str:
 
 
 def plot(records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    """throughput_vs_subscribers.png, latency_cdf.png and latency_vs_rate.png from
-    whatever records exist."""
+    """throughput_vs_subscribers.png, latency_cdf.png and latency_vs_rate.png (records of
+    the one-connection-per-subscriber layout only) from whatever records exist."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,7 +262,8 @@ def plot(records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     drew = False
     for name, rec in records.items():
-        if "_latency" not in name or rec.get("error"):
+        # one connection per subscriber only: the layout all three systems ran
+        if "_latency" not in name or rec.get("error") or rec.get("layout") != "conn":
             continue
         pts = sorted((int(m.group(1)), v) for k, v in rec["median"].items()
                      if (m := _RATE_KEY.match(k)) and v is not None)
@@ -281,7 +282,8 @@ def plot(records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
         ax.set_yscale("log")
         ax.set_xlabel("offered rate, events/s (S=100 subscribers)")
         ax.set_ylabel("p99 publish-to-receive latency, ms (median of runs)")
-        ax.set_title("p99 latency vs offered rate (hollow: did not keep up)")
+        ax.set_title("p99 latency vs offered rate, one connection per subscriber "
+                     "(hollow: did not keep up)", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         path = out / "latency_vs_rate.png"

@@ -591,8 +591,9 @@ async def publisher(p: dict[str, Any]) -> None:
             count(plan.phase, n, now)
         await sink.write([payload(s, k) for s, k in zip(stamps, tags, strict=True)])
         plan.sent += n
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(sink.drain(), max(0.1, _time_left(p, started)))
+    with contextlib.suppress(TimeoutError):  # bounded: a frozen server must not keep us
+        await asyncio.wait_for(sink.drain(), max(0.1, min(p.get("stop_timeout", 20.0),
+                                                          _time_left(p, started))))
     reading.cancel()
     if plan is not None and not plan.reported:  # the running phase ends with its last ack
         last = plan.tag(time.time_ns()) if plan.switches else plan.phase

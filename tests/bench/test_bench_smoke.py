@@ -105,6 +105,10 @@ def test_latency_vs_rate_plot_from_the_medians(tmp_path: Path) -> None:
     made = plot(records, tmp_path)
     assert tmp_path / "latency_vs_rate.png" in made
     assert (tmp_path / "latency_vs_rate.png").stat().st_size > 1000
+    # the curve compares systems in the layout all of them ran: a multiplexed record
+    # alone draws nothing
+    only_mux = {"grpc_latency_mux": {**_record("mux", **median), "runs": [{"_detail": {}}]}}
+    assert tmp_path / "latency_vs_rate.png" not in plot(only_mux, tmp_path)
 
 
 def test_cdf_points_keep_the_tail_and_plot_from_the_record(tmp_path: Path) -> None:
