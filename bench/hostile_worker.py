@@ -223,6 +223,9 @@ async def regex_filter(p: dict[str, Any], go: Go) -> dict[str, Any]:
         code, secs, _ = await _timed(stub.Publish(_event(pb, labels={"x": label}),
                                                  timeout=p["call_timeout"]))
         cd.cancel()
+        first.cancel()
+        with contextlib.suppress(BaseException):
+            await first
         await sub.close()
     return {"got": f"Add {add}; containerd Subscribe {cd_code}; Publish of a {len(label)}-char "
                    f"label {code} in {secs:.2f} s",
