@@ -1,9 +1,11 @@
-"""``python -m bench run --quick|--full [--scenario NAME]... [--runs N]``."""
+"""``python -m bench run --quick|--full [--scenario NAME]... [--runs N] [--abuse NAME]...``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import functools
 import json
 import statistics
 import time
@@ -12,10 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._hostile import grpc_hostile
 from bench._machine import machine
 from bench._report import plot, summary, write_json
-from bench._scenarios import QUICK, SCENARIOS
+from bench._scenarios import QUICK, SCENARIOS, Scenario
 from bench._servers import grpc_available
+from bench.hostile_worker import ABUSES
 
 __all__ = ["main"]
 
@@ -34,12 +38,15 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def run_scenario(name: str, full: bool, runs: int, info: dict[str, Any]) -> dict[str, Any]:
-    """Run scenario *name* *runs* times; return its result record."""
-    sc = SCENARIOS[name]
+def run_scenario(name: str, full: bool, runs: int, info: dict[str, Any],
+                 scenario: Scenario | None = None) -> dict[str, Any]:
+    """Run scenario *name* (or *scenario*, a variant of it) *runs* times; return its
+    result record."""
+    sc = scenario or SCENARIOS[name]
     record: dict[str, Any] = {
         "scenario": name, "title": sc.title, "mode": "full" if full else "quick",
-        "machine": info, "target": sc.target, "runs": [], "median": {}, "passed": None,
+        "machine": info, "target": sc.target, "layout": sc.layout, "peer_of": sc.peer_of,
+        "runs": [], "median": {}, "passed": None,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     why = grpc_available() if sc.needs_grpc else None
@@ -58,6 +65,8 @@ def run_scenario(name: str, full: bool, runs: int, info: dict[str, Any]) -> dict
         record["median"] = _median(record["runs"])
         record["cpu_s_per_run"] = [_cpu(r) for r in record["runs"]]
         record["verdict"], record["passed"] = sc.check(record["median"])
+        if sc.report is not None:
+            record["report_md"] = sc.report(record)
     record["seconds"] = round(time.monotonic() - started, 1)
     return record
 
@@ -79,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="full variant (targets)")
     run.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), default=None)
     run.add_argument("--runs", type=int, default=None, help="runs per scenario (median)")
+    run.add_argument("--abuse", action="append", choices=sorted(ABUSES), default=None,
+                     help="grpc_hostile: run only this abuse (repeatable)")
     run.add_argument("--out", type=Path, default=None,
                      help=f"results folder (default {RESULTS.name}/, or "
                      f"{RESULTS.name}/{QUICK_RESULTS.name}/ with --quick)")
@@ -101,18 +112,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         for sc in SCENARIOS.values():
             print(f"{sc.name:24} {sc.title}  [target: {sc.target}]")
+            if sc.name == "grpc_hostile":
+                for abuse in ABUSES.values():
+                    print(f"  --abuse {abuse.name:26} {abuse.title}")
         return 0
     full = bool(args.full)
     if args.out is None:
         args.out = RESULTS if full else QUICK_RESULTS
     names = args.scenario or (list(SCENARIOS) if full else QUICK)
-    runs = args.runs or (3 if full else 1)
+    variants: dict[str, Scenario] = {}
+    if args.abuse:  # those abuses of grpc_hostile (and any scenario named with them)
+        names = [n for n in args.scenario or [] if n != "grpc_hostile"] + ["grpc_hostile"]
+        variants["grpc_hostile"] = dataclasses.replace(
+            SCENARIOS["grpc_hostile"],
+            run=functools.partial(grpc_hostile, abuses=args.abuse))
     args.out.mkdir(parents=True, exist_ok=True)
     info = machine()
     records: dict[str, dict[str, Any]] = {}
     for name in names:
+        runs = args.runs or (SCENARIOS[name].runs if full else None) or (3 if full else 1)
         print(f"[bench] {name} ({runs} run(s), {'full' if full else 'quick'})", flush=True)
-        rec = run_scenario(name, full, runs, info)
+        rec = run_scenario(name, full, runs, info, variants.get(name))
         records[name] = rec
         write_json(args.out, rec)
         status = rec.get("error") or rec.get("verdict")

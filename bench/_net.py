@@ -1,32 +1,139 @@
-"""One run of a network scenario: server, subscriber processes and publisher(s) on
-loopback, each a separate process with a bounded lifetime."""
+"""One run of a network scenario: server, subscriber processes and one publisher on
+loopback, each a separate process with a bounded lifetime, through one or more phases
+(a rate and an event count each) against the same server and subscribers."""
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
 from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._proc import ProcessGroup, cpu_seconds, rss_bytes
+from bench._proc import Child, ProcessGroup, cpu_seconds, established, rss_bytes
 from bench._report import cdf_points
 from bench._servers import start_server
 from bench._util import percentiles
 
-__all__ = ["net_run"]
+__all__ = ["LAYOUTS", "Clients", "net_run", "split"]
+
+#: Subscriber layouts: what each means, as the report prints it.
+LAYOUTS = {
+    "conn": "one connection and one Subscribe stream per subscriber",
+    "mux": "one connection per subscriber process, its subscriptions multiplexed on one "
+           "Subscribe stream",
+}
 
 
-def _split(total: int, parts: int) -> list[int]:
+def split(total: int, parts: int) -> list[int]:
+    """*total* spread over at most *parts* near-equal shares."""
     parts = max(1, min(parts, total))
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def subscriber_procs(subscribers: int) -> int:
+    """Subscriber processes for S subscribers: 1 for S=1, 2 up to S=999, 4 from 1,000."""
+    return 1 if subscribers == 1 else (4 if subscribers >= 1000 else 2)
+
+
+@dataclass
+class Clients:
+    """Subscriber processes and one publisher against a server at *address*; the
+    subscribers' raw latencies go to *lat_dir* when given."""
+
+    group: ProcessGroup
+    system: str
+    address: str
+    deadline: float
+    lat_dir: Path | None = None
+    subs: list[Child] = field(default_factory=list)
+    sub_counts: list[int] = field(default_factory=list)
+    pub: Child | None = None
+
+    def start_subscribers(self, subscribers: int, procs: int, **params: Any) -> None:
+        """Start *subscribers* subscriptions over *procs* processes (not waiting)."""
+        for i, n in enumerate(split(subscribers, procs)):
+            p = {"system": self.system, "address": self.address, "role": "sub",
+                 "index": i, "subscriptions": n, **params}
+            if self.lat_dir is not None:
+                p["lat_dir"] = str(self.lat_dir)
+            self.subs.append(self.group.python(f"sub{i}", "bench.net_worker", p,
+                                               self.deadline))
+            self.sub_counts.append(n)
+
+    def start_publisher(self, name: str = "pub", **params: Any) -> Child:
+        child = self.group.python(name, "bench.net_worker", {
+            "system": self.system, "address": self.address, "role": "pub", **params},
+            self.deadline)
+        if self.pub is None:
+            self.pub = child
+        return child
+
+    def progress(self) -> dict[int, int]:
+        """Deliveries received so far per phase, over every subscriber process."""
+        for child in self.subs:
+            child.send("progress")
+        total: dict[int, int] = {}
+        for child in self.subs:
+            msg = child.take("progress", 30)["progress"]
+            for k, v in msg["received"].items():
+                total[int(k)] = total.get(int(k), 0) + v
+        return total
+
+    def drain(self, phase: int, expected: int, idle_timeout: float, timeout: float) -> int:
+        """Wait until the subscribers have *expected* deliveries of *phase*, nothing came
+        for *idle_timeout* s, or *timeout* s passed; return what they have."""
+        end = time.monotonic() + timeout
+        last, last_change = -1, time.monotonic()
+        while True:
+            got = self.progress().get(phase, 0)
+            now = time.monotonic()
+            if got != last:
+                last, last_change = got, now
+            if got >= expected or now - last_change > idle_timeout or now > end:
+                return got
+            time.sleep(0.02)
+
+    def stop_subscribers(self, timeout: float) -> list[dict[str, Any]]:
+        """Stop the subscriber processes; their results (latencies are then on disk)."""
+        for child in self.subs:
+            child.send("stop")
+        return [child.wait_for("result", timeout)["result"] for child in self.subs]
+
+    def finish(self, timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Stop the publisher and the subscribers; their results."""
+        assert self.pub is not None
+        self.pub.send("stop")
+        pres = self.pub.wait_for("result", timeout)["result"]
+        return pres, self.stop_subscribers(timeout)
+
+    def latencies(self, phase: int) -> array[int]:
+        """Raw latencies (us) of *phase* over every subscriber process (after finish)."""
+        lat: array[int] = array("i")
+        if self.lat_dir is not None:
+            for f in sorted(self.lat_dir.glob(f"*-{phase}.bin")):
+                lat.frombytes(f.read_bytes())
+        return lat
+
+
+def latency_figures(lat: Sequence[int]) -> dict[str, Any]:
+    """Exact percentiles and a downsampled CDF of raw latencies in us, in ms."""
+    ms = [x / 1000 for x in lat]
+    return {"latency_ms": percentiles(ms), "latency_cdf_ms": cdf_points(ms),
+            "latency_samples": len(ms)}
 
 
 def net_run(
     system: str,
     subscribers: int,
-    events: int,
+    events: int | None = None,
     *,
-    procs: int = 2,
+    phases: Sequence[dict[str, Any]] | None = None,
+    procs: int | None = None,
+    layout: str = "conn",
     streams: int = 1,
     rate: float | None = None,
     stalled: bool = False,
@@ -34,88 +141,117 @@ def net_run(
     flood: bool = False,
     latency: bool = False,
     deadline: float = 60.0,
-    hub: dict | None = None,
+    hub: dict[str, Any] | None = None,
     policy: str = "block",
+    idle_timeout: float = 5.0,
 ) -> dict[str, Any]:
-    """Run one publisher and *subscribers* subscribers (over *procs* processes).
+    """Run one publisher and *subscribers* subscribers (over *procs* processes) through
+    *phases* (default: one phase of *events* events at *rate*).
 
     :param system: "grpc", "nats" or "redis"
-    :param events: events the publisher sends (paced at *rate* events/s if given)
-    :param streams: gRPC streams per subscriber process (subscriptions are spread)
+    :param phases: ``{"rate": events/s or None, "events": N}`` each, run one after the
+        other against the same server and subscribers; each starts once the previous
+        one's deliveries have all arrived (or stopped coming for *idle_timeout* s)
+    :param procs: subscriber processes (default :func:`subscriber_procs`)
+    :param layout: gRPC subscriber layout, "conn" or "mux" (see :data:`LAYOUTS`)
+    :param streams: Subscribe streams per process in the "mux" layout
     :param stalled: add one subscriber that reads nothing (gRPC)
     :param idle: add this many idle-but-healthy subscriptions (gRPC, one process, 4
         streams): same namespace, a filter no event matches, heartbeats acked
     :param flood: flood namespace "a" at full speed meanwhile (gRPC)
     :param latency: collect publish-to-receive latencies
-    :returns: figures of the run (throughput, losses, latency, CPU per process)
+    :returns: figures of each phase under ``"phases"``; the first phase's also at the top
+        (throughput, losses, latency, CPU seconds of each process during the phase)
     """
+    if phases is None:
+        phases = [{"rate": rate, "events": events}]
+    procs = procs or subscriber_procs(subscribers)
     tmp = Path(tempfile.mkdtemp(prefix="bench-lat-"))
     with ProcessGroup() as group:
         group.cleanup(tmp)  # the raw samples go; percentiles and a CDF stay in the result
         server, address = start_server(group, system, deadline + 30, hub=hub)
-        base = {"system": system, "address": address, "idle_timeout": 5.0}
-        subs = []
-        for i, n in enumerate(_split(subscribers, procs)):
-            params = {**base, "role": "sub", "index": i, "subscriptions": n, "streams": streams,
-                      "expected": n * events, "policy": policy}
-            if latency:
-                params["lat_file"] = str(tmp / f"lat{i}.bin")
-            subs.append(group.python(f"sub{i}", "bench.net_worker", params, deadline))
-        extra = []
+        clients = Clients(group, system, address, deadline, tmp if latency else None)
+        clients.start_subscribers(subscribers, procs, layout=layout, streams=streams,
+                                  policy=policy)
+        extra: list[Child] = []
+        base = {"system": system, "address": address, "role": "sub"}
         if stalled:
             extra.append(group.python("stalled", "bench.net_worker", {
-                **base, "role": "sub", "index": 99, "subscriptions": 1, "stalled": True,
+                **base, "index": 99, "subscriptions": 1, "stalled": True,
                 "policy": "drop_newest", "max_events": 1000}, deadline))
         if idle:
             extra.append(group.python("idle", "bench.net_worker", {
-                **base, "role": "sub", "index": 97, "subscriptions": idle, "streams": 4,
-                "filters": ['topic=="/never-published"'], "hold": True,
-                "policy": "drop_newest"}, deadline))
+                **base, "index": 97, "subscriptions": idle, "layout": "mux", "streams": 4,
+                "filters": ['topic=="/never-published"'], "policy": "drop_newest"},
+                deadline))
         if flood:
             extra.append(group.python("flood_sub", "bench.net_worker", {
-                **base, "role": "sub", "index": 98, "subscriptions": 1, "namespace": "a",
+                **base, "index": 98, "subscriptions": 1, "namespace": "a",
                 "policy": "drop_newest", "max_events": 10000}, deadline))
-        for child in subs + extra:
+        for child in clients.subs + extra:
             child.wait_for("ready", 60)
-        pub = group.python("pub", "bench.net_worker", {
-            **base, "role": "pub", "events": events, "rate": rate}, deadline)
+        # the server's side of the layout: connections it accepted from the subscribers
+        server_connections = established(int(address.rsplit(":", 1)[1]))
+        pub = clients.start_publisher()
         pubs = [pub]
         if flood:
-            pubs.append(group.python("flood_pub", "bench.net_worker", {
-                **base, "role": "pub", "events": 10**9, "namespace": "a"}, deadline * 0.5))
+            pubs.append(clients.start_publisher("flood_pub", namespace="a"))
         for child in pubs:
             child.wait_for("ready", 30)
+        watched = {"server": server, "pub": pub, **{c.name: c for c in clients.subs + extra},
+                   **{c.name: c for c in pubs[1:]}}
         rss_before = rss_bytes(server.pid)
-        for child in subs + extra + pubs:
-            child.send("go")
-        pres = pub.wait_for("result", deadline)["result"]
-        sres = [child.wait_for("result", deadline)["result"] for child in subs]
-        server_cpu = cpu_seconds(server.pid)
-        server_rss = rss_bytes(server.pid)
-        cpu = {"server": round(server_cpu, 3), "pub": round(pres["cpu_s"], 3)}
-        for i, r in enumerate(sres):
-            cpu[f"sub{i}"] = round(r["cpu_s"], 3)
+        if flood:
+            pubs[1].send(json.dumps({"phase": 0, "rate": None, "events": None}))
+        runs = []
+        for k, ph in enumerate(phases):
+            cpu0 = {name: cpu_seconds(c.pid) for name, c in watched.items()}
+            pub.send(json.dumps({"phase": k, "rate": ph.get("rate"), "events": ph["events"]}))
+            done = pub.take("phase_done", deadline)
+            expected = done["published"] * subscribers
+            got = clients.drain(k, expected, idle_timeout, deadline)
+            cpu = {name: round(cpu_seconds(c.pid) - cpu0[name], 3)
+                   for name, c in watched.items()}
+            runs.append({"done": done, "got": got, "expected": expected, "cpu_s": cpu,
+                         "server_rss": rss_bytes(server.pid)})
         for child in extra + pubs[1:]:
             child.kill()
-            cpu[child.name] = round(child.last_cpu, 3)
-        lat = array("q")
-        for f in sorted(tmp.glob("lat*.bin")):
-            lat.frombytes(f.read_bytes())
-    received = sum(r["received"] for r in sres)
-    expected = subscribers * pres["published"]
-    last = max((r["last_ns"] for r in sres if r["last_ns"]), default=pres["end_ns"])
-    elapsed = max(1e-9, (last - pres["start_ns"]) / 1e9)
-    out: dict[str, Any] = {
-        "deliveries_per_s": received / elapsed, "elapsed_s": elapsed,
-        "published": pres["published"], "publish_per_s": pres["published"] / max(
-            1e-9, (pres["end_ns"] - pres["start_ns"]) / 1e9),
-        "delivered": received, "expected": expected, "lost": expected - received,
-        "drop_notices": sum(r["dropped"] for r in sres), "publish_errors": pres["errors"],
-        "cpu_s": cpu, "server_rss": server_rss, "server_rss_before": rss_before,
-        "deliveries_per_server_cpu_s": received / server_cpu if server_cpu else None,
-    }
-    if latency:
-        out["latency_ms"] = percentiles([x / 1000 for x in lat])
-        out["latency_cdf_ms"] = cdf_points([x / 1000 for x in lat])
-        out["latency_samples"] = len(lat)
+        pres, sres = clients.finish(deadline)
+        lats = [clients.latencies(k) for k in range(len(phases))] if latency else []
+    out_phases = []
+    for k, (ph, r) in enumerate(zip(phases, runs, strict=True)):
+        done = r["done"]
+        received = sum(s["phases"].get(str(k), {}).get("received", 0) for s in sres)
+        last = max((s["phases"][str(k)]["last_ns"] for s in sres if str(k) in s["phases"]),
+                   default=done["end_ns"])
+        first = min((s["phases"][str(k)]["first_ns"] for s in sres if str(k) in s["phases"]),
+                    default=last)
+        elapsed = max(1e-9, (last - done["start_ns"]) / 1e9)
+        server_cpu = r["cpu_s"]["server"]
+        fig: dict[str, Any] = {
+            "rate": ph.get("rate"), "subscribers": subscribers, "layout": layout,
+            "deliveries_per_s": received / elapsed, "elapsed_s": elapsed,
+            # first to last receipt: a constant latency does not lower it, a growing
+            # backlog does (the paced phases' "kept up" test)
+            "receive_rate": received / ((last - first) / 1e9) if last > first else None,
+            "published": done["published"],
+            "publish_per_s": done["published"] / max(
+                1e-9, (done["end_ns"] - done["start_ns"]) / 1e9),
+            "delivered": received, "expected": r["expected"],
+            "lost": r["expected"] - received, "publish_errors": done["errors"],
+            "publisher_broken": done.get("broken"),
+            "cpu_s": r["cpu_s"], "server_rss": r["server_rss"],
+            "deliveries_per_server_cpu_s": received / server_cpu if server_cpu else None,
+        }
+        if latency:
+            fig.update(latency_figures(lats[k]))
+        out_phases.append(fig)
+    out = {**out_phases[0], "phases": out_phases, "server_rss_before": rss_before,
+           "drop_notices": sum(s["dropped"] for s in sres),
+           "ended": sum(s["ended"] for s in sres), "subscriber_procs": procs,
+           "server_connections": server_connections,
+           "publisher": {"errors": pres["errors"], "broken": pres["broken"]}}
+    if len(out_phases) > 1:  # the run's CPU: every phase's
+        out["cpu_s"] = {name: round(sum(f["cpu_s"][name] for f in out_phases), 3)
+                        for name in out_phases[0]["cpu_s"]}
     return out

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Child", "ProcessGroup", "cpu_seconds", "rss_bytes", "vmrss_bytes"]
+__all__ = ["Child", "ProcessGroup", "cpu_seconds", "established", "rss_bytes", "vmrss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -45,6 +45,26 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+def established(port: int) -> int:
+    """TCP connections in state ESTABLISHED whose local port is *port*, i.e. the
+    connections a server listening on *port* has accepted (IPv4 and IPv6, from
+    ``/proc/net/tcp*``).
+
+    :param port: the server's listening port
+    """
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
 def vmrss_bytes(pid: int) -> int:
     """``VmRSS`` of process *pid* from ``/proc/PID/status``, in bytes (0 if it is gone).
 
@@ -62,13 +82,22 @@ def vmrss_bytes(pid: int) -> int:
 class Child:
     """A child process speaking JSON lines on stdout; killed at its deadline."""
 
-    def __init__(self, name: str, argv: Sequence[str], deadline: float, *, env: dict | None = None):
+    def __init__(self, name: str, argv: Sequence[str], deadline: float, *, env: dict | None = None,
+                 stderr_file: Path | None = None):
         self.name = name
         self.deadline = time.monotonic() + deadline
+        # a chatty child (a server logging every refused request) must not block on a full
+        # stderr pipe nobody reads until it exits: such children write to a file
+        self.stderr_file = stderr_file
+        err: Any = subprocess.PIPE
+        if stderr_file is not None:
+            err = stderr_file.open("wb")
         self.proc = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
+        if stderr_file is not None:
+            err.close()
         self._buf = b""
         self.messages: list[dict[str, Any]] = []
         self.last_cpu = 0.0
@@ -128,6 +157,13 @@ class Child:
                 err = self.stderr_tail()
                 raise TimeoutError(f"{self.name}: no {key!r} message in time; stderr: {err}")
 
+    def take(self, key: str, timeout: float) -> dict[str, Any]:
+        """Like :meth:`wait_for`, but the message is removed, so that the next call
+        returns the next message containing *key*."""
+        msg = self.wait_for(key, timeout)
+        self.messages.remove(msg)
+        return msg
+
     def poll(self, key: str, timeout: float = 0.0) -> dict[str, Any] | None:
         """The first message containing *key* if one has come (reading stdout for at most
         *timeout* s), else None.
@@ -150,6 +186,10 @@ class Child:
     def stderr_tail(self) -> str:
         """The end of the child's stderr once it has exited."""
         if self.proc.poll() is None:
+            return ""
+        if self.stderr_file is not None:
+            with contextlib.suppress(OSError):
+                return self.stderr_file.read_bytes()[-2000:].decode(errors="replace")
             return ""
         assert self.proc.stderr is not None
         return self.proc.stderr.read().decode(errors="replace")[-2000:]
@@ -202,8 +242,9 @@ class ProcessGroup:
         argv = [sys.executable, "-m", module, json.dumps(params)]
         return self.start(name, argv, deadline + 5.0)
 
-    def start(self, name: str, argv: Sequence[str], deadline: float) -> Child:
-        child = Child(name, argv, deadline)
+    def start(self, name: str, argv: Sequence[str], deadline: float, *,
+              stderr_file: Path | None = None) -> Child:
+        child = Child(name, argv, deadline, stderr_file=stderr_file)
         self.children.append(child)
         return child
 

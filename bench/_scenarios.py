@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import _kubelet
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
+from bench._hostile import HOSTILE_LAYOUT, grpc_hostile, hostile_check, hostile_report
 from bench._net import net_run
 from bench._proc import ProcessGroup
 
@@ -28,7 +29,14 @@ class Scenario:
     run: Callable[[bool], dict[str, Any]]
     check: Callable[[dict[str, float]], tuple[str, bool | None]]
     needs_grpc: bool = False
+    #: the scenario whose figures this peer's are compared with (same layout only)
     peer_of: str | None = None
+    #: subscriber layout of a network scenario: "conn" or "mux" (bench._net.LAYOUTS)
+    layout: str | None = None
+    #: runs per scenario when --runs is not given (default: 3 with --full, 1 with --quick)
+    runs: int | None = None
+    #: a markdown section for summary.md from the scenario's record (optional)
+    report: Callable[[dict[str, Any]], str] | None = None
 
 
 def core(params: dict[str, Any], deadline: float = 90.0) -> dict[str, Any]:
@@ -112,35 +120,92 @@ def core_idle(full: bool) -> dict[str, Any]:
 
 LOSSLESS_HUB = {"defaults": {"max_subscriptions": 20000, "retention": {"max_events": 200000}}}
 
+#: Offered rates (events/s) of the latency scenarios at S=10, and at S=100 the rates of
+#: the p99-against-offered-rate curve (latency_vs_rate.png); both include 50, 500, 5,000.
+LATENCY_RATES = (50, 500, 5000)
+SWEEP_RATES = (50, 200, 500, 1000, 2000, 5000)
+#: Deliveries one phase may ask of a system that cannot keep up at the highest rates, so
+#: that its run stays bounded (it then drains a backlog; the report marks such points).
+DELIVERY_CAP = {"grpc": None, "nats": 1_000_000, "redis": 300_000}
 
-def _fanout(system: str) -> Callable[[bool], dict[str, Any]]:
+
+def _fanout(system: str, layout: str = "conn") -> Callable[[bool], dict[str, Any]]:
     def run(full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"_detail": {}}
         for s in _sizes(full):
             total = 1_000_000 if full else 100_000
             if system == "redis":
                 total //= 5  # redis-py tops out near 40k deliveries/s: keep runs bounded
-            events = max(200, total // s)
-            procs = 1 if s == 1 else (4 if s >= 1000 else 2)
-            r = net_run(system, s, events, procs=procs, deadline=120 if full else 40,
+            # S=1 is bounded by one subscriber process: 200k events are enough (and stay
+            # under nats-server's 64 MiB slow-consumer limit while the subscriber lags)
+            events = max(200, min(total // s, 200_000 if full else 20_000))
+            r = net_run(system, s, events, layout=layout, deadline=120 if full else 40,
                         hub=LOSSLESS_HUB)
             out[f"S={s}"] = r["deliveries_per_s"]
             out[f"S={s} lost"] = r["lost"]
+            out[f"S={s} per server CPU-s"] = r["deliveries_per_server_cpu_s"]
             out["_detail"][f"S={s}"] = r
         return out
     return run
 
 
-def _latency(system: str) -> Callable[[bool], dict[str, Any]]:
+def _phase_events(system: str, rate: float, subscribers: int, seconds: float,
+                  full: bool) -> int:
+    events = max(50, int(rate * seconds))
+    cap = DELIVERY_CAP[system]
+    if cap is not None:
+        cap = cap if full else cap // 5
+        events = min(events, max(int(rate * 0.2), cap // subscribers))
+    return events
+
+
+def _latency(system: str, layout: str = "conn") -> Callable[[bool], dict[str, Any]]:
+    """p50/p99/p99.9 at each offered rate: S=10 at LATENCY_RATES, S=100 at SWEEP_RATES
+    (quick: S=100 at LATENCY_RATES), each S one server and one set of subscribers going
+    through the rates in increasing order."""
     def run(full: bool) -> dict[str, Any]:
-        seconds = 5.0 if full else 0.5
-        if system == "redis":
-            seconds /= 5  # redis-py cannot keep up with 500k deliveries/s: bound the run
-        r = net_run(system, 100, int(5000 * seconds), rate=5000, latency=True,
-                    deadline=120 if full else 40, hub=LOSSLESS_HUB)
-        lat = r["latency_ms"]
-        return {"p50 ms": lat.get("p50"), "p99 ms": lat.get("p99"),
-                "p99.9 ms": lat.get("p99.9"), "lost": r["lost"], "_detail": r}
+        seconds = 3.0 if full else 0.5
+        plan = [(10, LATENCY_RATES), (100, SWEEP_RATES)] if full else [(100, LATENCY_RATES)]
+        out: dict[str, Any] = {"_detail": {}}
+        for s, rates in plan:
+            phases = [{"rate": r, "events": _phase_events(system, r, s, seconds, full)}
+                      for r in rates]
+            res = net_run(system, s, phases=phases, latency=True, layout=layout,
+                          deadline=240 if full else 60, hub=LOSSLESS_HUB)
+            for rate, ph in zip(rates, res["phases"], strict=True):
+                key = f"{rate}/s S={s}"
+                lat = ph["latency_ms"]
+                out[f"{key} p50 ms"] = lat.get("p50")
+                out[f"{key} p99 ms"] = lat.get("p99")
+                out[f"{key} p99.9 ms"] = lat.get("p99.9")
+                out[f"{key} lost"] = ph["lost"]
+                # kept up: received (first to last receipt) at >= 90 % of the offered
+                # deliveries/s; otherwise a backlog grew and p99 grows with the run
+                out[f"{key} kept up"] = float((ph["receive_rate"] or 0) >= 0.9 * rate * s)
+                out[f"{key} server CPU %"] = 100 * ph["cpu_s"]["server"] / ph["elapsed_s"]
+                if s == 100 and rate == 5000:
+                    out["_detail"]["latency_cdf_ms"] = ph["latency_cdf_ms"]
+            for ph in res["phases"]:
+                del ph["latency_cdf_ms"]  # one CDF per run is kept (5,000/s, S=100)
+            out["_detail"][f"S={s}"] = res
+        return out
+    return run
+
+
+def _ingest(system: str) -> Callable[[bool], dict[str, Any]]:
+    """Events/s into the server from one publisher connection (100 events per write, 8
+    writes unacknowledged, as in every scenario), S=1. The gRPC subscriber drops rather
+    than blocks (drop_newest, 8,192 events), as NATS and Redis never slow a publisher
+    for a subscriber: the figure is the server's ingest, not the subscriber's pace."""
+    def run(full: bool) -> dict[str, Any]:
+        events = 200_000 if full else 20_000
+        r = net_run(system, 1, events, deadline=120 if full else 40, hub=LOSSLESS_HUB,
+                    policy="drop_newest")
+        cpu = r["cpu_s"]["server"]
+        return {"events/s in": r["publish_per_s"],
+                "server CPU us/event": 1e6 * cpu / r["published"] if cpu else None,
+                "delivered %": 100.0 * r["delivered"] / max(1, r["expected"]),
+                "_detail": r}
     return run
 
 
@@ -154,8 +219,8 @@ def grpc_publish_cost(full: bool) -> dict[str, Any]:
     one = net_run("grpc", 1, events, procs=1, policy="drop_newest", hub=LOSSLESS_HUB)
     idle = net_run("grpc", 1, events, procs=1, idle=many, policy="drop_newest",
                    hub=LOSSLESS_HUB)
-    reading = net_run("grpc", many, events, procs=2, streams=4, policy="drop_newest",
-                      hub=LOSSLESS_HUB)
+    reading = net_run("grpc", many, events, procs=2, layout="mux", streams=4,
+                      policy="drop_newest", hub=LOSSLESS_HUB)
     return {"S=1 publish/s": one["publish_per_s"],
             f"S=1+{many} idle publish/s": idle["publish_per_s"],
             "ratio": idle["publish_per_s"] / one["publish_per_s"],
@@ -164,26 +229,32 @@ def grpc_publish_cost(full: bool) -> dict[str, Any]:
             "_detail": {"S=1": one, "idle": idle, "reading": reading}}
 
 
-def grpc_isolation(full: bool) -> dict[str, Any]:
-    seconds = 5.0 if full else 0.5
-    kw = {"rate": 5000, "latency": True, "hub": LOSSLESS_HUB, "policy": "drop_newest"}
-    base = net_run("grpc", 100, int(5000 * seconds), **kw)
-    slow = net_run("grpc", 100, int(5000 * seconds), stalled=True, **kw)
-    return {"p99 ms": base["latency_ms"]["p99"],
-            "p99 ms with stalled": slow["latency_ms"]["p99"],
-            "isolation ratio": slow["latency_ms"]["p99"] / base["latency_ms"]["p99"],
-            "lost": base["lost"] + slow["lost"], "_detail": {"alone": base, "stalled": slow}}
+def _isolation(layout: str) -> Callable[[bool], dict[str, Any]]:
+    def run(full: bool) -> dict[str, Any]:
+        seconds = 5.0 if full else 0.5
+        kw = {"rate": 5000, "latency": True, "hub": LOSSLESS_HUB, "policy": "drop_newest",
+              "layout": layout}
+        base = net_run("grpc", 100, int(5000 * seconds), **kw)
+        slow = net_run("grpc", 100, int(5000 * seconds), stalled=True, **kw)
+        return {"p99 ms": base["latency_ms"]["p99"],
+                "p99 ms with stalled": slow["latency_ms"]["p99"],
+                "isolation ratio": slow["latency_ms"]["p99"] / base["latency_ms"]["p99"],
+                "lost": base["lost"] + slow["lost"],
+                "_detail": {"alone": base, "stalled": slow}}
+    return run
 
 
-def grpc_fairness(full: bool) -> dict[str, Any]:
-    seconds = 5.0 if full else 0.5
-    kw = {"rate": 1000, "latency": True, "hub": LOSSLESS_HUB, "procs": 1}
-    alone = net_run("grpc", 10, int(1000 * seconds), **kw)
-    flood = net_run("grpc", 10, int(1000 * seconds), flood=True, **kw)
-    return {"B p99 ms alone": alone["latency_ms"]["p99"],
-            "B p99 ms flooded": flood["latency_ms"]["p99"],
-            "fairness ratio": flood["latency_ms"]["p99"] / alone["latency_ms"]["p99"],
-            "_detail": {"alone": alone, "flood": flood}}
+def _fairness(layout: str) -> Callable[[bool], dict[str, Any]]:
+    def run(full: bool) -> dict[str, Any]:
+        seconds = 5.0 if full else 0.5
+        kw = {"rate": 1000, "latency": True, "hub": LOSSLESS_HUB, "layout": layout}
+        alone = net_run("grpc", 10, int(1000 * seconds), **kw)
+        flood = net_run("grpc", 10, int(1000 * seconds), flood=True, **kw)
+        return {"B p99 ms alone": alone["latency_ms"]["p99"],
+                "B p99 ms flooded": flood["latency_ms"]["p99"],
+                "fairness ratio": flood["latency_ms"]["p99"] / alone["latency_ms"]["p99"],
+                "_detail": {"alone": alone, "flood": flood}}
+    return run
 
 
 def grpc_churn(full: bool) -> dict[str, Any]:
@@ -272,6 +343,23 @@ def _info(m: dict[str, float]) -> tuple[str, bool | None]:
     return "reference figure (no target)", None
 
 
+def _latency_check(m: dict[str, float]) -> tuple[str, bool | None]:
+    """The absolute latency targets (the ones against NATS are in the summary's peer
+    section, computed only against a peer of the same layout)."""
+    parts, ok = [], True
+    for key, bound in (("5000/s S=100 p99 ms", 5.0), ("500/s S=100 p99 ms", 10.0),
+                       ("50/s S=100 p50 ms", 2.0)):
+        v = m.get(key)
+        if v is None:
+            continue
+        parts.append(f"{key} = {v:.3g} (< {bound:g})")
+        ok = ok and v < bound
+    lost = sum(v for k, v in m.items() if k.endswith("lost"))
+    if not parts:
+        return "no figure", None
+    return "; ".join(parts) + f"; lost {lost:g}", ok and lost == 0
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("core_fanout", "Core fan-out, in-process (asyncio and trio)",
              ">= 1M deliveries/s at S=100, 0 lost", core_fanout,
@@ -289,27 +377,56 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("core_idle", "Core idle subscriptions (one task each)",
              "<= 20 KiB RSS per subscription", core_idle,
              _at_most("RSS bytes/subscription", 20 * 1024)),
-    Scenario("grpc_fanout", "gRPC fan-out, 1 publisher, S subscribers, 200 B, lossless",
-             ">= 1M deliveries/s at S=100, >= NATS and Redis, 0 lost", _fanout("grpc"),
-             _lossless("S=100", 1e6), needs_grpc=True),
+    # Over the network. Layout "conn": one connection and one Subscribe stream per
+    # subscriber (NATS and Redis: one connection per subscriber), the headline; "mux":
+    # each subscriber process multiplexes its subscriptions on one stream. A peer's
+    # ratio is quoted only against the scenario of its own layout (peer_of + layout).
+    Scenario("grpc_fanout", "gRPC fan-out, one connection + stream per subscriber, "
+             "1 publisher, 200 B, lossless", ">= 1M deliveries/s at S=100, 0 lost; "
+             ">= 3x NATS at S=100, >= NATS at S=1", _fanout("grpc"),
+             _lossless("S=100", 1e6), needs_grpc=True, layout="conn"),
+    Scenario("grpc_fanout_mux", "gRPC fan-out, subscriptions multiplexed on one stream "
+             "per subscriber process", ">= 1M deliveries/s at S=100, 0 lost",
+             _fanout("grpc", "mux"), _lossless("S=100", 1e6), needs_grpc=True, layout="mux"),
     Scenario("nats_fanout", "NATS fan-out (peer)", "reference for grpc_fanout",
-             _fanout("nats"), _info, peer_of="grpc_fanout"),
+             _fanout("nats"), _info, peer_of="grpc_fanout", layout="conn"),
     Scenario("redis_fanout", "Redis pub/sub fan-out (peer)", "reference for grpc_fanout",
-             _fanout("redis"), _info, peer_of="grpc_fanout"),
-    Scenario("grpc_latency", "gRPC latency at 5,000 ev/s, S=100", "p99 < 5 ms",
-             _latency("grpc"), lambda m: _at_most("p99 ms", 5.0)(m), needs_grpc=True),
-    Scenario("nats_latency", "NATS latency at 5,000 ev/s, S=100 (peer)",
-             "reference for grpc_latency", _latency("nats"), _info, peer_of="grpc_latency"),
-    Scenario("redis_latency", "Redis latency at 5,000 ev/s, S=100 (peer)",
-             "reference for grpc_latency", _latency("redis"), _info, peer_of="grpc_latency"),
+             _fanout("redis"), _info, peer_of="grpc_fanout", layout="conn"),
+    Scenario("grpc_latency", "gRPC latency, one connection + stream per subscriber, "
+             "50/500/5,000 ev/s x S=10 and S=100 (S=100 also 200/1,000/2,000)",
+             "p99 < 5 ms at 5,000 ev/s x 100; at 50 ev/s x 100 p50 < 2 ms and p99 <= NATS; "
+             "at 500 ev/s x 100 p99 < 10 ms and <= 2x NATS", _latency("grpc"),
+             _latency_check, needs_grpc=True, layout="conn"),
+    Scenario("grpc_latency_mux", "gRPC latency, subscriptions multiplexed on one stream "
+             "per subscriber process", "p99 < 5 ms at 5,000 ev/s x 100",
+             _latency("grpc", "mux"), _latency_check, needs_grpc=True, layout="mux"),
+    Scenario("nats_latency", "NATS latency (peer)", "reference for grpc_latency",
+             _latency("nats"), _info, peer_of="grpc_latency", layout="conn"),
+    Scenario("redis_latency", "Redis latency (peer)", "reference for grpc_latency",
+             _latency("redis"), _info, peer_of="grpc_latency", layout="conn"),
+    Scenario("grpc_ingest", "gRPC ingest: events/s into the server from one publisher "
+             "connection, S=1", ">= NATS (reference)", _ingest("grpc"), _info,
+             needs_grpc=True, layout="conn"),
+    Scenario("nats_ingest", "NATS ingest (peer)", "reference for grpc_ingest",
+             _ingest("nats"), _info, peer_of="grpc_ingest", layout="conn"),
+    Scenario("redis_ingest", "Redis ingest (peer)", "reference for grpc_ingest",
+             _ingest("redis"), _info, peer_of="grpc_ingest", layout="conn"),
     Scenario("grpc_publish_cost", "gRPC publish rate, S=1 vs +1,000 idle-but-healthy "
-             "subscribers (and vs 1,000 reading ones)", "ratio >= 0.5",
-             grpc_publish_cost, _at_least("ratio", 0.5), needs_grpc=True),
-    Scenario("grpc_isolation", "gRPC slow-subscriber isolation at 5,000 ev/s, S=100",
-             "p99 with stalled <= 1.2x without", grpc_isolation,
-             _at_most("isolation ratio", 1.2), needs_grpc=True),
-    Scenario("grpc_fairness", "gRPC namespace fairness", "B p99 flooded <= 2x alone",
-             grpc_fairness, _at_most("fairness ratio", 2.0), needs_grpc=True),
+             "subscribers (and vs 1,000 reading ones, multiplexed)", "ratio >= 0.5",
+             grpc_publish_cost, _at_least("ratio", 0.5), needs_grpc=True, layout="mux"),
+    Scenario("grpc_isolation", "gRPC slow-subscriber isolation at 5,000 ev/s, S=100, one "
+             "connection + stream per subscriber", "p99 with stalled <= 1.2x without",
+             _isolation("conn"), _at_most("isolation ratio", 1.2), needs_grpc=True,
+             layout="conn"),
+    Scenario("grpc_isolation_mux", "gRPC slow-subscriber isolation, multiplexed",
+             "p99 with stalled <= 1.2x without", _isolation("mux"),
+             _at_most("isolation ratio", 1.2), needs_grpc=True, layout="mux"),
+    Scenario("grpc_fairness", "gRPC namespace fairness, one connection + stream per "
+             "subscriber", "B p99 flooded <= 2x alone", _fairness("conn"),
+             _at_most("fairness ratio", 2.0), needs_grpc=True, layout="conn"),
+    Scenario("grpc_fairness_mux", "gRPC namespace fairness, multiplexed",
+             "B p99 flooded <= 2x alone", _fairness("mux"), _at_most("fairness ratio", 2.0),
+             needs_grpc=True, layout="mux"),
     Scenario("grpc_churn", "gRPC churn: subscribe/unsubscribe cycles, clients SIGKILLed "
              "mid-subscription", "gauges back to 0, RSS within 10 % of warm baseline",
              grpc_churn, _grpc_churn_check, needs_grpc=True),
@@ -321,11 +438,17 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("grpc_idle", f"gRPC idle subscriptions, few vs many streams, heartbeat "
              f"{IDLE_HEARTBEAT:g} s", "<= 20 KiB RSS per subscription, 0 evicted",
              grpc_idle, _grpc_idle_check, needs_grpc=True),
+    Scenario("grpc_hostile", "Hostile clients (issue 9), one abuse at a time, each against "
+             "its own server under 1,000 ev/s to 100 healthy subscribers",
+             "healthy p99 <= 2x calm, 0 lost, 0 evicted, RSS within budget; other-ns "
+             "publish and Health p99 < 50 ms", grpc_hostile, hostile_check,
+             needs_grpc=True, layout=HOSTILE_LAYOUT, runs=1, report=hostile_report),
 ]}
 
 QUICK = ["core_fanout", "core_publish_cost", "core_latency_isolation", "core_fairness",
-         "core_churn", "core_idle", "grpc_fanout", "nats_fanout", "redis_fanout",
-         "grpc_latency", "nats_latency", "grpc_churn", "grpc_idle"]
+         "core_churn", "core_idle", "grpc_fanout", "grpc_fanout_mux", "nats_fanout",
+         "redis_fanout", "grpc_latency", "nats_latency", "redis_latency", "grpc_ingest",
+         "nats_ingest", "redis_ingest", "grpc_churn", "grpc_idle"]
 
 
 if __name__ == "__main__":  # debugging aid: python -m bench._scenarios NAME

