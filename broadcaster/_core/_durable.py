@@ -104,6 +104,11 @@ class LogListener(Protocol):
         """*events* (consecutive sequences, oldest first) entered the local view."""
         ...
 
+    def history_loaded(self, namespace: str) -> None:
+        """Older history that ``read`` could not give without waiting has been loaded
+        (a shared log fetches it on demand): readers that were waiting may read again."""
+        ...
+
     def history_reset(self, namespace: str, epoch: str) -> None:
         """The log started a new incarnation (*epoch*): sequences and history before it
         are gone (a JetStream stream deleted and created again)."""

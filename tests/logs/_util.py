@@ -16,11 +16,15 @@ class Recorder:
         self.events: list[Event] = []
         self.resets: list[str] = []
         self.status: list[tuple[bool, str]] = []
+        self.loaded = 0
 
     def events_added(self, namespace: str, events: Sequence[Event]) -> None:
         if self.events:
             assert events[0].sequence == self.events[-1].sequence + 1, "gap or disorder"
         self.events.extend(events)
+
+    def history_loaded(self, namespace: str) -> None:
+        self.loaded += 1
 
     def history_reset(self, namespace: str, epoch: str) -> None:
         self.resets.append(epoch)
