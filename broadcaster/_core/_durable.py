@@ -47,7 +47,7 @@ DEFAULT_DEDUP_MAX_IDS = 100_000
 
 
 class FsyncMode(StrEnum):
-    """When the ``local`` engine acknowledges an append (see ``docs/durability.md``)."""
+    """When the ``local`` engine acknowledges an append (see ``_sqlite_store``)."""
 
     #: committed and fsynced (SQLite ``synchronous=FULL``) before the acknowledgement
     ALWAYS = "always"

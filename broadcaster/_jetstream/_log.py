@@ -42,6 +42,8 @@ __all__ = ["JetStreamLog"]
 logger = logging.getLogger("broadcaster.jetstream")
 
 _CHUNKS_KEPT = 16
+#: the topic of a message on a namespace's subject that another program published
+UNDECODABLE = "/broadcaster/undecodable"
 NATS_AND_STALLED: tuple[type[BaseException], ...] = (
     *NATS_UNAVAILABLE, nats.js.errors.TooManyStalledMsgsError)
 FEED_ERRORS: tuple[type[BaseException], ...] = (
@@ -203,7 +205,13 @@ class JetStreamLog:
         return events
 
     def _event(self, seq: int, body: bytes, stamp: float, now: float) -> Event:
-        topic, type_url, ts, labels, payload = decode_message(body)
+        try:
+            topic, type_url, ts, labels, payload = decode_message(body)
+        except ValueError as exc:  # published by something else: kept, so no gap
+            logger.warning("stream %s: message %d is not a broadcaster event (%s); it is "
+                           "delivered with topic %s", self._stream, seq, exc, UNDECODABLE)
+            topic, type_url, ts, labels, payload = (UNDECODABLE, "", int(stamp * 1e9), {},
+                                                    bytes(body))
         published_at = min(now, stamp + self._mono_minus_wall)
         return Event(self._namespace, topic, payload, type_url, labels, ts, seq,
                      published_at, event_size(topic, payload, type_url, labels))

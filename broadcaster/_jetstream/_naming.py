@@ -42,5 +42,11 @@ def decode_message(body: bytes) -> tuple[str, str, int, dict[str, str], bytes]:
     if version != _VERSION:
         raise ValueError(f"unknown event encoding {version}")
     end = _HEADER.size + size
-    topic, type_url, timestamp_ns, labels = json.loads(body[_HEADER.size:end])
+    try:
+        topic, type_url, timestamp_ns, labels = json.loads(body[_HEADER.size:end])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"bad event metadata: {exc}") from None
+    if not (isinstance(topic, str) and isinstance(type_url, str)
+            and isinstance(timestamp_ns, int) and isinstance(labels, dict | None)):
+        raise ValueError("bad event metadata")
     return topic, type_url, timestamp_ns, labels or {}, body[end:]

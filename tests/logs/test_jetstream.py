@@ -207,3 +207,17 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
         async with JetStreamStore(JetStreamConfig(["nats://127.0.0.1:1"],
                                                   connect_timeout=0.5)):
             pass
+
+
+async def test_a_foreign_message_on_the_subject_is_kept_in_sequence(
+    nats_server: NatsNode,
+) -> None:
+    async with opener([nats_server.url])() as store:
+        rec = Recorder()
+        log = await store.open_log("default", RETENTION, rec)
+        await log.append([item(1)], anyio.current_time())
+        await store.js.publish(store.config.subject("default"), b"not an event")
+        await log.append([item(3)], anyio.current_time())
+        await wait_for(lambda: rec.sequences == [1, 2, 3])
+        assert rec.events[1].topic == "/broadcaster/undecodable"
+        assert rec.events[1].payload == b"not an event"
