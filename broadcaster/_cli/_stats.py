@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "stats", help="show a running server's figures",
         description="Show per-namespace figures (published, delivered, dropped, subscribers, "
-        "evicted, sequences, retention) and server figures of a running broadcaster.",
+        "largest lag, evicted, sequences, retention) and server figures of a running broadcaster.",
     )
     parser.add_argument("--address", default="127.0.0.1:50051", metavar="ADDR",
                         help="server address: HOST:PORT or unix:PATH (default 127.0.0.1:50051)")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 _COLUMNS = (
     ("namespace", "NAMESPACE"), ("published", "PUBLISHED"), ("delivered", "DELIVERED"),
-    ("dropped", "DROPPED"), ("subscribers", "SUBS"), ("evicted", "EVICTED"),
+    ("dropped", "DROPPED"), ("subscribers", "SUBS"), ("max_lag", "LAG"), ("evicted", "EVICTED"),
     ("head_sequence", "HEAD"), ("oldest_sequence", "OLDEST"),
     ("retained_events", "RETAINED"), ("retained_bytes", "BYTES"),
 )
