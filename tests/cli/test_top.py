@@ -97,7 +97,7 @@ async def test_stats_table_and_json_show_the_lag(server: Server) -> None:
 
 async def test_top_errors(server: Server, tmp_path: Path) -> None:
     gone = f"unix:{tmp_path / 'nobody.sock'}"
-    for args, code, message in [
+    cases = [
         (["--address", gone, "--once"], 1, "broadcaster top: UNAVAILABLE: "),
         (["--address", gone, "--json"], 1, "broadcaster top: UNAVAILABLE: "),
         (["--address", server.addresses[0], "--once", "--namespace", "nope"], 1,
@@ -106,8 +106,17 @@ async def test_top_errors(server: Server, tmp_path: Path) -> None:
          "broadcaster top: --interval must be a positive number of seconds"),
         (["--address", server.addresses[0]], 2,  # stdout is a pipe here
          "broadcaster top: the live view needs a terminal; use --once or --json"),
-    ]:
-        result = await cli("top", *args)
+    ]
+    results: dict[int, subprocess.CompletedProcess[str]] = {}
+
+    async def one(i: int, args: list[str]) -> None:
+        results[i] = await cli("top", *args)
+
+    async with anyio.create_task_group() as tg:
+        for i, (args, _, _) in enumerate(cases):
+            tg.start_soon(one, i, args)
+    for i, (args, code, message) in enumerate(cases):
+        result = results[i]
         assert (result.returncode, result.stdout) == (code, ""), (args, result)
         assert result.stderr.startswith(message), (args, result.stderr)
 
@@ -124,12 +133,19 @@ async def test_health_reports_serving_and_waits_for_a_server(tmp_path: Path) -> 
                 assert await waiting.wait() == 0
             assert waiting.stdout is not None
             assert await waiting.stdout.receive() == b"SERVING\n"
-            for service, code, out in [("", 0, "SERVING\n"),
-                                       ("broadcaster.v1.Broadcaster", 0, "SERVING\n"),
-                                       ("no.such.Service", 1, "SERVICE_UNKNOWN\n")]:
+            services = {"broadcaster.v1.Broadcaster": (0, "SERVING\n"),
+                        "no.such.Service": (1, "SERVICE_UNKNOWN\n")}
+            got = {}
+
+            async def ask(service: str) -> None:
                 result = await cli("health", "--address", server.addresses[0],
                                    "--service", service)
-                assert (result.returncode, result.stdout) == (code, out), result
+                got[service] = (result.returncode, result.stdout)
+
+            async with anyio.create_task_group() as tg:
+                for service in services:
+                    tg.start_soon(ask, service)
+            assert got == services
             await server.stop()
             stopping = await cli("health", "--address", address)
             assert stopping.returncode == 1, stopping
