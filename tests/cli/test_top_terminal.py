@@ -42,13 +42,13 @@ class Tmux:
         self.config.write_text("set -g status off\n")
         self.status = folder / "exit-status"
 
-    async def run(self, *args: str) -> str:
+    async def run(self, *args: str, check: bool = True) -> str:
         tmux = shutil.which("tmux")
         assert tmux is not None, "tmux is not installed (.ci/run installs it)"
         with anyio.fail_after(10):
             result = await anyio.run_process(
                 [tmux, "-L", self.socket, "-f", str(self.config), *args], check=False)
-        assert result.returncode == 0, result.stderr.decode()
+        assert result.returncode == 0 or not check, result.stderr.decode()
         return result.stdout.decode()
 
     async def start(self, command: list[str], width: int = 110, height: int = 24) -> None:
@@ -80,7 +80,11 @@ class Tmux:
             return int(await status.read_text())
 
     async def close(self) -> None:
-        await self.run("kill-server")
+        """Stop the tmux server and remove its socket (tmux leaves it behind)."""
+        path = (await self.run("display-message", "-p", "#{socket_path}", check=False)).strip()
+        if path:  # else no server is running (the session never started)
+            await self.run("kill-server")
+            await anyio.Path(path).unlink(missing_ok=True)
 
 
 @pytest.fixture
