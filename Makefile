@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:50051
 SOCKET ?= /tmp/broadcaster.sock
 METRICS ?= 127.0.0.1:9464
 
-.PHONY: venv serve test lint proto proto-check bench bench-quick clean
+.PHONY: venv serve test lint proto proto-check dashboard bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,9 @@ proto: venv
 
 proto-check: venv
 	$(PY) scripts/gen_protos.py --check
+
+dashboard: venv
+	$(PY) scripts/gen_dashboard.py
 
 bench: venv
 	$(PY) -m bench run --full

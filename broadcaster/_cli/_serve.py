@@ -10,6 +10,8 @@ import sys
 from typing import Any
 
 import anyio
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.registry import CollectorRegistry
 
 from .._config_file import (
     LOG_FORMATS,
@@ -21,7 +23,7 @@ from .._config_file import (
 )
 from .._gc import tune_gc
 
-__all__ = ["add_parser", "configure_logging", "run"]
+__all__ = ["add_parser", "configure_logging", "process_registry", "run"]
 
 logger = logging.getLogger("broadcaster.cli")
 
@@ -122,10 +124,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def process_registry() -> CollectorRegistry:
+    """A registry with the metrics of this process: ``process_*`` (CPU seconds, resident
+    and virtual memory, open and maximum file descriptors, start time), ``python_info``
+    and ``python_gc_*`` (collections and collected objects by generation). The server
+    adds its own ``broadcaster_*`` metrics to it."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
 async def _serve(config: FileConfig) -> None:
     from ..grpc import Server  # grpc is imported only by the commands that need it
 
-    async with Server(config.server) as server, anyio.create_task_group() as tg:
+    async with (Server(config.server, registry=process_registry()) as server,
+                anyio.create_task_group() as tg):
         tg.start_soon(_stop_on_signal, server)
         await server.wait_closed()
         tg.cancel_scope.cancel()

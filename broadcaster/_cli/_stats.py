@@ -1,23 +1,37 @@
-"""``broadcaster stats``: the figures of a running server, as a table or JSON."""
+"""``broadcaster stats``: the figures of a running server, as a table or JSON.
+
+:class:`StatsReader` is the client side of the ``Stats`` call that ``stats`` and ``top``
+share: one channel, one call per :meth:`StatsReader.read`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
-__all__ = ["add_parser", "format_table", "run"]
+import grpc
+from google.protobuf import json_format
+
+from ..client import grpc_target
+from ..v1 import broadcaster_pb2 as pb
+from ..v1 import broadcaster_pb2_grpc as pb_grpc
+from ._publish import add_address_argument
+
+__all__ = ["StatsError", "StatsReader", "add_parser", "as_dict", "format_table", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "stats", help="show a running server's figures",
         description="Show per-namespace figures (published, delivered, dropped, subscribers, "
-        "evicted, sequences, retention) and server figures of a running broadcaster.",
+        "largest lag, evicted, sequences, retention) and server figures of a running "
+        "broadcaster.",
     )
-    parser.add_argument("--address", default="127.0.0.1:50051", metavar="ADDR",
-                        help="server address: HOST:PORT or unix:PATH (default 127.0.0.1:50051)")
+    add_address_argument(parser)
     parser.add_argument("--namespace", action="append", metavar="NS",
                         help="only this namespace; repeatable (default all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -26,22 +40,65 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import grpc
-    from google.protobuf import json_format
+class StatsError(Exception):
+    """A failed ``Stats`` call; ``str()`` is ``CODE: details``."""
 
-    from ..v1 import broadcaster_pb2 as pb
-    from ..v1 import broadcaster_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(args.address) as channel:
+class StatsReader:
+    """Calls ``Stats`` on one server over one channel (a context manager).
+
+    The channel reconnects at most a second after the server comes back, so a reader
+    polling a restarting server recovers quickly.
+
+    :param address: ``HOST:PORT``, ``unix:PATH`` or a socket path
+    :param timeout: seconds each call may take
+    """
+
+    def __init__(self, address: str, *, timeout: float) -> None:
+        self._timeout = timeout
+        self._channel = grpc.insecure_channel(grpc_target(address), options=[
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ])
+        self._stub = pb_grpc.BroadcasterStub(self._channel)
+
+    def __enter__(self) -> StatsReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def read(self, namespaces: Sequence[str] = ()) -> pb.StatsResponse:
+        """One ``Stats`` call: these namespaces' figures (all when empty).
+
+        :raises StatsError: when the call fails (unreachable server, unknown namespace...)
+        """
         try:
-            response = pb_grpc.BroadcasterStub(channel).Stats(
-                pb.StatsRequest(namespaces=args.namespace or []), timeout=args.timeout)
+            return self._stub.Stats(
+                pb.StatsRequest(namespaces=list(namespaces)), timeout=self._timeout)
         except grpc.RpcError as exc:
-            print(f"broadcaster stats: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    data = json_format.MessageToDict(
+            raise StatsError(f"{exc.code().name}: {exc.details()}") from None
+
+
+def as_dict(response: pb.StatsResponse) -> dict[str, Any]:
+    """A StatsResponse as a dict with the proto's field names, every field present
+    (proto3 JSON: 64-bit integers are strings)."""
+    return json_format.MessageToDict(
         response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with StatsReader(args.address, timeout=args.timeout) as reader:
+            data = as_dict(reader.read(args.namespace or []))
+    except (StatsError, ValueError) as exc:
+        print(f"broadcaster stats: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
@@ -51,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 _COLUMNS = (
     ("namespace", "NAMESPACE"), ("published", "PUBLISHED"), ("delivered", "DELIVERED"),
-    ("dropped", "DROPPED"), ("subscribers", "SUBS"), ("evicted", "EVICTED"),
+    ("dropped", "DROPPED"), ("subscribers", "SUBS"), ("max_lag", "LAG"), ("evicted", "EVICTED"),
     ("head_sequence", "HEAD"), ("oldest_sequence", "OLDEST"),
     ("retained_events", "RETAINED"), ("retained_bytes", "BYTES"),
 )

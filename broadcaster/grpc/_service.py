@@ -258,5 +258,6 @@ class BroadcasterService:
                 dropped=ns.dropped, subscribers=ns.subscribers, evicted=ns.evicted,
                 head_sequence=ns.head, oldest_sequence=ns.oldest,
                 retained_events=ns.retained_events, retained_bytes=ns.retained_bytes,
+                max_lag=ns.max_lag,
             )
         return response

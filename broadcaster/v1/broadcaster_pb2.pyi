@@ -1075,6 +1075,7 @@ class NamespaceStats(_message.Message):
     OLDEST_SEQUENCE_FIELD_NUMBER: _builtins.int
     RETAINED_EVENTS_FIELD_NUMBER: _builtins.int
     RETAINED_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_LAG_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """The namespace."""
     published: _builtins.int
@@ -1091,6 +1092,11 @@ class NamespaceStats(_message.Message):
     """Events currently retained for replay."""
     retained_bytes: _builtins.int
     """Serialized bytes of the retained events."""
+    max_lag: _builtins.int
+    """Largest number of events one of its subscriptions has yet to receive
+    (published but neither delivered nor dropped; an upper bound), as the
+    broadcaster_subscriber_max_lag_events metric.
+    """
     @_builtins.property
     def dropped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Dropped deliveries by reason (same strings as DropNotice.reason)."""
@@ -1112,10 +1118,11 @@ class NamespaceStats(_message.Message):
         oldest_sequence: _builtins.int = ...,
         retained_events: _builtins.int = ...,
         retained_bytes: _builtins.int = ...,
+        max_lag: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered", "dropped", b"dropped", "evicted", b"evicted", "head_sequence", b"head_sequence", "namespace", b"namespace", "oldest_sequence", b"oldest_sequence", "published", b"published", "retained_bytes", b"retained_bytes", "retained_events", b"retained_events", "subscribers", b"subscribers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered", "dropped", b"dropped", "evicted", b"evicted", "head_sequence", b"head_sequence", "max_lag", b"max_lag", "namespace", b"namespace", "oldest_sequence", b"oldest_sequence", "published", b"published", "retained_bytes", b"retained_bytes", "retained_events", b"retained_events", "subscribers", b"subscribers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

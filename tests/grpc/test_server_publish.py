@@ -130,3 +130,17 @@ async def test_stats_reports_namespaces_and_server_figures(server: Server) -> No
             assert info.value.code() == code
             assert (info.value.details() or "").startswith(f"namespaces[{len(names) - 1}]")
         sub.cancel()
+
+
+async def test_stats_reports_the_largest_lag_of_a_namespace(server: Server) -> None:
+    """max_lag is what a subscription has yet to receive: here one that reads nothing."""
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        await publish(channel, "idle", "/x")
+        async with server.hub.subscribe("lagging"), server.hub.subscribe("lagging"):
+            for _ in range(5):
+                await publish(channel, "lagging", "/x")
+            stats = await stub(channel).Stats(pb.StatsRequest())
+        lags = {n.namespace: n.max_lag for n in stats.namespaces}
+        assert lags == {"idle": 0, "lagging": 5}
+        after = await stub(channel).Stats(pb.StatsRequest(namespaces=["lagging"]))
+        assert after.namespaces[0].max_lag == 0  # no subscriber left
