@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench._net import split
 from bench._proc import Child, ProcessGroup, cpu_seconds, vmrss_bytes
 from bench._servers import GrpcServer, scrape_metrics, start_grpc_server
 
@@ -16,11 +17,6 @@ __all__ = ["grpc_churn_run", "grpc_idle_run", "wait_gauges"]
 
 # Retention is bounded so that retained events are not mistaken for a leak.
 CHURN_SERVER = {"defaults": {"max_subscriptions": 20000, "retention": {"max_events": 100}}}
-
-
-def _split(total: int, parts: int) -> list[int]:
-    parts = max(1, min(parts, total))
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def wait_gauges(metrics: str, want: int, timeout: float) -> tuple[dict[str, float], float]:
@@ -80,7 +76,7 @@ def _churn_phase(group: ProcessGroup, server: GrpcServer, cycles: int, lanes: in
         lane.gen += 1
         tally.workers += 1
 
-    active = [_Lane(i, n, kills_per_lane) for i, n in enumerate(_split(cycles, lanes))]
+    active = [_Lane(i, n, kills_per_lane) for i, n in enumerate(split(cycles, lanes))]
     for lane in active:
         start(lane)
     while active:
@@ -167,7 +163,7 @@ def _idle_server(total: int, per_stream: int, heartbeat: float) -> dict[str, Any
 def _hold(group: ProcessGroup, server: GrpcServer, name: str, streams: int, per_stream: int,
           procs: int, deadline: float) -> list[Child]:
     workers = []
-    for i, n in enumerate(_split(streams, procs)):
+    for i, n in enumerate(split(streams, procs)):
         workers.append(group.python(f"{name}{i}", "bench.idle_worker", {
             "address": server.address, "streams": n, "per_stream": per_stream, "index": i,
         }, deadline))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench._net import _split
+from bench._net import split
 from bench._proc import ProcessGroup, cpu_seconds
 from bench._servers import start_grpc_server
 
@@ -31,7 +31,7 @@ def kubelet_run(watchers: int, containers: int, rounds: int, *, plain: bool = Fa
         server = start_grpc_server(group, deadline + 30, config=config)
         watch = []
         first = 0
-        for i, n in enumerate(_split(watchers, procs)):
+        for i, n in enumerate(split(watchers, procs)):
             watch.append(group.python(f"watch{i}", "bench.kubelet_worker", {
                 "role": "watch", "address": server.address, "plain": plain,
                 "containers": list(range(first, first + n)), "expected": per_watcher,

@@ -17,12 +17,12 @@ PublishStream (100 events per message, 8 in flight), and prints ``{"result"}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from typing import Any
 
 from bench._util import emit, run_worker
-from bench.net_worker import _finish, _wait_go
 
 NAMESPACE = "k8s.io"
 BATCH = 100
@@ -53,6 +53,30 @@ class Watchers:
         self.last_ns = time.time_ns()
         if self.total + self.dropped >= self.expected:
             self.done.set()
+
+
+async def _wait_go(p: dict[str, Any], tally: Watchers | None = None) -> None:
+    """Wait for the harness's ``go`` line on stdin."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    line = await asyncio.wait_for(reader.readline(), p["deadline"])
+    if line.strip() != b"go":
+        raise SystemExit("expected 'go'")
+    p["go_received"] = True
+    if tally is not None:
+        tally.last_progress = time.monotonic()
+
+
+async def _finish(tally: Watchers, p: dict[str, Any]) -> None:
+    """Return when all expected deliveries came, or nothing came for idle_timeout s."""
+    end = time.monotonic() + p["deadline"]
+    idle = p.get("idle_timeout", 5.0)
+    while not tally.done.is_set() and time.monotonic() < end:
+        if p.get("go_received") and time.monotonic() - tally.last_progress > idle:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tally.done.wait(), 0.2)
 
 
 async def watch(p: dict[str, Any]) -> None:
@@ -106,8 +130,8 @@ async def watch(p: dict[str, Any]) -> None:
     tasks = [asyncio.create_task(one(channels[i // 50], cid)) for i, cid in enumerate(ids)]
     await asyncio.wait_for(all_ready.wait(), p["deadline"])
     emit(ready=True)
-    await _wait_go(p, tally)  # type: ignore[arg-type]
-    await _finish(tally, p)  # type: ignore[arg-type]
+    await _wait_go(p, tally)
+    await _finish(tally, p)
     for task in tasks:
         task.cancel()
     for channel in channels:
