@@ -16,7 +16,7 @@ import grpc.aio
 import pytest
 
 from broadcaster.client import Client, ClientError
-from broadcaster.client._retry import failed_sending, refused
+from broadcaster.client._retry import refused
 from broadcaster.v1 import broadcaster_pb2 as pb
 from broadcaster.v1 import broadcaster_pb2_grpc as pb_grpc
 
@@ -104,16 +104,3 @@ async def test_without_the_client_such_bursts_fail(make_server: MakeServer) -> N
                         break
     assert statuses and set(statuses) == {("UNAVAILABLE", True)}, statuses
 
-
-def test_what_counts_as_a_refusal() -> None:
-    unavailable, internal = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL
-    seen = "Stream removed (RST_STREAM (Received RST_STREAM with error code 7))"
-    assert refused(unavailable, seen)
-    assert not refused(unavailable, "Stream removed (RST_STREAM (Received RST_STREAM "
-                                    "with error code 8))")  # CANCEL: may have been seen
-    assert not refused(unavailable, "failed to connect to all addresses")
-    assert not refused(internal, seen)
-    assert not refused(unavailable, None)
-    assert failed_sending(internal, "Internal error from Core")
-    assert not failed_sending(unavailable, "Internal error from Core")
-    assert not failed_sending(internal, "Received RST_STREAM with error code 2")
