@@ -32,7 +32,8 @@ class NamespaceConfig:
     :ivar retention: history kept for resume
     :ivar default_policy: policy of subscriptions that do not choose one
     :ivar max_subscriptions: subscriptions at once (counting multi-namespace ones)
-    :ivar max_payload_bytes: largest payload accepted by ``publish``
+    :ivar max_payload_bytes: largest payload accepted by ``publish``, counting the type
+        URL with it
     :ivar max_policy_events: largest ``max_events`` a subscription may ask for
     :ivar max_policy_bytes: largest ``max_bytes`` a subscription may ask for
     :ivar max_publish_rate: events per second accepted (token bucket), or None

@@ -7,38 +7,27 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
-from ._config import HubConfig, NamespaceConfig
-from ._errors import InvalidArgument, PayloadTooLarge, QuotaExceeded
+from ._config import HubConfig
+from ._errors import InvalidArgument, QuotaExceeded
 from ._filters import Matcher, compile_filters, topics_of
-from ._log import LogFactory, MemoryLog, event_size
+from ._items import ItemChecker, PublishItem
+from ._log import LogFactory, MemoryLog
 from ._namespace import NamespaceState
 from ._policy import Policy
 from ._stats import HubStatistics
 from ._subscription import Liveness, Subscription
 from ._types import EndReason
-from ._validation import validate_labels, validate_namespace, validate_topic
+from ._validation import validate_namespace
 
 __all__ = ["Broadcaster", "PublishItem"]
 
 logger = logging.getLogger("broadcaster.hub")
-
-
-@dataclass(frozen=True, slots=True)
-class PublishItem:
-    """One event of :meth:`Broadcaster.publish_many`."""
-
-    topic: str
-    payload: bytes = b""
-    type_url: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    timestamp_ns: int | None = None
 
 
 class Broadcaster:
@@ -58,7 +47,7 @@ class Broadcaster:
         self._subs: set[Subscription] = set()
         self._wildcard: set[Subscription] = set()
         self._wildcard_waiting: set[Subscription] = set()
-        self._valid_topics: set[str] = set()  # memo of validate_topic, bounded
+        self._items = ItemChecker()
         # interned filters, bounded: (matcher, topics) by filter list
         self._matchers: dict[tuple[str, ...], tuple[Matcher | None, frozenset[str] | None]] = {}
         self._dirty: set[NamespaceState] = set()
@@ -172,7 +161,8 @@ class Broadcaster:
         if self._closed:
             raise anyio.ClosedResourceError
         ns_config = self.config.namespace(namespace)
-        checked = [self._check(ns_config, i, item) for i, item in enumerate(items)]
+        checked = [self._items.check(ns_config, i, item, ns_config.retention.max_bytes)
+                   for i, item in enumerate(items)]
         ns = self.namespace(namespace)
         if not checked:
             return []
@@ -186,10 +176,10 @@ class Broadcaster:
                 count = await self._wait_for_room(ns, count)
             now = self.now()
             appended = [
-                log.append(item.topic, item.payload, item.type_url, labels,
-                           wall() if item.timestamp_ns is None else item.timestamp_ns,
+                log.append(topic, payload, type_url, labels, wall() if ts is None else ts,
                            now, size)
-                for item, labels, size in checked[len(seqs) : len(seqs) + count]
+                for topic, payload, type_url, labels, ts, size
+                in checked[len(seqs) : len(seqs) + count]
             ]
             seqs.extend(event.sequence for event in appended)
             log.trim(now)
@@ -202,32 +192,6 @@ class Broadcaster:
             ns.since_yield = 0
             await anyio.lowlevel.cancel_shielded_checkpoint()
         return seqs
-
-    def _check(
-        self, config: NamespaceConfig, index: int, item: PublishItem
-    ) -> tuple[PublishItem, dict[str, str], int]:
-        prefix = f"items[{index}]." if index else ""
-        if item.topic not in self._valid_topics:
-            validate_topic(item.topic, prefix + "topic")
-            if len(self._valid_topics) >= 4096:
-                self._valid_topics.clear()
-            self._valid_topics.add(item.topic)
-        labels = validate_labels(item.labels, prefix + "labels")
-        if not isinstance(item.payload, bytes | bytearray | memoryview):
-            raise InvalidArgument(prefix + "payload", "must be bytes")
-        limit = config.max_payload_bytes
-        if len(item.payload) > limit:
-            raise PayloadTooLarge(
-                prefix + "payload", f"{len(item.payload)} bytes exceed the limit of {limit}"
-            )
-        size = event_size(item.topic, item.payload, item.type_url, labels)
-        if size > config.retention.max_bytes:
-            raise PayloadTooLarge(
-                prefix + "payload",
-                f"event of {size} bytes exceeds the namespace's retained bytes "
-                f"({config.retention.max_bytes})",
-            )
-        return item, labels, size
 
     async def _wait_for_room(self, ns: NamespaceState, count: int) -> int:
         """Wait until every blocking subscriber has room, at most its timeout; return how
