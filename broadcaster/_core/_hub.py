@@ -17,6 +17,7 @@ from ._config import HubConfig
 from ._errors import InvalidArgument, QuotaExceeded
 from ._filters import Matcher, compile_filters, topics_of
 from ._items import ItemChecker, PublishItem
+from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
 from ._namespace import NamespaceState
 from ._policy import Policy
@@ -55,6 +56,8 @@ class Broadcaster:
         self._tg: TaskGroup | None = None
         self._closed = False
         self.heartbeat_id = 0
+        self.acks_ignored = 0
+        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4, 0.0)
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
 
@@ -66,6 +69,9 @@ class Broadcaster:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._clock = _loop_clock()
+        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4,
+                                    self.now())
+        self._tg.start_soon(self._monitor.run, self._clock, name="broadcaster loop monitor")
         self._tg.start_soon(self._notifier_loop, name="broadcaster notifier")
         self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
         self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
@@ -104,6 +110,14 @@ class Broadcaster:
 
     def random(self) -> float:
         return self._random.random()
+
+    @property
+    def _liveness_limit(self) -> float:
+        return self.config.heartbeat_interval * self.config.max_missed_heartbeats
+
+    def ack_ignored(self) -> None:
+        """Count a heartbeat ack that answered no heartbeat the subscription was given."""
+        self.acks_ignored += 1
 
     # -- namespaces -------------------------------------------------------------------
 
@@ -378,23 +392,28 @@ class Broadcaster:
     # -- background work ----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        config = self.config
-        limit = config.heartbeat_interval * config.max_missed_heartbeats
+        config, monitor = self.config, self._monitor
+        limit = self._liveness_limit
+        missed = config.max_missed_heartbeats
+        messages = {
+            EndReason.HEARTBEAT_TIMEOUT: f"no consumption or ack for {missed} heartbeats",
+            EndReason.NOT_CONSUMING: f"events waited {limit:g} s ({missed} heartbeats) and "
+                                     "the subscriber took none",
+        }
         while True:
             await anyio.sleep(config.heartbeat_interval)
             now = self.now()
+            monitor.observe(now)  # a stall that just ended is not charged to anyone
             for ns in self._namespaces.values():
                 ns.log.trim(now)
                 ns.trim_topics()
             self.heartbeat_id += 1
             for sub in list(self._subs):
-                if not sub.is_alive(now, limit):
-                    sub.end(
-                        EndReason.HEARTBEAT_TIMEOUT,
-                        f"no consumption or ack for {config.max_missed_heartbeats} heartbeats",
-                    )
-                else:
+                reason = sub.liveness_check(now, limit, monitor)
+                if reason is None:
                     sub.wake()
+                else:
+                    sub.end(reason, messages[reason])
 
     async def _sweep_loop(self) -> None:
         interval = self.config.overflow_check_interval
@@ -417,6 +436,10 @@ class Broadcaster:
             callbacks=self.callbacks.count,
             callback_errors=self.callbacks.errors,
             slow_callbacks=self.callbacks.slow,
+            heartbeat_acks_ignored=self.acks_ignored,
+            loop_lag=self._monitor.lag,
+            loop_lag_histogram=self._monitor.histogram(),
+            loop_stalled_seconds=self._monitor.stalled,
         )
 
 

@@ -17,6 +17,7 @@ from ._types import Ended, EndReason, Heartbeat, Item
 
 if TYPE_CHECKING:
     from ._hub import Broadcaster
+    from ._lag import LoopMonitor
     from ._namespace import NamespaceState
 
 __all__ = ["Liveness", "Subscription"]
@@ -71,8 +72,10 @@ class Subscription:
         self._ended: Ended | None = None
         self._end_sent = False
         self._pending: deque[Item] = deque()
-        self.heartbeat_seen = hub.heartbeat_id
-        self.alive_at = 0.0
+        self.heartbeat_seen = hub.heartbeat_id  # the newest heartbeat it was given
+        self.acked = 0  # the newest heartbeat it answered
+        self.acked_at = 0.0  # when it last answered one
+        self.consumed_at = 0.0  # when it last read, or was seen waiting to read
         self.delivered = 0
         self.dropped = 0
 
@@ -92,7 +95,7 @@ class Subscription:
         if clamp:
             policy = ns.config.clamp_policy(policy)
         ns.log.trim(self.now())  # age retention is exact where it is observable
-        cursor = Cursor(self, ns, ns.config.check_policy(policy))
+        cursor = Cursor(self, ns, ns.config.check_policy(policy, ns.name))
         since = self._since
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)
@@ -165,7 +168,7 @@ class Subscription:
             raise RuntimeError("a subscription can be entered only once")
         self._hub.register(self)
         self._registered = True
-        self.alive_at = self.now()
+        self.acked_at = self.consumed_at = self.now()
 
     async def __aexit__(
         self,
@@ -190,15 +193,52 @@ class Subscription:
 
     # -- liveness ------------------------------------------------------------------------
 
-    def ack(self, heartbeat_id: int | None = None) -> None:
-        """Acknowledge heartbeats: proves the subscriber alive (required with
-        ``liveness="ack"``)."""
-        self.alive_at = self.now()
+    def ack(self, heartbeat_id: int) -> bool:
+        """Answer the heartbeat *heartbeat_id*: proves the subscriber alive (required with
+        ``liveness="ack"``).
 
-    def is_alive(self, now: float, limit: float) -> bool:
-        if self.liveness == "consume" and self._wake is not None:
-            return True  # blocked waiting for events: it is consuming
-        return now - self.alive_at <= limit
+        An ack counts only if it answers a heartbeat this subscription was given (or the
+        hub's newest when it was created) and is newer than the last one it answered; any
+        other (0, unknown, future, repeated) is ignored and counted in
+        ``statistics().heartbeat_acks_ignored``.
+
+        :returns: whether the ack counted
+        """
+        if self._ended is not None or self._closed:
+            return False
+        if type(heartbeat_id) is not int or not self.acked < heartbeat_id <= self.heartbeat_seen:
+            self._hub.ack_ignored()
+            return False
+        self.acked = heartbeat_id
+        self.acked_at = self.now()
+        return True
+
+    def liveness_check(self, now: float, limit: float, monitor: LoopMonitor) -> EndReason | None:
+        """Why the hub should evict this subscription now, or None.
+
+        Waiting for events counts as consuming. With ``liveness="consume"`` a subscription
+        that has not consumed for *limit* seconds is dead (``heartbeat_timeout``); with
+        ``"ack"``, one that has not answered a heartbeat for *limit* seconds is, and so is
+        one that has events or notices ready and took none for *limit* seconds
+        (``not_consuming``): acks alone do not keep a subscriber that stopped reading.
+        Time the event loop itself was stalled does not count (*monitor*)."""
+        if self._wake is not None:
+            self.consumed_at = now
+            if self.liveness == "consume":
+                return None
+        elif monitor.silence(self.consumed_at, now) > limit:
+            if self.liveness == "consume":
+                return EndReason.HEARTBEAT_TIMEOUT
+            if self._has_ready(now):
+                return EndReason.NOT_CONSUMING
+        if self.liveness == "ack" and monitor.silence(self.acked_at, now) > limit:
+            return EndReason.HEARTBEAT_TIMEOUT
+        return None
+
+    def _has_ready(self, now: float) -> bool:
+        for cursor in self._order:
+            cursor.settle(now)
+        return any(c.buf or c.notices or c.overflow or c.replaying for c in self._order)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -226,9 +266,7 @@ class Subscription:
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        now = self.now()
-        if self.liveness == "consume":
-            self.alive_at = now
+        now = self.consumed_at = self.now()
         items = self._collect(max_events, now)
         if items:
             return items

@@ -41,6 +41,9 @@ class EndReason(StrEnum):
     SLOW_CONSUMER = "slow_consumer"
     #: the subscriber neither consumed nor acknowledged for too many heartbeats
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    #: ``liveness="ack"``: events waited for the subscriber, which took none for too
+    #: many heartbeats (even if it acknowledged them)
+    NOT_CONSUMING = "not_consuming"
     #: the hub is shutting down
     HUB_CLOSED = "hub_closed"
 
