@@ -123,9 +123,19 @@ class HubConfig:
         subscribers, so that one wake-up serves several publishes (0: next loop turn)
     :ivar publish_yield_every: a publisher yields to other tasks every N publishes
         (fairness between a flood in one namespace and the rest)
+    :ivar wake_batch: subscriptions the hub wakes (after a publish, or at a heartbeat)
+        before it lets other tasks run
     :ivar loop_lag_interval: seconds between wake-ups of the task that measures the
         event loop's lag (stalls of the loop are not charged to subscribers' liveness)
-    :ivar max_namespaces: namespaces the hub will create
+    :ivar max_namespaces: namespaces that may exist at once
+    :ivar namespace_idle_timeout: seconds after which a namespace with no retained
+        events, no subscription naming it and no entry in *namespaces* is removed
+    :ivar namespace_head_memory: removed namespaces whose newest sequence the hub
+        remembers, so that their numbering continues if they come back
+    :ivar max_cursors: cursors (one per subscription and namespace it reads) the hub
+        holds at once, over all namespaces
+    :ivar max_retained_bytes: bytes of retained events over all namespaces; past it the
+        oldest events go first, whatever their namespace
     :ivar default_namespace: settings of namespaces not listed in *namespaces*
     :ivar namespaces: per-namespace settings
     :ivar epoch: identity of this log's incarnation (random when None); a resume with
@@ -141,8 +151,13 @@ class HubConfig:
     overflow_check_interval: float = 0.1
     notify_linger: float = 0.0005
     publish_yield_every: int = 64
+    wake_batch: int = 256
     loop_lag_interval: float = 0.1
     max_namespaces: int = 1024
+    namespace_idle_timeout: float = 300.0
+    namespace_head_memory: int = 10_000
+    max_cursors: int = 250_000
+    max_retained_bytes: int = 512 * 1024 * 1024
     default_namespace: NamespaceConfig = field(default_factory=NamespaceConfig)
     namespaces: Mapping[str, NamespaceConfig] = field(default_factory=dict)
     epoch: str | None = None
@@ -162,8 +177,20 @@ class HubConfig:
             raise InvalidArgument("notify_linger", "must be zero or positive")
         if self.publish_yield_every < 1:
             raise InvalidArgument("publish_yield_every", "must be at least 1")
+        if self.wake_batch < 1:
+            raise InvalidArgument("wake_batch", "must be at least 1")
         if not self.loop_lag_interval > 0:
             raise InvalidArgument("loop_lag_interval", "must be positive")
+        if self.max_namespaces < 1:
+            raise InvalidArgument("max_namespaces", "must be at least 1")
+        if not self.namespace_idle_timeout > 0:
+            raise InvalidArgument("namespace_idle_timeout", "must be positive")
+        if self.namespace_head_memory < 0:
+            raise InvalidArgument("namespace_head_memory", "must be zero or positive")
+        if self.max_cursors < 1:
+            raise InvalidArgument("max_cursors", "must be at least 1")
+        if self.max_retained_bytes < 1:
+            raise InvalidArgument("max_retained_bytes", "must be at least 1")
         for name, ns in self.namespaces.items():
             validate_namespace(name, f"namespaces[{name!r}]")
             ns.check_policy(ns.default_policy)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,23 +18,47 @@ from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._types import DropReason, EndReason, Event
 
 if TYPE_CHECKING:
+    from ._budget import Budget, Entry
     from ._cursor import Cursor
+    from ._items import CheckedItem
     from ._subscription import Subscription
 
-__all__ = ["NamespaceState"]
+__all__ = ["NamespaceState", "check_burst"]
 
 _FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing
 _FILTER_CACHE_ENTRIES = 1024  # distinct matchers remembered per namespace
 
 
+def check_burst(name: str, config: NamespaceConfig, count: int) -> None:
+    """Whether a namespace not yet created could take *count* events at once (its token
+    bucket starts full).
+
+    :raises QuotaExceeded: as :meth:`NamespaceState.take_token` would
+    """
+    rate = config.max_publish_rate
+    if rate is not None and count > config.publish_burst:
+        raise _over_rate(name, rate)
+
+
+def _over_rate(name: str, rate: float) -> QuotaExceeded:
+    return QuotaExceeded("namespace", f"namespace {name!r} is over its rate of {rate:g} events/s")
+
+
 class NamespaceState:
     """Everything the hub keeps for one namespace."""
 
-    def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float) -> None:
+    def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
+                 budget: Budget) -> None:
         self.name = name
         self.config = config
         self.log = log
+        self.budget = budget
+        self.budget_entry: Entry | None = None  # its place on the budget's heap
+        self.removed = False  # the hub removed it as idle
+        self.idle_since: float | None = None
+        self.busy: anyio.Event | None = None  # set while a batch is published in slices
         self.cursors: set[Cursor] = set()
+        self.pinned = 0  # cursors of subscriptions that named it (not all-namespaces ones)
         self.block_cursors: set[Cursor] = set()
         self.sweep_cursors: set[Cursor] = set()  # disconnect and retry: checked periodically
         self.waiting: set[Subscription] = set()
@@ -61,13 +85,14 @@ class NamespaceState:
         self.latency_sum = 0.0
         self.tokens = float(config.publish_burst)
         self.tokens_at = now
-        self.since_yield = 0
 
     # -- cursors ---------------------------------------------------------------
 
     def add(self, cursor: Cursor) -> None:
+        if cursor in self.cursors:
+            return
         topics = cursor.sub.topics
-        if topics is not None and cursor not in self.cursors:
+        if topics is not None:
             for topic in topics:
                 self.topic_watchers[topic] = self.topic_watchers.get(topic, 0) + 1
                 if topic not in self.topic_seqs:
@@ -75,6 +100,9 @@ class NamespaceState:
                     # untracked before now: any earlier event may have had this topic
                     self.topic_trimmed[topic] = self.log.head
         self.cursors.add(cursor)
+        self.budget.cursors += 1
+        if cursor.sub.namespaces is not None:
+            self.pinned += 1
         kind = cursor.policy.kind
         if kind is PolicyKind.BLOCK:
             self.block_cursors.add(cursor)
@@ -82,8 +110,10 @@ class NamespaceState:
             self.sweep_cursors.add(cursor)
 
     def remove(self, cursor: Cursor) -> None:
+        if cursor not in self.cursors:
+            return
         topics = cursor.sub.topics
-        if topics is not None and cursor in self.cursors:
+        if topics is not None:
             for topic in topics:
                 left = self.topic_watchers[topic] - 1
                 if left:
@@ -93,15 +123,18 @@ class NamespaceState:
                     del self.topic_seqs[topic]
                     del self.topic_trimmed[topic]
         self.cursors.discard(cursor)
+        self.budget.cursors -= 1
+        if cursor.sub.namespaces is not None:
+            self.pinned -= 1
         self.block_cursors.discard(cursor)
         self.sweep_cursors.discard(cursor)
         self.wake_publishers()
 
-    def check_subscription_quota(self) -> None:
+    def check_subscription_quota(self, field: str = "namespaces") -> None:
         limit = self.config.max_subscriptions
         if len(self.cursors) >= limit:
             raise QuotaExceeded(
-                "namespaces", f"namespace {self.name!r} has its maximum of {limit} subscriptions"
+                field, f"namespace {self.name!r} has its maximum of {limit} subscriptions"
             )
 
     # -- publishing ---------------------------------------------------------------
@@ -118,10 +151,74 @@ class NamespaceState:
         self.tokens = min(burst, self.tokens + (now - self.tokens_at) * rate)
         self.tokens_at = now
         if self.tokens < count:
-            raise QuotaExceeded(
-                "namespace", f"namespace {self.name!r} is over its rate of {rate:g} events/s"
-            )
+            raise _over_rate(self.name, rate)
         self.tokens -= count
+
+    # -- the log ---------------------------------------------------------------------
+
+    def append(self, items: Sequence[CheckedItem], now: float,
+               wall: Callable[[], int]) -> list[Event]:
+        """Append checked events, apply retention, account their bytes; return them."""
+        log = self.log
+        before = log.retained_bytes
+        appended = [
+            log.append(topic, payload, type_url, labels, wall() if ts is None else ts,
+                       now, size)
+            for topic, payload, type_url, labels, ts, size in items
+        ]
+        log.trim(now)
+        self.budget.retained_bytes += log.retained_bytes - before
+        if self.topic_seqs:
+            self.note_topics(appended)
+        self.published += len(appended)
+        if self.budget_entry is None:
+            self.budget.track(self)
+        return appended
+
+    def trim(self, now: float) -> None:
+        """Apply retention by age."""
+        log = self.log
+        before = log.retained_bytes
+        log.trim(now)
+        self.budget.retained_bytes += log.retained_bytes - before
+
+    def charge(self, event: Event, size: int) -> None:
+        """Count an edge's cached copy of *event* (*size* bytes) while it is retained."""
+        log = self.log
+        if log.first <= event.sequence <= log.head:
+            log.charge(event, size)
+            self.budget.retained_bytes += size
+            if self.budget.over:
+                self.budget.trim()
+
+    def oldest_published_at(self) -> float | None:
+        """When the oldest retained event was published, or None if none is retained."""
+        log = self.log
+        oldest = log.read(log.first, log.first + 1)
+        return oldest[0].published_at if oldest else None
+
+    def shed(self, until: float, excess: int) -> tuple[int, int]:
+        """Drop the oldest retained events published at or before *until* until *excess*
+        bytes are freed (for the hub's budget); return the events and bytes dropped."""
+        log = self.log
+        first = stop = log.first
+        freed, head = 0, log.head
+        while stop <= head and freed < excess:
+            chunk = log.read(stop, min(stop + 256, head + 1))
+            for event in chunk:
+                if event.published_at > until or freed >= excess:
+                    break
+                freed += event.size
+                stop = event.sequence + 1
+            else:
+                continue
+            break
+        if stop == first:
+            return 0, 0
+        before = log.retained_bytes
+        log.drop_before(stop)
+        self.budget.retained_bytes += log.retained_bytes - before
+        return stop - first, before - log.retained_bytes
 
     def park(self, sub: Subscription) -> None:
         """Note that *sub* waits for this namespace's events."""
@@ -145,19 +242,17 @@ class NamespaceState:
                     if not waiters:
                         del self.waiting_topics[topic]
 
-    def notify(self) -> None:
-        """Wake the subscriptions waiting for this namespace (once per burst), and those
-        waiting for a topic published in the burst."""
+    def take_waiters(self, out: list[Subscription]) -> None:
+        """Move into *out* the subscriptions to wake after a burst (once per burst): those
+        waiting for this namespace, and those waiting for a topic published in it."""
         if self.waiting:
-            for sub in self.waiting:
-                sub.wake()
+            out.extend(self.waiting)
             self.waiting.clear()
         if self.burst_topics:
             for topic in self.burst_topics:
                 waiters = self.waiting_topics.pop(topic, None)
                 if waiters:
-                    for sub in waiters:
-                        sub.wake()
+                    out.extend(waiters)
             self.burst_topics.clear()
 
     def note_topics(self, events: Sequence[Event]) -> None:

@@ -78,3 +78,14 @@ class HubStatistics:
     loop_lag_histogram: LatencyStatistics = LatencyStatistics((0,) * len(LATENCY_BUCKETS), 0, 0.0)
     #: seconds the event loop was stalled (not charged to any subscriber's liveness)
     loop_stalled_seconds: float = 0.0
+    #: namespaces removed as idle since start
+    namespaces_removed: int = 0
+    #: cursors held (one per subscription and namespace), and their bound
+    cursors: int = 0
+    max_cursors: int = 0
+    #: bytes of retained events over all namespaces, and their bound
+    retained_bytes: int = 0
+    max_retained_bytes: int = 0
+    #: retained events (and their bytes) the server-wide budget trimmed, oldest first
+    budget_trimmed_events: int = 0
+    budget_trimmed_bytes: int = 0

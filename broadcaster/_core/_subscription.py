@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -27,6 +26,8 @@ class _Wakeable(Protocol):
     def set(self) -> None: ...
 
 
+_NO_ITEMS: list[Item] = []  # shared, never mutated
+
 #: What proves a subscriber alive: reading (``"consume"``) or only :meth:`Subscription.ack`.
 Liveness = Literal["consume", "ack"]
 
@@ -41,6 +42,13 @@ class Subscription:
 
     :ivar cursors: its position in each namespace it reads (empty once closed)
     """
+
+    __slots__ = (
+        "__weakref__", "_closed", "_end_sent", "_ended", "_epoch", "_hub", "_next", "_order",
+        "_pending", "_registered", "_rr", "_since", "_since_default", "_wake", "acked",
+        "acked_at", "consumed_at", "cursors", "delivered", "dropped", "heartbeat_seen",
+        "liveness", "matcher", "namespaces", "policy", "topics",
+    )
 
     def __init__(
         self,
@@ -71,7 +79,8 @@ class Subscription:
         self._closed = False
         self._ended: Ended | None = None
         self._end_sent = False
-        self._pending: deque[Item] = deque()
+        self._pending: list[Item] = _NO_ITEMS  # the batch receive() is handing out
+        self._next = 0
         self.heartbeat_seen = hub.heartbeat_id  # the newest heartbeat it was given
         self.acked = 0  # the newest heartbeat it answered
         self.acked_at = 0.0  # when it last answered one
@@ -94,7 +103,7 @@ class Subscription:
         policy = self.policy or ns.config.default_policy
         if clamp:
             policy = ns.config.clamp_policy(policy)
-        ns.log.trim(self.now())  # age retention is exact where it is observable
+        ns.trim(self.now())  # age retention is exact where it is observable
         cursor = Cursor(self, ns, ns.config.check_policy(policy, ns.name))
         since = self._since
         if isinstance(since, Mapping):
@@ -109,6 +118,14 @@ class Subscription:
         """Per namespace, the sequence after which this subscription started delivering
         (what a client must resume from if it has received nothing yet)."""
         return {name: cursor.start_after for name, cursor in self.cursors.items()}
+
+    def detach(self, ns: NamespaceState) -> None:
+        """Leave *ns* for good (the hub removed it as idle): its cursor goes."""
+        cursor = self.cursors.pop(ns.name, None)
+        if cursor is not None:
+            self._order.remove(cursor)
+            ns.remove(cursor)
+            ns.unpark(self)
 
     def detach_all(self) -> None:
         """Leave every namespace; the cursors stay so that buffered items can drain."""
@@ -135,8 +152,7 @@ class Subscription:
         self._ended = Ended(reason, message)
         if reason is not EndReason.HUB_CLOSED:
             for cursor in self._order:
-                cursor.buf.clear()
-                cursor.overflow.clear()
+                cursor.discard()
                 cursor.ns.count_eviction(reason)
         self._hub.unregister(self)
         self.wake()
@@ -276,9 +292,12 @@ class Subscription:
 
     async def receive(self) -> Item:
         """Return the next item (see :meth:`receive_batch`)."""
-        if not self._pending:
-            self._pending.extend(await self.receive_batch(1))
-        return self._pending.popleft()
+        if self._next >= len(self._pending):
+            self._pending = _NO_ITEMS
+            self._pending, self._next = await self.receive_batch(1), 0
+        item = self._pending[self._next]
+        self._next += 1
+        return item
 
     def __aiter__(self) -> Subscription:
         return self
