@@ -4,6 +4,7 @@ them honest (heartbeats, eviction of dead and slow subscribers, retention by age
 from __future__ import annotations
 
 import logging
+import math
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ class Broadcaster:
         self._wildcard_waiting: set[Subscription] = set()
         self._items = ItemChecker()
         self._work = 0  # events published since a publisher last yielded
+        self._last_publish = -math.inf
         # interned filters, bounded: (matcher, topics) by filter list
         self._matchers: dict[tuple[str, ...], tuple[Matcher | None, frozenset[str] | None]] = {}
         self._dirty: set[NamespaceState] = set()
@@ -260,7 +262,7 @@ class Broadcaster:
                 if ns.block_cursors:  # a batch larger than the room goes in as room appears
                     count = await self._wait_for_room(ns, count)
                 done = len(seqs)
-                appended = ns.append(checked[done : done + count], self.now(), wall)
+                appended = ns.append(checked[done : done + count], self._publish_time(), wall)
                 seqs.extend(event.sequence for event in appended)
                 self._mark(ns)
                 if self._budget.over:
@@ -274,6 +276,16 @@ class Broadcaster:
                 ns.busy = None
                 sliced.set()
         return seqs
+
+    def _publish_time(self) -> float:
+        """The loop clock, made strictly increasing over publishes (by the smallest step
+        a float allows), so that "oldest first" across namespaces is a total order even
+        on a clock that has not moved."""
+        now = self.now()
+        if now <= self._last_publish:
+            now = math.nextafter(self._last_publish, math.inf)
+        self._last_publish = now
+        return now
 
     async def _wait_for_room(self, ns: NamespaceState, count: int) -> int:
         """Wait until every blocking subscriber has room, at most its timeout; return how
