@@ -44,10 +44,10 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_closed", "_end_sent", "_ended", "_epoch", "_hub", "_next", "_order",
-        "_pending", "_registered", "_rr", "_since", "_since_default", "_wake", "acked",
-        "acked_at", "consumed_at", "cursors", "delivered", "dropped", "heartbeat_seen",
-        "liveness", "matcher", "namespaces", "policy", "topics",
+        "__weakref__", "_ack_due", "_closed", "_end_sent", "_ended", "_epoch", "_hub",
+        "_next", "_order", "_pending", "_registered", "_rr", "_since", "_since_default",
+        "_wake", "acked", "acked_at", "consumed_at", "cursors", "delivered", "dropped",
+        "heartbeat_seen", "liveness", "matcher", "namespaces", "policy", "topics",
     )
 
     def __init__(
@@ -83,6 +83,7 @@ class Subscription:
         self._next = 0
         self.heartbeat_seen = hub.heartbeat_id  # the newest heartbeat it was given
         self.acked = 0  # the newest heartbeat it answered
+        self._ack_due = 0  # an answer to a heartbeat it has yet to be given
         self.acked_at = 0.0  # when it last answered one
         self.consumed_at = 0.0  # when it last read, or was seen waiting to read
         self.delivered = 0
@@ -213,17 +214,23 @@ class Subscription:
         """Answer the heartbeat *heartbeat_id*: proves the subscriber alive (required with
         ``liveness="ack"``).
 
-        An ack counts only if it answers a heartbeat this subscription was given (or the
-        hub's newest when it was created) and is newer than the last one it answered; any
-        other (0, unknown, future, repeated) is ignored and counted in
-        ``statistics().heartbeat_acks_ignored``.
+        An ack counts once it answers a heartbeat this subscription was given (or the
+        hub's newest when it was created) and is newer than the last one it answered. An
+        ack of a heartbeat the hub sent but this subscription has not been given yet (a
+        stream carries one heartbeat for all its subscriptions, and may have read another
+        of them first) counts when it is given it. Any other (0, never sent, repeated) is
+        ignored and counted in ``statistics().heartbeat_acks_ignored``.
 
-        :returns: whether the ack counted
+        :returns: whether the ack counted now
         """
         if self._ended is not None or self._closed:
             return False
-        if type(heartbeat_id) is not int or not self.acked < heartbeat_id <= self.heartbeat_seen:
+        if (type(heartbeat_id) is not int or heartbeat_id <= self.acked
+                or heartbeat_id > self._hub.heartbeat_id):
             self._hub.ack_ignored()
+            return False
+        if heartbeat_id > self.heartbeat_seen:
+            self._ack_due = max(self._ack_due, heartbeat_id)
             return False
         self.acked = heartbeat_id
         self.acked_at = self.now()
@@ -355,6 +362,8 @@ class Subscription:
             self._end_sent = True
         elif self.heartbeat_seen < self._hub.heartbeat_id and self._ended is None:
             self.heartbeat_seen = self._hub.heartbeat_id
+            if self._ack_due:  # answered before it was given: it counts now
+                self.acked, self.acked_at, self._ack_due = self._ack_due, now, 0
             out.append(
                 Heartbeat(
                     self.heartbeat_seen,
