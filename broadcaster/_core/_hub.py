@@ -217,30 +217,44 @@ class Broadcaster:
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise anyio.ClosedResourceError
-        if namespace not in self._namespaces:
+        ns = self._namespaces.get(namespace)
+        if ns is None:
             validate_namespace(namespace)
-        config = self.config.namespace(namespace)
-        checked = await self._check_items(config, items)
+        config = self.config.namespace(namespace) if ns is None else ns.config
+        batch = items if isinstance(items, list | tuple) else list(items)
+        every = self.config.publish_yield_every
+        max_size = min(config.retention.max_bytes, self.config.max_retained_bytes)
+        if len(batch) <= every:
+            check = self._items.check
+            checked = [check(config, i, item, max_size) for i, item in enumerate(batch)]
+        else:
+            checked = await self._check_slices(config, batch, max_size)
+            if self._closed:
+                raise anyio.ClosedResourceError
+            ns = self._namespaces.get(namespace)  # it may have come or gone meanwhile
         if not checked:
             return []
-        if self._closed:
-            raise anyio.ClosedResourceError
-        ns = self._namespaces.get(namespace)
         if ns is None:
             self._table.check_room((namespace,), "namespace")
             check_burst(namespace, config, len(checked))
             ns = self._create(namespace)
-        return await self._append(ns, checked)
+        if ns.busy is not None or ns.block_cursors or len(checked) > every:
+            return await self._append_slices(ns, checked)
+        # the common case: one slice, nobody to wait for
+        now = self._publish_time()
+        ns.take_token(now, len(checked))
+        appended = ns.append(checked, now, self.config.wall_clock)
+        self._appended(ns, len(checked))
+        if self._work >= every:
+            self._work = 0
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        return [event.sequence for event in appended]
 
-    async def _check_items(self, config: NamespaceConfig, items: Iterable[PublishItem]
-                           ) -> list[CheckedItem]:
-        """Check every item, yielding every ``publish_yield_every`` of them (nothing has
-        changed yet, so this may be cancelled)."""
-        batch = items if isinstance(items, list | tuple) else list(items)
-        max_size = min(config.retention.max_bytes, self.config.max_retained_bytes)
+    async def _check_slices(self, config: NamespaceConfig, batch: Sequence[PublishItem],
+                            max_size: int) -> list[CheckedItem]:
+        """Check a large batch ``publish_yield_every`` items at a time, with checkpoints
+        in between (nothing has changed yet, so this may be cancelled)."""
         check, every = self._items.check, self.config.publish_yield_every
-        if len(batch) <= every:
-            return [check(config, i, item, max_size) for i, item in enumerate(batch)]
         checked: list[CheckedItem] = []
         for start in range(0, len(batch), every):
             if start:
@@ -249,12 +263,16 @@ class Broadcaster:
                            for i in range(start, min(start + every, len(batch))))
         return checked
 
-    async def _append(self, ns: NamespaceState, checked: list[CheckedItem]) -> list[int]:
+    async def _append_slices(self, ns: NamespaceState, checked: list[CheckedItem]
+                             ) -> list[int]:
+        """Append a batch ``publish_yield_every`` events at a time (as room appears, with
+        ``block`` subscribers), yielding in between; batches of the namespace wait for
+        each other, so that each one's sequences are consecutive."""
         every, wall = self.config.publish_yield_every, self.config.wall_clock
-        while ns.busy is not None:  # another batch is going in slice by slice
+        while ns.busy is not None:
             await ns.busy.wait()
         ns.take_token(self.now(), len(checked))
-        sliced = ns.busy = anyio.Event() if len(checked) > every or ns.block_cursors else None
+        busy = ns.busy = anyio.Event()
         seqs: list[int] = []
         try:
             while len(seqs) < len(checked):
@@ -264,18 +282,20 @@ class Broadcaster:
                 done = len(seqs)
                 appended = ns.append(checked[done : done + count], self._publish_time(), wall)
                 seqs.extend(event.sequence for event in appended)
-                self._mark(ns)
-                if self._budget.over:
-                    self._budget.trim()
-                self._work += count
+                self._appended(ns, count)
                 if self._work >= every:
                     self._work = 0
                     await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
-            if sliced is not None:
-                ns.busy = None
-                sliced.set()
+            ns.busy = None
+            busy.set()
         return seqs
+
+    def _appended(self, ns: NamespaceState, count: int) -> None:
+        self._mark(ns)
+        if self._budget.over:
+            self._budget.trim()
+        self._work += count
 
     def _publish_time(self) -> float:
         """The loop clock, made strictly increasing over publishes (by the smallest step
