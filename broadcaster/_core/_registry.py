@@ -73,7 +73,7 @@ class NamespaceTable:
         log = ns.log
         if (ns.pinned or log.first <= log.head or ns.busy is not None
                 or ns.name in self._config.namespaces
-                or not all(cursor.drained(now) for cursor in ns.cursors)):
+                or not all(cursor.drained(now) for cursor in list(ns.cursors))):
             ns.idle_since = None
             return False
         if ns.idle_since is None:
