@@ -83,6 +83,8 @@ class NamespaceState:
         self.evicted: Counter[str] = Counter()
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        self.changed = True  # since the last statistics(): figures must be recomputed
+        self.max_lag = 0
         self.tokens = float(config.publish_burst)
         self.tokens_at = now
 
@@ -101,6 +103,7 @@ class NamespaceState:
                     self.topic_trimmed[topic] = self.log.head
         self.cursors.add(cursor)
         self.budget.cursors += 1
+        self.changed = True
         if cursor.sub.namespaces is not None:
             self.pinned += 1
         kind = cursor.policy.kind
@@ -124,6 +127,7 @@ class NamespaceState:
                     del self.topic_trimmed[topic]
         self.cursors.discard(cursor)
         self.budget.cursors -= 1
+        self.changed = True
         if cursor.sub.namespaces is not None:
             self.pinned -= 1
         self.block_cursors.discard(cursor)
@@ -168,6 +172,7 @@ class NamespaceState:
         ]
         log.trim(now)
         self.budget.retained_bytes += log.retained_bytes - before
+        self.changed = True
         if self.topic_seqs:
             self.note_topics(appended)
         self.published += len(appended)
@@ -178,9 +183,11 @@ class NamespaceState:
     def trim(self, now: float) -> None:
         """Apply retention by age."""
         log = self.log
-        before = log.retained_bytes
+        before, first = log.retained_bytes, log.first
         log.trim(now)
         self.budget.retained_bytes += log.retained_bytes - before
+        if log.first != first:
+            self.changed = True
 
     def charge(self, event: Event, size: int) -> None:
         """Count an edge's cached copy of *event* (*size* bytes) while it is retained."""
@@ -218,6 +225,7 @@ class NamespaceState:
         before = log.retained_bytes
         log.drop_before(stop)
         self.budget.retained_bytes += log.retained_bytes - before
+        self.changed = True
         return stop - first, before - log.retained_bytes
 
     def park(self, sub: Subscription) -> None:
@@ -334,6 +342,29 @@ class NamespaceState:
 
     # -- counting -----------------------------------------------------------------------
 
+    def _settle_for_figures(self, now: float) -> int:
+        """Settle the cursors that may have drops due (so that a scrape counts them), and
+        return the largest lag. A cursor whose unsettled events all fit its buffer has no
+        drop due and is not settled: with hundreds of thousands of idle cursors a scrape
+        costs one look at each, not a settle."""
+        log = self.log
+        head, first, max_lag = log.head, log.first, 0
+        for cursor in list(self.cursors):
+            if cursor.replaying:
+                lag = head - cursor.next + 1
+            else:
+                unsettled = head - cursor.accepted_end + 1
+                if unsettled > 0 and (
+                    cursor.accepted_end < first or cursor.overflow or cursor.policy.max_bytes
+                    or len(cursor.buf) + unsettled > cursor.policy.max_events
+                ):
+                    cursor.settle(now)
+                    unsettled = head - cursor.accepted_end + 1
+                lag = len(cursor.buf) + len(cursor.overflow) + unsettled
+            if lag > max_lag:
+                max_lag = lag
+        return max_lag
+
     def count_drop(self, reason: DropReason, count: int) -> None:
         self.dropped[reason.value] += count
 
@@ -345,6 +376,7 @@ class NamespaceState:
         (replayed history is counted as delivered but not as latency)."""
         n = len(chunk)
         self.delivered += n
+        self.changed = True
         if not live:
             return
         age = max(0.0, now - chunk[0].published_at)
@@ -354,10 +386,9 @@ class NamespaceState:
             self.wake_publishers()
 
     def statistics(self, now: float) -> NamespaceStatistics:
-        max_lag = 0
-        for cursor in self.cursors:
-            cursor.settle(now)
-            max_lag = max(max_lag, cursor.pending())
+        if self.changed or self.sweep_cursors:
+            self.changed = False
+            self.max_lag = self._settle_for_figures(now)
         cumulative, running = [], 0
         for count in self.latency_counts[:-1]:
             running += count
@@ -375,6 +406,6 @@ class NamespaceState:
             oldest=log.first,
             retained_events=log.head - log.first + 1,
             retained_bytes=log.retained_bytes,
-            max_lag=max_lag,
+            max_lag=self.max_lag,
             latency=LatencyStatistics(tuple(cumulative), total, self.latency_sum),
         )

@@ -221,3 +221,27 @@ async def test_an_idle_cursor_is_small() -> None:
         assert per_cursor < 320, f"{per_cursor:.0f} bytes per idle cursor"
         for sub in subs:
             sub.close()
+
+
+async def test_a_scrape_settles_only_cursors_that_have_drops_due() -> None:
+    """A scrape used to settle every cursor: with 200,000 idle cursors, 0.25 s of the
+    event loop each time, and a buffer allocated for each. Now a cursor whose unread
+    events all fit its buffer is only looked at; one with drops due is settled, and its
+    drops are counted before its subscriber reads, as before."""
+    async with Broadcaster() as hub:
+        roomy = [hub.subscribe("a") for _ in range(100)]
+        for sub in roomy:
+            sub.open()
+        async with hub.subscribe("a", policy=Policy.drop_oldest(2)) as tight:
+            for _ in range(5):
+                await hub.publish("a", "/x")
+            stats = hub.statistics().namespaces["a"]
+            assert stats.dropped == {"drop_oldest": 3}
+            assert stats.max_lag == 5
+            assert all(sub.cursors["a"].buf == () for sub in roomy)  # untouched
+            assert len(tight.cursors["a"].buf) == 2
+            assert hub.statistics().namespaces["a"].max_lag == 5  # unchanged: cached
+            assert [e.sequence for e in events_of(drain(roomy[0]))] == [1, 2, 3, 4, 5]
+        for sub in roomy:
+            sub.close()
+        assert hub.statistics().namespaces["a"].max_lag == 0
