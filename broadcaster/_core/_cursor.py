@@ -162,6 +162,7 @@ class Cursor:
             self._drop(dropped, self._reason())
 
     def _retry_queue(self, events: Sequence[Event], now: float) -> None:
+        self.ns.retrying = True
         policy, overflow = self.policy, self._overflow()
         last = overflow[-1][1] if overflow else 0.0
         rejected: list[Event] = []

@@ -566,8 +566,8 @@ class Broadcaster:
             await anyio.sleep(interval)
             now = self.now()
             for ns in self._namespaces.values():
-                for cursor in list(ns.sweep_cursors):
-                    cursor.settle(now)
+                if ns.sweep_cursors and (ns.log.head != ns.swept_head or ns.retrying):
+                    ns.sweep(now)
 
     # -- figures --------------------------------------------------------------------------
 

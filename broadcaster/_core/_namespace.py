@@ -84,6 +84,8 @@ class NamespaceState:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.changed = True  # since the last statistics(): figures must be recomputed
+        self.swept_head = 0  # the head when sweep() last ran
+        self.retrying = False  # some cursor has events waiting for a retry
         self.max_lag = 0
         self.tokens = float(config.publish_burst)
         self.tokens_at = now
@@ -339,6 +341,16 @@ class NamespaceState:
         if self.room is not None:
             self.room.set()
             self.room = None
+
+    def sweep(self, now: float) -> None:
+        """Settle the ``disconnect`` and ``retry`` cursors: evicts subscribers over their
+        bound and counts expired retries even if nobody reads. Called only when there is
+        something to do: events published since the last sweep, or retries waiting."""
+        self.swept_head = self.log.head
+        cursors = list(self.sweep_cursors)
+        for cursor in cursors:
+            cursor.settle(now)
+        self.retrying = any(cursor.overflow for cursor in cursors)
 
     # -- counting -----------------------------------------------------------------------
 
