@@ -72,13 +72,16 @@ class NamespaceTable:
         when it has been unused)."""
         log = ns.log
         if (ns.pinned or log.first <= log.head or ns.busy is not None
-                or ns.name in self._config.namespaces
-                or not all(cursor.drained(now) for cursor in list(ns.cursors))):
+                or ns.name in self._config.namespaces):
             ns.idle_since = None
             return False
         if ns.idle_since is None:
             ns.idle_since = now
-        return now - ns.idle_since >= self._config.namespace_idle_timeout
+            return False
+        # all-namespaces subscriptions must have been given everything of it (looked at
+        # once the time is up, not at every heartbeat: there may be many of them)
+        return (now - ns.idle_since >= self._config.namespace_idle_timeout
+                and all(cursor.drained(now) for cursor in list(ns.cursors)))
 
     def remove(self, ns: NamespaceState) -> None:
         """Remove *ns* (idle, without cursors) and remember its head."""

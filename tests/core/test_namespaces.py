@@ -141,7 +141,7 @@ class TestIdle:
             await anyio.sleep(100.0)  # retention dropped it long ago; lagging never read
             assert hub.namespace_names() == ["tmp"]
             assert drain(lagging) == [DropNotice("tmp", 1, 1, 1, DropReason.RETENTION)]
-            await anyio.sleep(35.0)  # now it has nothing left there: removed at 130
+            await anyio.sleep(15.0)  # it has nothing left there: removed at the next beat
             assert hub.namespace_names() == []
 
     async def test_when_the_memory_of_heads_is_full_resumes_are_told(self) -> None:
