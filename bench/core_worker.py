@@ -69,7 +69,7 @@ async def fanout(p: dict[str, Any]) -> dict[str, Any]:
     async with _hub() as hub, anyio.create_task_group() as tg:
         opened = []
         for _ in range(subs):
-            sub = hub.subscribe("bench", policy=Policy.block(8192, timeout=30.0))
+            sub = hub.subscribe("bench", policy=Policy.block(8192, timeout=5.0))
             await sub.__aenter__()
             opened.append(sub)
         for sub in opened:

@@ -161,7 +161,7 @@ def _grpc_policy(p: dict[str, Any]) -> Any:
     pol = pb.OverflowPolicy(max_events=p.get("max_events", 8192))
     if kind == "block":
         pol.kind = pb.OverflowPolicy.BLOCK
-        pol.block_timeout.CopyFrom(Duration(seconds=30))
+        pol.block_timeout.CopyFrom(Duration(seconds=5))  # the default max_block_timeout
         pol.fallback = pb.OverflowPolicy.DROP_NEWEST
     elif kind == "drop_newest":
         pol.kind = pb.OverflowPolicy.DROP_NEWEST

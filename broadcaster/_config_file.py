@@ -5,7 +5,8 @@ Layout::
     [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
     [log]               level, format
     [process]           gc_threshold (see broadcaster.tune_gc; 0 keeps Python's default)
-    [hub]               HubConfig fields (heartbeat_interval, max_namespaces...)
+    [hub]               HubConfig fields (heartbeat_interval, max_namespaces, max_cursors,
+                        max_retained_bytes...)
     [defaults]          NamespaceConfig of every namespace not listed below
     [namespaces."k8s.io"]   NamespaceConfig of one namespace (unset keys: from [defaults])
     [*.retention]       Retention (max_events, max_bytes, max_age)
@@ -162,7 +163,13 @@ _HUB: dict[str, Check] = {
     "overflow_check_interval": _seconds,
     "notify_linger": _number(0),
     "publish_yield_every": _int(1),
+    "wake_batch": _int(1),
+    "loop_lag_interval": _seconds,
     "max_namespaces": _int(1),
+    "namespace_idle_timeout": _seconds,
+    "namespace_head_memory": _int(0),
+    "max_cursors": _int(1),
+    "max_retained_bytes": _int(1),
     "epoch": _string,
     "seed": _int(0),
 }
@@ -196,6 +203,8 @@ _NAMESPACE: dict[str, Check] = {
     "max_policy_bytes": _int(1),
     "max_publish_rate": _number(0),
     "publish_burst": _int(1),
+    "allow_block": _bool,
+    "max_block_timeout": _seconds,
 }
 
 

@@ -104,8 +104,49 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "broadcaster_callback_errors", "Callback calls that raised.",
             value=stats.callback_errors)
+        yield from _hub_families(stats)
         if self._extra is not None:
             yield from self._extra()
+
+
+def _hub_families(stats: HubStatistics) -> Iterator[Metric]:
+    """Server-wide figures: liveness, the event loop, and the shared bounds."""
+    yield CounterMetricFamily(
+        "broadcaster_heartbeat_acks_ignored",
+        "Heartbeat acks that answered no heartbeat the subscription was given (0, unknown, "
+        "future or repeated ids): ignored.", value=stats.heartbeat_acks_ignored)
+    lag = HistogramMetricFamily(
+        "broadcaster_event_loop_lag_seconds",
+        "How late the event loop ran the hub's monitor, sampled every loop_lag_interval.")
+    buckets = [(_le(b), c) for b, c in zip(LATENCY_BUCKETS, stats.loop_lag_histogram.counts,
+                                           strict=True)]
+    buckets.append(("+Inf", stats.loop_lag_histogram.total))
+    lag.add_metric([], buckets, stats.loop_lag_histogram.sum)
+    yield lag
+    yield CounterMetricFamily(
+        "broadcaster_event_loop_stalled_seconds",
+        "Seconds the event loop was stalled; not charged to any subscriber's liveness.",
+        value=stats.loop_stalled_seconds)
+    yield GaugeMetricFamily(
+        "broadcaster_namespaces", "Namespaces that exist.", value=len(stats.namespaces))
+    yield CounterMetricFamily(
+        "broadcaster_namespaces_removed",
+        "Namespaces removed after namespace_idle_timeout without events, subscribers or "
+        "configuration.", value=stats.namespaces_removed)
+    yield GaugeMetricFamily(
+        "broadcaster_cursors", "Cursors held (one per subscription and namespace).",
+        value=stats.cursors)
+    yield GaugeMetricFamily(
+        "broadcaster_cursors_limit", "The hub's bound on cursors (max_cursors).",
+        value=stats.max_cursors)
+    yield GaugeMetricFamily(
+        "broadcaster_retained_bytes_limit",
+        "The hub's bound on retained bytes over all namespaces (max_retained_bytes).",
+        value=stats.max_retained_bytes)
+    yield CounterMetricFamily(
+        "broadcaster_retention_budget_trimmed_events",
+        "Retained events dropped, oldest first across namespaces, to keep within "
+        "max_retained_bytes.", value=stats.budget_trimmed_events)
 
 
 def _le(bound: float) -> str:

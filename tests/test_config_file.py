@@ -29,6 +29,11 @@ def test_example_file_loads_every_documented_key() -> None:
     assert k8s.max_publish_rate == 20000.0
     assert server.hub.namespace("other").default_policy.kind is PolicyKind.DROP_OLDEST
     assert server.hub.filters == FilterConfig()  # the example shows the defaults
+    hub = server.hub
+    assert (hub.wake_batch, hub.loop_lag_interval) == (256, 0.1)
+    assert (hub.namespace_idle_timeout, hub.namespace_head_memory) == (300.0, 10_000)
+    assert (hub.max_cursors, hub.max_retained_bytes) == (250_000, 512 * 1024 * 1024)
+    assert (k8s.allow_block, k8s.max_block_timeout) == (True, 5.0)
 
 
 def test_empty_config_gives_defaults() -> None:
@@ -68,6 +73,14 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
          "defaults.default_policy.max_backoff:"),
         ({"defaults": {"max_policy_events": 10, "default_policy": {"max_events": 20}}},
          "defaults.default_policy.max_events:"),
+        ({"hub": {"max_cursors": 0}}, "hub.max_cursors: must be a positive integer"),
+        ({"hub": {"namespace_idle_timeout": 0}}, "hub.namespace_idle_timeout: must be a pos"),
+        ({"defaults": {"max_block_timeout": -1}}, "defaults.max_block_timeout: must be a pos"),
+        ({"defaults": {"allow_block": False, "default_policy": {"kind": "block"}}},
+         "defaults.default_policy.kind: block is not allowed"),
+        ({"namespaces": {"a": {"max_block_timeout": 0.5,
+                               "default_policy": {"kind": "block", "block_timeout": 1.0}}}},
+         'namespaces.a.default_policy.block_timeout: 1 s exceeds the maximum of 0.5 s'),
         ({"extra": {}}, "extra: unknown section"),
         ({"filters": {"max_filters": 0}}, "filters.max_filters: must be a positive integer"),
         ({"filters": {"max_filterz": 1}}, "filters.max_filterz: unknown key"),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from ._errors import InvalidArgument, InvalidPolicy
 from ._payload import PayloadFields
-from ._policy import Policy
+from ._policy import Policy, PolicyKind
 from ._validation import validate_namespace
 
 __all__ = ["FilterConfig", "HubConfig", "NamespaceConfig", "Retention"]
@@ -35,11 +35,15 @@ class NamespaceConfig:
     :ivar retention: history kept for resume
     :ivar default_policy: policy of subscriptions that do not choose one
     :ivar max_subscriptions: subscriptions at once (counting multi-namespace ones)
-    :ivar max_payload_bytes: largest payload accepted by ``publish``
+    :ivar max_payload_bytes: largest payload accepted by ``publish``, counting the type
+        URL with it
     :ivar max_policy_events: largest ``max_events`` a subscription may ask for
     :ivar max_policy_bytes: largest ``max_bytes`` a subscription may ask for
     :ivar max_publish_rate: events per second accepted (token bucket), or None
     :ivar publish_burst: the token bucket's size
+    :ivar allow_block: whether subscriptions may use the ``block`` policy (which makes
+        publishers wait for them)
+    :ivar max_block_timeout: the longest ``block_timeout`` a subscription may ask for
     """
 
     retention: Retention = field(default_factory=Retention)
@@ -50,24 +54,38 @@ class NamespaceConfig:
     max_policy_bytes: int = 256 * 1024 * 1024
     max_publish_rate: float | None = None
     publish_burst: int = 1000
+    allow_block: bool = True
+    max_block_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.max_block_timeout > 0:
+            raise InvalidArgument("max_block_timeout", "must be positive")
 
     def clamp_policy(self, policy: Policy) -> Policy:
-        """*policy* with its bounds cut down to this namespace's limits."""
+        """*policy* cut down to this namespace's limits: smaller bounds, a shorter
+        ``block_timeout``, and ``block`` replaced by its fallback where it is not allowed
+        (for all-namespaces subscriptions meeting a new namespace)."""
         events, max_bytes = self.max_policy_events, self.max_policy_bytes
-        if policy.max_events <= events and policy.max_bytes <= max_bytes:
-            return policy
-        return replace(
-            policy,
-            max_events=min(policy.max_events, self.max_policy_events),
-            max_bytes=min(policy.max_bytes, self.max_policy_bytes),
-        )
+        changes: dict[str, object] = {}
+        if policy.max_events > events:
+            changes["max_events"] = events
+        if policy.max_bytes > max_bytes:
+            changes["max_bytes"] = max_bytes
+        if policy.kind is PolicyKind.BLOCK:
+            if not self.allow_block:
+                changes["kind"] = policy.fallback
+            elif policy.block_timeout > self.max_block_timeout:
+                changes["block_timeout"] = self.max_block_timeout
+        return replace(policy, **changes) if changes else policy  # type: ignore[arg-type]
 
-    def check_policy(self, policy: Policy) -> Policy:
+    def check_policy(self, policy: Policy, namespace: str | None = None) -> Policy:
         """Return *policy* if it fits this namespace's limits.
 
+        :param namespace: the namespace's name, for the message
         :raises InvalidPolicy: naming the bound that is too large
         """
         policy.validated()
+        where = f" in namespace {namespace!r}" if namespace else ""
         if policy.max_events > self.max_policy_events:
             raise InvalidPolicy(
                 "policy.max_events", f"{policy.max_events} exceeds {self.max_policy_events}"
@@ -76,6 +94,18 @@ class NamespaceConfig:
             raise InvalidPolicy(
                 "policy.max_bytes", f"{policy.max_bytes} exceeds {self.max_policy_bytes}"
             )
+        if policy.kind is PolicyKind.BLOCK:
+            if not self.allow_block:
+                raise InvalidPolicy(
+                    "policy.kind", f"block is not allowed{where} (allow_block = false): "
+                    "choose drop_newest, drop_oldest, retry or disconnect"
+                )
+            if policy.block_timeout > self.max_block_timeout:
+                raise InvalidPolicy(
+                    "policy.block_timeout",
+                    f"{policy.block_timeout:g} s exceeds the maximum of "
+                    f"{self.max_block_timeout:g} s{where} (max_block_timeout)",
+                )
         return policy
 
 
@@ -143,7 +173,19 @@ class HubConfig:
         subscribers, so that one wake-up serves several publishes (0: next loop turn)
     :ivar publish_yield_every: a publisher yields to other tasks every N publishes
         (fairness between a flood in one namespace and the rest)
-    :ivar max_namespaces: namespaces the hub will create
+    :ivar wake_batch: subscriptions the hub wakes (after a publish, or at a heartbeat)
+        before it lets other tasks run
+    :ivar loop_lag_interval: seconds between wake-ups of the task that measures the
+        event loop's lag (stalls of the loop are not charged to subscribers' liveness)
+    :ivar max_namespaces: namespaces that may exist at once
+    :ivar namespace_idle_timeout: seconds after which a namespace with no retained
+        events, no subscription naming it and no entry in *namespaces* is removed
+    :ivar namespace_head_memory: removed namespaces whose newest sequence the hub
+        remembers, so that their numbering continues if they come back
+    :ivar max_cursors: cursors (one per subscription and namespace it reads) the hub
+        holds at once, over all namespaces
+    :ivar max_retained_bytes: bytes of retained events over all namespaces; past it the
+        oldest events go first, whatever their namespace
     :ivar default_namespace: settings of namespaces not listed in *namespaces*
     :ivar namespaces: per-namespace settings
     :ivar epoch: identity of this log's incarnation (random when None); a resume with
@@ -165,7 +207,13 @@ class HubConfig:
     overflow_check_interval: float = 0.1
     notify_linger: float = 0.0005
     publish_yield_every: int = 64
+    wake_batch: int = 256
+    loop_lag_interval: float = 0.1
     max_namespaces: int = 1024
+    namespace_idle_timeout: float = 300.0
+    namespace_head_memory: int = 10_000
+    max_cursors: int = 250_000
+    max_retained_bytes: int = 512 * 1024 * 1024
     default_namespace: NamespaceConfig = field(default_factory=NamespaceConfig)
     namespaces: Mapping[str, NamespaceConfig] = field(default_factory=dict)
     epoch: str | None = None
@@ -188,6 +236,20 @@ class HubConfig:
             raise InvalidArgument("notify_linger", "must be zero or positive")
         if self.publish_yield_every < 1:
             raise InvalidArgument("publish_yield_every", "must be at least 1")
+        if self.wake_batch < 1:
+            raise InvalidArgument("wake_batch", "must be at least 1")
+        if not self.loop_lag_interval > 0:
+            raise InvalidArgument("loop_lag_interval", "must be positive")
+        if self.max_namespaces < 1:
+            raise InvalidArgument("max_namespaces", "must be at least 1")
+        if not self.namespace_idle_timeout > 0:
+            raise InvalidArgument("namespace_idle_timeout", "must be positive")
+        if self.namespace_head_memory < 0:
+            raise InvalidArgument("namespace_head_memory", "must be zero or positive")
+        if self.max_cursors < 1:
+            raise InvalidArgument("max_cursors", "must be at least 1")
+        if self.max_retained_bytes < 1:
+            raise InvalidArgument("max_retained_bytes", "must be at least 1")
         for name, ns in self.namespaces.items():
             validate_namespace(name, f"namespaces[{name!r}]")
             ns.check_policy(ns.default_policy)

@@ -48,10 +48,12 @@ class Cursor:
         self.next = ns.log.head + 1  # replay position (while replaying)
         self.accepted_end = self.next  # first sequence not yet settled (live)
         self.start_after = self.next - 1  # delivery starts after this sequence
-        self.buf: deque[Event] = deque()
+        # Containers exist only while they hold something: an idle cursor is one small
+        # object (a hub may hold hundreds of thousands), not three empty containers.
+        self.buf: deque[Event] | tuple[()] = ()
         self.buf_bytes = 0
-        self.overflow: deque[tuple[Event, float]] = deque()  # retry: (event, deadline)
-        self.notices: list[DropNotice | ResyncNotice] = []
+        self.overflow: deque[tuple[Event, float]] | tuple[()] = ()  # retry: (event, deadline)
+        self.notices: list[DropNotice | ResyncNotice] | tuple[()] = ()
         # the filter's CPU budget ran out before the head: settle or replay goes on at
         # the next read, after other tasks ran (the subscription is woken for it)
         self.behind = False
@@ -71,7 +73,8 @@ class Cursor:
         elif since + 1 < log.first:
             reason = ResyncReason.COMPACTED
         if reason is not None:
-            self.notices.append(ResyncNotice(self.ns.name, since, log.first, reason, hub_epoch))
+            self._notices().append(
+                ResyncNotice(self.ns.name, since, log.first, reason, hub_epoch))
             self.next = log.first
         else:
             self.next = since + 1
@@ -118,7 +121,7 @@ class Cursor:
             self._admit(events, now)
 
     def _admit(self, events: Sequence[Event], now: float) -> None:
-        mode, policy, buf = self.mode, self.policy, self.buf
+        mode, policy, buf = self.mode, self.policy, self._buffer()
         if mode is PolicyKind.DROP_OLDEST:
             buf.extend(events)
             if policy.max_bytes:
@@ -153,7 +156,7 @@ class Cursor:
         return fit
 
     def _trim_oldest(self) -> None:
-        policy, buf = self.policy, self.buf
+        policy, buf = self.policy, self._buffer()
         excess = len(buf) - policy.max_events
         dropped: list[Event] = []
         if excess > 0:
@@ -168,7 +171,8 @@ class Cursor:
             self._drop(dropped, self._reason())
 
     def _retry_queue(self, events: Sequence[Event], now: float) -> None:
-        policy, overflow = self.policy, self.overflow
+        self.ns.retrying = True
+        policy, overflow = self.policy, self._overflow()
         last = overflow[-1][1] if overflow else 0.0
         rejected: list[Event] = []
         for event in events:
@@ -181,7 +185,7 @@ class Cursor:
             self._drop(rejected, DropReason.RETRY_EXHAUSTED)
 
     def _retry_admit(self, now: float) -> None:
-        overflow, expired = self.overflow, []
+        overflow, expired = self._overflow(), []
         while overflow and overflow[0][1] < now:
             expired.append(overflow.popleft()[0])
         if expired:
@@ -191,7 +195,7 @@ class Cursor:
             fit = self._fit(waiting)
             for _ in range(fit):
                 event = overflow.popleft()[0]
-                self.buf.append(event)
+                self._buffer().append(event)
                 self.buf_bytes += event.size if self.policy.max_bytes else 0
 
     def _reason(self) -> DropReason:
@@ -209,7 +213,7 @@ class Cursor:
         self._record(last - first + 1, first, last, DropReason.RETENTION)
 
     def _record(self, count: int, first: int, last: int, reason: DropReason) -> None:
-        notices = self.notices
+        notices = self._notices()
         if notices:
             prev = notices[-1]
             if (
@@ -251,7 +255,7 @@ class Cursor:
     def flush_notices(self, out: list[object]) -> None:
         if self.notices:
             out.extend(self.notices)
-            self.notices.clear()
+            self.notices = ()
 
     def _take_live(self, limit: int, out: list[object]) -> int:
         buf = self.buf
@@ -260,10 +264,11 @@ class Cursor:
             return 0
         if len(buf) <= limit:
             chunk = list(buf)
-            buf.clear()
+            self.buf = ()
             self.buf_bytes = 0
         else:
-            chunk = [buf.popleft() for _ in range(limit)]
+            popleft = self._buffer().popleft
+            chunk = [popleft() for _ in range(limit)]
             if self.policy.max_bytes:
                 self.buf_bytes -= sum(e.size for e in chunk)
         out.extend(chunk)
@@ -310,6 +315,36 @@ class Cursor:
             out.extend(chunk)
             self.ns.delivered_chunk(chunk, self.sub.now(), live=False)
         return len(chunk)
+
+    def _buffer(self) -> deque[Event]:
+        buf = self.buf
+        if not isinstance(buf, deque):
+            buf = self.buf = deque()
+        return buf
+
+    def _overflow(self) -> deque[tuple[Event, float]]:
+        overflow = self.overflow
+        if not isinstance(overflow, deque):
+            overflow = self.overflow = deque()
+        return overflow
+
+    def _notices(self) -> list[DropNotice | ResyncNotice]:
+        notices = self.notices
+        if not isinstance(notices, list):
+            notices = self.notices = []
+        return notices
+
+    def discard(self) -> None:
+        """Forget what is buffered or waiting for a retry (the subscriber was evicted)."""
+        self.buf = self.overflow = ()
+        self.buf_bytes = 0
+
+    def drained(self, now: float) -> bool:
+        """Whether everything published has been delivered or reported to the subscriber
+        (nothing buffered, waiting for a retry, to replay, or to tell)."""
+        self.settle(now)
+        return not (self.buf or self.overflow or self.notices or self.replaying
+                    or self.accepted_end <= self.ns.log.head)
 
     def pending(self) -> int:
         """Events published that this cursor has neither delivered nor dropped (upper bound)."""

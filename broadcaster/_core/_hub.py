@@ -4,43 +4,36 @@ them honest (heartbeats, eviction of dead and slow subscribers, retention by age
 from __future__ import annotations
 
 import logging
+import math
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
 
+from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
-from ._errors import InvalidArgument, PayloadTooLarge, QuotaExceeded
+from ._errors import InvalidArgument, QuotaExceeded
 from ._filter_cache import FilterCache
 from ._filters import Matcher
-from ._log import LogFactory, MemoryLog, event_size
-from ._namespace import NamespaceState
+from ._items import CheckedItem, ItemChecker, PublishItem
+from ._lag import LoopMonitor
+from ._log import LogFactory, MemoryLog
+from ._namespace import NamespaceState, check_burst
 from ._payload import FieldCache, json_fields
 from ._policy import Policy
+from ._registry import NamespaceTable
 from ._stats import HubStatistics
 from ._subscription import Liveness, Subscription
-from ._types import EndReason
-from ._validation import validate_labels, validate_namespace, validate_topic
+from ._types import EndReason, Event
+from ._validation import validate_namespace
 
 __all__ = ["Broadcaster", "PublishItem"]
 
 logger = logging.getLogger("broadcaster.hub")
-
-
-@dataclass(frozen=True, slots=True)
-class PublishItem:
-    """One event of :meth:`Broadcaster.publish_many`."""
-
-    topic: str
-    payload: bytes = b""
-    type_url: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    timestamp_ns: int | None = None
 
 
 class Broadcaster:
@@ -54,13 +47,16 @@ class Broadcaster:
     def __init__(self, config: HubConfig | None = None, *, log_factory: LogFactory = MemoryLog):
         self.config = config or HubConfig()
         self.epoch = self.config.epoch or uuid.uuid4().hex[:16]
-        self._log_factory = log_factory
         self._random = random.Random(self.config.seed)
-        self._namespaces: dict[str, NamespaceState] = {}
+        self._budget = Budget(self.config.max_cursors, self.config.max_retained_bytes)
+        self._table = NamespaceTable(self.config, log_factory, self._budget)
+        self._namespaces = self._table.live
         self._subs: set[Subscription] = set()
-        self._wildcard: set[Subscription] = set()
+        self._wildcard: dict[Subscription, None] = {}  # all-namespaces ones, oldest first
         self._wildcard_waiting: set[Subscription] = set()
-        self._valid_topics: set[str] = set()  # memo of validate_topic, bounded
+        self._items = ItemChecker()
+        self._work = 0  # events published since a publisher last yielded
+        self._last_publish = -math.inf
         # event. selectors read payloads through one cache; filter lists are interned
         limits = self.config.filters
         self.payload_fields = FieldCache(
@@ -73,6 +69,8 @@ class Broadcaster:
         self._tg: TaskGroup | None = None
         self._closed = False
         self.heartbeat_id = 0
+        self.acks_ignored = 0
+        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4, 0.0)
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
 
@@ -84,6 +82,9 @@ class Broadcaster:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._clock = _loop_clock()
+        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4,
+                                    self.now())
+        self._tg.start_soon(self._monitor.run, self._clock, name="broadcaster loop monitor")
         self._tg.start_soon(self._notifier_loop, name="broadcaster notifier")
         self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
         self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
@@ -123,23 +124,62 @@ class Broadcaster:
     def random(self) -> float:
         return self._random.random()
 
+    @property
+    def _liveness_limit(self) -> float:
+        return self.config.heartbeat_interval * self.config.max_missed_heartbeats
+
+    def ack_ignored(self) -> None:
+        """Count a heartbeat ack that answered no heartbeat the subscription was given."""
+        self.acks_ignored += 1
+
     # -- namespaces -------------------------------------------------------------------
 
     def namespace(self, name: str, field: str = "namespace") -> NamespaceState:
-        """The state of namespace *name*, created on first use."""
+        """The state of namespace *name*, created on first use.
+
+        :raises InvalidNamespace: if *name* is not a valid namespace
+        :raises QuotaExceeded: if the hub has its maximum of namespaces
+        """
         ns = self._namespaces.get(name)
-        if ns is not None:
-            return ns
-        validate_namespace(name, field)
-        if len(self._namespaces) >= self.config.max_namespaces:
-            limit = self.config.max_namespaces
-            raise QuotaExceeded(field, f"the hub has its maximum of {limit} namespaces")
-        config = self.config.namespace(name)
-        ns = NamespaceState(name, config, self._log_factory(name, config.retention), self.now())
-        self._namespaces[name] = ns
-        for sub in self._wildcard:
+        if ns is None:
+            validate_namespace(name, field)
+            self._table.check_room((name,), field)
+            ns = self._create(name)
+        return ns
+
+    def _create(self, name: str) -> NamespaceState:
+        """Create a namespace (valid, room checked) and attach the all-namespaces
+        subscriptions to it, as many as the cursor budget allows: the newest of those
+        that do not fit are ended (``cursor_limit``), never the publisher refused."""
+        ns = self._table.create(name, self.now())
+        budget, wildcard = self._budget, list(self._wildcard)  # oldest first
+        while len(wildcard) > budget.max_cursors - budget.cursors:
+            wildcard.pop().end(  # the newest goes, and frees its cursors
+                EndReason.CURSOR_LIMIT,
+                f"namespace {name!r} appeared and the hub has its maximum of "
+                f"{budget.max_cursors} cursors (one per subscription and namespace): the "
+                "newest all-namespaces subscriptions were ended; raise max_cursors "
+                "([hub] max_cursors in the configuration file)",
+            )
+        for sub in wildcard:
             sub.attach(ns, clamp=True)
         return ns
+
+    def _remove(self, ns: NamespaceState) -> None:
+        """Remove an idle namespace; all-namespaces subscriptions leave it (they have
+        nothing of it left to deliver) and meet it again if it comes back."""
+        for cursor in list(ns.cursors):
+            cursor.sub.detach(ns)
+        self._dirty.discard(ns)
+        self._table.remove(ns)
+
+    def account_cached(self, event: Event, size: int) -> None:
+        """Note that an edge keeps *size* bytes of a serialized copy of *event* (in
+        ``Event.encoded``): retention bounds and ``max_retained_bytes`` count them while
+        the event is retained, so that they bound memory."""
+        ns = self._namespaces.get(event.namespace)
+        if ns is not None:
+            ns.charge(event, size)
 
     def namespace_names(self) -> list[str]:
         return sorted(self._namespaces)
@@ -171,70 +211,108 @@ class Broadcaster:
         return (await self.publish_many(namespace, (item,)))[0]
 
     async def publish_many(self, namespace: str, items: Iterable[PublishItem]) -> list[int]:
-        """Publish several events to one namespace, all or none; return their sequences.
+        """Publish several events to one namespace, all or none; return their sequences
+        (consecutive: batches into one namespace do not interleave).
+
+        A large batch is checked, then appended, ``publish_yield_every`` events at a
+        time with a checkpoint in between, so that other tasks (other namespaces'
+        publishers, health checks) run during it; subscribers get it slice by slice.
+        Nothing is created (not even the namespace) unless the whole batch is accepted.
 
         :raises: as :meth:`publish`, naming ``items[i]`` for the event at fault
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise anyio.ClosedResourceError
-        ns_config = self.config.namespace(namespace)
-        checked = [self._check(ns_config, i, item) for i, item in enumerate(items)]
-        ns = self.namespace(namespace)
+        ns = self._namespaces.get(namespace)
+        if ns is None:
+            validate_namespace(namespace)
+        config = self.config.namespace(namespace) if ns is None else ns.config
+        batch = items if isinstance(items, list | tuple) else list(items)
+        every = self.config.publish_yield_every
+        max_size = min(config.retention.max_bytes, self.config.max_retained_bytes)
+        if len(batch) <= every:
+            check = self._items.check
+            checked = [check(config, i, item, max_size) for i, item in enumerate(batch)]
+        else:
+            checked = await self._check_slices(config, batch, max_size)
+            if self._closed:
+                raise anyio.ClosedResourceError
+            ns = self._namespaces.get(namespace)  # it may have come or gone meanwhile
         if not checked:
             return []
-        now = self.now()
+        if ns is None:
+            self._table.check_room((namespace,), "namespace")
+            check_burst(namespace, config, len(checked))
+            ns = self._create(namespace)
+        if ns.busy is not None or ns.block_cursors or len(checked) > every:
+            return await self._append_slices(ns, checked)
+        # the common case: one slice, nobody to wait for
+        now = self._publish_time()
         ns.take_token(now, len(checked))
-        log, wall = ns.log, self.config.wall_clock
-        seqs: list[int] = []
-        while len(seqs) < len(checked):
-            count = len(checked) - len(seqs)
-            if ns.block_cursors:  # a batch larger than the room goes in as room appears
-                count = await self._wait_for_room(ns, count)
-            now = self.now()
-            appended = [
-                log.append(item.topic, item.payload, item.type_url, labels,
-                           wall() if item.timestamp_ns is None else item.timestamp_ns,
-                           now, size)
-                for item, labels, size in checked[len(seqs) : len(seqs) + count]
-            ]
-            seqs.extend(event.sequence for event in appended)
-            log.trim(now)
-            if ns.topic_seqs:
-                ns.note_topics(appended)
-            ns.published += count
-            self._mark(ns)
-        ns.since_yield += len(seqs)
-        if ns.since_yield >= self.config.publish_yield_every:
-            ns.since_yield = 0
+        appended = ns.append(checked, now, self.config.wall_clock)
+        self._appended(ns, len(checked))
+        if self._work >= every:
+            self._work = 0
             await anyio.lowlevel.cancel_shielded_checkpoint()
+        return [event.sequence for event in appended]
+
+    async def _check_slices(self, config: NamespaceConfig, batch: Sequence[PublishItem],
+                            max_size: int) -> list[CheckedItem]:
+        """Check a large batch ``publish_yield_every`` items at a time, with checkpoints
+        in between (nothing has changed yet, so this may be cancelled)."""
+        check, every = self._items.check, self.config.publish_yield_every
+        checked: list[CheckedItem] = []
+        for start in range(0, len(batch), every):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            checked.extend(check(config, i, batch[i], max_size)
+                           for i in range(start, min(start + every, len(batch))))
+        return checked
+
+    async def _append_slices(self, ns: NamespaceState, checked: list[CheckedItem]
+                             ) -> list[int]:
+        """Append a batch ``publish_yield_every`` events at a time (as room appears, with
+        ``block`` subscribers), yielding in between; batches of the namespace wait for
+        each other, so that each one's sequences are consecutive."""
+        every, wall = self.config.publish_yield_every, self.config.wall_clock
+        while ns.busy is not None:
+            await ns.busy.wait()
+        ns.take_token(self.now(), len(checked))
+        busy = ns.busy = anyio.Event()
+        seqs: list[int] = []
+        try:
+            while len(seqs) < len(checked):
+                count = min(len(checked) - len(seqs), every)
+                if ns.block_cursors:  # a batch larger than the room goes in as room appears
+                    count = await self._wait_for_room(ns, count)
+                done = len(seqs)
+                appended = ns.append(checked[done : done + count], self._publish_time(), wall)
+                seqs.extend(event.sequence for event in appended)
+                self._appended(ns, count)
+                if self._work >= every:
+                    self._work = 0
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            ns.busy = None
+            busy.set()
         return seqs
 
-    def _check(
-        self, config: NamespaceConfig, index: int, item: PublishItem
-    ) -> tuple[PublishItem, dict[str, str], int]:
-        prefix = f"items[{index}]." if index else ""
-        if item.topic not in self._valid_topics:
-            validate_topic(item.topic, prefix + "topic")
-            if len(self._valid_topics) >= 4096:
-                self._valid_topics.clear()
-            self._valid_topics.add(item.topic)
-        labels = validate_labels(item.labels, prefix + "labels")
-        if not isinstance(item.payload, bytes | bytearray | memoryview):
-            raise InvalidArgument(prefix + "payload", "must be bytes")
-        limit = config.max_payload_bytes
-        if len(item.payload) > limit:
-            raise PayloadTooLarge(
-                prefix + "payload", f"{len(item.payload)} bytes exceed the limit of {limit}"
-            )
-        size = event_size(item.topic, item.payload, item.type_url, labels)
-        if size > config.retention.max_bytes:
-            raise PayloadTooLarge(
-                prefix + "payload",
-                f"event of {size} bytes exceeds the namespace's retained bytes "
-                f"({config.retention.max_bytes})",
-            )
-        return item, labels, size
+    def _appended(self, ns: NamespaceState, count: int) -> None:
+        self._mark(ns)
+        if self._budget.over:
+            self._budget.trim()
+        self._work += count
+
+    def _publish_time(self) -> float:
+        """The loop clock, made strictly increasing over publishes (by the smallest step
+        a float allows), so that "oldest first" across namespaces is a total order even
+        on a clock that has not moved."""
+        now = self.now()
+        if now <= self._last_publish:
+            now = math.nextafter(self._last_publish, math.inf)
+        self._last_publish = now
+        return now
 
     async def _wait_for_room(self, ns: NamespaceState, count: int) -> int:
         """Wait until every blocking subscriber has room, at most its timeout; return how
@@ -275,6 +353,7 @@ class Broadcaster:
 
     async def _notifier_loop(self) -> None:
         linger = self.config.notify_linger
+        woken: list[Subscription] = []
         while True:
             if not self._dirty and not self._rewake:
                 self._notify = anyio.Event()
@@ -283,15 +362,25 @@ class Broadcaster:
                 await anyio.sleep(linger)
             dirty, self._dirty = self._dirty, set()
             for ns in dirty:
-                ns.notify()
+                ns.take_waiters(woken)
             if self._rewake:
-                rewake, self._rewake = self._rewake, set()
-                for sub in rewake:
-                    sub.wake()
+                woken.extend(self._rewake)
+                self._rewake.clear()
             if self._wildcard_waiting:
-                for sub in self._wildcard_waiting:
-                    sub.wake()
+                woken.extend(self._wildcard_waiting)
                 self._wildcard_waiting.clear()
+            await self._wake(woken)
+            woken.clear()
+
+    async def _wake(self, subs: list[Subscription]) -> None:
+        """Wake *subs*, ``wake_batch`` at a time with a checkpoint in between, so that
+        waking thousands of subscribers does not hold the event loop."""
+        batch = self.config.wake_batch
+        for start in range(0, len(subs), batch):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            for sub in subs[start : start + batch]:
+                sub.wake()
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -359,30 +448,53 @@ class Broadcaster:
         return compiled.matcher, compiled.topics
 
     def register(self, sub: Subscription) -> None:
+        """Attach *sub* to its namespaces. Everything is checked first (names, quotas,
+        the namespace and cursor limits counting what would be created, policies), so a
+        refused subscription leaves nothing behind.
+
+        :raises QuotaExceeded, InvalidPolicy: as :meth:`subscribe` describes
+        """
         if self._closed:
             raise anyio.ClosedResourceError
+        targets: list[NamespaceState] = []
+        new: list[str] = []
         if sub.namespaces is None:
             targets = list(self._namespaces.values())
         else:
-            targets = [self.namespace(n, f"namespaces[{i}]") for i, n in enumerate(sub.namespaces)]
-            for ns in targets:
-                ns.check_subscription_quota()
-        attached = []
-        try:
-            for ns in targets:
-                attached.append(sub.attach(ns))
-        except BaseException:
-            sub.detach_all()
-            raise
+            for name in sub.namespaces:
+                ns = self._namespaces.get(name)
+                if ns is None:
+                    new.append(name)
+                else:
+                    ns.check_subscription_quota()
+                    targets.append(ns)
+            self._table.check_room(new, "namespaces")
+        for name, config in [(ns.name, ns.config) for ns in targets] + [
+                (name, self.config.namespace(name)) for name in new]:
+            config.check_policy(sub.policy or config.default_policy, name)
+        budget = self._budget
+        # a new namespace also costs a cursor for every all-namespaces subscription
+        needed = len(targets) + len(new) * (1 + len(self._wildcard))
+        if budget.cursors + needed > budget.max_cursors:
+            raise QuotaExceeded(
+                "namespaces",
+                f"the hub holds {budget.cursors} of its maximum of {budget.max_cursors} "
+                f"cursors (one per subscription and namespace) and this subscription needs "
+                f"{needed}: subscribe to fewer namespaces, or raise max_cursors ([hub] "
+                "max_cursors in the configuration file)",
+            )
+        targets.extend(self._create(name) for name in new)
+        for ns in targets:
+            sub.attach(ns)
         self._subs.add(sub)
         if sub.namespaces is None:
-            self._wildcard.add(sub)
+            self._wildcard[sub] = None
 
     def unregister(self, sub: Subscription) -> None:
         self._rewake.discard(sub)
         sub.detach_all()
         self._subs.discard(sub)
-        self._wildcard.discard(sub)
+        self._wildcard.pop(sub, None)
         self._wildcard_waiting.discard(sub)
 
     def park(self, sub: Subscription) -> None:
@@ -429,23 +541,38 @@ class Broadcaster:
     # -- background work ----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        config = self.config
-        limit = config.heartbeat_interval * config.max_missed_heartbeats
         while True:
-            await anyio.sleep(config.heartbeat_interval)
+            await anyio.sleep(self.config.heartbeat_interval)
             now = self.now()
-            for ns in self._namespaces.values():
-                ns.log.trim(now)
+            self._monitor.observe(now)  # a stall that just ended is not charged to anyone
+            for ns in list(self._namespaces.values()):
+                ns.trim(now)
                 ns.trim_topics()
+                if self._table.idle(ns, now):
+                    self._remove(ns)
             self.heartbeat_id += 1
-            for sub in list(self._subs):
-                if not sub.is_alive(now, limit):
-                    sub.end(
-                        EndReason.HEARTBEAT_TIMEOUT,
-                        f"no consumption or ack for {config.max_missed_heartbeats} heartbeats",
-                    )
-                else:
-                    sub.wake()
+            await self._beat()
+
+    async def _beat(self) -> None:
+        """Evict the dead, wake the others (their next read ends with the heartbeat),
+        ``wake_batch`` subscriptions at a time with a checkpoint in between."""
+        subs, batch = list(self._subs), self.config.wake_batch
+        for start in range(0, len(subs), batch):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            self._check_liveness(subs[start : start + batch], self.now())
+
+    def _check_liveness(self, subs: list[Subscription], now: float) -> None:
+        limit, missed = self._liveness_limit, self.config.max_missed_heartbeats
+        for sub in subs:
+            reason = sub.liveness_check(now, limit, self._monitor)
+            if reason is None:
+                sub.wake()
+            elif reason is EndReason.NOT_CONSUMING:
+                sub.end(reason, f"events waited {limit:g} s ({missed} heartbeats) and the "
+                                "subscriber took none")
+            else:
+                sub.end(reason, f"no consumption or ack for {missed} heartbeats")
 
     async def _sweep_loop(self) -> None:
         interval = self.config.overflow_check_interval
@@ -453,14 +580,14 @@ class Broadcaster:
             await anyio.sleep(interval)
             now = self.now()
             for ns in self._namespaces.values():
-                for cursor in list(ns.sweep_cursors):
-                    cursor.settle(now)
+                if ns.sweep_cursors and (ns.log.head != ns.swept_head or ns.retrying):
+                    ns.sweep(now)
 
     # -- figures --------------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
         """Figures of the hub and every namespace (settles pending drops first)."""
-        now = self.now()
+        now, budget = self.now(), self._budget
         return HubStatistics(
             epoch=self.epoch,
             subscriptions=len(self._subs),
@@ -468,6 +595,17 @@ class Broadcaster:
             callbacks=self.callbacks.count,
             callback_errors=self.callbacks.errors,
             slow_callbacks=self.callbacks.slow,
+            heartbeat_acks_ignored=self.acks_ignored,
+            loop_lag=self._monitor.lag,
+            loop_lag_histogram=self._monitor.histogram(),
+            loop_stalled_seconds=self._monitor.stalled,
+            namespaces_removed=self._table.removed,
+            cursors=budget.cursors,
+            max_cursors=budget.max_cursors,
+            retained_bytes=budget.retained_bytes,
+            max_retained_bytes=budget.max_retained_bytes,
+            budget_trimmed_events=budget.trimmed_events,
+            budget_trimmed_bytes=budget.trimmed_bytes,
         )
 
 

@@ -14,8 +14,16 @@ from ._types import Event
 
 __all__ = ["EventLog", "LogFactory", "MemoryLog"]
 
-#: Per-event overhead counted in byte bounds, besides payload, topic and labels.
-EVENT_OVERHEAD = 64
+#: Bytes an event counts for besides its payload, topic, type URL and labels: what the
+#: hub holds for it (the Event object, its integers, float and list slot, the payload's
+#: bytes header), measured with tracemalloc on CPython 3.11 and rounded up, so that
+#: byte bounds (retention, ``max_retained_bytes``) bound memory, not just payloads.
+EVENT_OVERHEAD = 256
+#: Bytes a non-empty label mapping counts for, besides its labels.
+LABELS_OVERHEAD = 160
+#: Bytes each label counts for, besides its key and value (two string objects and the
+#: mapping's entry).
+LABEL_OVERHEAD = 128
 
 
 class EventLog(Protocol):
@@ -57,31 +65,48 @@ class EventLog(Protocol):
         """Drop events older than the retention's ``max_age``."""
         ...
 
+    def drop_before(self, sequence: int) -> None:
+        """Drop every retained event with a sequence below *sequence* (the hub's
+        server-wide budget trims the oldest events across namespaces this way)."""
+        ...
 
-LogFactory = Callable[[str, Retention], EventLog]
+    def charge(self, event: Event, size: int) -> None:
+        """Count *size* more bytes for *event*, which is retained: a copy an edge keeps
+        of it (``Event.encoded``). They leave ``retained_bytes`` with the event."""
+        ...
+
+
+#: Builds the log of a namespace: ``factory(namespace, retention, head)``. *head* is the
+#: sequence numbering continues after: 0 for a namespace never seen, or the head it had
+#: when the hub removed it as idle (so that resuming clients are never silently wrong).
+LogFactory = Callable[[str, Retention, int], EventLog]
 
 
 def event_size(topic: str, payload: bytes, type_url: str, labels: Mapping[str, str]) -> int:
-    """The bytes an event counts for in byte bounds and retention."""
+    """The bytes an event counts for in byte bounds and retention: its contents plus the
+    measured overhead of holding it (an upper bound of the hub's memory for it; an edge
+    that caches a serialized copy in ``Event.encoded`` adds that copy's size)."""
     size = EVENT_OVERHEAD + len(topic) + len(payload) + len(type_url)
     if labels:
+        size += LABELS_OVERHEAD
         for key, value in labels.items():
-            size += len(key) + len(value)
+            size += LABEL_OVERHEAD + len(key) + len(value)
     return size
 
 
 class MemoryLog:
-    """An in-memory log: a list with a moving start, compacted as it trims."""
+    """An in-memory log: a list with a moving start, compacted as it trims. A trimmed
+    event is released at once (its slot holds None until compaction)."""
 
     __slots__ = ("_base", "_bytes", "_events", "_head", "_namespace", "_retention", "_start")
 
-    def __init__(self, namespace: str, retention: Retention) -> None:
+    def __init__(self, namespace: str, retention: Retention, head: int = 0) -> None:
         self._namespace = namespace
         self._retention = retention
         self._events: list[Event] = []
         self._start = 0  # index of the oldest retained event in _events
-        self._base = 1  # sequence of _events[0]
-        self._head = 0
+        self._base = head + 1  # sequence of _events[0]
+        self._head = head
         self._bytes = 0
 
     @property
@@ -137,9 +162,23 @@ class MemoryLog:
             self._drop_first()
         self._compact()
 
+    def charge(self, event: Event, size: int) -> None:
+        event.cached_bytes += size
+        self._bytes += size
+
+    def drop_before(self, sequence: int) -> None:
+        stop = min(sequence - self._base, len(self._events))
+        while self._start < stop:
+            self._drop_first()
+        self._compact()
+
     def _drop_first(self) -> None:
-        self._bytes -= self._events[self._start].size
-        self._start += 1
+        events, start = self._events, self._start
+        event = events[start]
+        self._bytes -= event.size + event.cached_bytes
+        # free the event now; only the list's slot waits for compaction
+        events[start] = None  # type: ignore[call-overload]
+        self._start = start + 1
 
     def _compact(self) -> None:
         if self._start > 1024 and self._start * 2 > len(self._events):

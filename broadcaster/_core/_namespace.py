@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -19,23 +19,47 @@ from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._types import DropReason, EndReason, Event
 
 if TYPE_CHECKING:
+    from ._budget import Budget, Entry
     from ._cursor import Cursor
+    from ._items import CheckedItem
     from ._subscription import Subscription
 
-__all__ = ["NamespaceState"]
+__all__ = ["NamespaceState", "check_burst"]
 
 _FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing
 _FILTER_CACHE_ENTRIES = 1024  # distinct matchers remembered per namespace
 
 
+def check_burst(name: str, config: NamespaceConfig, count: int) -> None:
+    """Whether a namespace not yet created could take *count* events at once (its token
+    bucket starts full).
+
+    :raises QuotaExceeded: as :meth:`NamespaceState.take_token` would
+    """
+    rate = config.max_publish_rate
+    if rate is not None and count > config.publish_burst:
+        raise _over_rate(name, rate)
+
+
+def _over_rate(name: str, rate: float) -> QuotaExceeded:
+    return QuotaExceeded("namespace", f"namespace {name!r} is over its rate of {rate:g} events/s")
+
+
 class NamespaceState:
     """Everything the hub keeps for one namespace."""
 
-    def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float) -> None:
+    def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
+                 budget: Budget) -> None:
         self.name = name
         self.config = config
         self.log = log
+        self.budget = budget
+        self.budget_entry: Entry | None = None  # its place on the budget's heap
+        self.removed = False  # the hub removed it as idle
+        self.idle_since: float | None = None
+        self.busy: anyio.Event | None = None  # set while a batch is published in slices
         self.cursors: set[Cursor] = set()
+        self.pinned = 0  # cursors of subscriptions that named it (not all-namespaces ones)
         self.block_cursors: set[Cursor] = set()
         self.sweep_cursors: set[Cursor] = set()  # disconnect and retry: checked periodically
         self.waiting: set[Subscription] = set()
@@ -60,15 +84,20 @@ class NamespaceState:
         self.evicted: Counter[str] = Counter()
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        self.changed = True  # since the last statistics(): figures must be recomputed
+        self.swept_head = 0  # the head when sweep() last ran
+        self.retrying = False  # some cursor has events waiting for a retry
+        self.max_lag = 0
         self.tokens = float(config.publish_burst)
         self.tokens_at = now
-        self.since_yield = 0
 
     # -- cursors ---------------------------------------------------------------
 
     def add(self, cursor: Cursor) -> None:
+        if cursor in self.cursors:
+            return
         topics = cursor.sub.topics
-        if topics is not None and cursor not in self.cursors:
+        if topics is not None:
             for topic in topics:
                 self.topic_watchers[topic] = self.topic_watchers.get(topic, 0) + 1
                 if topic not in self.topic_seqs:
@@ -76,6 +105,10 @@ class NamespaceState:
                     # untracked before now: any earlier event may have had this topic
                     self.topic_trimmed[topic] = self.log.head
         self.cursors.add(cursor)
+        self.budget.cursors += 1
+        self.changed = True
+        if cursor.sub.namespaces is not None:
+            self.pinned += 1
         kind = cursor.policy.kind
         if kind is PolicyKind.BLOCK:
             self.block_cursors.add(cursor)
@@ -83,8 +116,10 @@ class NamespaceState:
             self.sweep_cursors.add(cursor)
 
     def remove(self, cursor: Cursor) -> None:
+        if cursor not in self.cursors:
+            return
         topics = cursor.sub.topics
-        if topics is not None and cursor in self.cursors:
+        if topics is not None:
             for topic in topics:
                 left = self.topic_watchers[topic] - 1
                 if left:
@@ -94,15 +129,19 @@ class NamespaceState:
                     del self.topic_seqs[topic]
                     del self.topic_trimmed[topic]
         self.cursors.discard(cursor)
+        self.budget.cursors -= 1
+        self.changed = True
+        if cursor.sub.namespaces is not None:
+            self.pinned -= 1
         self.block_cursors.discard(cursor)
         self.sweep_cursors.discard(cursor)
         self.wake_publishers()
 
-    def check_subscription_quota(self) -> None:
+    def check_subscription_quota(self, field: str = "namespaces") -> None:
         limit = self.config.max_subscriptions
         if len(self.cursors) >= limit:
             raise QuotaExceeded(
-                "namespaces", f"namespace {self.name!r} has its maximum of {limit} subscriptions"
+                field, f"namespace {self.name!r} has its maximum of {limit} subscriptions"
             )
 
     # -- publishing ---------------------------------------------------------------
@@ -119,10 +158,78 @@ class NamespaceState:
         self.tokens = min(burst, self.tokens + (now - self.tokens_at) * rate)
         self.tokens_at = now
         if self.tokens < count:
-            raise QuotaExceeded(
-                "namespace", f"namespace {self.name!r} is over its rate of {rate:g} events/s"
-            )
+            raise _over_rate(self.name, rate)
         self.tokens -= count
+
+    # -- the log ---------------------------------------------------------------------
+
+    def append(self, items: Sequence[CheckedItem], now: float,
+               wall: Callable[[], int]) -> list[Event]:
+        """Append checked events, apply retention, account their bytes; return them."""
+        log = self.log
+        before = log.retained_bytes
+        appended = [
+            log.append(topic, payload, type_url, labels, wall() if ts is None else ts,
+                       now, size)
+            for topic, payload, type_url, labels, ts, size in items
+        ]
+        log.trim(now)
+        self.budget.retained_bytes += log.retained_bytes - before
+        self.changed = True
+        if self.topic_seqs:
+            self.note_topics(appended)
+        self.published += len(appended)
+        if self.budget_entry is None:
+            self.budget.track(self)
+        return appended
+
+    def trim(self, now: float) -> None:
+        """Apply retention by age."""
+        log = self.log
+        before, first = log.retained_bytes, log.first
+        log.trim(now)
+        self.budget.retained_bytes += log.retained_bytes - before
+        if log.first != first:
+            self.changed = True
+
+    def charge(self, event: Event, size: int) -> None:
+        """Count an edge's cached copy of *event* (*size* bytes) while it is retained."""
+        log = self.log
+        if log.first <= event.sequence <= log.head:
+            log.charge(event, size)
+            self.budget.retained_bytes += size
+            if self.budget.over:
+                self.budget.trim()
+
+    def oldest_published_at(self) -> float | None:
+        """When the oldest retained event was published, or None if none is retained."""
+        log = self.log
+        oldest = log.read(log.first, log.first + 1)
+        return oldest[0].published_at if oldest else None
+
+    def shed(self, until: float, excess: int) -> tuple[int, int]:
+        """Drop the oldest retained events published at or before *until* until *excess*
+        bytes are freed (for the hub's budget); return the events and bytes dropped."""
+        log = self.log
+        first = stop = log.first
+        freed, head = 0, log.head
+        while stop <= head and freed < excess:
+            chunk = log.read(stop, min(stop + 256, head + 1))
+            for event in chunk:
+                if event.published_at > until or freed >= excess:
+                    break
+                freed += event.size
+                stop = event.sequence + 1
+            else:
+                continue
+            break
+        if stop == first:
+            return 0, 0
+        before = log.retained_bytes
+        log.drop_before(stop)
+        self.budget.retained_bytes += log.retained_bytes - before
+        self.changed = True
+        return stop - first, before - log.retained_bytes
 
     def park(self, sub: Subscription) -> None:
         """Note that *sub* waits for this namespace's events."""
@@ -146,19 +253,17 @@ class NamespaceState:
                     if not waiters:
                         del self.waiting_topics[topic]
 
-    def notify(self) -> None:
-        """Wake the subscriptions waiting for this namespace (once per burst), and those
-        waiting for a topic published in the burst."""
+    def take_waiters(self, out: list[Subscription]) -> None:
+        """Move into *out* the subscriptions to wake after a burst (once per burst): those
+        waiting for this namespace, and those waiting for a topic published in it."""
         if self.waiting:
-            for sub in self.waiting:
-                sub.wake()
+            out.extend(self.waiting)
             self.waiting.clear()
         if self.burst_topics:
             for topic in self.burst_topics:
                 waiters = self.waiting_topics.pop(topic, None)
                 if waiters:
-                    for sub in waiters:
-                        sub.wake()
+                    out.extend(waiters)
             self.burst_topics.clear()
 
     def note_topics(self, events: Sequence[Event]) -> None:
@@ -241,7 +346,40 @@ class NamespaceState:
             self.room.set()
             self.room = None
 
+    def sweep(self, now: float) -> None:
+        """Settle the ``disconnect`` and ``retry`` cursors: evicts subscribers over their
+        bound and counts expired retries even if nobody reads. Called only when there is
+        something to do: events published since the last sweep, or retries waiting."""
+        self.swept_head = self.log.head
+        cursors = list(self.sweep_cursors)
+        for cursor in cursors:
+            cursor.settle(now)
+        self.retrying = any(cursor.overflow for cursor in cursors)
+
     # -- counting -----------------------------------------------------------------------
+
+    def _settle_for_figures(self, now: float) -> int:
+        """Settle the cursors that may have drops due (so that a scrape counts them), and
+        return the largest lag. A cursor whose unsettled events all fit its buffer has no
+        drop due and is not settled: with hundreds of thousands of idle cursors a scrape
+        costs one look at each, not a settle."""
+        log = self.log
+        head, first, max_lag = log.head, log.first, 0
+        for cursor in list(self.cursors):
+            if cursor.replaying:
+                lag = head - cursor.next + 1
+            else:
+                unsettled = head - cursor.accepted_end + 1
+                if unsettled > 0 and (
+                    cursor.accepted_end < first or cursor.overflow or cursor.policy.max_bytes
+                    or len(cursor.buf) + unsettled > cursor.policy.max_events
+                ):
+                    cursor.settle(now)
+                    unsettled = head - cursor.accepted_end + 1
+                lag = len(cursor.buf) + len(cursor.overflow) + unsettled
+            if lag > max_lag:
+                max_lag = lag
+        return max_lag
 
     def count_drop(self, reason: DropReason, count: int) -> None:
         self.dropped[reason.value] += count
@@ -254,6 +392,7 @@ class NamespaceState:
         (replayed history is counted as delivered but not as latency)."""
         n = len(chunk)
         self.delivered += n
+        self.changed = True
         if not live:
             return
         age = max(0.0, now - chunk[0].published_at)
@@ -263,10 +402,9 @@ class NamespaceState:
             self.wake_publishers()
 
     def statistics(self, now: float) -> NamespaceStatistics:
-        max_lag = 0
-        for cursor in self.cursors:
-            cursor.settle(now)
-            max_lag = max(max_lag, cursor.pending())
+        if self.changed or self.sweep_cursors:
+            self.changed = False
+            self.max_lag = self._settle_for_figures(now)
         cumulative, running = [], 0
         for count in self.latency_counts[:-1]:
             running += count
@@ -284,6 +422,6 @@ class NamespaceState:
             oldest=log.first,
             retained_events=log.head - log.first + 1,
             retained_bytes=log.retained_bytes,
-            max_lag=max_lag,
+            max_lag=self.max_lag,
             latency=LatencyStatistics(tuple(cumulative), total, self.latency_sum),
         )

@@ -69,3 +69,23 @@ class HubStatistics:
     callbacks: int
     callback_errors: int
     slow_callbacks: int
+    #: heartbeat acks that answered no heartbeat the subscription was given (0, unknown,
+    #: future or repeated ids): ignored
+    heartbeat_acks_ignored: int = 0
+    #: how late the event loop ran the hub's monitor at its latest wake-up, in seconds
+    loop_lag: float = 0.0
+    #: every lag sample, as a histogram over ``LATENCY_BUCKETS``
+    loop_lag_histogram: LatencyStatistics = LatencyStatistics((0,) * len(LATENCY_BUCKETS), 0, 0.0)
+    #: seconds the event loop was stalled (not charged to any subscriber's liveness)
+    loop_stalled_seconds: float = 0.0
+    #: namespaces removed as idle since start
+    namespaces_removed: int = 0
+    #: cursors held (one per subscription and namespace), and their bound
+    cursors: int = 0
+    max_cursors: int = 0
+    #: bytes of retained events over all namespaces, and their bound
+    retained_bytes: int = 0
+    max_retained_bytes: int = 0
+    #: retained events (and their bytes) the server-wide budget trimmed, oldest first
+    budget_trimmed_events: int = 0
+    budget_trimmed_bytes: int = 0

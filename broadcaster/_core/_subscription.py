@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -17,6 +16,7 @@ from ._types import Ended, EndReason, Heartbeat, Item
 
 if TYPE_CHECKING:
     from ._hub import Broadcaster
+    from ._lag import LoopMonitor
     from ._namespace import NamespaceState
 
 __all__ = ["Liveness", "Subscription"]
@@ -25,6 +25,8 @@ __all__ = ["Liveness", "Subscription"]
 class _Wakeable(Protocol):
     def set(self) -> None: ...
 
+
+_NO_ITEMS: list[Item] = []  # shared, never mutated
 
 #: What proves a subscriber alive: reading (``"consume"``) or only :meth:`Subscription.ack`.
 Liveness = Literal["consume", "ack"]
@@ -40,6 +42,13 @@ class Subscription:
 
     :ivar cursors: its position in each namespace it reads (empty once closed)
     """
+
+    __slots__ = (
+        "__weakref__", "_ack_due", "_closed", "_end_sent", "_ended", "_epoch", "_hub",
+        "_next", "_order", "_pending", "_registered", "_rr", "_since", "_since_default",
+        "_wake", "acked", "acked_at", "consumed_at", "cursors", "delivered", "dropped",
+        "heartbeat_seen", "liveness", "matcher", "namespaces", "policy", "topics",
+    )
 
     def __init__(
         self,
@@ -70,9 +79,13 @@ class Subscription:
         self._closed = False
         self._ended: Ended | None = None
         self._end_sent = False
-        self._pending: deque[Item] = deque()
-        self.heartbeat_seen = hub.heartbeat_id
-        self.alive_at = 0.0
+        self._pending: list[Item] = _NO_ITEMS  # the batch receive() is handing out
+        self._next = 0
+        self.heartbeat_seen = hub.heartbeat_id  # the newest heartbeat it was given
+        self.acked = 0  # the newest heartbeat it answered
+        self._ack_due = 0  # an answer to a heartbeat it has yet to be given
+        self.acked_at = 0.0  # when it last answered one
+        self.consumed_at = 0.0  # when it last read, or was seen waiting to read
         self.delivered = 0
         self.dropped = 0
 
@@ -91,8 +104,8 @@ class Subscription:
         policy = self.policy or ns.config.default_policy
         if clamp:
             policy = ns.config.clamp_policy(policy)
-        ns.log.trim(self.now())  # age retention is exact where it is observable
-        cursor = Cursor(self, ns, ns.config.check_policy(policy))
+        ns.trim(self.now())  # age retention is exact where it is observable
+        cursor = Cursor(self, ns, ns.config.check_policy(policy, ns.name))
         since = self._since
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)
@@ -106,6 +119,14 @@ class Subscription:
         """Per namespace, the sequence after which this subscription started delivering
         (what a client must resume from if it has received nothing yet)."""
         return {name: cursor.start_after for name, cursor in self.cursors.items()}
+
+    def detach(self, ns: NamespaceState) -> None:
+        """Leave *ns* for good (the hub removed it as idle): its cursor goes."""
+        cursor = self.cursors.pop(ns.name, None)
+        if cursor is not None:
+            self._order.remove(cursor)
+            ns.remove(cursor)
+            ns.unpark(self)
 
     def detach_all(self) -> None:
         """Leave every namespace; the cursors stay so that buffered items can drain."""
@@ -132,8 +153,7 @@ class Subscription:
         self._ended = Ended(reason, message)
         if reason is not EndReason.HUB_CLOSED:
             for cursor in self._order:
-                cursor.buf.clear()
-                cursor.overflow.clear()
+                cursor.discard()
                 cursor.ns.count_eviction(reason)
         self._hub.unregister(self)
         self.wake()
@@ -165,7 +185,7 @@ class Subscription:
             raise RuntimeError("a subscription can be entered only once")
         self._hub.register(self)
         self._registered = True
-        self.alive_at = self.now()
+        self.acked_at = self.consumed_at = self.now()
 
     async def __aexit__(
         self,
@@ -190,15 +210,58 @@ class Subscription:
 
     # -- liveness ------------------------------------------------------------------------
 
-    def ack(self, heartbeat_id: int | None = None) -> None:
-        """Acknowledge heartbeats: proves the subscriber alive (required with
-        ``liveness="ack"``)."""
-        self.alive_at = self.now()
+    def ack(self, heartbeat_id: int) -> bool:
+        """Answer the heartbeat *heartbeat_id*: proves the subscriber alive (required with
+        ``liveness="ack"``).
 
-    def is_alive(self, now: float, limit: float) -> bool:
-        if self.liveness == "consume" and self._wake is not None:
-            return True  # blocked waiting for events: it is consuming
-        return now - self.alive_at <= limit
+        An ack counts once it answers a heartbeat this subscription was given (or the
+        hub's newest when it was created) and is newer than the last one it answered. An
+        ack of a heartbeat the hub sent but this subscription has not been given yet (a
+        stream carries one heartbeat for all its subscriptions, and may have read another
+        of them first) counts when it is given it. Any other (0, never sent, repeated) is
+        ignored and counted in ``statistics().heartbeat_acks_ignored``.
+
+        :returns: whether the ack counted now
+        """
+        if self._ended is not None or self._closed:
+            return False
+        if (type(heartbeat_id) is not int or heartbeat_id <= self.acked
+                or heartbeat_id > self._hub.heartbeat_id):
+            self._hub.ack_ignored()
+            return False
+        if heartbeat_id > self.heartbeat_seen:
+            self._ack_due = max(self._ack_due, heartbeat_id)
+            return False
+        self.acked = heartbeat_id
+        self.acked_at = self.now()
+        return True
+
+    def liveness_check(self, now: float, limit: float, monitor: LoopMonitor) -> EndReason | None:
+        """Why the hub should evict this subscription now, or None.
+
+        Waiting for events counts as consuming. With ``liveness="consume"`` a subscription
+        that has not consumed for *limit* seconds is dead (``heartbeat_timeout``); with
+        ``"ack"``, one that has not answered a heartbeat for *limit* seconds is, and so is
+        one that has events or notices ready and took none for *limit* seconds
+        (``not_consuming``): acks alone do not keep a subscriber that stopped reading.
+        Time the event loop itself was stalled does not count (*monitor*)."""
+        if self._wake is not None:
+            self.consumed_at = now
+            if self.liveness == "consume":
+                return None
+        elif monitor.silence(self.consumed_at, now) > limit:
+            if self.liveness == "consume":
+                return EndReason.HEARTBEAT_TIMEOUT
+            if self._has_ready(now):
+                return EndReason.NOT_CONSUMING
+        if self.liveness == "ack" and monitor.silence(self.acked_at, now) > limit:
+            return EndReason.HEARTBEAT_TIMEOUT
+        return None
+
+    def _has_ready(self, now: float) -> bool:
+        for cursor in self._order:
+            cursor.settle(now)
+        return any(c.buf or c.notices or c.overflow or c.replaying for c in self._order)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -226,9 +289,7 @@ class Subscription:
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        now = self.now()
-        if self.liveness == "consume":
-            self.alive_at = now
+        now = self.consumed_at = self.now()
         items = self._collect(max_events, now)
         if items:
             return items
@@ -238,9 +299,12 @@ class Subscription:
 
     async def receive(self) -> Item:
         """Return the next item (see :meth:`receive_batch`)."""
-        if not self._pending:
-            self._pending.extend(await self.receive_batch(1))
-        return self._pending.popleft()
+        if self._next >= len(self._pending):
+            self._pending = _NO_ITEMS
+            self._pending, self._next = await self.receive_batch(1), 0
+        item = self._pending[self._next]
+        self._next += 1
+        return item
 
     def __aiter__(self) -> Subscription:
         return self
@@ -304,6 +368,8 @@ class Subscription:
             self._end_sent = True
         elif self.heartbeat_seen < self._hub.heartbeat_id and self._ended is None:
             self.heartbeat_seen = self._hub.heartbeat_id
+            if self._ack_due:  # answered before it was given: it counts now
+                self.acked, self.acked_at, self._ack_due = self._ack_due, now, 0
             out.append(
                 Heartbeat(
                     self.heartbeat_seen,

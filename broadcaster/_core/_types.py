@@ -41,6 +41,12 @@ class EndReason(StrEnum):
     SLOW_CONSUMER = "slow_consumer"
     #: the subscriber neither consumed nor acknowledged for too many heartbeats
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    #: ``liveness="ack"``: events waited for the subscriber, which took none for too
+    #: many heartbeats (even if it acknowledged them)
+    NOT_CONSUMING = "not_consuming"
+    #: an all-namespaces subscription met a new namespace when the hub had its maximum
+    #: of cursors (``max_cursors``); the newest such subscriptions are ended
+    CURSOR_LIMIT = "cursor_limit"
     #: the hub is shutting down
     HUB_CLOSED = "hub_closed"
 
@@ -72,7 +78,9 @@ class Event:
     :ivar published_at: the hub's monotonic clock at publish (for latency figures)
     :ivar size: the bytes this event counts for in byte bounds and retention
     :ivar encoded: a cache for edge adapters: the event serialized once, reused for every
-        subscriber (the core never reads or writes it)
+        subscriber (the core never reads or writes it; an edge reports its size with
+        :meth:`Broadcaster.account_cached` so that retention counts it)
+    :ivar cached_bytes: bytes of edge caches counted with the event while it is retained
     """
 
     namespace: str
@@ -85,6 +93,7 @@ class Event:
     published_at: float
     size: int
     encoded: bytes | None = field(default=None, repr=False)
+    cached_bytes: int = field(default=0, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

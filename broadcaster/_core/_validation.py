@@ -11,10 +11,11 @@ __all__ = ["validate_labels", "validate_namespace", "validate_topic"]
 
 # containerd namespaces/validate.go: alphanumerics separated by ".", "_" or "-", at most 76.
 _NAMESPACE_MAX = 76
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+# Matched with fullmatch: "$" would also accept a trailing newline ("k8s.io\n").
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 # containerd events/exchange: topics are "/"-rooted paths of identifiers.
 _TOPIC_MAX = 255
-_TOPIC_COMPONENT_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+_TOPIC_COMPONENT_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 # containerd labels/validate.go: key + value at most 4096 bytes.
 _LABEL_MAX = 4096
 _LABELS_MAX_COUNT = 64
@@ -30,7 +31,7 @@ def validate_namespace(name: str, field: str = "namespace") -> str:
         raise InvalidNamespace(field, "must not be empty")
     if len(name) > _NAMESPACE_MAX:
         raise InvalidNamespace(field, f"{name[:20]!r}... is over {_NAMESPACE_MAX} characters")
-    if not _NAMESPACE_RE.match(name):
+    if not _NAMESPACE_RE.fullmatch(name):
         raise InvalidNamespace(
             field,
             f"{name!r} must be letters and digits separated by single '.', '_' or '-'",
@@ -54,7 +55,7 @@ def validate_topic(topic: str, field: str = "topic") -> str:
     for component in topic[1:].split("/"):
         if not component:
             raise InvalidTopic(field, f"{topic!r} has an empty component")
-        if not _TOPIC_COMPONENT_RE.match(component):
+        if not _TOPIC_COMPONENT_RE.fullmatch(component):
             raise InvalidTopic(field, f"{topic!r}: component {component!r} is not valid")
     return topic
 

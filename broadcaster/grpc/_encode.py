@@ -13,7 +13,7 @@ Everything here is pure (no I/O), so it is tested byte for byte against protobuf
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .._core._types import DropNotice, Ended, Event, ResyncNotice
 from ..v1 import broadcaster_pb2 as pb
@@ -78,11 +78,15 @@ class EventEncoder:
     the current second. One per server; not thread-safe.
 
     :param max_heads: bound of the (namespace, topic, type_url) cache
+    :param on_cache: called with each event and the size of the copy cached in its
+        ``encoded`` (the server passes ``Broadcaster.account_cached``)
     """
 
-    __slots__ = ("_heads", "_max_heads", "_second", "_second_bytes")
+    __slots__ = ("_heads", "_max_heads", "_on_cache", "_second", "_second_bytes")
 
-    def __init__(self, max_heads: int = 4096) -> None:
+    def __init__(self, max_heads: int = 4096,
+                 on_cache: Callable[[Event, int], None] | None = None) -> None:
+        self._on_cache = on_cache  # told the size of each copy cached in event.encoded
         self._heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
         self._max_heads = max_heads
         self._second = -1
@@ -97,6 +101,8 @@ class EventEncoder:
         field = b"\x12" + varint(len(data)) + data
         if cached is None:
             event.encoded = field
+            if self._on_cache is not None:
+                self._on_cache(event, len(field))
         return field
 
     def serialize(self, event: Event) -> bytes:

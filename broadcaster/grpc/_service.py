@@ -90,7 +90,7 @@ class BroadcasterService:
         self._streams: set[SubscribeStream] = set()
         self._publishers: set[anyio.CancelScope] = set()
         self._stopping = False
-        self._encoder = EventEncoder()
+        self._encoder = EventEncoder(on_cache=hub.account_cached)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to add to a ``grpc.aio.Server``."""

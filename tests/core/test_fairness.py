@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import anyio.lowlevel
 import pytest
 
-from broadcaster import Broadcaster, Event, Policy, PublishItem
+from broadcaster import Broadcaster, Event, HubConfig, Policy, PublishItem
 
 pytestmark = pytest.mark.anyio
 
@@ -53,3 +55,95 @@ async def test_flood_in_one_namespace_does_not_starve_another() -> None:
         # each event of b arrived while a published at most a few batches more
         assert max(behind for _, behind in received) <= 1_000, received
         assert flooded < FLOOD_LIMIT
+
+
+async def test_a_huge_batch_yields_to_other_tasks_during_the_batch() -> None:
+    """One PublishStream batch of 349,520 events stalled other namespaces for 1.4 s:
+    a batch is checked and appended ``publish_yield_every`` events at a time, and its
+    sequences stay consecutive even when another publisher of its namespace comes."""
+    total, every = 20_000, HubConfig().publish_yield_every
+    # no linger: trio's virtual clock stands still while tasks keep running
+    async with Broadcaster(HubConfig(notify_linger=0)) as hub, hub.subscribe("b") as sub_b:
+        done = anyio.Event()
+        seqs: list[int] = []
+        other: list[int] = []
+        heads: list[int] = []
+        b_seen_at: list[int] = []
+
+        def head_of_a() -> int:
+            ns = hub._namespaces.get("a")
+            return ns.log.head if ns is not None else 0
+
+        async def big() -> None:
+            seqs.extend(await hub.publish_many("a", [PublishItem("/x")] * total))
+            done.set()
+
+        async def another_publisher_of_a() -> None:
+            other.append(await hub.publish("a", "/other"))
+
+        async def reader_of_b() -> None:
+            async for item in sub_b:
+                if isinstance(item, Event):
+                    b_seen_at.append(head_of_a())
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(big)
+            tg.start_soon(reader_of_b)
+            started = False
+            for _ in range(100_000):  # bounded: the batch takes about 2 turns per slice
+                if done.is_set():
+                    break
+                heads.append(head_of_a())
+                if heads[-1] and not started:
+                    started = True
+                    tg.start_soon(another_publisher_of_a)
+                    await hub.publish("b", "/quiet")  # served in the middle
+                    assert head_of_a() < total
+                await anyio.lowlevel.checkpoint()
+            assert done.is_set()
+            with anyio.fail_after(5):
+                while not (other and b_seen_at):
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        assert seqs == list(range(1, total + 1))
+        assert other == [total + 1]  # after the batch, not inside it
+        assert b_seen_at and b_seen_at[0] < total  # delivered while the batch went on
+        steps = [b - a for a, b in itertools.pairwise(heads)]
+        # one slice per turn of the batch (trio may run it twice between two of ours)
+        assert max(steps) <= 2 * every
+        assert len([h for h in heads if 0 < h < total]) >= total // every // 2
+
+
+async def test_waking_thousands_of_subscribers_happens_in_slices() -> None:
+    """Fan-out of one event to 5,000 streams held Health for 0.67-1.6 s: the notifier
+    wakes ``wake_batch`` parked subscriptions, then lets other tasks run."""
+    # no linger: trio's virtual clock stands still while tasks keep running
+    async with Broadcaster(HubConfig(wake_batch=100, notify_linger=0)) as hub:
+        woken = [0]
+
+        class Waker:
+            def set(self) -> None:
+                woken[0] += 1
+
+        subs = [hub.subscribe("a") for _ in range(2000)]
+        for sub in subs:
+            sub.open()
+            sub.park_waker(Waker())
+        observed: list[int] = []
+        served_at: list[int] = []
+        await hub.publish("a", "/x")
+        for _ in range(10_000):  # bounded: each turn lets the notifier wake one slice
+            if woken[0] >= 2000:
+                break
+            observed.append(woken[0])
+            if woken[0] > 0 and not served_at:
+                await hub.publish("b", "/x")  # another namespace, in the middle
+                served_at.append(woken[0])
+            await anyio.lowlevel.checkpoint()
+        assert woken[0] == 2000
+        assert all(n % 100 == 0 for n in observed)
+        assert served_at and served_at[0] < 2000
+        assert len({n for n in observed if 0 < n < 2000}) >= 5
+        for sub in subs:
+            sub.close()

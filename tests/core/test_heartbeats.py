@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import trio.lowlevel
 import trio.testing
 
-from broadcaster import Broadcaster, Ended, EndReason, Heartbeat, HubConfig
+from broadcaster import (
+    Broadcaster,
+    Ended,
+    EndReason,
+    Event,
+    Heartbeat,
+    HubConfig,
+    NamespaceConfig,
+    Policy,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +84,175 @@ async def test_ack_liveness_needs_acks_not_reads() -> None:
         assert silent.end_reason.reason is EndReason.HEARTBEAT_TIMEOUT
         assert acking.end_reason is None
         assert hub.subscription_count == 1
+
+
+async def test_acks_count_only_for_heartbeats_the_subscription_was_given() -> None:
+    async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as sub:
+        await anyio.sleep(1.5)
+        assert not sub.ack(0)  # id 0 answers nothing
+        assert not sub.ack(2)  # never sent
+        assert not sub.ack(True)  # type: ignore[arg-type]
+        assert hub.statistics().heartbeat_acks_ignored == 3
+        [heartbeat] = sub.receive_batch_nowait()
+        assert heartbeat == Heartbeat(1, {"a": 0}, hub.epoch)
+        assert sub.ack(1)
+        assert sub.acked_at == anyio.current_time()
+        assert not sub.ack(1)  # once: repeating it proves nothing new
+        assert hub.statistics().heartbeat_acks_ignored == 4
+        # a subscription made after heartbeat 1 may answer it: its stream carried it
+        async with hub.subscribe("a", liveness="ack") as later:
+            assert later.ack(1)
+            assert not later.ack(2)
+        assert hub.statistics().heartbeat_acks_ignored == 5
+
+
+async def test_an_ack_of_a_heartbeat_not_yet_given_counts_when_it_is_given() -> None:
+    """One stream carries one Heartbeat for all its subscriptions: the client may answer
+    it before the server has read every subscription of the stream."""
+    async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as sub:
+        await anyio.sleep(1.5)  # heartbeat 1 was sent (on the stream, for another one)
+        assert not sub.ack(1)  # not given to this one yet: noted, not ignored
+        assert hub.statistics().heartbeat_acks_ignored == 0
+        assert sub.acked == 0
+        await anyio.sleep(0.25)
+        [heartbeat] = sub.receive_batch_nowait()
+        assert heartbeat.heartbeat_id == 1  # type: ignore[union-attr]
+        assert (sub.acked, sub.acked_at) == (1, anyio.current_time())
+        assert not sub.ack(1)  # answered already
+
+
+async def test_blind_acks_do_not_keep_a_subscriber_alive() -> None:
+    """The old hostage: ``Ack(heartbeat_id=0)`` every 5 s kept a dead stream forever."""
+    async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as blind:
+        async with anyio.create_task_group() as tg:
+
+            async def ack_blindly() -> None:
+                while True:
+                    blind.ack(0)
+                    blind.ack(hub.heartbeat_id)  # guessing the newest id does not help
+                    await anyio.sleep(0.5)
+
+            tg.start_soon(ack_blindly)
+            with anyio.fail_after(100):
+                while blind.end_reason is None:
+                    await anyio.sleep(0.25)
+            tg.cancel_scope.cancel()
+        assert hub.heartbeat_id == 4  # the 4th heartbeat found it silent for 4 s
+        assert blind.end_reason.reason is EndReason.HEARTBEAT_TIMEOUT
+        # the zeros are ignored and counted; the guesses of the newest id wait for a
+        # heartbeat given to this subscription, which only reading would give it
+        assert hub.statistics().heartbeat_acks_ignored >= 8
+        assert blind.acked == 0
+
+
+async def test_a_subscriber_that_acks_but_stops_reading_is_evicted_and_frees_publishers(
+) -> None:
+    """``block`` with one event of room, then the subscriber stops reading but still
+    answers the heartbeat it got: the publisher is held only until the subscriber has
+    taken nothing for ``max_missed_heartbeats`` intervals, not for as long as it acks."""
+    config = HubConfig(heartbeat_interval=1.0, max_missed_heartbeats=3,
+                       default_namespace=NamespaceConfig(max_block_timeout=1e9))
+    async with (
+        Broadcaster(config) as hub,
+        hub.subscribe("a", liveness="ack", policy=Policy.block(1, timeout=1e9)) as stuck,
+        hub.subscribe("a") as bystander,
+    ):
+        start = anyio.current_time()
+        await hub.publish("a", "/x")  # fills its room of 1
+        await anyio.sleep(1.5)
+        items = stuck.receive_batch_nowait()  # the last read: the event and heartbeat 1
+        assert [type(i) for i in items] == [Event, Heartbeat]
+        await hub.publish("a", "/x")  # fills it again; the next publish must wait
+        returned: list[float] = []
+
+        async def publish_third() -> None:
+            await hub.publish("a", "/x")
+            returned.append(anyio.current_time() - start)
+
+        got: list[int] = []
+
+        async def bystander_reads() -> None:
+            async for item in bystander:
+                if isinstance(item, Event):
+                    got.append(item.sequence)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bystander_reads)
+            tg.start_soon(publish_third)
+            await anyio.sleep(1.4)
+            assert stuck.ack(1)  # t=2.9: it answers its heartbeat, alive by acks until 5.9
+            assert not returned
+            with anyio.fail_after(10):
+                while len(got) < 3:
+                    await anyio.sleep(0.1)
+            tg.cancel_scope.cancel()
+        # it last took something at 1.5, so the heartbeat at t=5 (3.5 s later) evicts it
+        assert returned == [pytest.approx(5.0)]
+        assert stuck.end_reason is not None
+        assert stuck.end_reason.reason is EndReason.NOT_CONSUMING
+        assert "took none" in stuck.end_reason.message
+        assert hub.statistics().namespaces["a"].evicted == {"not_consuming": 1}
+        assert got == [1, 2, 3]  # the other subscriber missed nothing
+
+
+async def test_an_idle_subscriber_that_acks_is_not_evicted_for_consumption() -> None:
+    """Nothing to take is not "not consuming": a quiet namespace's acking subscriber
+    stays, even though its reader only wakes for heartbeats."""
+    async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as sub:
+        async with anyio.create_task_group() as tg:
+
+            async def reader() -> None:
+                while True:
+                    for item in await sub.receive_batch():
+                        if isinstance(item, Heartbeat):
+                            await anyio.sleep(0.9)  # slow to answer, but answers
+                            assert sub.ack(item.heartbeat_id)
+
+            tg.start_soon(reader)
+            await anyio.sleep(20)
+            tg.cancel_scope.cancel()
+        assert sub.end_reason is None
+
+
+async def test_a_stalled_event_loop_is_not_charged_to_subscribers() -> None:
+    """A 35 s stall of the whole process (a long synchronous step) must not evict a
+    subscriber that answered every heartbeat, even if its ack reaches the hub only after
+    the stall; one that never answered is still evicted, on time net of the stall."""
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    async with (
+        Broadcaster(CONFIG) as hub,
+        hub.subscribe("a", liveness="ack") as healthy,
+        hub.subscribe("a", liveness="ack") as dead,
+    ):
+        async with anyio.create_task_group() as tg:
+
+            async def client() -> None:  # answers each heartbeat 0.6 s later (its RTT)
+                while True:
+                    for item in await healthy.receive_batch():
+                        if isinstance(item, Heartbeat):
+                            await anyio.sleep(0.6)
+                            assert healthy.ack(item.heartbeat_id)
+
+            tg.start_soon(client)
+            await anyio.sleep(2.55)
+            evicted_by = hub.statistics().namespaces["a"].evicted
+            assert evicted_by == {}
+            clock.jump(35)  # the loop runs nothing for 35 s; the ack of heartbeat 2 waits
+            await anyio.sleep(0.2)
+            stats = hub.statistics()
+            assert stats.loop_stalled_seconds == pytest.approx(34.95)
+            lag = stats.loop_lag_histogram  # one wake-up 34.95 s late, the others on time
+            assert lag.sum == pytest.approx(34.95)
+            assert lag.total - lag.counts[-1] == 1
+            assert stats.loop_lag == 0.0  # the latest wake-up was on time again
+            assert healthy.end_reason is None
+            assert dead.end_reason is None  # silent 2.55 s of responsive time, not 37.55
+            await anyio.sleep(1.5)
+            tg.cancel_scope.cancel()
+        # heartbeats at 1, 2, then 37.55 (late), 38.55, 39.55: by then the silent one has
+        # been silent for 3.95 s of responsive time
+        assert dead.end_reason is not None
+        assert dead.end_reason.reason is EndReason.HEARTBEAT_TIMEOUT
+        assert healthy.end_reason is None
+        assert hub.statistics().namespaces["a"].evicted == {"heartbeat_timeout": 1}

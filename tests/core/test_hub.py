@@ -277,8 +277,8 @@ async def test_bad_input_raises_errors_that_name_the_field() -> None:
                 pass
         with pytest.raises(InvalidPolicy, match=r"^policy\.fallback: "):
             Policy.block(fallback="retry")
-        # the all-or-none batch published nothing, and the hub still works
-        assert hub.statistics().namespaces["a"].published == 0
+        # the refused calls published and created nothing, and the hub still works
+        assert hub.namespace_names() == [] and hub.statistics().cursors == 0
         assert await hub.publish("a", "/x") == 1
         assert hub.subscription_count == 0
 
@@ -362,3 +362,35 @@ async def test_a_closed_subscription_is_freed_without_the_cycle_collector() -> N
             assert freed() is None
         finally:
             gc.enable()
+
+
+async def test_names_with_a_trailing_newline_are_refused_and_create_nothing() -> None:
+    async with Broadcaster() as hub:
+        with pytest.raises(InvalidNamespace, match=r"^namespace: 'k8s.io\\n' must be"):
+            await hub.publish("k8s.io\n", "/tasks/exit")
+        with pytest.raises(InvalidTopic, match=r"^topic: '/tasks/exit\\n'"):
+            await hub.publish("k8s.io", "/tasks/exit\n")
+        with pytest.raises(InvalidNamespace, match=r"^namespace: "):
+            hub.subscribe("k8s.io\n")
+        assert hub.namespace_names() == []
+
+
+async def test_the_type_url_counts_against_the_payload_limit() -> None:
+    config = HubConfig(default_namespace=NamespaceConfig(max_payload_bytes=1000))
+    async with Broadcaster(config) as hub, hub.subscribe("a") as sub:
+        with pytest.raises(PayloadTooLarge,
+                           match=r"^type_url: 3500 bytes, with the payload's 0, exceed the "
+                                 r"limit of 1000 \(max_payload_bytes counts payload and "
+                                 r"type_url together\)"):
+            await hub.publish("a", "/x", type_url="t" * 3500)
+        with pytest.raises(PayloadTooLarge, match=r"^items\[1\]\.type_url: 2 bytes, with the "
+                                                  r"payload's 999"):
+            await hub.publish_many("a", [PublishItem("/x"),
+                                         PublishItem("/x", b"x" * 999, "ab")])
+        with pytest.raises(PayloadTooLarge, match=r"^type_url: 1002 bytes"):  # UTF-8 bytes
+            await hub.publish("a", "/x", type_url="é" * 501)
+        with pytest.raises(InvalidArgument, match="^type_url: must be a string"):
+            await hub.publish("a", "/x", type_url=b"t")  # type: ignore[arg-type]
+        # exactly at the limit is fine, and nothing of the refused batches was published
+        assert await hub.publish("a", "/x", b"x" * 990, type_url="t" * 10) == 1
+        assert [(e.sequence, e.type_url) for e in events_of(drain(sub))] == [(1, "t" * 10)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from broadcaster import Broadcaster, Policy
+from broadcaster import Broadcaster, HubConfig, Policy
 from broadcaster._metrics import register_metrics
 
 from ._util import drain
@@ -37,3 +37,25 @@ async def test_metrics_expose_counts_by_namespace_and_reason() -> None:
         assert "# TYPE broadcaster_subscribers_evicted_total counter" in text
         # the other hub's registry knows nothing of it
         assert "k8s.io" not in generate_latest(registry_2).decode()
+
+
+async def test_metrics_expose_the_server_wide_figures() -> None:
+    registry = CollectorRegistry()
+    config = HubConfig(max_cursors=1000, max_retained_bytes=10_000)
+    async with Broadcaster(config) as hub, hub.subscribe(["a", "b"], liveness="ack") as sub:
+        register_metrics(hub, registry)
+        sub.ack(0)
+        for _ in range(40):
+            await hub.publish("a", "/x", b"x" * 100)
+        text = generate_latest(registry).decode()
+        assert "broadcaster_heartbeat_acks_ignored_total 1.0" in text
+        assert "broadcaster_namespaces 2.0" in text
+        assert "broadcaster_namespaces_removed_total 0.0" in text
+        assert "broadcaster_cursors 2.0" in text
+        assert "broadcaster_cursors_limit 1000.0" in text
+        assert "broadcaster_retained_bytes_limit 10000.0" in text
+        assert "broadcaster_event_loop_stalled_seconds_total" in text
+        assert 'broadcaster_event_loop_lag_seconds_bucket{le="+Inf"}' in text
+        trimmed = hub.statistics().budget_trimmed_events
+        assert trimmed > 0
+        assert f"broadcaster_retention_budget_trimmed_events_total {trimmed:.1f}" in text

@@ -15,7 +15,10 @@ from broadcaster import (
     EndReason,
     Event,
     HubConfig,
+    InvalidPolicy,
+    NamespaceConfig,
     Policy,
+    PolicyKind,
     PublishItem,
 )
 
@@ -140,7 +143,7 @@ class TestTimed:
 
     async def test_block_resumes_as_soon_as_the_subscriber_reads(self) -> None:
         async with Broadcaster() as hub:
-            async with hub.subscribe("a", policy=Policy.block(2, timeout=10)) as sub:
+            async with hub.subscribe("a", policy=Policy.block(2, timeout=5)) as sub:
                 await publish_n(hub, "a", 2)
 
                 async def read_later() -> None:
@@ -172,6 +175,39 @@ class TestTimed:
                 assert seqs == list(range(1, 251))
                 assert got == seqs
                 assert hub.statistics().namespaces["a"].dropped == {}
+
+    async def test_a_stuck_block_subscriber_holds_each_publish_at_most_the_namespace_maximum(
+        self,
+    ) -> None:
+        config = HubConfig(
+            default_namespace=NamespaceConfig(max_block_timeout=0.5),
+            namespaces={"quiet": NamespaceConfig(allow_block=False)},
+        )
+        async with Broadcaster(config) as hub:
+            with pytest.raises(InvalidPolicy, match=r"^policy\.block_timeout: 1e\+09 s exceeds "
+                                                    r"the maximum of 0\.5 s in namespace 'a' "
+                                                    r"\(max_block_timeout\)"):
+                hub.subscribe("a", policy=Policy.block(1, timeout=1e9)).open()
+            with pytest.raises(InvalidPolicy, match=r"^policy\.kind: block is not allowed in "
+                                                    r"namespace 'quiet' \(allow_block = false\)"):
+                hub.subscribe(["a", "quiet"], policy=Policy.block(1, timeout=0.5)).open()
+            assert hub.namespace_names() == [] and hub.subscription_count == 0
+            # an all-namespaces subscription asking for more is clamped where it meets a
+            # namespace: 0.5 s in "a", and its fallback (no waiting) in "quiet"
+            async with hub.subscribe(None, policy=Policy.block(1, timeout=5)) as stuck:
+                for ns in ("a", "quiet"):
+                    await hub.publish(ns, "/x")  # creates the namespace and fills the room
+                assert stuck.cursors["a"].policy.block_timeout == 0.5
+                assert stuck.cursors["quiet"].policy.kind is PolicyKind.DROP_NEWEST
+                start = anyio.current_time()
+                await hub.publish("quiet", "/x")
+                assert anyio.current_time() == start
+                for _ in range(3):
+                    await hub.publish("a", "/x")
+                assert anyio.current_time() - start == pytest.approx(1.5)
+                items = drain(stuck)
+                assert DropNotice("a", 3, 2, 4, DropReason.BLOCK_TIMEOUT) in items
+                assert DropNotice("quiet", 1, 2, 2, DropReason.OVERFLOW_NEWEST) in items
 
     async def test_retry_admits_within_the_backoff_window_then_drops(self) -> None:
         policy = Policy.retry(2, initial_backoff=0.1, multiplier=2, max_attempts=3, jitter=0)

@@ -108,7 +108,7 @@ async def test_close_eviction_and_heartbeats_queue_the_subscription() -> None:
                     items = sub.receive_batch_nowait()
                     if key == "beating":
                         assert all(isinstance(i, Heartbeat) for i in items)
-                        sub.ack()
+                        assert sub.ack(items[-1].heartbeat_id)  # type: ignore[union-attr]
                     else:
                         seen.extend(items)
                     if not isinstance(items[-1], Ended):

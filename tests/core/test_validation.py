@@ -12,7 +12,9 @@ def test_valid_namespaces(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "-a", "a-", "a..b", "a b", "a/b", "x" * 77, ".a", "a_", "ns!", "ü"]
+    "name",
+    ["", "-a", "a-", "a..b", "a b", "a/b", "x" * 77, ".a", "a_", "ns!", "ü",
+     "k8s.io\n", "k8s.io\r\n", "\nk8s.io", "k8s\n.io", "k8s.io\x00"],
 )
 def test_invalid_namespaces_name_the_field(name: str) -> None:
     with pytest.raises(InvalidNamespace) as info:
@@ -27,7 +29,9 @@ def test_valid_topics(topic: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "topic", ["", "tasks/exit", "/", "/tasks/", "//x", "/tasks//exit", "/a b", "/" + "a" * 300]
+    "topic",
+    ["", "tasks/exit", "/", "/tasks/", "//x", "/tasks//exit", "/a b", "/" + "a" * 300,
+     "/tasks/exit\n", "/tasks\n/exit", "/tasks/exit\r\n"],
 )
 def test_invalid_topics(topic: str) -> None:
     with pytest.raises(InvalidTopic) as info:

@@ -1,0 +1,98 @@
+"""The hub's namespaces: created within the limit, removed when idle, and remembered
+after removal so that their sequences continue.
+
+A namespace exists while it is used: it holds retained events, a subscription names it,
+or the configuration lists it. One that has held none of these for
+``namespace_idle_timeout`` is removed, so that namespaces named once (by a typo, a
+rejected request, a client that came and went) do not pile up against
+``max_namespaces``. Its head is remembered (up to ``namespace_head_memory`` names): if
+it comes back, numbering continues where it stopped, and a client resuming across the
+gap gets exactly what it missed. Once that memory is full the oldest entries are
+forgotten, and every namespace the hub cannot remember starts numbering after the
+highest head it forgot: a client resuming from an older incarnation then gets a
+``ResyncNotice(compacted)``, never events it mistakes for the ones it missed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from ._budget import Budget
+from ._config import HubConfig
+from ._errors import QuotaExceeded
+from ._log import LogFactory
+from ._namespace import NamespaceState
+
+__all__ = ["NamespaceTable"]
+
+
+class NamespaceTable:
+    """The live namespaces and the heads of removed ones.
+
+    :ivar live: the namespaces, by name
+    :ivar removed: how many namespaces were removed as idle
+    """
+
+    def __init__(self, config: HubConfig, log_factory: LogFactory, budget: Budget) -> None:
+        self._config = config
+        self._log_factory = log_factory
+        self._budget = budget
+        self.live: dict[str, NamespaceState] = {}
+        self._heads: OrderedDict[str, int] = OrderedDict()
+        self._floor = 0  # above the head of every namespace forgotten
+        self.removed = 0
+
+    def check_room(self, new: Sequence[str], field: str) -> None:
+        """Whether the namespaces *new* (not live) may be created.
+
+        :raises QuotaExceeded: naming the limit and how to raise it
+        """
+        limit = self._config.max_namespaces
+        if new and len(self.live) + len(new) > limit:
+            what = f"{new[0]!r}" if len(new) == 1 else f"{len(new)} new namespaces"
+            raise QuotaExceeded(
+                field,
+                f"creating {what} would exceed the hub's maximum of {limit} namespaces "
+                f"({len(self.live)} in use; namespaces with no events, subscribers or "
+                "configuration are removed after namespace_idle_timeout): raise "
+                "max_namespaces ([hub] max_namespaces in the configuration file)",
+            )
+
+    def create(self, name: str, now: float) -> NamespaceState:
+        """Create namespace *name* (valid, not live, room checked)."""
+        config = self._config.namespace(name)
+        head = self._heads.pop(name, self._floor)
+        log = self._log_factory(name, config.retention, head)
+        ns = self.live[name] = NamespaceState(name, config, log, now, self._budget)
+        return ns
+
+    def idle(self, ns: NamespaceState, now: float) -> bool:
+        """Whether *ns* has been unused for ``namespace_idle_timeout`` (and note since
+        when it has been unused)."""
+        log = ns.log
+        if (ns.pinned or log.first <= log.head or ns.busy is not None
+                or ns.name in self._config.namespaces):
+            ns.idle_since = None
+            return False
+        if ns.idle_since is None:
+            ns.idle_since = now
+            return False
+        # all-namespaces subscriptions must have been given everything of it (looked at
+        # once the time is up, not at every heartbeat: there may be many of them)
+        return (now - ns.idle_since >= self._config.namespace_idle_timeout
+                and all(cursor.drained(now) for cursor in list(ns.cursors)))
+
+    def remove(self, ns: NamespaceState) -> None:
+        """Remove *ns* (idle, without cursors) and remember its head."""
+        del self.live[ns.name]
+        ns.removed = True
+        self._budget.forget(ns)
+        self.removed += 1
+        head = ns.log.head
+        if head:
+            heads = self._heads
+            heads[ns.name] = head
+            while len(heads) > self._config.namespace_head_memory:
+                _, forgotten = heads.popitem(last=False)
+                self._floor = max(self._floor, forgotten)

@@ -1,0 +1,129 @@
+"""What one broken or hostile Subscribe client can do to the others, over real
+connections: heartbeat acks must answer heartbeats, and a client that stops reading its
+stream cannot hold publishers hostage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import grpc
+import pytest
+from google.protobuf import any_pb2, duration_pb2
+
+from broadcaster import HubConfig, NamespaceConfig
+from broadcaster.v1 import broadcaster_pb2 as pb
+
+from ._helpers import ack, add, publish, read_kind, stub, wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
+
+FAST = HubConfig(heartbeat_interval=0.05, max_missed_heartbeats=3)
+
+
+async def test_acking_what_arrives_keeps_every_subscription_alive(make_server: Any) -> None:
+    """The server sends one Heartbeat per stream; answering it keeps all the stream's
+    subscriptions alive, including one added after that heartbeat went out."""
+    server = await make_server(hub=FAST)
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = stub(channel).Subscribe()
+        await call.write(add("first", ("default",)))
+        heartbeats = 0
+        with anyio.fail_after(20):
+            while heartbeats < 24:  # 24 intervals: 8 times the limit
+                response = await call.read()
+                kind = response.WhichOneof("kind")
+                assert kind in ("add_result", "heartbeat"), response
+                if kind == "heartbeat":
+                    heartbeats += 1
+                    await call.write(ack(response.heartbeat.heartbeat_id))
+                    if heartbeats == 3:
+                        await call.write(add("later", ("default",)))
+        assert server.hub.subscription_count == 2
+        stats = server.hub.statistics()
+        assert stats.heartbeat_acks_ignored == 0
+        assert stats.namespaces["default"].evicted == {}
+        call.cancel()
+
+
+async def test_blind_acks_are_ignored_and_counted(make_server: Any) -> None:
+    """``Ack(heartbeat_id=0)`` every few seconds kept a dead subscriber forever."""
+    server = await make_server(hub=FAST)
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = stub(channel).Subscribe()
+        await call.write(add("blind", ("default",)))
+        assert (await read_kind(call, "add_result")).ok
+
+        async def ack_zero() -> None:
+            while True:
+                await call.write(ack(0))
+                await anyio.sleep(0.02)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ack_zero)
+            ended = await read_kind(call, "subscription_ended", within=10)
+            tg.cancel_scope.cancel()
+        assert (ended.subscription_id, ended.reason) == ("blind", "heartbeat_timeout")
+        assert server.hub.statistics().heartbeat_acks_ignored > 0
+        call.cancel()
+
+
+async def test_a_client_that_stops_reading_cannot_hold_publishers_hostage(
+    make_server: Any,
+) -> None:
+    """``block`` with room for one event and a huge timeout (allowed here on purpose), a
+    client that never reads its stream and keeps acking the newest heartbeat id: every
+    publish into that namespace used to hang. Now the subscription is evicted once its
+    stream stops taking events, the publishes go through and another subscriber of the
+    namespace loses nothing."""
+    hub = HubConfig(heartbeat_interval=0.1, max_missed_heartbeats=3,
+                    default_namespace=NamespaceConfig(max_block_timeout=1e6))
+    server = await make_server(hub=hub, batch_max_events=8, batch_linger=0)
+    address = server.addresses[0]
+    total = 400
+    async with (
+        grpc.aio.insecure_channel(address) as stuck_channel,
+        grpc.aio.insecure_channel(address) as healthy_channel,
+        grpc.aio.insecure_channel(address) as publisher,
+    ):
+        stuck = stub(stuck_channel).Subscribe()
+        policy = pb.OverflowPolicy(kind=pb.OverflowPolicy.BLOCK, max_events=1,
+                                   block_timeout=duration_pb2.Duration(seconds=10**6))
+        await stuck.write(add("stuck", ("ns",), policy=policy))
+        assert (await read_kind(stuck, "add_result")).ok  # and never reads again
+        healthy = stub(healthy_channel).Subscribe()
+        await healthy.write(add("healthy", ("ns",)))
+        assert (await read_kind(healthy, "add_result")).ok
+        received: list[int] = []
+
+        async def keep_acking_the_newest_id() -> None:
+            while True:
+                await stuck.write(ack(server.hub.heartbeat_id))
+                await anyio.sleep(0.03)
+
+        async def read_healthy() -> None:
+            while len(received) < total:
+                response = await healthy.read()
+                kind = response.WhichOneof("kind")
+                if kind == "heartbeat":
+                    await healthy.write(ack(response.heartbeat.heartbeat_id))
+                elif kind == "event_batch":
+                    received.extend(d.event.sequence for d in response.event_batch.deliveries)
+                else:
+                    assert kind != "drop_notice", response
+
+        payload = any_pb2.Any(type_url="t", value=b"x" * 16384)  # fills flow control fast
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_acking_the_newest_id)
+            tg.start_soon(read_healthy)
+            with anyio.fail_after(30):  # it used to hang here for good
+                for _ in range(total):
+                    await publish(publisher, "ns", "/x", payload=payload)
+                await wait_until(lambda: len(received) == total, within=10)
+            tg.cancel_scope.cancel()
+        assert received == list(range(1, total + 1))
+        evicted = server.hub.statistics().namespaces["ns"].evicted
+        assert sum(evicted.values()) == 1
+        assert evicted.keys() <= {"not_consuming", "heartbeat_timeout"}
+        stuck.cancel()
+        healthy.cancel()
