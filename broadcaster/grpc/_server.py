@@ -18,7 +18,6 @@ import anyio.lowlevel
 import anyio.to_thread
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client.registry import CollectorRegistry
 
@@ -28,6 +27,7 @@ from .._metrics import HubCollector
 from ._config import ServerConfig, check_address
 from ._containerd import ContainerdEvents, add_containerd_services
 from ._fdlimit import fit_connections, open_files_limit
+from ._health import Health
 from ._interceptor import ServerInterceptor
 from ._metrics_http import LoopCollector, MetricsHTTPServer
 from ._peers import PeerLimiter
@@ -72,7 +72,7 @@ class Server:
         self._service = BroadcasterService(
             self.hub, self.config.stream_limits(), self.telemetry,
             publish_batch_max_events=self.config.publish_batch_max_events)
-        self._health = HealthServicer()
+        self._health = Health()
         self._error_log = RateLimitedLog(access_logger, self.config.rpc_error_log_interval)
         self._containerd = ContainerdEvents(
             self.hub, policy=self.config.containerd_subscribe_policy(),

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -179,14 +180,14 @@ async def test_open_rpcs_are_bounded_per_client_address(make_server: Any) -> Non
             call.cancel()
 
 
-def test_peer_address_drops_the_port() -> None:
+async def test_peer_address_drops_the_port() -> None:
     assert peer_address("ipv4:10.0.0.7:51234") == "ipv4:10.0.0.7"
     assert peer_address("ipv6:[::1]:5000") == "ipv6:[::1]"
     assert peer_address("ipv6:%5B::1%5D:5000") == "ipv6:%5B::1%5D"
     assert peer_address("unix:/run/b.sock") == "unix:/run/b.sock"
 
 
-def test_peer_limiter_counts_and_forgets() -> None:
+async def test_peer_limiter_counts_and_forgets() -> None:
     limiter = PeerLimiter(2)
     assert limiter.acquire("a") and limiter.acquire("a") and not limiter.acquire("a")
     assert limiter.acquire("b")
@@ -210,7 +211,7 @@ def test_peer_limiter_counts_and_forgets() -> None:
         (10, 0, 1024, 100, 10),           # no TCP address: nothing to fit
     ],
 )
-def test_fit_connections(configured: int | None, tcp: int, reserve: int, limit: int | None,
+async def test_fit_connections(configured: int | None, tcp: int, reserve: int, limit: int | None,
                          expected: int | None) -> None:
     assert fit_connections(configured, tcp, reserve, limit) == expected
 
@@ -243,17 +244,17 @@ def _serve_with_limits(soft: int, hard: int, tmp_path: Path) -> str:
     return "".join(lines)
 
 
-def test_serve_raises_the_open_file_limit(tmp_path: Path) -> None:
+async def test_serve_raises_the_open_file_limit(tmp_path: Path) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard <= 512:
         pytest.fail(f"the hard open-file limit {hard} is too low for this test")
-    logs = _serve_with_limits(512, hard, tmp_path)
+    logs = await anyio.to_thread.run_sync(_serve_with_limits, 512, hard, tmp_path)
     assert f"open-file limit raised from=512 to={hard}" in logs
     assert f"max_connections={min(4096, hard - min(1024, hard // 2))}" in logs
 
 
-def test_serve_fits_the_connection_quota_under_a_low_hard_limit(tmp_path: Path) -> None:
-    logs = _serve_with_limits(600, 600, tmp_path)
+async def test_serve_fits_the_connection_quota_under_a_low_hard_limit(tmp_path: Path) -> None:
+    logs = await anyio.to_thread.run_sync(_serve_with_limits, 600, 600, tmp_path)
     assert "open-file limit soft=600 (already the hard limit)" in logs
     assert re.search(r"connection quota lowered.* max_connections=300 configured=4096", logs)
     assert "serving" in logs and "max_connections=300" in logs
