@@ -163,6 +163,7 @@ _SERVER: dict[str, Check] = {
     "batch_max_events": _int(1),
     "batch_max_bytes": _int(1),
     "batch_linger": _number(0),
+    "stream_turns_per_tick": _int(1),
     "keepalive_time": _seconds,
     "keepalive_timeout": _seconds,
     "keepalive_permit_without_calls": _bool,

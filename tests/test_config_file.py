@@ -20,7 +20,7 @@ def test_example_file_loads_every_documented_key() -> None:
     assert server.metrics_listen == "127.0.0.1:9464"
     assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 300.0
     assert (server.max_connections, server.reserved_fds, server.max_rpcs_per_peer) == \
-        (4096, 1024, 1000)
+        (4096, 1024, 10_000)
     assert server.handshake_timeout == 10.0 and not server.stream_overload_protection
     assert server.publish_batch_max_events == 10_000
     assert server.rpc_error_log_interval == 10.0

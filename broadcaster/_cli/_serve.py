@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         "limit)")
     parser.add_argument("--max-rpcs-per-peer", type=int, metavar="N",
                         help="RPCs open at once from one client address over TCP "
-                        "(default 1000; 0: no bound)")
+                        "(default 10000; 0: no bound)")
     parser.add_argument("--max-connection-idle", type=float, metavar="SECONDS",
                         help="close connections without RPCs after this long (default 300; "
                         "0: never)")

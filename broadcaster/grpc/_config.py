@@ -59,6 +59,9 @@ class ServerConfig:
     :ivar batch_linger: seconds a Subscribe stream, woken by new events, waits for more
         before reading its subscriptions (0 reads at once); skipped while one of the
         stream's subscriptions has a policy bound under 256 events or 256 KiB
+    :ivar stream_turns_per_tick: Subscribe streams (both APIs) that may read or write in
+        one turn of the event loop; the others wait for the next turns, so that Health
+        and other clients' RPCs advance during a fan-out to thousands of streams
     :ivar containerd_policy: overflow policy of containerd ``Subscribe`` streams
         (``disconnect``, ``drop_oldest`` or ``drop_newest``); None: ``disconnect`` at
         4096 events (or the smallest namespace ``max_policy_events`` if lower)
@@ -84,7 +87,7 @@ class ServerConfig:
     stream_overload_protection: bool = False
     max_connections: int | None = 4096
     reserved_fds: int = 1024
-    max_rpcs_per_peer: int | None = 1000
+    max_rpcs_per_peer: int | None = 10_000
     max_connection_idle: float | None = 300.0
     handshake_timeout: float = 10.0
     max_subscriptions_per_stream: int = 1000
@@ -92,6 +95,7 @@ class ServerConfig:
     batch_max_events: int = 4096
     batch_max_bytes: int = 1 * _MiB
     batch_linger: float = 0.002
+    stream_turns_per_tick: int = 16
     containerd_policy: Policy | None = None
     keepalive_time: float = 30.0
     keepalive_timeout: float = 10.0
@@ -114,7 +118,8 @@ class ServerConfig:
             check_address(self.metrics_listen, "metrics_listen", unix=False)
         for name in ("max_receive_message_bytes", "max_send_message_bytes",
                      "max_concurrent_streams", "max_subscriptions_per_stream",
-                     "publish_batch_max_events", "batch_max_events", "batch_max_bytes"):
+                     "publish_batch_max_events", "batch_max_events", "batch_max_bytes",
+                     "stream_turns_per_tick"):
             _check_int(getattr(self, name), name, 1)
         for name in ("max_concurrent_rpcs", "max_connections", "max_rpcs_per_peer"):
             if getattr(self, name) is not None:

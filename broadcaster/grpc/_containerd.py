@@ -51,6 +51,7 @@ from ..containerd.services.introspection.v1 import introspection_pb2
 from ._ratelog import RateLimitedLog
 from ._status import status_of
 from ._timestamps import MAX_SECONDS, MIN_SECONDS, check_timestamp
+from ._turns import Turns
 
 __all__ = [
     "EVENTS_SERVICE",
@@ -112,6 +113,8 @@ class ContainerdEvents:
     :param cache_size: envelopes kept serialized for other subscribers of the same event
     :param drop_log: where drops and unsendable events are logged (one line per
         namespace and interval; 10 s by default)
+    :param turns: turns of the event loop shared by the server's Subscribe streams: each
+        write takes one
     """
 
     def __init__(
@@ -122,8 +125,10 @@ class ContainerdEvents:
         max_batch: int = 256,
         cache_size: int = 4096,
         drop_log: RateLimitedLog | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self._hub = hub
+        self._turns = turns
         self._policy = policy or default_policy(hub.config)
         self._max_batch = max_batch
         self._cache: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
@@ -206,7 +211,7 @@ class ContainerdEvents:
 
     async def _pump(self, sub: Subscription, context: Context) -> None:
         write, encode, receive = context.write, self._encode, sub.receive_batch
-        max_batch = self._max_batch
+        max_batch, turns = self._max_batch, self._turns
         while True:
             try:
                 items = await receive(max_batch)
@@ -216,6 +221,8 @@ class ContainerdEvents:
                 if type(item) is Event:
                     data = encode(item)
                     if data is not None:
+                        if turns is not None:
+                            await turns.take()
                         await write(data)
                 elif isinstance(item, DropNotice):
                     self._log.log(

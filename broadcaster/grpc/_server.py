@@ -34,6 +34,7 @@ from ._peers import PeerLimiter
 from ._ratelog import RateLimitedLog
 from ._service import SERVICE_NAME, BroadcasterService
 from ._telemetry import Telemetry
+from ._turns import Turns
 
 __all__ = ["Server", "ServerConfig", "check_address"]
 
@@ -69,14 +70,16 @@ class Server:
         self.addresses: list[str] = []
         self.metrics_address: str | None = None
         self.service_names: list[str] = []
+        turns = Turns(self.config.stream_turns_per_tick)
         self._service = BroadcasterService(
             self.hub, self.config.stream_limits(), self.telemetry,
-            publish_batch_max_events=self.config.publish_batch_max_events)
+            publish_batch_max_events=self.config.publish_batch_max_events, turns=turns)
         self._health = Health()
         self._error_log = RateLimitedLog(access_logger, self.config.rpc_error_log_interval)
         self._containerd = ContainerdEvents(
             self.hub, policy=self.config.containerd_subscribe_policy(),
-            drop_log=RateLimitedLog(containerd_logger, self.config.rpc_error_log_interval))
+            drop_log=RateLimitedLog(containerd_logger, self.config.rpc_error_log_interval),
+            turns=turns)
         #: the connection quota per TCP address in force (``max_connections`` fitted
         #: under the open-file limit), known once started
         self.max_connections: int | None = None

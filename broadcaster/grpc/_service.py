@@ -23,6 +23,7 @@ from ._status import status_of
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
 from ._timestamps import check_timestamp
+from ._turns import Turns
 
 __all__ = ["SERVICE_NAME", "BroadcasterService"]
 
@@ -98,11 +99,13 @@ class BroadcasterService:
     :param limits: Subscribe stream bounds and batching
     :param telemetry: server figures (streams, rejections, uptime)
     :param publish_batch_max_events: events in one PublishStream batch
+    :param turns: turns of the event loop shared by the Subscribe streams
     """
 
     def __init__(self, hub: Broadcaster, limits: StreamLimits, telemetry: Telemetry, *,
-                 publish_batch_max_events: int = 10_000) -> None:
+                 publish_batch_max_events: int = 10_000, turns: Turns | None = None) -> None:
         self._hub = hub
+        self._turns = turns
         self._limits = limits
         self._telemetry = telemetry
         self._max_batch_events = publish_batch_max_events
@@ -254,7 +257,7 @@ class BroadcasterService:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
         stream = SubscribeStream(self._hub, self._limits, context.write,
-                                 self._telemetry.reject, self._encoder)
+                                 self._telemetry.reject, self._encoder, self._turns)
         self._streams.add(stream)
         try:
             await stream.run(requests)
