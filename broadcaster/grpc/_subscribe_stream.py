@@ -312,7 +312,12 @@ class SubscribeStream:
                 for message in self._drain():
                     if turns is not None:
                         await turns.take()
-                    await self._write(message)
+                    # A write is never abandoned half way: gRPC cannot end the call (send
+                    # a status) while a message is still being sent, so cancelling the
+                    # stream (say, after a request that could not be parsed) waits for
+                    # it. It returns once the client reads or the call is over.
+                    with anyio.CancelScope(shield=True):
+                        await self._write(message)
             except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
                 logger.debug("subscribe stream write failed: %r", exc)
                 break
