@@ -23,7 +23,7 @@ def test_example_file_loads_every_documented_key() -> None:
         (4096, 1024, 10_000)
     assert server.handshake_timeout == 10.0 and not server.stream_overload_protection
     assert server.publish_batch_max_events == 10_000
-    assert server.rpc_error_log_interval == 10.0
+    assert server.rpc_error_log_interval == 10.0 and server.stream_turns_per_tick == 16
     assert server.containerd_policy == Policy.disconnect(4096)
     assert (config.log_level, config.log_format) == ("info", "text")
     assert config.gc_threshold == 10_000
