@@ -4,6 +4,7 @@ a traceback and answered UNIMPLEMENTED)."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from grpc_health.v1 import health_pb2
@@ -11,14 +12,17 @@ from grpc_health.v1._async import HealthServicer
 
 __all__ = ["Health"]
 
+_pb: Any = health_pb2  # HealthList* are newer than the type stubs
 
-class Health(HealthServicer):  # type: ignore[misc]
+
+class Health(HealthServicer):
     """Check, Watch and List of every service's status."""
 
-    async def List(self, request: health_pb2.HealthListRequest,
-                   context: Any) -> health_pb2.HealthListResponse:
+    _server_status: MutableMapping[str, Any]
+
+    async def List(self, request: Any, context: Any) -> Any:
         """The status of every service (``""`` is the server as a whole)."""
-        response = health_pb2.HealthListResponse()
+        response = _pb.HealthListResponse()
         for name, status in self._server_status.items():
             response.statuses[name].status = status
         return response

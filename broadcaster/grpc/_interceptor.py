@@ -107,13 +107,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        method: str = handler_call_details.method
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -122,13 +123,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             self._cache[method] = (handler, wrapped)
         return wrapped
 
-    def _wrap_handler(self, handler: Any, method: str) -> Any:
+    def _wrap_handler(self, handler: Any, method: str) -> grpc.RpcMethodHandler[Any, Any]:
         kind = next(k for k in _KINDS if getattr(handler, k) is not None)
         behavior = getattr(handler, kind)
         changes: dict[str, Any] = {kind: self._wrap(behavior, method, handler)}
         if handler.request_deserializer is not None:
             changes["request_deserializer"] = _tolerant(handler.request_deserializer)
-        return handler._replace(**changes)
+        wrapped: grpc.RpcMethodHandler[Any, Any] = handler._replace(**changes)
+        return wrapped
 
     def _wrap(self, behavior: Callable[..., Any], method: str, handler: Any) -> Any:
         telemetry, peers, error_log = self._telemetry, self._peers, self._error_log

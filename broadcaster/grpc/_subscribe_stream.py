@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -105,7 +105,7 @@ def _is_tight(sub: Subscription, hub: Broadcaster) -> bool:
 
 
 #: Queue entries: (subscription, items) from the pump, or (None, message) from the reader.
-_Chunk = tuple[_Entry, list[object]] | tuple[None, bytes]
+_Chunk = tuple[_Entry, Sequence[object]] | tuple[None, bytes]
 
 
 class SubscribeStream:
@@ -379,7 +379,7 @@ class SubscribeStream:
                 flush()
                 messages.append(payload)  # type: ignore[arg-type]
                 continue
-            items: list[object] = payload  # type: ignore[assignment]
+            items: Sequence[object] = payload
             self._queued_items -= len(items)
             if entry.closed or not items:
                 continue
