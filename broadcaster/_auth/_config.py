@@ -13,7 +13,7 @@ TCP: ``anonymous``). Listeners not named in ``listeners`` take the defaults:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -70,7 +70,8 @@ class SecurityConfig:
     :ivar socket_group: group (name or id) the unix sockets are given, or None
     :ivar metrics_token_file: hashes of the tokens ``/metrics`` accepts (their
         identities' ``stats`` permission decides which namespaces' series they see);
-        None: scrapes are ``anonymous``
+        None: scrapes are ``anonymous`` (with a policy file, they see the namespaces
+        ``anonymous`` has ``stats`` on; without one, all)
     :ivar reload_interval: seconds between checks of the policy, token and certificate
         files for changes (also reloaded on SIGHUP)
     :ivar denied_log_interval: seconds between two log lines about one identity's
@@ -139,7 +140,7 @@ class SecurityConfig:
         if listener.auth == "token" and self.token_file is None:
             raise InvalidArgument(f"{key}.auth", "token needs security.token_file")
 
-    def check_exposure(self, listen: tuple[str, ...], metrics_listen: str | None) -> None:
+    def check_exposure(self, listen: Sequence[str], metrics_listen: str | None) -> None:
         """Refuse what would let anyone on the network in (unless ``insecure``), and
         listener settings for addresses that are not served.
 
@@ -168,10 +169,12 @@ class SecurityConfig:
                 "docs/security.md), or serve it as it is with --insecure "
                 "([security] insecure = true)")
         if (metrics_listen is not None and not self.insecure
-                and not is_loopback(metrics_listen) and self.metrics_token_file is None):
+                and not is_loopback(metrics_listen) and self.metrics_token_file is None
+                and self.policy_file is None):
             raise InvalidArgument(
                 "metrics_listen",
                 f"{metrics_listen!r} is not a loopback address and /metrics would answer "
                 "anyone with every namespace's series. Require a token "
-                "(--metrics-token-file; [security] metrics_token_file) or serve it as it is "
+                "(--metrics-token-file; [security] metrics_token_file), let a policy file "
+                "decide what an anonymous scrape sees (--policy-file), or serve it as it is "
                 "with --insecure ([security] insecure = true)")

@@ -67,6 +67,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-connection-idle", type=float, metavar="SECONDS",
                         help="close connections without RPCs after this long (default 300; "
                         "0: never)")
+    security = parser.add_argument_group(
+        "security", "TLS, authentication and the access policy (docs/security.md); the "
+        "files are reloaded on SIGHUP and when they change")
+    security.add_argument("--policy-file", metavar="FILE",
+                          help="access policy and limits per identity (TOML, see "
+                          "examples/policy.toml); default: every caller may do everything")
+    security.add_argument("--token-file", metavar="FILE",
+                          help="SHA-256 hashes of bearer tokens and their identities "
+                          "(`broadcaster token` makes them); TCP listeners then require a "
+                          "token unless they use client certificates")
+    security.add_argument("--tls-cert", metavar="FILE",
+                          help="server certificate chain (PEM): TCP listeners serve TLS")
+    security.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    security.add_argument("--tls-client-ca", metavar="FILE",
+                          help="CA certificates (PEM) client certificates must chain to: TCP "
+                          "listeners require one (mTLS) and take the caller's identity from it")
+    security.add_argument("--insecure", action="store_true", default=None,
+                          help="serve non-loopback TCP addresses and metrics without TLS or "
+                          "authentication (refused otherwise)")
+    security.add_argument("--socket-mode", metavar="OCTAL",
+                          help="permission bits of the unix sockets (default 0600)")
+    security.add_argument("--socket-group", metavar="GROUP",
+                          help="group (name or id) given the unix sockets")
+    security.add_argument("--metrics-token-file", metavar="FILE",
+                          help="hashes of the bearer tokens /metrics accepts (their "
+                          "identities' stats permission decides which namespaces they see)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
@@ -86,7 +112,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     log = {key: getattr(args, f"log_{key}") for key in ("level", "format")
            if getattr(args, f"log_{key}") is not None}
     process = {} if args.gc_threshold is None else {"gc_threshold": args.gc_threshold}
-    return {"server": server, "hub": hub, "log": log, "process": process}
+    security = {key: getattr(args, attr) for key, attr in (
+        ("policy_file", "policy_file"), ("token_file", "token_file"),
+        ("tls_cert_file", "tls_cert"), ("tls_key_file", "tls_key"),
+        ("tls_client_ca_file", "tls_client_ca"), ("insecure", "insecure"),
+        ("socket_mode", "socket_mode"), ("metrics_token_file", "metrics_token_file"),
+    ) if getattr(args, attr) is not None}
+    if args.socket_group is not None:
+        group = args.socket_group
+        security["socket_group"] = int(group) if group.isdigit() else group
+    return {"server": server, "hub": hub, "log": log, "process": process,
+            "security": security}
 
 
 class _TextFormatter(logging.Formatter):

@@ -35,6 +35,7 @@ from ._metrics_http import LoopCollector, MetricsHTTPServer
 from ._peers import PeerLimiter
 from ._ratelog import RateLimitedLog
 from ._service import SERVICE_NAME, BroadcasterService
+from ._sockets import add_unix_port
 from ._telemetry import Telemetry
 from ._turns import Turns
 
@@ -161,8 +162,10 @@ class Server:
             if server is None:
                 server = servers[is_tcp] = self._make_grpc(tcp=is_tcp)
                 self._grpc.append(server)
+            security = config.security
             try:
-                port = server.add_insecure_port(address)
+                port = server.add_insecure_port(address) if is_tcp else add_unix_port(
+                    server, address, security.socket_mode, security.socket_group)
             except RuntimeError as exc:
                 raise OSError(f"listen[{i}]: cannot bind {address!r}: {exc}") from exc
             self.addresses.append(_bound(address, port))
