@@ -15,25 +15,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
 from .._core._errors import BroadcasterError
 from .._typeurl import encode_json
 from ..client import Client, ClientError
+from ._connect import DEFAULT_ADDRESS, add_connection_arguments, client_options
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DEFAULT_ADDRESS", "add_address_argument", "add_parser", "run"]
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 JSON_TYPE_URL = "application/json"
 
 
 def add_address_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--address", default=os.environ.get("BROADCASTER_ADDRESS", DEFAULT_ADDRESS),
-        help="server address: HOST:PORT, unix:PATH or a socket path "
-        "(default: $BROADCASTER_ADDRESS or %(default)s)",
-    )
+    """``--address`` with the TLS and token options."""
+    add_connection_arguments(parser)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,7 +94,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 async def _publish(args: argparse.Namespace, type_url: str, payload: bytes) -> int:
-    async with Client(args.address, timeout=args.timeout) as client:
+    async with Client(args.address, timeout=args.timeout, **client_options(args)) as client:
         return await client.publish(
             args.namespace, args.topic, payload, type_url=type_url, labels=_labels(args.label)
         )

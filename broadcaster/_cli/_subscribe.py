@@ -25,6 +25,7 @@ from .. import Policy
 from .._core._errors import BroadcasterError
 from .._typeurl import CONTAINERD_TYPES, decode_event, format_ctr_line, go_time_string
 from ..client import Client, ClientError, DropNotice, Ended, Event, Item, ResyncNotice
+from ._connect import client_options
 from ._publish import JSON_TYPE_URL, add_address_argument
 
 __all__ = ["add_parser", "run"]
@@ -128,7 +129,8 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
             raise BroadcasterError("--since", "needs --namespace")
         since = args.since
     seen = 0
-    async with Client(args.address, timeout=args.timeout) as client, client.subscribe(
+    async with Client(args.address, timeout=args.timeout,
+                      **client_options(args)) as client, client.subscribe(
         args.namespace or None, filters=args.filter, policy=_policy(args), since=since,
         epoch=args.epoch,
     ) as sub:

@@ -15,6 +15,7 @@ from .._core._policy import Policy
 from ..v1 import broadcaster_pb2 as pb
 from ..v1 import broadcaster_pb2_grpc as pb_grpc
 from ._backoff import Backoff
+from ._credentials import ClientTLS
 from ._errors import ClientClosedError, InvalidArgumentError, PublishError, StatusError
 from ._publisher import Publisher
 from ._retry import Refusals, call_unary
@@ -83,7 +84,10 @@ class Client:
     :param seed: seed of the backoff jitter (None: from the OS)
     :param options: extra grpc channel options
     :param metadata: metadata sent with every call
-    :raises InvalidArgumentError: for an empty address or a buffer below 1
+    :param tls: connect with TLS (and a client certificate, for mTLS); None: plaintext
+    :param token: a bearer token sent with every call (``authorization: Bearer ...``)
+    :raises InvalidArgumentError: for an empty address, a buffer below 1, a token with
+        spaces, or TLS files that cannot be read
     """
 
     def __init__(
@@ -97,9 +101,13 @@ class Client:
         seed: int | None = None,
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
+        tls: ClientTLS | None = None,
+        token: str | None = None,
     ) -> None:
         if buffer < 1:
             raise InvalidArgumentError("buffer", "must be at least 1")
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise InvalidArgumentError("token", "must be a non-empty string without spaces")
         self.address = address
         self._target = grpc_target(address)
         self._timeout = timeout
@@ -107,8 +115,12 @@ class Client:
         self._idle_timeout = idle_timeout
         self._buffer = buffer
         self._rng = random.Random(seed)
-        self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
-        self._metadata = tuple(metadata)
+        self._options: list[tuple[str, str | int]] = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            *(tls.options() if tls is not None else ()), *options]
+        self._credentials = tls.credentials() if tls is not None else None
+        self._metadata = tuple(metadata) + (
+            (("authorization", f"Bearer {token}"),) if token is not None else ())
         self._refusals = Refusals()
         self._channel: grpc.aio.Channel | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -138,7 +150,11 @@ class Client:
         if self._closed:
             raise ClientClosedError("client: closed")
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
+            if self._credentials is not None:
+                self._channel = grpc.aio.secure_channel(self._target, self._credentials,
+                                                        options=self._options)
+            else:
+                self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
         return self._channel
 
     async def aclose(self) -> None:
