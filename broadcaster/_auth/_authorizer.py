@@ -26,8 +26,9 @@ _CACHE_MAX = 65_536
 _LOGGED_MAX = 10_000
 
 
-class AccessDenied(BroadcasterError):
-    """The caller's identity lacks a permission (gRPC ``PERMISSION_DENIED``).
+class AccessDenied(BroadcasterError, PermissionError):
+    """The caller's identity lacks a permission (gRPC ``PERMISSION_DENIED``: the edge
+    maps Python's ``PermissionError`` kind to it).
 
     :ivar identity: who asked
     :ivar permission: what was refused
@@ -42,6 +43,8 @@ class AccessDenied(BroadcasterError):
         self.identity = identity
         self.permission = permission
         self.namespace = namespace
+        #: the ``reason`` it is counted under in ``broadcaster_grpc_rejected_total``
+        self.reject_reason = "permission_denied"
 
 
 class Unauthenticated(BroadcasterError):

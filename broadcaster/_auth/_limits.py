@@ -100,6 +100,8 @@ class LimitExceeded(QuotaExceeded):
         super().__init__(f"limits.{limit}", message)
         self.limit = limit
         self.retry_after = retry_after
+        #: the ``reason`` it is counted under in ``broadcaster_grpc_rejected_total``
+        self.reject_reason = f"identity_{limit}"
 
 
 class _Bucket:
