@@ -114,14 +114,14 @@ class Security:
             identity = certificate_identity(auth_context)
             if identity is None:  # gRPC verified a certificate: not expected
                 raise self._refuse("no_certificate", peer,
-                                   "authorization: this listener requires a client "
+                                   "this listener requires a client "
                                    "certificate")
             return identity
         token = bearer_token(metadata)
         if token is None:
             if listener.auth == "token":
                 raise self._refuse("no_token", peer,
-                                   "authorization: this listener requires a bearer token "
+                                   "this listener requires a bearer token "
                                    "(metadata 'authorization: Bearer <token>')")
             return LOCAL if unix else ANONYMOUS
         return self._token_identity(token, peer)
@@ -131,8 +131,8 @@ class Security:
         identity = table.identify(token) if table is not None and token else None
         if identity is None:
             raise self._refuse("invalid_token", peer,
-                               "authorization: the bearer token is not valid"
-                               if token else "authorization: expected 'Bearer <token>'")
+                               "the bearer token is not valid"
+                               if token else "expected 'Bearer <token>'")
         return identity
 
     def identify_scrape(self, authorization: str | None, peer: str) -> str:
