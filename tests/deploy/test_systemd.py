@@ -104,7 +104,7 @@ async def test_unit_commands_serve_on_the_runtime_directory_and_stop_on_kill_sig
 
     async with running(argv, umask=int(service("UMask")[0], 8)) as server:
         socket = runtime_dir / Path(moved.sockets[0]).name
-        assert stat.S_IMODE(os.stat(socket).st_mode) == 0o770  # owner and group connect
+        assert stat.S_IMODE(os.stat(socket).st_mode) == 0o660  # owner and group connect
         code, out, err = await run(health)
         assert (code, out) == (0, "SERVING\n"), err
         assert server.metrics is not None
