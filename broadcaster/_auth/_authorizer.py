@@ -36,8 +36,9 @@ class AccessDenied(BroadcasterError, PermissionError):
     """
 
     def __init__(self, field: str, identity: str, permission: Permission,
-                 namespace: str | None) -> None:
-        where = "the server" if namespace is None else f"namespace {namespace!r}"
+                 namespace: str | None, *, anywhere: bool = False) -> None:
+        where = "any namespace" if anywhere else (
+            "the server" if namespace is None else f"namespace {namespace!r}")
         super().__init__(field, f"identity {identity!r} lacks permission "
                          f"{permission.value!r} on {where}")
         self.identity = identity
@@ -119,11 +120,15 @@ class Authorizer:
             raise self.denial(identity, permission, namespace, field)
 
     def denial(self, identity: str, permission: Permission, namespace: str | None,
-               field: str = "namespace") -> AccessDenied:
-        """Count and log a denial; return the error to raise."""
-        exc = AccessDenied(field, identity, permission, namespace)
+               field: str = "namespace", *, anywhere: bool = False) -> AccessDenied:
+        """Count and log a denial; return the error to raise.
+
+        :param anywhere: the identity has *permission* on no namespace at all
+        """
+        exc = AccessDenied(field, identity, permission, namespace, anywhere=anywhere)
         self.note(permission.value, identity, lambda: (
-            f"permission={permission.value} namespace={namespace or '-'} "
+            f"permission={permission.value} "
+            f"namespace={'(any)' if anywhere else namespace or '-'} "
             f"rule={self.decision(identity, permission, namespace).rule or 'none allows'}"))
         return exc
 

@@ -208,19 +208,19 @@ class IdentityLimiter:
 
     # -- namespaces ---------------------------------------------------------------------
 
-    def check_new_namespace(self, identity: str, namespace: str) -> None:
-        """Whether *identity* may create one more namespace now (take it with
-        :meth:`created_namespace` once created).
+    def check_new_namespace(self, identity: str, namespace: str, count: int = 1) -> None:
+        """Whether *identity* may create *count* more namespaces now, *namespace* being
+        the last of them (take each with :meth:`created_namespace` once created).
 
-        :raises LimitExceeded: ``new_namespaces_per_minute``
+        :raises LimitExceeded: ``new_namespaces_per_minute``, naming *namespace*
         """
         limits = self._table().for_identity(identity)
         per_minute = limits.new_namespaces_per_minute
         if per_minute is None:
             return
         bucket = self._namespace_bucket(identity, per_minute)
-        if bucket.tokens < 1:
-            wait = (1 - bucket.tokens) / _per_second(per_minute)  # type: ignore[operator]
+        if bucket.tokens < count:
+            wait = (count - bucket.tokens) / _per_second(per_minute)  # type: ignore[operator]
             raise self._refuse(
                 identity, "new_namespaces_per_minute",
                 f"may create {per_minute} namespaces per minute and namespace {namespace!r} "

@@ -186,6 +186,10 @@ class Broadcaster:
     def namespace_names(self) -> list[str]:
         return sorted(self._namespaces)
 
+    def has_namespace(self, name: str) -> bool:
+        """Whether namespace *name* exists now (publishing into it creates nothing)."""
+        return name in self._namespaces
+
     # -- publishing -------------------------------------------------------------------
 
     async def publish(
