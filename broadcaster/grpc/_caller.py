@@ -9,15 +9,36 @@ the limit).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from .._auth._access import Permission
+from .._auth._access import ANONYMOUS, LOCAL, Permission
+from .._auth._config import ListenerSecurity
+from .._auth._identity import bearer_token
 from .._core._hub import Broadcaster
 from ._security import Security
 
-__all__ = ["CALLER", "Caller", "PublishTicket", "current_caller"]
+__all__ = [
+    "ADMIN_METHODS",
+    "CALLER",
+    "OPEN_METHODS",
+    "STREAMS_NOT_COUNTED",
+    "Caller",
+    "PublishTicket",
+    "authenticate",
+    "current_caller",
+]
+
+#: Methods any caller a listener admits may call, credentials or not: health checks
+#: (orchestrators and load balancers probe without tokens) and containerd's
+#: introspection (``ctr`` asks it before ``events``; it tells a uuid and a pid).
+OPEN_METHODS = ("/grpc.health.v1.Health/",
+                "/containerd.services.introspection.v1.Introspection/")
+#: Methods that need ``admin`` on ``*``: server reflection (the API's whole surface).
+ADMIN_METHODS = ("/grpc.reflection.",)
+#: Streaming methods not counted in an identity's ``max_streams``.
+STREAMS_NOT_COUNTED = ("/grpc.health.v1.Health/",)
 
 
 @dataclass(slots=True)
@@ -165,4 +186,25 @@ def current_caller() -> Caller:
     caller = CALLER.get()
     if caller is None:
         raise RuntimeError("no caller: not inside an RPC admitted by the server")
+    return caller
+
+
+def authenticate(security: Security, listener: ListenerSecurity, method: str, *,
+                 unix: bool, auth_context: Mapping[str, Sequence[bytes]],
+                 metadata: Iterable[tuple[str, str | bytes]] | None, peer: str) -> Caller:
+    """The caller of a new call on *listener* (what the interceptor does first).
+
+    :raises Unauthenticated: credentials missing or invalid (a call of
+        :data:`OPEN_METHODS` without a token runs as ``local`` or ``anonymous``)
+    :raises AccessDenied: a method of :data:`ADMIN_METHODS` without ``admin`` on ``*``
+    """
+    if (listener.auth == "token" and method.startswith(OPEN_METHODS)
+            and bearer_token(metadata) is None):
+        identity = LOCAL if unix else ANONYMOUS
+    else:
+        identity = security.identify(listener, unix=unix, auth_context=auth_context,
+                                     metadata=metadata, peer=peer)
+    caller = Caller(security, identity)
+    if method.startswith(ADMIN_METHODS):
+        caller.check(Permission.ADMIN, None, "method")
     return caller
