@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from .. import Broadcaster
 from .._auth._access import ANONYMOUS, LOCAL, Permission
 from .._auth._config import ListenerSecurity
 from .._auth._identity import bearer_token
-from .._core._hub import Broadcaster
 from ._security import Security
 
 __all__ = [

@@ -18,8 +18,8 @@ import threading
 
 import grpc
 
+from .. import InvalidArgument
 from .._auth._reload import file_signature
-from .._core._errors import InvalidArgument
 
 __all__ = ["CertificateError", "ServerCertificates"]
 
