@@ -21,9 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from types import TracebackType
+from typing import NamedTuple, Protocol, Self
 
 from ._config import Retention
+from ._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
 from ._errors import BroadcasterError
 from ._types import Event
 
@@ -40,10 +42,6 @@ __all__ = [
     "Stored",
 ]
 
-#: Seconds a client-chosen event id is remembered (JetStream's default as well).
-DEFAULT_DEDUP_WINDOW = 120.0
-#: Ids remembered per namespace at most by the memory and local engines.
-DEFAULT_DEDUP_MAX_IDS = 100_000
 
 
 class FsyncMode(StrEnum):
@@ -165,6 +163,19 @@ class DurableLog(Protocol):
 
 class LogStore(Protocol):
     """A storage engine: opens the logs of one hub. Enter it before use."""
+
+    @property
+    def epoch(self) -> str:
+        """The epoch every log of this store shares (memory, local), or ``""`` when each
+        log has its own (jetstream: a stream's incarnation). Known once entered."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
     async def open_log(
         self, namespace: str, retention: Retention, listener: LogListener

@@ -58,7 +58,7 @@ class Subscription:
         policy: Policy | None,
         since: int | Mapping[str, int] | None,
         since_default: int | None,
-        epoch: str | None,
+        epoch: str | Mapping[str, str] | None,
         liveness: Liveness,
         topics: frozenset[str] | None = None,
     ) -> None:
@@ -95,11 +95,15 @@ class Subscription:
     def hub_epoch(self) -> str:
         return self._hub.epoch
 
-    def attach(self, ns: NamespaceState, clamp: bool = False) -> Cursor:
+    def attach(self, ns: NamespaceState, clamp: bool = False,
+               after: int | None = None) -> Cursor:
         """Add a cursor for *ns*, positioned by this subscription's ``since``.
 
         :param clamp: cut the policy's bounds down to the namespace's limits instead of
             raising (for all-namespaces subscriptions meeting a new namespace)
+        :param after: where to start when ``since`` says nothing of *ns* (an
+            all-namespaces subscription meeting a namespace whose events from
+            ``after + 1`` on it has not seen; None: live)
         """
         policy = self.policy or ns.config.default_policy
         if clamp:
@@ -109,7 +113,12 @@ class Subscription:
         since = self._since
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)
-        cursor.start(since, self._epoch)
+        if since is None:
+            since = after
+        epoch = self._epoch
+        if isinstance(epoch, Mapping):
+            epoch = epoch.get(ns.name)
+        cursor.start(since, epoch)
         self.cursors[ns.name] = cursor
         self._order.append(cursor)
         ns.add(cursor)
@@ -119,6 +128,10 @@ class Subscription:
         """Per namespace, the sequence after which this subscription started delivering
         (what a client must resume from if it has received nothing yet)."""
         return {name: cursor.start_after for name, cursor in self.cursors.items()}
+
+    def epochs(self) -> dict[str, str]:
+        """Per namespace, the epoch its sequences belong to."""
+        return {name: cursor.ns.epoch for name, cursor in self.cursors.items()}
 
     def detach(self, ns: NamespaceState) -> None:
         """Leave *ns* for good (the hub removed it as idle): its cursor goes."""
@@ -176,11 +189,13 @@ class Subscription:
     # -- context manager ----------------------------------------------------------------
 
     async def __aenter__(self) -> Subscription:
+        await self._hub.prepare(self)
         self.open()
         return self
 
     def open(self) -> None:
-        """Register with the hub (what ``async with`` does on entry)."""
+        """Register with the hub (what ``async with`` does on entry, after
+        :meth:`Broadcaster.prepare`, which a hub with a durable store needs first)."""
         if self._registered or self._closed:
             raise RuntimeError("a subscription can be entered only once")
         self._hub.register(self)
@@ -370,11 +385,13 @@ class Subscription:
             self.heartbeat_seen = self._hub.heartbeat_id
             if self._ack_due:  # answered before it was given: it counts now
                 self.acked, self.acked_at, self._ack_due = self._ack_due, now, 0
+            order = self._order
             out.append(
                 Heartbeat(
                     self.heartbeat_seen,
-                    {c.ns.name: c.ns.log.head for c in self._order},
+                    {c.ns.name: c.ns.log.head for c in order},
                     self.hub_epoch,
+                    {c.ns.name: c.ns.epoch for c in order},
                 )
             )
         return out  # type: ignore[return-value]

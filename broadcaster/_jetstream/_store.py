@@ -143,6 +143,11 @@ class JetStreamStore:
         return self._tg
 
     @property
+    def epoch(self) -> str:
+        """``""``: every namespace has its own epoch, its stream's incarnation."""
+        return ""
+
+    @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
