@@ -126,9 +126,10 @@ class Broadcaster:
             await self._leave_store()
 
     async def _leave_store(self) -> None:
+        # not in a shielded scope: the store's task group was entered outside it (each
+        # store shields what must finish: local commits what is pending)
         if self._backend is not None:
-            with anyio.CancelScope(shield=True):
-                await self._backend.store.__aexit__(None, None, None)
+            await self._backend.store.__aexit__(None, None, None)
 
     @property
     def durable(self) -> bool:
@@ -655,16 +656,30 @@ class Broadcaster:
         :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
         :raises LogUnavailable, StorageError: if the store cannot open a log
         """
+        if not self.needs_prepare(sub):
+            return
+        assert self._backend is not None and sub.namespaces is not None
+        backend = self._backend
+        self._plan(sub)
+        for name in sub.namespaces:
+            if name not in self._namespaces and name not in backend.logs:
+                log = await backend.open(name, self.config.namespace(name).retention)
+                sub.opened_at(name, log.head)
+
+    def needs_prepare(self, sub: Subscription) -> bool:
+        """Whether *sub* names a namespace whose durable log is not open yet."""
         backend = self._backend
         if backend is None or sub.namespaces is None:
-            return
-        missing = [name for name in sub.namespaces
-                   if name not in self._namespaces and name not in backend.logs]
-        if not missing:
-            return
+            return False
+        live, logs = self._namespaces, backend.logs
+        return any(name not in live and name not in logs for name in sub.namespaces)
+
+    def check_subscription(self, sub: Subscription) -> None:
+        """Check *sub* as :meth:`register` would, creating nothing.
+
+        :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
+        """
         self._plan(sub)
-        for name in missing:
-            await backend.open(name, self.config.namespace(name).retention)
 
     def register(self, sub: Subscription) -> None:
         """Attach *sub* to its namespaces. Everything is checked first (names, quotas,

@@ -44,7 +44,7 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_ack_due", "_closed", "_end_sent", "_ended", "_epoch", "_hub",
+        "__weakref__", "_ack_due", "_after", "_closed", "_end_sent", "_ended", "_epoch", "_hub",
         "_next", "_order", "_pending", "_registered", "_rr", "_since", "_since_default",
         "_wake", "acked", "acked_at", "consumed_at", "cursors", "delivered", "dropped",
         "heartbeat_seen", "liveness", "matcher", "namespaces", "policy", "topics",
@@ -70,6 +70,7 @@ class Subscription:
         self._since = since
         self._since_default = since_default
         self._epoch = epoch
+        self._after: dict[str, int] | None = None  # see opened_at()
         self.liveness = liveness
         self.cursors: dict[str, Cursor] = {}
         self._order: list[Cursor] = []
@@ -114,7 +115,8 @@ class Subscription:
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)
         if since is None:
-            since = after
+            since = after if after is not None or self._after is None else \
+                self._after.get(ns.name)
         epoch = self._epoch
         if isinstance(epoch, Mapping):
             epoch = epoch.get(ns.name)
@@ -123,6 +125,14 @@ class Subscription:
         self._order.append(cursor)
         ns.add(cursor)
         return cursor
+
+    def opened_at(self, namespace: str, head: int) -> None:
+        """The durable log of *namespace* was opened for this subscription when its head
+        was *head*: a live start begins after it (what arrived since, before the
+        subscription could attach, is after its start too)."""
+        if self._after is None:
+            self._after = {}
+        self._after[namespace] = head
 
     def start_positions(self) -> dict[str, int]:
         """Per namespace, the sequence after which this subscription started delivering

@@ -70,6 +70,7 @@ class JetStreamLog:
         self._chunks: OrderedDict[int, list[Event]] = OrderedDict()
         self._fetching: set[int] = set()
         self._available = True
+        self._complete = False
         self._start_view(info)
         # the monotonic clock against the wall clock, for events stored by other nodes
         self._mono_minus_wall = anyio.current_time() - time.time()
@@ -92,6 +93,8 @@ class JetStreamLog:
 
     @property
     def first(self) -> int:
+        if self._complete:  # the view has seen every retained event: its retention decides
+            return self._view.first
         return min(max(self._stream_first, 1), self._view.first)
 
     @property
@@ -112,6 +115,10 @@ class JetStreamLog:
         self._view = HistoryView(self._retention, self._store.config.cache_events,
                                  self._store.config.cache_bytes, head=start - 1)
         self._stream_first = first
+        # the view began at the stream's first event: it knows the size and age of every
+        # retained event, so the namespace's retention (by event size, as on the other
+        # logs) decides what is retained, not the stream's own byte count
+        self._complete = start <= first
         self._acked.clear()
         self._chunks.clear()
 
@@ -227,6 +234,8 @@ class JetStreamLog:
         if not events:
             return
         view.add(events)
+        # the stream keeps at most max_events too: older ones are gone from it as well
+        self._stream_first = max(self._stream_first, view.head - self._retention.max_events + 1)
         for seq in [s for s in acked if s <= view.head]:
             del acked[seq]
         self._listener.events_added(self._namespace, events)

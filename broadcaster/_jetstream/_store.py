@@ -216,7 +216,9 @@ class JetStreamStore:
             retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.OLD,
             max_msgs=retention.max_events, max_bytes=retention.max_bytes,
             max_age=retention.max_age, storage=api.StorageType.FILE,
-            num_replicas=config.replicas, duplicate_window=config.dedup_window,
+            num_replicas=config.replicas,
+            # JetStream refuses a window longer than the stream's max_age
+            duplicate_window=min(config.dedup_window, retention.max_age),
             allow_direct=True, description=f"broadcaster namespace {namespace}",
             metadata={EPOCH_KEY: epoch or uuid.uuid4().hex[:16],
                       "broadcaster_namespace": namespace},

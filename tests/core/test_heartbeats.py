@@ -8,7 +8,6 @@ import trio.lowlevel
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     Ended,
     EndReason,
     Event,
@@ -18,12 +17,9 @@ from broadcaster import (
     Policy,
 )
 
-pytestmark = pytest.mark.anyio
+from ._util import Broadcaster
 
-
-@pytest.fixture
-def anyio_backend() -> object:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_clock]
 
 
 CONFIG = HubConfig(heartbeat_interval=1.0, max_missed_heartbeats=3)
