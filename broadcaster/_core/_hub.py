@@ -136,6 +136,11 @@ class Broadcaster:
         """Whether the hub's logs are a durable store's (not memory)."""
         return self._backend is not None
 
+    @property
+    def store(self) -> LogStore | None:
+        """The durable log store, or None for memory logs."""
+        return None if self._backend is None else self._backend.store
+
     def close(self) -> None:
         """End every subscription with ``hub_closed``; publishing fails from now on.
         Subscribers still receive what was already buffered for them, then :class:`Ended`."""
@@ -591,7 +596,7 @@ class Broadcaster:
         policy: Policy | None = None,
         since: int | Mapping[str, int] | None = None,
         since_default: int | None = None,
-        epoch: str | None = None,
+        epoch: str | Mapping[str, str] | None = None,
         liveness: Liveness = "consume",
     ) -> Subscription:
         """Make a subscription; it registers when its ``async with`` is entered.
@@ -605,8 +610,10 @@ class Broadcaster:
         :param since_default: with a *since* mapping, where namespaces it does not list
             start (None: live); resuming an all-namespaces subscription passes 0, so that
             namespaces created while the subscriber was away are replayed
-        :param epoch: the epoch *since* refers to; a different one gets a
-            :class:`ResyncNotice` and replay from the oldest retained event
+        :param epoch: the epoch *since* refers to (one for every namespace, or a mapping
+            per namespace: a namespace without one is resumed unchecked); a different
+            one than the namespace's gets a :class:`ResyncNotice` and replay from the
+            oldest retained event
         :param liveness: ``"consume"``: reading proves the subscriber alive;
             ``"ack"``: only :meth:`Subscription.ack` does (for network edges)
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input

@@ -28,6 +28,7 @@ from nats.js import api
 
 from .._core._config import Retention
 from .._core._durable import LogListener, LogUnavailable, NewEvent, Stored
+from .._core._errors import PayloadTooLarge
 from .._core._log import event_size
 from .._core._types import Event
 from .._core._view import HistoryView
@@ -42,6 +43,8 @@ __all__ = ["JetStreamLog"]
 logger = logging.getLogger("broadcaster.jetstream")
 
 _CHUNKS_KEPT = 16
+#: room left in a NATS message for its headers (Nats-Msg-Id and NATS' own)
+_HEADERS_ALLOWANCE = 512
 #: the topic of a message on a namespace's subject that another program published
 UNDECODABLE = "/broadcaster/undecodable"
 NATS_AND_STALLED: tuple[type[BaseException], ...] = (
@@ -254,12 +257,20 @@ class JetStreamLog:
         if not store.connected:
             raise unavailable("NATS is unreachable: the event was not published")
         js, timeout = store.js, store.config.ack_timeout
+        bodies = [encode_message(item.topic, item.type_url, item.timestamp_ns, item.labels,
+                                 bytes(item.payload)) for item in items]
+        limit = store.max_payload - _HEADERS_ALLOWANCE
+        for i, body in enumerate(bodies):
+            if len(body) > limit:
+                prefix = f"items[{i}]." if i else ""
+                raise PayloadTooLarge(
+                    prefix + "payload", f"the event takes {len(body)} bytes in a NATS message "
+                    f"and the NATS server's max_payload is {store.max_payload}: raise "
+                    "max_payload in nats-server's configuration (or lower max_payload_bytes)")
         futures = []
         try:
-            for item in items:
+            for item, body in zip(items, bodies, strict=True):
                 headers = {"Nats-Msg-Id": item.event_id} if item.event_id is not None else None
-                body = encode_message(item.topic, item.type_url, item.timestamp_ns,
-                                      item.labels, bytes(item.payload))
                 futures.append(await js.publish_async(
                     self._subject, body, wait_stall=timeout, stream=self._stream,
                     headers=headers))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -26,9 +24,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 
 from .._core._config import Retention
-from .._core._durable import DEFAULT_DEDUP_WINDOW, LogListener, LogUnavailable
-from .._core._errors import InvalidArgument
-from ._naming import encode_namespace
+from .._core._durable import LogListener, LogUnavailable
+from ._config import JetStreamConfig
 
 if TYPE_CHECKING:
     from ._log import JetStreamLog
@@ -52,62 +49,6 @@ NATS_OR_OS: tuple[type[BaseException], ...] = (*NATS_UNAVAILABLE, OSError)
 
 def unavailable(message: str) -> LogUnavailable:
     return LogUnavailable("backplane", message)
-
-
-@dataclass(frozen=True, slots=True)
-class JetStreamConfig:
-    """Settings of the ``jetstream`` engine.
-
-    :ivar servers: NATS URLs (``nats://host:port``); the client moves between them
-    :ivar replicas: replicas of each namespace's stream (1 on one server, 3 in a cluster)
-    :ivar stream_prefix: prefix of the stream names
-    :ivar subject_prefix: prefix of the subjects
-    :ivar ack_timeout: seconds a publish waits for JetStream's acknowledgement
-    :ivar connect_timeout: seconds to reach a server at start-up
-    :ivar dedup_window: seconds ``Nats-Msg-Id`` deduplicates (the stream's window)
-    :ivar heartbeat: idle heartbeat of the consumers feeding the local view; a consumer
-        silent for three of them is created again
-    :ivar cache_events: newest events per namespace kept in memory
-    :ivar cache_bytes: the same bound in bytes
-    :ivar read_chunk: events per fetch of older history
-    :ivar name: the connection's name, as NATS monitoring shows it
-    """
-
-    servers: Sequence[str] = ("nats://127.0.0.1:4222",)
-    replicas: int = 1
-    stream_prefix: str = "broadcaster-"
-    subject_prefix: str = "broadcaster.ns"
-    ack_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    dedup_window: float = DEFAULT_DEDUP_WINDOW
-    heartbeat: float = 1.0
-    cache_events: int = 16_384
-    cache_bytes: int = 16 * 1024 * 1024
-    read_chunk: int = 256
-    name: str = "broadcaster"
-
-    def __post_init__(self) -> None:
-        servers = (self.servers,) if isinstance(self.servers, str) else tuple(self.servers)
-        object.__setattr__(self, "servers", servers)
-        if not servers:
-            raise InvalidArgument("backplane", "needs at least one nats:// URL")
-        for url in servers:
-            if not url.startswith(("nats://", "tls://")):
-                raise InvalidArgument("backplane", f"{url!r} is not a nats:// or tls:// URL")
-        if not 1 <= self.replicas <= 5:
-            raise InvalidArgument("replicas", "must be between 1 and 5")
-        for name in ("ack_timeout", "connect_timeout", "heartbeat"):
-            if not getattr(self, name) > 0:
-                raise InvalidArgument(name, "must be positive")
-        for name in ("cache_events", "cache_bytes", "read_chunk"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, "must be at least 1")
-
-    def stream(self, namespace: str) -> str:
-        return self.stream_prefix + encode_namespace(namespace)
-
-    def subject(self, namespace: str) -> str:
-        return f"{self.subject_prefix}.{encode_namespace(namespace)}"
 
 
 class JetStreamStore:
@@ -141,6 +82,11 @@ class JetStreamStore:
     def task_group(self) -> TaskGroup:
         assert self._tg is not None
         return self._tg
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the connected NATS server accepts (its max_payload)."""
+        return int(self._nc.max_payload) if self._nc is not None else 0
 
     @property
     def epoch(self) -> str:

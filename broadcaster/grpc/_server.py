@@ -29,6 +29,7 @@ from .._core._config import HubConfig
 from .._core._errors import InvalidArgument
 from .._core._hub import Broadcaster
 from .._core._log import LogFactory, MemoryLog
+from .._log_backend import LogConfig
 from .._metrics import HubCollector
 from ..payloads import CONTAINERD_PAYLOADS
 from ._containerd import add_containerd_services
@@ -42,6 +43,9 @@ __all__ = ["Server", "ServerConfig"]
 logger = logging.getLogger("broadcaster.server")
 
 _MiB = 1024 * 1024
+#: what an event may add to its payload in a JetStream message: labels (64 of up to
+#: 4 KiB), topic, type URL, the encoding's metadata and the Nats-Msg-Id header
+_ENVELOPE_ALLOWANCE = 272 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class ServerConfig:
     :ivar metrics_listen: ``HOST:PORT`` of the Prometheus ``/metrics`` + ``/healthz``
         HTTP endpoint, or None for none
     :ivar hub: the hub's settings (namespaces, retention, heartbeats...)
+    :ivar log: the event log: ``memory`` (the default), ``local`` or ``jetstream``
     :ivar max_receive_message_bytes: largest request message accepted
     :ivar max_send_message_bytes: largest response message sent
     :ivar max_concurrent_rpcs: RPCs at once on the whole server (more get
@@ -78,6 +83,7 @@ class ServerConfig:
     listen: Sequence[str] = ("127.0.0.1:50051",)
     metrics_listen: str | None = None
     hub: HubConfig = field(default_factory=HubConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     max_receive_message_bytes: int = 4 * _MiB
     max_send_message_bytes: int = 16 * _MiB
     max_concurrent_rpcs: int | None = None
@@ -194,7 +200,10 @@ class Server:
         hub_config = self.config.hub
         if hub_config.payload_fields is None:  # event.<field> of containerd's event types
             hub_config = replace(hub_config, payload_fields=CONTAINERD_PAYLOADS)
-        self.hub = Broadcaster(hub_config, log_factory=log_factory)
+        log = self.config.log
+        hub_config = replace(hub_config, dedup_window=log.dedup_window,
+                             dedup_max_ids=log.dedup_max_ids)
+        self.hub = Broadcaster(hub_config, log_factory=log_factory, store=log.open_store())
         self.addresses: list[str] = []
         self.metrics_address: str | None = None
         self.service_names: list[str] = []
@@ -235,8 +244,9 @@ class Server:
 
         :raises OSError: if an address cannot be bound
         """
-        await self.hub.__aenter__()
+        await self.hub.__aenter__()  # LogUnavailable, StorageError: the log cannot open
         self._hub_entered = True
+        self._check_backplane()
         try:
             await self._start_grpc()
             self._start_metrics()
@@ -246,8 +256,26 @@ class Server:
             await self._exit_hub()
             raise
         self._serving = True
-        logger.info("serving addresses=%s metrics=%s epoch=%s", ",".join(self.addresses),
-                    self.metrics_address, self.hub.epoch)
+        logger.info("serving addresses=%s metrics=%s log=%s epoch=%s",
+                    ",".join(self.addresses), self.metrics_address, self.config.log.backend,
+                    self.hub.epoch or "per-namespace")
+
+    def _check_backplane(self) -> None:
+        """Warn when NATS' max_payload cannot carry the largest event a namespace
+        accepts (such a publish fails with RESOURCE_EXHAUSTED naming max_payload)."""
+        max_payload = getattr(self.hub.store, "max_payload", None)
+        if not max_payload:
+            return
+        hub = self.config.hub
+        largest = max([hub.default_namespace.max_payload_bytes,
+                       *(ns.max_payload_bytes for ns in hub.namespaces.values())])
+        needed = largest + _ENVELOPE_ALLOWANCE
+        if max_payload < needed:
+            logger.warning(
+                "NATS max_payload is %d bytes: events of up to %d bytes of payload (and "
+                "%d of labels, topic and type URL) need %d; larger ones are refused. Set "
+                "max_payload in nats-server's configuration (e.g. max_payload: 8MB)",
+                max_payload, largest, _ENVELOPE_ALLOWANCE, needed)
 
     async def _start_grpc(self) -> None:
         config = self.config

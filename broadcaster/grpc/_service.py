@@ -7,7 +7,7 @@ Subscribe can send pre-serialized bytes: its response serializer is the identity
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import anyio
@@ -15,7 +15,12 @@ import grpc
 
 from .._core._errors import BroadcasterError, InvalidArgument
 from .._core._hub import Broadcaster, PublishItem
-from .._core._validation import validate_labels, validate_namespace, validate_topic
+from .._core._validation import (
+    validate_event_id,
+    validate_labels,
+    validate_namespace,
+    validate_topic,
+)
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import EventEncoder
 from ._status import status_of
@@ -47,7 +52,16 @@ def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
     labels = event.labels
     payload = event.payload
     return PublishItem(event.topic, payload.value, payload.type_url,
-                       dict(labels) if labels else {}, timestamp_ns)
+                       dict(labels) if labels else {}, timestamp_ns, event.event_id or None)
+
+
+def common_epoch(hub: Broadcaster, namespaces: Iterable[str]) -> str:
+    """The single ``epoch`` field of a response about *namespaces*: the hub's, or the
+    one epoch they share (each namespace has its own under jetstream), else ``""``."""
+    if hub.epoch:
+        return hub.epoch
+    epochs = {hub.epoch_of(name) for name in namespaces}
+    return epochs.pop() if len(epochs) == 1 else ""
 
 
 def _runs(events: Sequence[pb.PublishRequest]) -> Iterator[tuple[int, str, list[PublishItem]]]:
@@ -149,12 +163,12 @@ class BroadcasterService:
             item = _item(request)
             seq = await self._hub.publish(
                 request.namespace, item.topic, item.payload, type_url=item.type_url,
-                labels=item.labels, timestamp_ns=item.timestamp_ns,
+                labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
             )
         except (BroadcasterError, anyio.ClosedResourceError) as exc:
             await self._abort_core(context, exc)
         return pb.PublishResponse(namespace=request.namespace, sequence=seq,
-                                  epoch=self._hub.epoch)
+                                  epoch=self._hub.epoch_of(request.namespace))
 
     async def publish_stream(
         self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
@@ -178,7 +192,8 @@ class BroadcasterService:
                               "unavailable")
 
     async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
-        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=self._hub.epoch)
+        hub = self._hub
+        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
         events = request.events
         offset = 0
         try:
@@ -200,6 +215,10 @@ class BroadcasterService:
             response.error.message = "server: shutting down"
             return response
         response.sequences.extend(sequences)
+        names = {ns for _, ns, _ in runs}
+        response.epochs.update({ns: hub.epoch_of(ns) for ns in names})
+        if not hub.epoch:
+            response.epoch = common_epoch(hub, names)
         return response
 
     def _precheck(self, events: Sequence[pb.PublishRequest]) -> None:
@@ -210,6 +229,8 @@ class BroadcasterService:
             validate_namespace(event.namespace, f"events[{i}].namespace")
             validate_topic(event.topic, f"events[{i}].topic")
             validate_labels(dict(event.labels), f"events[{i}].labels")
+            if event.event_id:
+                validate_event_id(event.event_id, f"events[{i}].event_id")
             limit = config.namespace(event.namespace).max_payload_bytes
             if len(event.payload.value) > limit:
                 raise InvalidArgument(f"events[{i}].payload",
@@ -258,6 +279,7 @@ class BroadcasterService:
                 dropped=ns.dropped, subscribers=ns.subscribers, evicted=ns.evicted,
                 head_sequence=ns.head, oldest_sequence=ns.oldest,
                 retained_events=ns.retained_events, retained_bytes=ns.retained_bytes,
-                max_lag=ns.max_lag,
+                max_lag=ns.max_lag, epoch=ns.epoch, deduplicated=ns.deduplicated,
+                log_unavailable=not ns.available,
             )
         return response
