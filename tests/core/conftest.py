@@ -20,7 +20,6 @@ import pytest
 import trio.testing
 
 from .._backends import Backend, StoreFactory
-from .._nats import NatsNode
 from . import _util
 
 
@@ -56,25 +55,13 @@ def anyio_backend(hub_backend: Backend) -> object:
     return hub_backend.anyio
 
 
-@pytest.fixture(scope="session")
-def core_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsNode]:
-    """One JetStream node for the whole session (each hub uses its own streams)."""
-    node = NatsNode("core", tmp_path_factory.mktemp("nats"))
-    node.start()
-    try:
-        node.wait_ready()
-        yield node
-    finally:
-        node.stop()
-
-
 @pytest.fixture(autouse=True)
 def hub_stores(hub_backend: Backend, tmp_path: Path,
                request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     """The stores of the hubs the test builds with ``_util.Broadcaster``."""
     url = None
     if hub_backend.log == "jetstream":
-        url = request.getfixturevalue("core_nats").url
+        url = request.getfixturevalue("session_nats").url
     factory = StoreFactory(hub_backend.log, tmp_path / "logs", url,
                            threads=hub_backend.anyio != "trio-virtual")
     _util.STORES = factory

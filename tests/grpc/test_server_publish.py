@@ -78,7 +78,9 @@ async def test_publish_stream_acks_batches_and_survives_a_bad_one(server: Server
         call = stub(channel).PublishStream()
         await call.write(pb.PublishStreamRequest(batch_id=7, events=[_req(), _req()]))
         ok = await call.read()
-        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], server.hub.epoch)
+        epoch = server.hub.epoch_of("default")
+        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], epoch)
+        assert dict(ok.epochs) == {"default": epoch}
         await call.write(pb.PublishStreamRequest(
             batch_id=8, events=[_req(), _req(topic="bad"), _req()]))
         bad = await call.read()
