@@ -18,11 +18,11 @@ the event loop, so the hub can wake the subscribers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from ._config import Retention
 from ._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
@@ -38,6 +38,7 @@ __all__ = [
     "LogStore",
     "LogUnavailable",
     "NewEvent",
+    "SharedLogStore",
     "StorageError",
     "Stored",
 ]
@@ -181,4 +182,22 @@ class LogStore(Protocol):
         self, namespace: str, retention: Retention, listener: LogListener
     ) -> DurableLog:
         """The log of *namespace*, created on first use with *retention*."""
+        ...
+
+
+@runtime_checkable
+class SharedLogStore(LogStore, Protocol):
+    """A store whose logs other nodes write too (jetstream). A hub opens the log of every
+    namespace it learns of, so that its all-namespaces subscriptions get them all."""
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that has a log now.
+
+        :raises LogUnavailable: if the engine cannot be reached
+        """
+        ...
+
+    async def watch_namespaces(self, callback: Callable[[str], None]) -> None:
+        """Call *callback* on the event loop with each namespace whose log is created
+        from now on, by any node."""
         ...

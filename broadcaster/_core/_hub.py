@@ -18,7 +18,7 @@ from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
 from ._dedup import DedupWindow
-from ._durable import LogStore, NewEvent, Stored
+from ._durable import LogStore, LogUnavailable, NewEvent, SharedLogStore, StorageError, Stored
 from ._errors import InvalidArgument, QuotaExceeded
 from ._filter_cache import FilterCache
 from ._filters import Matcher
@@ -109,6 +109,18 @@ class Broadcaster:
         self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
         self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
         self._tg.start_soon(self.callbacks.watchdog, name="broadcaster callback watchdog")
+        shared = None if self._backend is None else self._backend.store
+        if isinstance(shared, SharedLogStore):
+            try:
+                await self._mirror(shared)
+            except BaseException:
+                self.close()
+                tg.cancel_scope.cancel()
+                try:
+                    await tg.__aexit__(None, None, None)
+                finally:
+                    await self._leave_store()
+                raise
         return self
 
     async def __aexit__(
@@ -130,6 +142,39 @@ class Broadcaster:
         # store shields what must finish: local commits what is pending)
         if self._backend is not None:
             await self._backend.store.__aexit__(None, None, None)
+
+    async def _mirror(self, store: SharedLogStore) -> None:
+        """Open the log of every namespace of a shared store (other nodes use them too),
+        and of each one created later, so that all-namespaces subscriptions get every
+        namespace and events from other nodes reach this node's subscribers."""
+        await store.watch_namespaces(self._namespace_created)
+        for name in await store.namespaces():
+            if name in self._namespaces:
+                continue
+            try:
+                self._table.check_room((name,), "namespace")
+            except QuotaExceeded as exc:
+                logger.warning("not every namespace of the log is open here: %s", exc.message)
+                return
+            await self._open_namespace(name, self.config.namespace(name), 0)
+
+    def _namespace_created(self, name: str) -> None:
+        if not self._closed and self._tg is not None and name not in self._namespaces:
+            self._tg.start_soon(self._open_created, name, name=f"open namespace {name}")
+
+    async def _open_created(self, name: str) -> None:
+        """Open a namespace another node created; all-namespaces subscriptions replay it
+        from its first event (everything in it was published after it appeared)."""
+        assert self._backend is not None
+        try:
+            self._table.check_room((name,), "namespace")
+            await self._backend.open(name, self.config.namespace(name).retention)
+            if name not in self._namespaces and not self._closed:
+                self._table.check_room((name,), "namespace")
+                self._create(name, after=0)
+        except (LogUnavailable, StorageError, QuotaExceeded) as exc:
+            logger.warning("namespace %r, created on another node, is not open here: %s",
+                           name, exc)
 
     @property
     def durable(self) -> bool:
@@ -771,8 +816,9 @@ class Broadcaster:
         all-namespaces subscriptions wait for it, and they start at these events."""
         ns = self._namespaces.get(namespace)
         if ns is None:
-            if not self._wildcard or self._closed or not events:
-                return  # its log keeps them; whoever uses the namespace reads them there
+            if (not self._wildcard or self._closed or not events or self._backend is None
+                    or namespace not in self._backend.logs):
+                return  # its log keeps them (or is opening); users of it read them there
             try:
                 self._table.check_room((namespace,), "namespace")
             except QuotaExceeded as exc:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._core._dedup import DEFAULT_DEDUP_WINDOW
-from .._core._errors import InvalidArgument
-from ._naming import encode_namespace
+from .._core._errors import BroadcasterError, InvalidArgument
+from .._core._validation import validate_namespace
+from ._naming import decode_namespace, encode_namespace
 
 __all__ = ["JetStreamConfig"]
 
@@ -67,3 +68,15 @@ class JetStreamConfig:
 
     def subject(self, namespace: str) -> str:
         return f"{self.subject_prefix}.{encode_namespace(namespace)}"
+
+    def namespace_of(self, stream: str) -> str | None:
+        """The namespace whose stream is named *stream*, or None for another stream."""
+        if not stream.startswith(self.stream_prefix):
+            return None
+        name = decode_namespace(stream[len(self.stream_prefix):])
+        if name is None:
+            return None
+        try:
+            return validate_namespace(name)
+        except BroadcasterError:
+            return None

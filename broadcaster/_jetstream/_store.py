@@ -10,8 +10,10 @@ when it was created: a deleted and created again stream is a new epoch.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ import nats.errors
 import nats.js.errors
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from .._core._config import Retention
@@ -200,6 +203,45 @@ class JetStreamStore:
         except NATS_UNAVAILABLE as exc:
             raise unavailable(f"NATS did not answer for stream {name}: "
                               f"{exc or type(exc).__name__}") from exc
+
+    # -- namespaces other nodes use ---------------------------------------------------------
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that has a stream (created by any node), for a node to open at
+        start so that all-namespaces subscriptions get every namespace.
+
+        :raises LogUnavailable: if NATS does not answer
+        """
+        names: list[str] = []
+        offset = 0
+        subject = f"{self.config.subject_prefix}.>"
+        try:
+            while True:
+                request = json.dumps({"offset": offset, "subject": subject}).encode()
+                reply = await self.nc.request("$JS.API.STREAM.NAMES", request,
+                                              timeout=self.config.ack_timeout)
+                data = json.loads(reply.data)
+                if "error" in data:
+                    raise unavailable(f"JetStream could not list streams: {data['error']}")
+                streams = data.get("streams") or []
+                names += [n for n in map(self.config.namespace_of, streams) if n is not None]
+                offset += len(streams)
+                if not streams or offset >= int(data.get("total", 0)):
+                    return names
+        except NATS_UNAVAILABLE as exc:
+            raise unavailable(f"NATS did not answer a list of streams: {exc}") from exc
+
+    async def watch_namespaces(self, callback: Callable[[str], None]) -> None:
+        """Call *callback* (on the event loop) with each namespace whose stream another
+        node (or this one) creates from now on (JetStream's stream advisories)."""
+        config = self.config
+
+        async def created(msg: Msg) -> None:
+            name = config.namespace_of(msg.subject.rsplit(".", 1)[-1])
+            if name is not None:
+                callback(name)
+
+        await self.nc.subscribe("$JS.EVENT.ADVISORY.STREAM.CREATED.*", cb=created)
 
     # -- connection events --------------------------------------------------------------
 
