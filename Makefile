@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:50051
 SOCKET ?= /tmp/broadcaster.sock
 METRICS ?= 127.0.0.1:9464
 
-.PHONY: venv serve test lint proto proto-check dashboard bench bench-quick clean
+.PHONY: venv serve test test-cluster lint proto proto-check dashboard bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,11 @@ lint: venv
 	$(VENV)/bin/mypy broadcaster/_core broadcaster/_metrics.py broadcaster/client
 
 test: venv lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"
+
+# the tests on a 3-node NATS cluster (kill -9 of a stream's leader); prints the figures
+test-cluster: venv
+	$(PY) -m pytest -m cluster -rP -q
 
 proto: venv
 	$(PY) scripts/gen_protos.py

@@ -52,26 +52,28 @@ def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 
 def jetstream_log(urls: list[str], tag: str, **settings: Any) -> LogConfig:
     """The jetstream log of every node of one test (their streams share *tag*)."""
+    settings = {"heartbeat": 0.2, "ack_timeout": 2.0, **settings}
     return LogConfig.for_jetstream(urls, stream_prefix=f"{tag}-", subject_prefix=f"{tag}.ns",
-                                   heartbeat=0.2, ack_timeout=2.0, **settings)
+                                   **settings)
 
 
 @pytest.fixture
 async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
     """``await make_node(urls)``: a started in-process Server on the test's JetStream log
-    (nodes of one test share it); ``hub=``, ``log=`` and other ServerConfig fields may be
-    given. Stopped at teardown."""
+    (nodes of one test share it); ``log_settings`` (JetStreamConfig fields), ``hub=`` and
+    other ServerConfig fields may be given. Stopped at teardown."""
     tag = f"c{uuid.uuid4().hex[:10]}"
     async with contextlib.AsyncExitStack() as stack:
         count = 0
 
-        async def make(urls: list[str], **overrides: Any) -> Server:
+        async def make(urls: list[str], log_settings: dict[str, Any] | None = None,
+                       **overrides: Any) -> Server:
             nonlocal count
             count += 1
             settings: dict[str, Any] = {
                 "listen": ["127.0.0.1:0"],
                 "hub": HubConfig(heartbeat_interval=0.25, max_missed_heartbeats=40),
-                "log": jetstream_log(urls, tag),
+                "log": jetstream_log(urls, tag, **(log_settings or {})),
                 "grace_period": 1.0,
             }
             settings.update(overrides)
