@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import anyio
 import pytest
 
 from broadcaster.client import Backoff, Client, Event
