@@ -3,6 +3,8 @@
 Layout::
 
     [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
+    [server.containerd_policy]  Policy of containerd Subscribe streams (kind, max_events,
+                        max_bytes; kind disconnect, drop_oldest or drop_newest)
     [log]               level, format (the server's own diagnostics); the event log:
                         backend ("memory", "local", "jetstream"), dedup_window,
                         dedup_max_ids
@@ -19,7 +21,9 @@ Layout::
     [*.default_policy]  Policy (kind, max_events, max_bytes, block_timeout, fallback, ...)
 
 Every error names the key: ``namespaces."k8s.io".retention.max_events: must be a
-positive integer``.
+positive integer``. Bounds that can be switched off (``max_connections``,
+``max_rpcs_per_peer``, ``max_connection_idle``, ``max_concurrent_rpcs``) take 0 for "no
+bound", TOML having no null.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from ._core._validation import validate_namespace
 from ._gc import DEFAULT_GC_THRESHOLD
 from ._jetstream._config import JetStreamConfig
 from ._log_backend import BACKENDS, LogConfig
-from .grpc._server import ServerConfig, check_address
+from .grpc._config import CONTAINERD_POLICY_KINDS, ServerConfig, check_address
 
 __all__ = [
     "LOG_FORMATS",
@@ -91,6 +95,15 @@ def _seconds(value: Any, key: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ConfigError(key, "must be a positive number of seconds")
     return float(value)
+
+
+def _or_none(check: Check) -> Check:
+    """*check*, with 0 meaning "no bound" (None)."""
+    def checked(value: Any, key: str) -> Any:
+        if value == 0 and not isinstance(value, bool):
+            return None
+        return check(value, key)
+    return checked
 
 
 def _fraction(value: Any, key: str) -> float:
@@ -150,18 +163,26 @@ _SERVER: dict[str, Check] = {
     "metrics_listen": _address,
     "max_receive_message_bytes": _int(1),
     "max_send_message_bytes": _int(1),
-    "max_concurrent_rpcs": _int(1),
+    "max_concurrent_rpcs": _or_none(_int(1)),
     "max_concurrent_streams": _int(1),
+    "stream_overload_protection": _bool,
+    "max_connections": _or_none(_int(1)),
+    "reserved_fds": _int(0),
+    "max_rpcs_per_peer": _or_none(_int(1)),
+    "handshake_timeout": _seconds,
     "max_subscriptions_per_stream": _int(1),
+    "publish_batch_max_events": _int(1),
     "batch_max_events": _int(1),
     "batch_max_bytes": _int(1),
     "batch_linger": _number(0),
+    "stream_turns_per_tick": _int(1),
     "keepalive_time": _seconds,
     "keepalive_timeout": _seconds,
     "keepalive_permit_without_calls": _bool,
     "min_ping_interval": _seconds,
     "max_ping_strikes": _int(0),
-    "max_connection_idle": _seconds,
+    "max_connection_idle": _or_none(_seconds),
+    "rpc_error_log_interval": _seconds,
     "grace_period": _seconds,
     "reflection": _bool,
 }
@@ -284,6 +305,22 @@ def _quote(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
 
 
+_CONTAINERD_POLICY: dict[str, Check] = {
+    "kind": _kind(tuple(k.value for k in CONTAINERD_POLICY_KINDS)),
+    "max_events": _int(1),
+    "max_bytes": _int(0),
+}
+
+
+def _containerd_policy(value: Any, key: str) -> Policy:
+    values = _fields(_table(value, key), _CONTAINERD_POLICY, key)
+    kind = values.pop("kind", PolicyKind.DISCONNECT)
+    try:
+        return Policy(kind, **values).validated()
+    except BroadcasterError as exc:
+        raise ConfigError(f"{key}.{exc.field.removeprefix('policy.')}", exc.message) from None
+
+
 def _namespace(table: Mapping[str, Any], prefix: str, base: NamespaceConfig) -> NamespaceConfig:
     fields = _fields(table, _NAMESPACE, prefix, ("retention", "default_policy"))
     retention = base.retention
@@ -322,7 +359,11 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
     for key in data:
         if key not in known:
             raise ConfigError(_quote(key), f"unknown section (expected one of {', '.join(known)})")
-    server = _fields(_table(data.get("server", {}), "server"), _SERVER, "server")
+    server_table = _table(data.get("server", {}), "server")
+    server = _fields(server_table, _SERVER, "server", ("containerd_policy",))
+    if "containerd_policy" in server_table:
+        server["containerd_policy"] = _containerd_policy(
+            server_table["containerd_policy"], "server.containerd_policy")
     log_table = _table(data.get("log", {}), "log")
     log = _fields(log_table, _LOG, "log", ("local", "jetstream"))
     process = _fields(_table(data.get("process", {}), "process"), _PROCESS, "process")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster import FilterConfig, PolicyKind
+from broadcaster import FilterConfig, Policy, PolicyKind
 from broadcaster._config_file import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "broadcaster.toml"
@@ -18,7 +18,13 @@ def test_example_file_loads_every_documented_key() -> None:
     server = config.server
     assert server.listen == ("127.0.0.1:50051",)
     assert server.metrics_listen == "127.0.0.1:9464"
-    assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 3600.0
+    assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 300.0
+    assert (server.max_connections, server.reserved_fds, server.max_rpcs_per_peer) == \
+        (4096, 1024, 10_000)
+    assert server.handshake_timeout == 10.0 and not server.stream_overload_protection
+    assert server.publish_batch_max_events == 10_000
+    assert server.rpc_error_log_interval == 10.0 and server.stream_turns_per_tick == 16
+    assert server.containerd_policy == Policy.disconnect(4096)
     assert (config.log_level, config.log_format) == ("info", "text")
     assert config.gc_threshold == 10_000
     k8s = server.hub.namespace("k8s.io")
@@ -46,6 +52,27 @@ def test_empty_config_gives_defaults() -> None:
     config = parse_config({})
     assert config.server.listen == ("127.0.0.1:50051",)
     assert config.server.metrics_listen is None
+    assert config.server.containerd_policy is None
+    assert config.server.containerd_subscribe_policy() == Policy.disconnect(4096)
+
+
+def test_zero_switches_a_bound_off() -> None:
+    server = parse_config({"server": {
+        "max_connections": 0, "max_rpcs_per_peer": 0, "max_connection_idle": 0,
+        "max_concurrent_rpcs": 0}}).server
+    assert server.max_connections is None and server.max_rpcs_per_peer is None
+    assert server.max_connection_idle is None and server.max_concurrent_rpcs is None
+    assert ("grpc.max_connection_idle_ms", 300_000) not in server.grpc_options()
+
+
+def test_containerd_policy_table() -> None:
+    server = parse_config({"server": {"containerd_policy": {
+        "kind": "drop_oldest", "max_events": 100}}}).server
+    assert server.containerd_subscribe_policy() == Policy.drop_oldest(100)
+    # The default bound fits the smallest namespace limit.
+    small = parse_config({"defaults": {"max_policy_events": 50, "default_policy": {
+        "max_events": 10}}}).server
+    assert small.containerd_subscribe_policy() == Policy.disconnect(50)
 
 
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
@@ -90,6 +117,19 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"extra": {}}, "extra: unknown section"),
         ({"filters": {"max_filters": 0}}, "filters.max_filters: must be a positive integer"),
         ({"filters": {"max_filterz": 1}}, "filters.max_filterz: unknown key"),
+        ({"server": {"max_connections": -1}}, "server.max_connections: must be a positive"),
+        ({"server": {"reserved_fds": -1}}, "server.reserved_fds: must be an integer >= 0"),
+        ({"server": {"handshake_timeout": 0}}, "server.handshake_timeout: must be a positive"),
+        ({"server": {"publish_batch_max_events": 0}}, "server.publish_batch_max_events:"),
+        ({"server": {"containerd_policy": {"kind": "block"}}},
+         "server.containerd_policy.kind: must be one of disconnect, drop_oldest, drop_newest"),
+        ({"server": {"containerd_policy": {"max_events": 0}}},
+         "server.containerd_policy.max_events: must be a positive integer"),
+        ({"server": {"containerd_policy": {"jitter": 0.1}}},
+         "server.containerd_policy.jitter: unknown key"),
+        ({"defaults": {"max_policy_events": 10, "default_policy": {"max_events": 10}},
+          "server": {"containerd_policy": {"max_events": 20}}},
+         "server.containerd_policy.max_events: 20 exceeds 10 (the limit of namespace defaults)"),
         ({"namespaces": {"a": 1}}, "namespaces.a: must be a table"),
         ({"log": {"backend": "disk"}}, "log.backend: must be one of memory, local, jetstream"),
         ({"log": {"backend": "local"}}, "log.local.data_dir: the local log needs a data dir"),

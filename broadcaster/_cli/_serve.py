@@ -58,6 +58,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="seconds a woken Subscribe stream waits for more (default 0.002)")
     parser.add_argument("--batch-max-events", type=int, metavar="N",
                         help="deliveries per EventBatch message (default 4096)")
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help="open connections per TCP address; more are closed at once "
+                        "(default 4096, lowered to fit the open-file limit; 0: only that "
+                        "limit)")
+    parser.add_argument("--max-rpcs-per-peer", type=int, metavar="N",
+                        help="RPCs open at once from one client address over TCP "
+                        "(default 10000; 0: no bound)")
+    parser.add_argument("--max-connection-idle", type=float, metavar="SECONDS",
+                        help="close connections without RPCs after this long (default 300; "
+                        "0: never)")
     log = parser.add_argument_group(
         "event log", "where namespaces' history is kept (default: memory, lost on restart)")
     where = log.add_mutually_exclusive_group()
@@ -83,7 +93,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     server: dict[str, Any] = {}
     for name in ("listen", "metrics_listen", "grace_period", "max_subscriptions_per_stream",
-                 "batch_linger", "batch_max_events"):
+                 "batch_linger", "batch_max_events", "max_connections", "max_rpcs_per_peer",
+                 "max_connection_idle"):
         if getattr(args, name) is not None:
             server[name] = getattr(args, name)
     hub = {name: getattr(args, name) for name in ("heartbeat_interval", "max_missed_heartbeats")
@@ -140,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"broadcaster serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
+    _raise_open_files_limit()
     tune_gc(config.gc_threshold)
     options = {"use_uvloop": True} if args.uvloop else {}
     try:
@@ -160,6 +172,19 @@ def process_registry() -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection takes a file descriptor: use all the hard limit allows."""
+    from ..grpc._fdlimit import raise_open_files_limit
+
+    before, now, error = raise_open_files_limit()
+    if error is not None:
+        logger.warning("cannot raise the open-file limit soft=%d error=%r", before, error)
+    elif now != before:
+        logger.info("open-file limit raised from=%d to=%d", before, now)
+    else:
+        logger.info("open-file limit soft=%d (already the hard limit)", now)
 
 
 async def _serve(config: FileConfig) -> None:

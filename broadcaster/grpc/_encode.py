@@ -32,6 +32,7 @@ __all__ = [
     "encode_resync_notice",
     "event_field",
     "id_prefix",
+    "int64",
     "pack_batches",
     "pack_run",
     "varint",
@@ -68,6 +69,12 @@ def varint(value: int) -> bytes:
     return _SMALL[value] if value < 16384 else _varint(value)
 
 
+def int64(value: int) -> bytes:
+    """The varint of an ``int64`` field: negative values as their 64-bit two's
+    complement (ten bytes), as protobuf encodes them."""
+    return varint(value) if value >= 0 else _varint(value + (1 << 64))
+
+
 def _text(tag: bytes, text: str) -> bytes:
     raw = text.encode()
     return tag + varint(len(raw)) + raw if raw else b""
@@ -90,7 +97,7 @@ class EventEncoder:
         self._on_cache = on_cache  # told the size of each copy cached in event.encoded
         self._heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
         self._max_heads = max_heads
-        self._second = -1
+        self._second: int | None = None  # any int is a valid second (before 1970: < 0)
         self._second_bytes = b""
 
     def field(self, event: Event) -> bytes:
@@ -132,7 +139,7 @@ class EventEncoder:
         seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
         if seconds != self._second:
             self._second = seconds
-            self._second_bytes = b"\x08" + varint(seconds) if seconds else b""
+            self._second_bytes = b"\x08" + int64(seconds) if seconds else b""
         ts = self._second_bytes + (b"\x10" + varint(nanos) if nanos else b"")
         parts.append(b"\x2a" + varint(len(ts)) + ts)
         if event.sequence:

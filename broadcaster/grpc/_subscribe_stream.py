@@ -13,13 +13,18 @@ the writer sends what that pass queued as one spliced ``EventBatch``, each event
 with the ids of every subscription it matched. A slow client blocks ``context.write``;
 the queue then fills, the pump stops reading, and the hub's overflow policy of each
 subscription applies (drops are reported in-band).
+
+Every read pass and every write first takes a turn from the server's :class:`Turns`,
+so that an event fanned out to thousands of streams is read and written a bounded
+number of streams per turn of the event loop, and other RPCs (Health, publishes)
+advance in between.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -44,6 +49,7 @@ from ._encode import (
 )
 from ._policy import policy_from_proto
 from ._status import status_of
+from ._turns import Turns
 
 __all__ = ["StreamLimits", "SubscribeStream"]
 
@@ -99,7 +105,7 @@ def _is_tight(sub: Subscription, hub: Broadcaster) -> bool:
 
 
 #: Queue entries: (subscription, items) from the pump, or (None, message) from the reader.
-_Chunk = tuple[_Entry, list[object]] | tuple[None, bytes]
+_Chunk = tuple[_Entry, Sequence[object]] | tuple[None, bytes]
 
 
 class SubscribeStream:
@@ -111,6 +117,7 @@ class SubscribeStream:
     :param on_reject: called with a reason label whenever an Add is rejected
     :param encoder: serializes events (share one per server: its caches are per event
         type and second)
+    :param turns: shared by every stream of the server (None: none taken)
     """
 
     def __init__(
@@ -120,8 +127,10 @@ class SubscribeStream:
         write: Callable[[bytes], Awaitable[None]],
         on_reject: Callable[[str], None] = lambda reason: None,
         encoder: EventEncoder | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self._hub = hub
+        self._turns = turns
         self._encoder = encoder or EventEncoder()
         self._limits = limits
         self._write = write
@@ -249,12 +258,16 @@ class SubscribeStream:
         """Read the subscriptions the hub woke, in the order it woke them, into the queue;
         stop reading while the queue is above its high-water mark."""
         ready, max_events = self._ready, self._limits.batch_max_events
-        linger = self._limits.batch_linger
+        linger, turns = self._limits.batch_linger, self._turns
         while True:
             if not len(ready):
                 await ready.wait()
+                if turns is not None:
+                    await turns.take()
                 if linger and not self._tight:  # let the rest of a burst land: one
                     await anyio.sleep(linger)       # read per subscription for all of it
+            elif turns is not None:
+                await turns.take()
             for entry, sub in ready.take():
                 while self._queued_items >= self._high_water:
                     room = self._room = self._room or anyio.Event()
@@ -299,9 +312,17 @@ class SubscribeStream:
                 wake = self._wake = anyio.Event()
                 await wake.wait()
                 continue
+            turns = self._turns
             try:
                 for message in self._drain():
-                    await self._write(message)
+                    if turns is not None:
+                        await turns.take()
+                    # A write is never abandoned half way: gRPC cannot end the call (send
+                    # a status) while a message is still being sent, so cancelling the
+                    # stream (say, after a request that could not be parsed) waits for
+                    # it. It returns once the client reads or the call is over.
+                    with anyio.CancelScope(shield=True):
+                        await self._write(message)
             except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
                 logger.debug("subscribe stream write failed: %r", exc)
                 break
@@ -363,7 +384,7 @@ class SubscribeStream:
                 flush()
                 messages.append(payload)  # type: ignore[arg-type]
                 continue
-            items: list[object] = payload  # type: ignore[assignment]
+            items: Sequence[object] = payload
             self._queued_items -= len(items)
             if entry.closed or not items:
                 continue
