@@ -210,12 +210,15 @@ async def test_publish_after_close_fails() -> None:
         await hub.publish("a", "/x")
 
 
+@pytest.mark.memory_only(
+    "what it checks, a subscription leaving nothing behind, is the same on every log; "
+    "its 6,667 publishes, each a durable append on local and jetstream, take 25-30 s there"
+)
 async def test_ten_thousand_subscribe_cancel_cycles_leak_nothing() -> None:
     # a small retention, so that the log itself does not grow with the events published
     config = HubConfig(default_namespace=NamespaceConfig(retention=Retention(max_events=10)))
     async with Broadcaster(config) as hub:
         await hub.publish("a", "/x")
-        await hub.publish("b", "/x")  # a durable log's tasks (jetstream's feed) start now
         gc.collect()
         tasks_before = len(anyio.get_running_tasks())
         for i in range(10_000):
