@@ -38,6 +38,7 @@ __all__ = [
     "LogStore",
     "LogUnavailable",
     "NewEvent",
+    "SharedLog",
     "SharedLogStore",
     "StorageError",
     "Stored",
@@ -153,8 +154,14 @@ class DurableLog(Protocol):
         """Apply retention by age (``now`` is the hub's monotonic clock)."""
         ...
 
-    async def append(self, items: Sequence[NewEvent], now: float) -> list[Stored]:
+    async def append(self, items: Sequence[NewEvent], now: float,
+                     submitted: Callable[[], None] | None = None) -> list[Stored]:
         """Store *items* in order; return when they are durable per the engine's setting.
+
+        *submitted* (if given) is called once the items' place in the log is fixed,
+        before they are durable: appends called one after the other, each once the one
+        before was submitted, are stored in that order while their acknowledgements
+        overlap (a publisher's pipelined batches).
 
         :raises LogUnavailable: if the engine cannot store now (retry with the same ids)
         :raises StorageError: if the engine failed; nothing was acknowledged
@@ -182,6 +189,16 @@ class LogStore(Protocol):
         self, namespace: str, retention: Retention, listener: LogListener
     ) -> DurableLog:
         """The log of *namespace*, created on first use with *retention*."""
+        ...
+
+
+@runtime_checkable
+class SharedLog(DurableLog, Protocol):
+    """A log other nodes append to: this node's view of it may lag behind."""
+
+    async def catch_up(self) -> None:
+        """Return once the view holds every event the log held when called (bounded by
+        the engine's timeout; at once if the engine cannot be reached)."""
         ...
 
 

@@ -18,7 +18,15 @@ from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
 from ._dedup import DedupWindow
-from ._durable import LogStore, LogUnavailable, NewEvent, SharedLogStore, StorageError, Stored
+from ._durable import (
+    LogStore,
+    LogUnavailable,
+    NewEvent,
+    SharedLog,
+    SharedLogStore,
+    StorageError,
+    Stored,
+)
 from ._errors import InvalidArgument, QuotaExceeded
 from ._filter_cache import FilterCache
 from ._filters import Matcher
@@ -324,7 +332,8 @@ class Broadcaster:
         item = PublishItem(topic, payload, type_url, labels or {}, timestamp_ns, event_id)
         return (await self.publish_many(namespace, (item,)))[0]
 
-    async def publish_many(self, namespace: str, items: Iterable[PublishItem]) -> list[int]:
+    async def publish_many(self, namespace: str, items: Iterable[PublishItem], *,
+                           submitted: Callable[[], None] | None = None) -> list[int]:
         """Publish several events to one namespace, all or none; return their sequences
         (consecutive: batches into one namespace do not interleave).
 
@@ -342,6 +351,10 @@ class Broadcaster:
         with ``LogUnavailable`` may be stored in part: publish it again with the same
         ids.
 
+        :param submitted: called once the batch's place in the log is fixed (with a
+            durable store, before it is durable; else when it is published): a publisher
+            that starts its next batch then has its batches stored in its order while
+            their acknowledgements overlap. Not called if the batch is refused.
         :raises: as :meth:`publish`, naming ``items[i]`` for the event at fault
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -363,27 +376,36 @@ class Broadcaster:
                 raise anyio.ClosedResourceError
             ns = self._namespaces.get(namespace)  # it may have come or gone meanwhile
         if not checked:
+            if submitted is not None:
+                submitted()
             return []
         ids = _event_ids(batch)
         if self._backend is not None:
-            return await self._publish_durable(namespace, config, checked, ids)
+            return await self._publish_durable(namespace, config, checked, ids, submitted)
         if ns is None:
             self._table.check_room((namespace,), "namespace")
             check_burst(namespace, config, len(checked))
             ns = self._create(namespace)
         if ns.busy is not None or ns.block_cursors or len(checked) > every:
-            return await self._append_slices(ns, checked, ids)
+            seqs = await self._append_slices(ns, checked, ids)
+            if submitted is not None:
+                submitted()
+            return seqs
         # the common case: one slice, nobody to wait for
         now = self._publish_time()
         if ids is not None:
-            return self._append_once(ns, checked, ids, now)
-        ns.take_token(now, len(checked))
-        appended = ns.append(checked, now, self.config.wall_clock)
-        self._appended(ns, len(checked))
+            seqs = self._append_once(ns, checked, ids, now)
+        else:
+            ns.take_token(now, len(checked))
+            appended = ns.append(checked, now, self.config.wall_clock)
+            self._appended(ns, len(checked))
+            seqs = [event.sequence for event in appended]
+        if submitted is not None:
+            submitted()
         if self._work >= every:
             self._work = 0
             await anyio.lowlevel.cancel_shielded_checkpoint()
-        return [event.sequence for event in appended]
+        return seqs
 
     def _append_once(self, ns: NamespaceState, checked: list[CheckedItem],
                      ids: list[str | None], now: float) -> list[int]:
@@ -495,19 +517,22 @@ class Broadcaster:
     # -- publishing into a durable log -------------------------------------------------
 
     async def _publish_durable(self, name: str, config: NamespaceConfig,
-                               checked: list[CheckedItem], ids: list[str | None] | None
-                               ) -> list[int]:
+                               checked: list[CheckedItem], ids: list[str | None] | None,
+                               submitted: Callable[[], None] | None) -> list[int]:
         ns = self._namespaces.get(name)
         if ns is None:
             ns = await self._open_namespace(name, config, len(checked))
         if ns.busy is not None or ns.block_cursors:
-            return await self._append_slices(ns, checked, ids)
+            seqs = await self._append_slices(ns, checked, ids)
+            if submitted is not None:
+                submitted()
+            return seqs
         durable = ns.durable
         assert durable is not None
         now = self._publish_time()
         ns.take_token(now, len(checked))
         stored = await durable.append(self._new_events(checked, ids, self.config.wall_clock),
-                                      now)
+                                      now, submitted)
         return self._stored(ns, stored)
 
     async def _open_namespace(self, name: str, config: NamespaceConfig, count: int
@@ -708,15 +733,23 @@ class Broadcaster:
         :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
         :raises LogUnavailable, StorageError: if the store cannot open a log
         """
-        if not self.needs_prepare(sub):
-            return
-        assert self._backend is not None and sub.namespaces is not None
         backend = self._backend
-        self._plan(sub)
-        for name in sub.namespaces:
-            if name not in self._namespaces and name not in backend.logs:
-                log = await backend.open(name, self.config.namespace(name).retention)
-                sub.opened_at(name, log.head)
+        if backend is None:
+            return
+        if self.needs_prepare(sub):
+            assert sub.namespaces is not None
+            self._plan(sub)
+            for name in sub.namespaces:
+                if name not in self._namespaces and name not in backend.logs:
+                    log = await backend.open(name, self.config.namespace(name).retention)
+                    sub.opened_at(name, log.head)
+        # a resume on a shared log: this node's view may lag behind the node the
+        # subscriber was on; catch up before the cursors are positioned, so that a
+        # `since` the log has is not taken for one ahead of it
+        for name, since in sub.resume_points().items():
+            shared = backend.logs.get(name)
+            if isinstance(shared, SharedLog) and since > shared.head:
+                await shared.catch_up()
 
     def needs_prepare(self, sub: Subscription) -> bool:
         """Whether *sub* names a namespace whose durable log is not open yet."""

@@ -449,10 +449,13 @@ class SqliteLog:
 
     # -- appending ---------------------------------------------------------------------------
 
-    async def append(self, items: Sequence[NewEvent], now: float) -> list[Stored]:
+    async def append(self, items: Sequence[NewEvent], now: float,
+                     submitted: Callable[[], None] | None = None) -> list[Stored]:
         store = self._store
         store.check()
         events, results = assign(self._namespace, self._assigned, items, now, self._dedup)
+        if submitted is not None:
+            submitted()  # the sequences are assigned: later appends come after
         if not events:
             return results
         self._assigned = events[-1].sequence

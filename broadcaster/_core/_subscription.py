@@ -126,6 +126,15 @@ class Subscription:
         ns.add(cursor)
         return cursor
 
+    def resume_points(self) -> dict[str, int]:
+        """The ``since`` of each namespace the subscription names a ``since`` for."""
+        since = self._since
+        if since is None:
+            return {}
+        if isinstance(since, Mapping):
+            return dict(since)
+        return dict.fromkeys(self.namespaces or (), since)
+
     def opened_at(self, namespace: str, head: int) -> None:
         """The durable log of *namespace* was opened for this subscription when its head
         was *head*: a live start begins after it (what arrived since, before the

@@ -7,7 +7,8 @@ Subscribe can send pre-serialized bytes: its response serializer is the identity
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import anyio
@@ -67,6 +68,8 @@ def common_epoch(hub: Broadcaster, namespaces: Iterable[str]) -> str:
 
 #: Events converted between two yields to the event loop while a batch is read.
 _SLICE = 1024
+#: Batches of one PublishStream in flight at once on a durable log.
+_PIPELINE = 16
 
 
 async def _runs(events: Sequence[pb.PublishRequest]) -> list[tuple[int, str, list[PublishItem]]]:
@@ -197,6 +200,8 @@ class BroadcasterService:
     ) -> None:
         # On shutdown a stream waiting for its next batch ends at once; one publishing
         # a batch answers it first. Either way the client gets UNAVAILABLE.
+        if self._hub.durable:
+            return await self._publish_stream_pipelined(requests, context)
         reading = anyio.CancelScope()
         self._publishers.add(reading)
         try:
@@ -213,7 +218,58 @@ class BroadcasterService:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
 
-    async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
+    async def _publish_stream_pipelined(
+        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+    ) -> None:
+        """PublishStream on a durable log: up to ``_PIPELINE`` batches of the stream in
+        flight. Each batch starts once the one before has its place in the log, so the
+        stream's batches are stored in its order, while their acknowledgements (a commit,
+        JetStream's acks) overlap; answers go out in order."""
+        send, receive = anyio.create_memory_object_stream[
+            tuple[anyio.Event, list[pb.PublishStreamResponse]]](math.inf)
+        slots = anyio.Semaphore(_PIPELINE)
+
+        async def run(request: pb.PublishStreamRequest, submitted: anyio.Event,
+                      done: anyio.Event, box: list[pb.PublishStreamResponse]) -> None:
+            try:
+                box.append(await self._publish_batch(request, submitted.set))
+            finally:
+                submitted.set()
+                done.set()
+                slots.release()
+
+        async def answer() -> None:
+            async with receive:
+                async for done, box in receive:
+                    await done.wait()
+                    await context.write(box[0])
+
+        reading = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            self._publishers.add(reading)
+            try:
+                with send, reading:
+                    async for request in requests:
+                        self._publishers.discard(reading)
+                        await slots.acquire()
+                        submitted, done = anyio.Event(), anyio.Event()
+                        box: list[pb.PublishStreamResponse] = []
+                        send.send_nowait((done, box))
+                        tg.start_soon(run, request, submitted, done, box)
+                        await submitted.wait()
+                        if self._stopping:
+                            break
+                        self._publishers.add(reading)
+            finally:
+                self._publishers.discard(reading)
+        if self._stopping:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
+                              "unavailable")
+
+    async def _publish_batch(self, request: pb.PublishStreamRequest,
+                             submitted: Callable[[], None] | None = None
+                             ) -> pb.PublishStreamResponse:
         hub = self._hub
         response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
         events = request.events
@@ -230,8 +286,10 @@ class BroadcasterService:
             if len(runs) > 1:
                 await self._precheck(runs)
             sequences: list[int] = []
-            for offset, ns, items in runs:  # noqa: B007 (offset names the failing run)
-                sequences += await self._hub.publish_many(ns, items)
+            last = len(runs) - 1
+            for i, (offset, ns, items) in enumerate(runs):  # noqa: B007 (offset: errors)
+                sequences += await self._hub.publish_many(
+                    ns, items, submitted=submitted if i == last else None)
         except BroadcasterError as exc:
             code = status_of(exc)
             self._telemetry.reject(code.name.lower())

@@ -83,9 +83,13 @@ async def test_kill_9_of_a_node_under_a_steady_publisher_loses_no_acknowledged_e
                 head[0] = max(acked)
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(collect, watch_a, seen["a"], complete, 60)
-                tg.start_soon(collect, watch_b, seen["b"], complete, 60)
+                tg.start_soon(collect, watch_a, seen["a"], lambda _: False, 90)
+                tg.start_soon(collect, watch_b, seen["b"], lambda _: False, 90)
                 await publish()
+                with anyio.fail_after(60):  # what every subscriber still has to get
+                    while not (complete(seen["a"]) and complete(seen["b"])):
+                        await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
             assert publishing.failovers >= 1 and on_a.failovers >= 1
     finally:
         a.kill()
