@@ -245,6 +245,7 @@ class BroadcasterService:
                     await context.write(box[0])
 
         reading = anyio.CancelScope()
+        failed: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(answer)
             self._publishers.add(reading)
@@ -261,8 +262,12 @@ class BroadcasterService:
                         if self._stopping:
                             break
                         self._publishers.add(reading)
+            except Exception as exc:  # a malformed request: answer the batches in flight
+                failed = exc          # first (no write may be pending when the call ends)
             finally:
                 self._publishers.discard(reading)
+        if failed is not None:
+            raise failed
         if self._stopping:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
