@@ -63,9 +63,11 @@ async def watch(address: str, namespace: str, state: Path, count: int | None,
                 **connect: Any) -> int:
     sequence, epoch = load_state(state)
     reported = 0
-    async with Client(address, **connect) as client:
-        if epoch is None:
-            epoch = (await client.stats()).epoch
+    async with Client(address.split(","), **connect) as client:  # several: the nodes of a cluster
+        if epoch is None:  # the server's epoch, or (jetstream log) the namespace's own
+            stats = await client.stats()
+            epoch = stats.epoch or next(
+                (ns.epoch for ns in stats.namespaces if ns.namespace == namespace), None)
         if sequence is None:
             say("RELIST startup")
         sub = client.subscribe(
@@ -110,7 +112,8 @@ def connection(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--address", default="127.0.0.1:50051",
+                        help="ADDR[,ADDR...]: several for the nodes of a jetstream cluster")
     parser.add_argument("--tls-ca", help="CA certificates (PEM) to verify the server with")
     parser.add_argument("--tls-cert", help="client certificate (PEM), for mTLS")
     parser.add_argument("--tls-key", help="its private key (PEM)")

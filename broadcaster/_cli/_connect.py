@@ -1,4 +1,4 @@
-"""How the client commands reach the server: address, TLS and token options."""
+"""How the client commands prove who they are: TLS and token options."""
 
 from __future__ import annotations
 
@@ -10,18 +10,11 @@ import grpc
 
 from ..client import ClientTLS, grpc_target, read_token
 
-__all__ = ["DEFAULT_ADDRESS", "add_connection_arguments", "channel", "client_options"]
-
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+__all__ = ["add_tls_arguments", "channel", "client_options"]
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--address`` and the TLS and token options every client command takes."""
-    parser.add_argument(
-        "--address", default=os.environ.get("BROADCASTER_ADDRESS", DEFAULT_ADDRESS),
-        help="server address: HOST:PORT, unix:PATH or a socket path "
-        "(default: $BROADCASTER_ADDRESS or %(default)s)",
-    )
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """The TLS and token options every client command takes."""
     group = parser.add_argument_group("TLS and authentication (docs/security.md)")
     group.add_argument("--tls", action="store_true",
                        help="connect with TLS, verifying the server with the system's CAs "

@@ -11,6 +11,7 @@ from .._auth._config import SecurityConfig
 from .._core._config import HubConfig
 from .._core._errors import BroadcasterError, InvalidArgument
 from .._core._policy import Policy, PolicyKind
+from .._log_backend import LogConfig
 from ._containerd import default_policy
 from ._subscribe_stream import StreamLimits
 
@@ -32,6 +33,7 @@ class ServerConfig:
     :ivar metrics_listen: ``HOST:PORT`` of the Prometheus ``/metrics`` + ``/healthz``
         HTTP endpoint, or None for none
     :ivar hub: the hub's settings (namespaces, retention, heartbeats...)
+    :ivar log: the event log: ``memory`` (the default), ``local`` or ``jetstream``
     :ivar max_receive_message_bytes: largest request message accepted
     :ivar max_send_message_bytes: largest response message sent
     :ivar max_concurrent_rpcs: RPCs at once over the TCP addresses, and again over the
@@ -84,6 +86,7 @@ class ServerConfig:
     listen: Sequence[str] = ("127.0.0.1:50051",)
     metrics_listen: str | None = None
     hub: HubConfig = field(default_factory=HubConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     max_receive_message_bytes: int = 4 * _MiB
     max_send_message_bytes: int = 16 * _MiB
     max_concurrent_rpcs: int | None = None

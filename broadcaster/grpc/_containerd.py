@@ -43,7 +43,7 @@ from .._core._errors import BroadcasterError, InvalidArgument
 from .._core._hub import Broadcaster
 from .._core._policy import Policy
 from .._core._subscription import Subscription
-from .._core._types import DropNotice, Ended, EndReason, Event
+from .._core._types import AvailabilityNotice, DropNotice, Ended, EndReason, Event
 from .._core._validation import validate_namespace, validate_topic
 from .._typeurl import containerd_type_url
 from ..containerd.services.events.v1 import events_pb2
@@ -231,6 +231,12 @@ class ContainerdEvents:
                         "report drops) peer=%s namespace=%s count=%d first=%d last=%d "
                         "reason=%s", context.peer(), item.namespace, item.count,
                         item.first_sequence, item.last_sequence, item.reason,
+                    )
+                elif isinstance(item, AvailabilityNotice):
+                    logger.warning(
+                        "containerd subscriber %s: the log of namespace %r is %s (%s): the "
+                        "containerd API cannot say so", context.peer(), item.namespace,
+                        "available again" if item.available else "unavailable", item.reason,
                     )
                 elif isinstance(item, Ended):
                     raise _ended(item, self._policy)

@@ -45,6 +45,10 @@ logger = logging.getLogger("broadcaster.server")
 access_logger = logging.getLogger("broadcaster.grpc.access")
 containerd_logger = logging.getLogger("broadcaster.grpc.containerd")
 
+#: what an event may add to its payload in a JetStream message: labels (64 of up to
+#: 4 KiB), topic, type URL, the encoding's metadata and the Nats-Msg-Id header
+_ENVELOPE_ALLOWANCE = 272 * 1024
+
 
 def _bound(address: str, port: int) -> str:
     if address.startswith("unix:"):
@@ -72,7 +76,10 @@ class Server:
         hub_config = self.config.hub
         if hub_config.payload_fields is None:  # event.<field> of containerd's event types
             hub_config = replace(hub_config, payload_fields=CONTAINERD_PAYLOADS)
-        self.hub = Broadcaster(hub_config, log_factory=log_factory)
+        log = self.config.log
+        hub_config = replace(hub_config, dedup_window=log.dedup_window,
+                             dedup_max_ids=log.dedup_max_ids)
+        self.hub = Broadcaster(hub_config, log_factory=log_factory, store=log.open_store())
         self.addresses: list[str] = []
         self.metrics_address: str | None = None
         self.service_names: list[str] = []
@@ -124,8 +131,9 @@ class Server:
 
         :raises OSError: if an address cannot be bound
         """
-        await self.hub.__aenter__()
+        await self.hub.__aenter__()  # LogUnavailable, StorageError: the log cannot open
         self._hub_entered = True
+        self._check_backplane()
         try:
             await self._start_grpc()
             self._start_metrics()
@@ -135,10 +143,28 @@ class Server:
             await self._exit_hub()
             raise
         self._serving = True
-        logger.info("serving addresses=%s metrics=%s epoch=%s max_connections=%s "
+        logger.info("serving addresses=%s metrics=%s log=%s epoch=%s max_connections=%s "
                     "max_rpcs_per_peer=%s max_connection_idle=%s", ",".join(self.addresses),
-                    self.metrics_address, self.hub.epoch, self.max_connections,
+                    self.metrics_address, self.config.log.backend,
+                    self.hub.epoch or "per-namespace", self.max_connections,
                     self.config.max_rpcs_per_peer, self.config.max_connection_idle)
+
+    def _check_backplane(self) -> None:
+        """Warn when NATS' max_payload cannot carry the largest event a namespace
+        accepts (such a publish fails with RESOURCE_EXHAUSTED naming max_payload)."""
+        max_payload = getattr(self.hub.store, "max_payload", None)
+        if not max_payload:
+            return
+        hub = self.config.hub
+        largest = max([hub.default_namespace.max_payload_bytes,
+                       *(ns.max_payload_bytes for ns in hub.namespaces.values())])
+        needed = largest + _ENVELOPE_ALLOWANCE
+        if max_payload < needed:
+            logger.warning(
+                "NATS max_payload is %d bytes: events of up to %d bytes of payload (and "
+                "%d of labels, topic and type URL) need %d; larger ones are refused. Set "
+                "max_payload in nats-server's configuration (e.g. max_payload: 8MB)",
+                max_payload, largest, _ENVELOPE_ALLOWANCE, needed)
 
     async def _start_grpc(self) -> None:
         """One gRPC server for the TCP addresses (connection quota, per-address RPC

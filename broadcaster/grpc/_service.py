@@ -7,7 +7,8 @@ Subscribe can send pre-serialized bytes: its response serializer is the identity
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import anyio
@@ -16,7 +17,12 @@ import grpc
 
 from .._core._errors import BroadcasterError, PayloadTooLarge
 from .._core._hub import Broadcaster, PublishItem
-from .._core._validation import validate_labels, validate_namespace, validate_topic
+from .._core._validation import (
+    validate_event_id,
+    validate_labels,
+    validate_namespace,
+    validate_topic,
+)
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import EventEncoder
 from ._status import status_of
@@ -48,11 +54,22 @@ def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
     labels = event.labels
     payload = event.payload
     return PublishItem(event.topic, payload.value, payload.type_url,
-                       dict(labels) if labels else {}, timestamp_ns)
+                       dict(labels) if labels else {}, timestamp_ns, event.event_id or None)
+
+
+def common_epoch(hub: Broadcaster, namespaces: Iterable[str]) -> str:
+    """The single ``epoch`` field of a response about *namespaces*: the hub's, or the
+    one epoch they share (each namespace has its own under jetstream), else ``""``."""
+    if hub.epoch:
+        return hub.epoch
+    epochs = {hub.epoch_of(name) for name in namespaces}
+    return epochs.pop() if len(epochs) == 1 else ""
 
 
 #: Events converted between two yields to the event loop while a batch is read.
 _SLICE = 1024
+#: Batches of one PublishStream in flight at once on a durable log.
+_PIPELINE = 16
 
 
 async def _runs(events: Sequence[pb.PublishRequest]) -> list[tuple[int, str, list[PublishItem]]]:
@@ -171,18 +188,20 @@ class BroadcasterService:
             item = _item(request)
             seq = await self._hub.publish(
                 request.namespace, item.topic, item.payload, type_url=item.type_url,
-                labels=item.labels, timestamp_ns=item.timestamp_ns,
+                labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
             )
         except (BroadcasterError, anyio.ClosedResourceError) as exc:
             await self._abort_core(context, exc)
         return pb.PublishResponse(namespace=request.namespace, sequence=seq,
-                                  epoch=self._hub.epoch)
+                                  epoch=self._hub.epoch_of(request.namespace))
 
     async def publish_stream(
         self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
     ) -> None:
         # On shutdown a stream waiting for its next batch ends at once; one publishing
         # a batch answers it first. Either way the client gets UNAVAILABLE.
+        if self._hub.durable:
+            return await self._publish_stream_pipelined(requests, context)
         reading = anyio.CancelScope()
         self._publishers.add(reading)
         try:
@@ -199,8 +218,65 @@ class BroadcasterService:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
 
-    async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
-        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=self._hub.epoch)
+    async def _publish_stream_pipelined(
+        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+    ) -> None:
+        """PublishStream on a durable log: up to ``_PIPELINE`` batches of the stream in
+        flight. Each batch starts once the one before has its place in the log, so the
+        stream's batches are stored in its order, while their acknowledgements (a commit,
+        JetStream's acks) overlap; answers go out in order."""
+        send, receive = anyio.create_memory_object_stream[
+            tuple[anyio.Event, list[pb.PublishStreamResponse]]](math.inf)
+        slots = anyio.Semaphore(_PIPELINE)
+
+        async def run(request: pb.PublishStreamRequest, submitted: anyio.Event,
+                      done: anyio.Event, box: list[pb.PublishStreamResponse]) -> None:
+            try:
+                box.append(await self._publish_batch(request, submitted.set))
+            finally:
+                submitted.set()
+                done.set()
+                slots.release()
+
+        async def answer() -> None:
+            async with receive:
+                async for done, box in receive:
+                    await done.wait()
+                    await context.write(box[0])
+
+        reading = anyio.CancelScope()
+        failed: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            self._publishers.add(reading)
+            try:
+                with send, reading:
+                    async for request in requests:
+                        self._publishers.discard(reading)
+                        await slots.acquire()
+                        submitted, done = anyio.Event(), anyio.Event()
+                        box: list[pb.PublishStreamResponse] = []
+                        send.send_nowait((done, box))
+                        tg.start_soon(run, request, submitted, done, box)
+                        await submitted.wait()
+                        if self._stopping:
+                            break
+                        self._publishers.add(reading)
+            except Exception as exc:  # a malformed request: answer the batches in flight
+                failed = exc          # first (no write may be pending when the call ends)
+            finally:
+                self._publishers.discard(reading)
+        if failed is not None:
+            raise failed
+        if self._stopping:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
+                              "unavailable")
+
+    async def _publish_batch(self, request: pb.PublishStreamRequest,
+                             submitted: Callable[[], None] | None = None
+                             ) -> pb.PublishStreamResponse:
+        hub = self._hub
+        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
         events = request.events
         if len(events) > self._max_batch_events:  # before any work per event
             self._telemetry.reject("batch_too_large")
@@ -215,8 +291,10 @@ class BroadcasterService:
             if len(runs) > 1:
                 await self._precheck(runs)
             sequences: list[int] = []
-            for offset, ns, items in runs:  # noqa: B007 (offset names the failing run)
-                sequences += await self._hub.publish_many(ns, items)
+            last = len(runs) - 1
+            for i, (offset, ns, items) in enumerate(runs):  # noqa: B007 (offset: errors)
+                sequences += await self._hub.publish_many(
+                    ns, items, submitted=submitted if i == last else None)
         except BroadcasterError as exc:
             code = status_of(exc)
             self._telemetry.reject(code.name.lower())
@@ -229,6 +307,10 @@ class BroadcasterService:
             response.error.message = "server: shutting down"
             return response
         response.sequences.extend(sequences)
+        names = {ns for _, ns, _ in runs}
+        response.epochs.update({ns: hub.epoch_of(ns) for ns in names})
+        if not hub.epoch:
+            response.epoch = common_epoch(hub, names)
         return response
 
     async def _precheck(self, runs: list[tuple[int, str, list[PublishItem]]]) -> None:
@@ -243,6 +325,8 @@ class BroadcasterService:
                     await anyio.lowlevel.checkpoint()
                 validate_topic(item.topic, f"events[{i}].topic")
                 validate_labels(item.labels, f"events[{i}].labels")
+                if item.event_id is not None:
+                    validate_event_id(item.event_id, f"events[{i}].event_id")
                 if len(item.payload) > limit:
                     raise PayloadTooLarge(
                         f"events[{i}].payload",
@@ -291,6 +375,7 @@ class BroadcasterService:
                 dropped=ns.dropped, subscribers=ns.subscribers, evicted=ns.evicted,
                 head_sequence=ns.head, oldest_sequence=ns.oldest,
                 retained_events=ns.retained_events, retained_bytes=ns.retained_bytes,
-                max_lag=ns.max_lag,
+                max_lag=ns.max_lag, epoch=ns.epoch, deduplicated=ns.deduplicated,
+                log_unavailable=not ns.available,
             )
         return response

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -164,7 +164,10 @@ class SubscribeStream:
                 tg.start_soon(self._writer)
                 tg.start_soon(self._pump)
                 async for request in requests:
-                    self._handle(request)
+                    if request.WhichOneof("kind") == "add":
+                        await self._add(request.add)  # may open a durable log first
+                    else:
+                        self._handle(request)
                 self._input_done = True
                 self._notify()
         finally:
@@ -182,9 +185,7 @@ class SubscribeStream:
 
     def _handle(self, request: pb.SubscribeRequest) -> None:
         kind = request.WhichOneof("kind")
-        if kind == "add":
-            self._add(request.add)
-        elif kind == "remove":
+        if kind == "remove":
             self._remove(request.remove.subscription_id)
         elif kind == "ack":
             for entry in self._subs.values():
@@ -194,7 +195,7 @@ class SubscribeStream:
             self._reject("", grpc.StatusCode.INVALID_ARGUMENT,
                          "kind: one of add, remove or ack must be set", "invalid_argument")
 
-    def _add(self, add: pb.SubscribeRequest.Add) -> None:
+    async def _add(self, add: pb.SubscribeRequest.Add) -> None:
         sid = add.subscription_id
         if not sid:
             return self._reject(sid, grpc.StatusCode.INVALID_ARGUMENT,
@@ -219,8 +220,10 @@ class SubscribeStream:
             sub = self._hub.subscribe(
                 namespaces, filters=list(add.filters), policy=policy,
                 since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
-                epoch=add.epoch or None, liveness="ack",
+                epoch=_epochs(add), liveness="ack",
             )
+            # opens the durable logs not open yet (the stream's next requests wait)
+            await self._hub.prepare(sub)
             sub.open()
         except BroadcasterError as exc:
             code = status_of(exc)
@@ -231,8 +234,10 @@ class SubscribeStream:
         entry = _Entry(sid, sub, _is_tight(sub, self._hub))
         self._subs[sid] = entry
         self._tight += entry.tight
+        epochs = sub.epochs()
         self._control(encode_add_result(
-            sid, start_sequences=sub.start_positions(), epoch=self._hub.epoch))
+            sid, start_sequences=sub.start_positions(), epochs=epochs,
+            epoch=self._hub.epoch or _one(epochs.values())))
         self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
 
     def _reject(self, sid: str, code: grpc.StatusCode, message: str, reason: str) -> None:
@@ -399,8 +404,10 @@ class SubscribeStream:
                     if item.heartbeat_id > self._last_heartbeat:
                         self._last_heartbeat = item.heartbeat_id
                         flush()
+                        latest, epochs = self._latest()
                         messages.append(encode_heartbeat(
-                            item.heartbeat_id, self._latest(), item.epoch))
+                            item.heartbeat_id, latest, item.epoch or _one(epochs.values()),
+                            epochs))
                 else:
                     flush()
                     message = encode_item_notice(entry.id, item)
@@ -424,9 +431,27 @@ class SubscribeStream:
             del self._subs[entry.id]
             self._tight -= entry.tight
 
-    def _latest(self) -> dict[str, int]:
+    def _latest(self) -> tuple[dict[str, int], dict[str, str]]:
         latest: dict[str, int] = {}
+        epochs: dict[str, str] = {}
         for entry in self._subs.values():
             for name, cursor in entry.sub.cursors.items():
                 latest[name] = cursor.ns.log.head
-        return latest
+                epochs[name] = cursor.ns.epoch
+        return latest, epochs
+
+
+def _epochs(add: pb.SubscribeRequest.Add) -> str | dict[str, str] | None:
+    """The epochs of an Add's ``since`` values: per namespace (``epochs``, falling back
+    on the single ``epoch`` for the other ``since`` namespaces), or one for all."""
+    if not add.epochs:
+        return add.epoch or None
+    epochs = dict.fromkeys(add.since, add.epoch) if add.epoch else {}
+    epochs.update(add.epochs)
+    return epochs
+
+
+def _one(values: Iterable[str]) -> str:
+    """The value all of *values* share, else ``""``."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else ""
