@@ -12,13 +12,13 @@ import atheris
 
 with atheris.instrument_imports():
     from broadcaster._core._types import Event
+    from broadcaster._proto import MAX_SECONDS, MIN_SECONDS
     from broadcaster.grpc._encode import (
         EventEncoder,
         encode_batches,
         id_prefix,
         pack_run,
     )
-    from broadcaster.grpc._timestamps import MAX_SECONDS, MIN_SECONDS
     from broadcaster.v1 import broadcaster_pb2 as pb
 
 _MIN_NS, _MAX_NS = MIN_SECONDS * 10**9, MAX_SECONDS * 10**9 + 999_999_999

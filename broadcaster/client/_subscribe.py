@@ -26,12 +26,13 @@ import grpc.aio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._core._policy import Policy
+from .._proto import policy_to_proto
 from ..v1 import broadcaster_pb2 as pb
 from ._backoff import Backoff
 from ._errors import ClientClosedError, ClientError, InvalidArgumentError, SubscribeError
 from ._retry import REFUSED_BACKOFF, Refusals, failed_sending, refused
 from ._types import Ended, Event, Item
-from ._wire import decode_drop, decode_ended, decode_event, decode_resync, policy_to_proto
+from ._wire import decode_drop, decode_ended, decode_event, decode_resync
 
 __all__ = ["SubscribeStream", "SubscriptionState"]
 

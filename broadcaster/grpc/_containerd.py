@@ -45,12 +45,12 @@ from .._core._policy import Policy
 from .._core._subscription import Subscription
 from .._core._types import DropNotice, Ended, EndReason, Event
 from .._core._validation import validate_namespace, validate_topic
+from .._proto import MAX_SECONDS, MIN_SECONDS, check_timestamp
 from .._typeurl import containerd_type_url
 from ..containerd.services.events.v1 import events_pb2
 from ..containerd.services.introspection.v1 import introspection_pb2
 from ._ratelog import RateLimitedLog
 from ._status import status_of
-from ._timestamps import MAX_SECONDS, MIN_SECONDS, check_timestamp
 from ._turns import Turns
 
 __all__ = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .._core._types import DropNotice, Ended, Event, ResyncNotice
+from .._proto import timestamp_seconds, varint
 from ..v1 import broadcaster_pb2 as pb
 
 __all__ = [
@@ -31,48 +32,14 @@ __all__ = [
     "encode_resync_notice",
     "event_field",
     "id_prefix",
-    "int64",
     "pack_batches",
     "pack_run",
-    "varint",
 ]
 
 #: ``Event.encoded`` holds the ``Delivery.event`` field of the event: ``0x12 varint(len(E))
 #: E``, ready to splice after the subscription ids. Its first byte (the field's tag) marks
 #: it as ours: another edge caching some other encoding in the slot must not start with it.
 _MARK = b"\x12"
-
-_SMALL = tuple(bytes((i,)) for i in range(0x80)) + tuple(
-    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(0x80, 1 << 14))
-
-
-def _varint(value: int) -> bytes:
-    if value < 1 << 28:
-        if value < 1 << 21:
-            return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80, value >> 14))
-        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80,
-                      (value >> 14 & 0x7F) | 0x80, value >> 21))
-    if value < 1 << 35:
-        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80,
-                      (value >> 14 & 0x7F) | 0x80, (value >> 21 & 0x7F) | 0x80, value >> 28))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def varint(value: int) -> bytes:
-    """The protobuf base-128 varint of a non-negative *value*."""
-    return _SMALL[value] if value < 16384 else _varint(value)
-
-
-def int64(value: int) -> bytes:
-    """The varint of an ``int64`` field: negative values as their 64-bit two's
-    complement (ten bytes), as protobuf encodes them."""
-    return varint(value) if value >= 0 else _varint(value + (1 << 64))
-
 
 def _text(tag: bytes, text: str) -> bytes:
     raw = text.encode()
@@ -138,7 +105,7 @@ class EventEncoder:
         seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
         if seconds != self._second:
             self._second = seconds
-            self._second_bytes = b"\x08" + int64(seconds) if seconds else b""
+            self._second_bytes = timestamp_seconds(seconds)
         ts = self._second_bytes + (b"\x10" + varint(nanos) if nanos else b"")
         parts.append(b"\x2a" + varint(len(ts)) + ts)
         if event.sequence:

@@ -17,12 +17,12 @@ import grpc
 from .._core._errors import BroadcasterError, PayloadTooLarge
 from .._core._hub import Broadcaster, PublishItem
 from .._core._validation import validate_labels, validate_namespace, validate_topic
+from .._proto import check_timestamp
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import EventEncoder
 from ._status import status_of
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
-from ._timestamps import check_timestamp
 from ._turns import Turns
 
 __all__ = ["SERVICE_NAME", "BroadcasterService"]

@@ -36,6 +36,7 @@ from .._core._hub import Broadcaster
 from .._core._ready import ReadyQueue
 from .._core._subscription import Subscription
 from .._core._types import Ended, Event, Heartbeat
+from .._proto import policy_from_proto
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import (
     EventEncoder,
@@ -47,7 +48,6 @@ from ._encode import (
     pack_batches,
     pack_run,
 )
-from ._policy import policy_from_proto
 from ._status import status_of
 from ._turns import Turns
 
