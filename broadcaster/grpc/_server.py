@@ -84,7 +84,7 @@ class Server:
         self._containerd = ContainerdEvents(
             self.hub, policy=self.config.containerd_subscribe_policy(),
             drop_log=RateLimitedLog(containerd_logger, self.config.rpc_error_log_interval),
-            turns=turns)
+            turns=turns, on_reject=self.telemetry.reject)
         #: the connection quota per TCP address in force (``max_connections`` fitted
         #: under the open-file limit), known once started
         self.max_connections: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import grpc
@@ -130,6 +131,27 @@ async def test_publish_too_large_names_the_event(served: tuple[Broadcaster, Clie
     err = await _code_of(client.publish("tiny", "/t", any_pb2.Any(type_url="x", value=b"9" * 9)))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert _details(err).startswith("event: 9 bytes exceed the limit of 8")
+
+
+async def test_publish_names_the_type_url_in_containerds_terms(
+        served: tuple[Broadcaster, Client]) -> None:
+    _, client = served
+    payload = any_pb2.Any(type_url="x" * 5, value=b"9" * 4)
+    err = await _code_of(client.publish("tiny", "/t", payload))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _details(err).startswith("event.type_url: 5 bytes, with the payload's 4, exceed")
+
+
+async def test_refused_calls_are_counted_as_the_v1_api_counts_them(make_server: Any) -> None:
+    server = await make_server()
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        client = Client(channel)
+        await _code_of(client.publish(None, "/x"))
+        await _code_of(client.publish("a", "bad-topic"))
+        await _code_of(client.events.Subscribe(
+            events_pb2.SubscribeRequest(filters=["nope=="])).read())
+        await _code_of(client.events.Forward(events_pb2.ForwardRequest(), timeout=10))
+    assert server.telemetry.rejected == {"invalid_argument": 4}
 
 
 # -- Forward ----------------------------------------------------------------------------

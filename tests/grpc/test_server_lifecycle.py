@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from broadcaster.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from broadcaster.grpc import Server
 from broadcaster.v1 import broadcaster_pb2 as pb
 
@@ -110,15 +111,23 @@ async def test_metrics_http_and_healthz(make_server: Any) -> None:
 
 
 async def test_stop_ends_an_idle_publish_stream_with_unavailable(make_server: Any) -> None:
+    """... and a containerd Subscribe stream: both APIs say it the same way."""
     server = await make_server(grace_period=30.0)
     async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
         call = stub(channel).PublishStream()
         await call.write(pb.PublishStreamRequest(batch_id=1, events=[
             pb.PublishRequest(namespace="default", topic="/x")]))
         assert list((await call.read()).sequences) == [1]
+        envelopes = events_pb2_grpc.EventsStub(channel).Subscribe(
+            events_pb2.SubscribeRequest())
+        with anyio.fail_after(10):
+            while server.hub.subscription_count < 1:
+                await anyio.sleep(0.005)
         with anyio.fail_after(10):  # far below the grace period: nothing waits for it
             await server.stop()
-        assert await call.code() == grpc.StatusCode.UNAVAILABLE
+        for ended in (call, envelopes):
+            assert (await ended.code(), await ended.details()) == (
+                grpc.StatusCode.UNAVAILABLE, "server: shutting down")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await publish(channel, "default", "/late")
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
