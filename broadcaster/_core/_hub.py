@@ -175,9 +175,9 @@ class Broadcaster:
         self._table.remove(ns)
 
     def account_cached(self, event: Event, size: int) -> None:
-        """Note that an edge keeps *size* bytes of a serialized copy of *event* (in
-        ``Event.encoded``): retention bounds and ``max_retained_bytes`` count them while
-        the event is retained, so that they bound memory."""
+        """Note that an edge keeps *size* bytes derived from *event* (a serialized copy,
+        kept while the event lives): retention bounds and ``max_retained_bytes`` count
+        them while the event is retained, so that they bound memory."""
         ns = self._namespaces.get(event.namespace)
         if ns is not None:
             ns.charge(event, size)

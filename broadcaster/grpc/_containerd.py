@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,10 +43,10 @@ from .._core._policy import Policy
 from .._core._subscription import Subscription
 from .._core._types import DropNotice, Ended, EndReason, Event
 from .._core._validation import validate_namespace, validate_topic
-from .._proto import MAX_SECONDS, MIN_SECONDS, check_timestamp
-from .._typeurl import containerd_type_url
+from .._proto import MIN_SECONDS, check_timestamp
 from ..containerd.services.events.v1 import events_pb2
 from ..containerd.services.introspection.v1 import introspection_pb2
+from ._envelope import EnvelopeEncoder
 from ._errors import SHUTTING_DOWN, Rename, RpcError, abort, answering, map_core_errors
 from ._ratelog import RateLimitedLog
 from ._turns import Turns
@@ -73,7 +72,6 @@ NAMESPACE_METADATA = "containerd-namespace"
 DEFAULT_MAX_EVENTS = 4096
 
 _EMPTY = empty_pb2.Empty()
-_MISSING = object()
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -98,7 +96,6 @@ class ContainerdEvents:
     :param policy: overflow policy of Subscribe streams (``disconnect`` at 4096 events
         by default, capped to the hub's namespace limits)
     :param max_batch: events taken from the hub per wake-up of a Subscribe stream
-    :param cache_size: envelopes kept serialized for other subscribers of the same event
     :param drop_log: where drops and unsendable events are logged (one line per
         namespace and interval; 10 s by default)
     :param turns: turns of the event loop shared by the server's Subscribe streams: each
@@ -113,7 +110,6 @@ class ContainerdEvents:
         *,
         policy: Policy | None = None,
         max_batch: int = 256,
-        cache_size: int = 4096,
         drop_log: RateLimitedLog | None = None,
         turns: Turns | None = None,
         on_reject: Callable[[str], None] = lambda reason: None,
@@ -123,8 +119,11 @@ class ContainerdEvents:
         self._turns = turns
         self._policy = policy or default_policy(hub.config)
         self._max_batch = max_batch
-        self._cache: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
-        self._cache_size = cache_size
+        # each event's envelope built once and kept while it lives, counted with the
+        # event's retained bytes; only while there are streams to share it with
+        self._envelopes = EnvelopeEncoder(hub.account_cached, self._unsendable)
+        self._envelopes.cache.enabled = False
+        self._streams = 0
         self._log = drop_log or RateLimitedLog(logger, 10.0)
         #: events that could not be sent (timestamp outside Go's range)
         self.unsendable = 0
@@ -162,10 +161,16 @@ class ContainerdEvents:
         async with answering(context, self._on_reject):
             sub = self._hub.subscribe(None, filters=list(request.filters), policy=self._policy)
             async with sub:
-                await self._pump(sub, context)
+                self._streams += 1
+                self._envelopes.cache.enabled = self._streams > 1
+                try:
+                    await self._pump(sub, context)
+                finally:
+                    self._streams -= 1
+                    self._envelopes.cache.enabled = self._streams > 1
 
     async def _pump(self, sub: Subscription, context: Context) -> None:
-        write, encode, receive = context.write, self._encode, sub.receive_batch
+        write, encode, receive = context.write, self._envelopes.envelope, sub.receive_batch
         max_batch, turns = self._max_batch, self._turns
         while True:
             items = await receive(max_batch)  # Ended comes before EndOfStream
@@ -187,41 +192,14 @@ class ContainerdEvents:
                 elif isinstance(item, Ended):  # an end, not a refusal: not counted
                     await abort(context, _ended(item, self._policy))
 
-    def _encode(self, event: Event) -> bytes | None:
-        """The serialized Envelope of *event*, built once for all containerd streams."""
-        key = (event.namespace, event.sequence)
-        cache = self._cache
-        cached = cache.get(key, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        data = _envelope_bytes(event)
-        if data is None:
-            self.unsendable += 1
-            self._log.log(
-                logging.WARNING, ("unsendable", event.namespace),
-                "cannot send an event to containerd subscribers: its timestamp is outside "
-                "protobuf's range namespace=%s sequence=%d timestamp_ns=%d",
-                event.namespace, event.sequence, event.timestamp_ns,
-            )
-        cache[key] = data
-        if len(cache) > self._cache_size:
-            cache.popitem(last=False)
-        return data
-
-
-def _envelope_bytes(event: Event) -> bytes | None:
-    seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
-    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        return None  # a Go client would fail to decode the whole stream
-    env = events_pb2.Envelope(namespace=event.namespace, topic=event.topic)
-    ts = env.timestamp
-    ts.seconds = seconds
-    ts.nanos = nanos
-    if event.type_url or event.payload:
-        any_ = env.event
-        any_.type_url = containerd_type_url(event.type_url)
-        any_.value = bytes(event.payload)
-    return env.SerializeToString()
+    def _unsendable(self, event: Event) -> None:
+        self.unsendable += 1
+        self._log.log(
+            logging.WARNING, ("unsendable", event.namespace),
+            "cannot send an event to containerd subscribers: its timestamp is outside "
+            "protobuf's range namespace=%s sequence=%d timestamp_ns=%d",
+            event.namespace, event.sequence, event.timestamp_ns,
+        )
 
 
 def _ended(item: Ended, policy: Policy) -> RpcError:

@@ -2,8 +2,8 @@
 
 See the "ZERO-COPY FAN-OUT LAYOUT" note in ``protos/broadcaster/v1/broadcaster.proto``::
 
-    E = Event.SerializeToString()                  (0x12 varint(len(E)) E cached
-                                                    in core Event.encoded)
+    E = Event.SerializeToString()                  (0x12 varint(len(E)) E kept by
+                                                    the EventEncoder while the event lives)
     D = (0x0A varint(len(id)) id)* 0x12 varint(len(E)) E
     B = (0x0A varint(len(D)) D)*
     R = 0x0A varint(len(B)) B                      (a SubscribeResponse)
@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from .._core._types import DropNotice, Ended, Event, ResyncNotice
 from .._proto import timestamp_seconds, varint
 from ..v1 import broadcaster_pb2 as pb
+from ._event_cache import EncodedCache
 
 __all__ = [
     "EventEncoder",
@@ -36,47 +37,51 @@ __all__ = [
     "pack_run",
 ]
 
-#: ``Event.encoded`` holds the ``Delivery.event`` field of the event: ``0x12 varint(len(E))
-#: E``, ready to splice after the subscription ids. Its first byte (the field's tag) marks
-#: it as ours: another edge caching some other encoding in the slot must not start with it.
-_MARK = b"\x12"
-
 def _text(tag: bytes, text: str) -> bytes:
     raw = text.encode()
     return tag + varint(len(raw)) + raw if raw else b""
 
 
 class EventEncoder:
-    """Serializes core events as ``Delivery.event`` fields, remembering the encoded
-    namespace, topic and type_url of recent events (at most *max_heads*) and the varint of
-    the current second. One per server; not thread-safe.
+    """Serializes core events as ``Delivery.event`` fields (``0x12 varint(len(E)) E``,
+    ready to splice after the subscription ids), each event once: the field is kept in
+    :attr:`cache` while the event lives. Remembers the encoded namespace, topic and
+    type_url of recent events (at most *max_heads*) and the varint of the current second.
+    One per server; not thread-safe.
 
     :param max_heads: bound of the (namespace, topic, type_url) cache
-    :param on_cache: called with each event and the size of the copy cached in its
-        ``encoded`` (the server passes ``Broadcaster.account_cached``)
+    :param on_cache: told each event and what keeping its field costs (the server passes
+        ``Broadcaster.account_cached``)
     """
 
-    __slots__ = ("_heads", "_max_heads", "_on_cache", "_second", "_second_bytes")
+    __slots__ = ("_heads", "_max_heads", "_second", "_second_bytes", "cache")
 
     def __init__(self, max_heads: int = 4096,
                  on_cache: Callable[[Event, int], None] | None = None) -> None:
-        self._on_cache = on_cache  # told the size of each copy cached in event.encoded
+        #: the field of every event encoded and still alive
+        self.cache = EncodedCache(on_cache)
         self._heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
         self._max_heads = max_heads
         self._second: int | None = None  # any int is a valid second (before 1970: < 0)
         self._second_bytes = b""
 
     def field(self, event: Event) -> bytes:
-        """``0x12 varint(len(E)) E``, computed once and cached in ``event.encoded``."""
-        cached = event.encoded
-        if cached is not None and cached[:1] == _MARK:
-            return cached
+        """``0x12 varint(len(E)) E``, computed once per event."""
+        field = self.cache.get(event)
+        return self._new_field(event) if field is None else field
+
+    def fields(self, events: Sequence[Event]) -> list[bytes]:
+        """:meth:`field` of each event, in order (those already encoded in one C loop)."""
+        fields = self.cache.get_many(events)
+        if all(fields):  # every one cached (a field is never empty)
+            return fields  # type: ignore[return-value]
+        new = self._new_field
+        return [f if f is not None else new(e) for f, e in zip(fields, events, strict=True)]
+
+    def _new_field(self, event: Event) -> bytes:
         data = self.serialize(event)
         field = b"\x12" + varint(len(data)) + data
-        if cached is None:
-            event.encoded = field
-            if self._on_cache is not None:
-                self._on_cache(event, len(field))
+        self.cache.put(event, field)
         return field
 
     def serialize(self, event: Event) -> bytes:
@@ -114,14 +119,14 @@ class EventEncoder:
 
 
 def event_field(event: Event, encoder: EventEncoder | None = None) -> bytes:
-    """The ``Delivery.event`` field of *event* (``0x12 varint(len(E)) E``), computed once
-    and cached in ``event.encoded``."""
+    """The ``Delivery.event`` field of *event* (``0x12 varint(len(E)) E``), by *encoder*
+    (kept in its cache) or by a new one."""
     return (encoder or EventEncoder()).field(event)
 
 
-def encode_event(event: Event) -> bytes:
-    """``broadcaster.v1.Event`` bytes of *event* (cached on it, see :func:`event_field`)."""
-    field = event_field(event)
+def encode_event(event: Event, encoder: EventEncoder | None = None) -> bytes:
+    """``broadcaster.v1.Event`` bytes of *event* (see :func:`event_field`)."""
+    field = event_field(event, encoder)
     _, _, data = _split_len(field, 1)
     return data
 
@@ -147,6 +152,7 @@ def encode_batches(
     deliveries: Iterable[tuple[Event, Sequence[bytes]]],
     max_events: int,
     max_bytes: int,
+    encoder: EventEncoder | None = None,
 ) -> list[bytes]:
     """Serialized ``SubscribeResponse{event_batch}`` messages for *deliveries*.
 
@@ -155,9 +161,11 @@ def encode_batches(
     :param max_events: most deliveries in one message
     :param max_bytes: a message is closed once its body reaches this size (one delivery
         larger than it still goes out alone)
+    :param encoder: encodes the events (a new one when None)
     """
+    field = (encoder or EventEncoder()).field
     return pack_batches(
-        ((event_field(event), b"".join(prefixes)) for event, prefixes in deliveries),
+        ((field(event), b"".join(prefixes)) for event, prefixes in deliveries),
         max_events, max_bytes)
 
 
@@ -195,9 +203,7 @@ def pack_run(
     their concatenated :func:`id_prefix`): the common case of a stream whose
     subscriptions read the same events."""
     heads: dict[int, bytes] = {}
-    field_of = (encoder or EventEncoder()).field
-    fields = [c if (c := e.encoded) is not None and c[:1] == _MARK else field_of(e)
-              for e in events]
+    fields = (encoder or EventEncoder()).fields(events)
     out: list[bytes] = []
     parts: list[bytes] = []
     size = count = 0

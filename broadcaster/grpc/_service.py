@@ -112,7 +112,10 @@ class BroadcasterService:
         self._streams: set[SubscribeStream] = set()
         self._publishers: set[anyio.CancelScope] = set()
         self._stopping = False
+        # each event serialized once for all streams, kept while the event lives and
+        # counted with its retained bytes; only while there are streams to share it with
         self._encoder = EventEncoder(on_cache=hub.account_cached)
+        self._encoder.cache.enabled = False
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to add to a ``grpc.aio.Server``."""
@@ -230,10 +233,12 @@ class BroadcasterService:
         stream = SubscribeStream(self._hub, self._limits, context.write,
                                  self._telemetry.reject, self._encoder, self._turns)
         self._streams.add(stream)
+        self._encoder.cache.enabled = len(self._streams) > 1  # others to share with
         try:
             await stream.run(requests)
         finally:
             self._streams.discard(stream)
+            self._encoder.cache.enabled = len(self._streams) > 1
 
     # -- Stats --------------------------------------------------------------------------
 

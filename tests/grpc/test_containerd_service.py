@@ -25,7 +25,9 @@ from broadcaster.containerd.services.introspection.v1 import (
     introspection_pb2,
     introspection_pb2_grpc,
 )
-from broadcaster.grpc._containerd import ContainerdEvents, add_containerd_services
+from broadcaster.grpc._containerd import add_containerd_services
+from broadcaster.grpc._envelope import EnvelopeEncoder
+from broadcaster.grpc._event_cache import ENTRY_OVERHEAD
 from tests.interop.harness import (
     bare_containerd_server,
     containerd_server,
@@ -347,14 +349,19 @@ async def test_slow_subscriber_loses_oldest_and_others_unaffected(tmp_path: Path
 
 
 def test_envelopes_are_serialized_once_for_all_streams() -> None:
-    hub = Broadcaster(HubConfig())
-    events = ContainerdEvents(hub)
+    charged: list[int] = []
+    unsendable: list[Event] = []
+    envelopes = EnvelopeEncoder(lambda event, size: charged.append(size), unsendable.append)
     event = Event("a", "/t", EXIT, TASK_EXIT, {}, 1_700_000_000 * 10**9, 1, 0.0, 0)
-    first = events._encode(event)
-    assert first is not None and events._encode(event) is first
+    first = envelopes.envelope(event)
+    assert first is not None and envelopes.envelope(event) is first
     env = events_pb2.Envelope.FromString(first)
     assert (env.namespace, env.topic, env.event.type_url, env.event.value) == (
         "a", "/t", TASK_EXIT, EXIT)
+    assert charged == [len(first) + ENTRY_OVERHEAD]  # counted once, with the event
+    future = Event("a", "/t", b"", "", {}, 300_000_000_000 * 10**9, 2, 0.0, 0)
+    assert envelopes.envelope(future) is None and envelopes.envelope(future) is None
+    assert unsendable == [future]  # reported once
 
 
 # -- Introspection and registration -------------------------------------------------------

@@ -23,16 +23,19 @@ def _event(seq: int, payload: bytes = b"p", labels: dict[str, str] | None = None
                  labels or {}, 1_700_000_000_123_456_789, seq, 0.0, 10)
 
 
-def test_event_is_encoded_once_and_cached() -> None:
+def test_event_is_encoded_once_per_encoder() -> None:
     event = _event(3, labels={"b": "2", "a": "1"})
-    data = encode_event(event)
+    encoder = EventEncoder()
+    data = encode_event(event, encoder)
     parsed = pb.Event.FromString(data)
     assert (parsed.sequence, parsed.payload.value, dict(parsed.labels)) == (
         3, b"p", {"a": "1", "b": "2"})
     assert parsed.timestamp.ToNanoseconds() == 1_700_000_000_123_456_789
-    assert event.encoded is not None
-    event.payload = b"changed"  # the cache is what is sent from now on
-    assert encode_event(event) == data
+    assert encoder.cache.get(event) == b"\x12" + varint(len(data)) + data
+    event.payload = b"changed"  # what the encoder keeps is what is sent from now on
+    assert encode_event(event, encoder) == data
+    assert encoder.fields([event, event]) == [encoder.field(event)] * 2
+    assert encode_event(event) != data  # another encoder encodes it afresh
 
 
 @given(st.lists(st.tuples(st.binary(max_size=300), st.lists(
