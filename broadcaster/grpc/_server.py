@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import TracebackType
 
@@ -53,8 +54,8 @@ def _bound(address: str, port: int) -> str:
 
 class Server:
     """A running broadcaster server. Use as an async context manager (asyncio only):
-    entering starts the hub, the gRPC server and the metrics endpoint; leaving stops them
-    gracefully.
+    entering starts the hub, the gRPC servers and the metrics endpoint; leaving stops
+    them gracefully, then the hub.
 
     :param config: the settings
     :param registry: Prometheus registry the server's metrics are registered in (a fresh
@@ -94,7 +95,7 @@ class Server:
         self._serving = False
         self._stopping = False
         self._closed = anyio.Event()
-        self._hub_entered = False
+        self._lifetime: contextlib.AbstractAsyncContextManager[None] | None = None
 
     @property
     def serving(self) -> bool:
@@ -107,37 +108,51 @@ class Server:
         return self._service.subscribe_streams
 
     async def __aenter__(self) -> Server:
-        await self.start()
+        """Start the hub, bind every address and start serving.
+
+        :raises OSError: if an address cannot be bound (nothing is left running)
+        """
+        running = self._running()
+        await running.__aenter__()
+        self._lifetime = running
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
-        finally:
-            await self._exit_hub()
+        """Shut down gracefully (:meth:`stop`), then leave the hub."""
+        running, self._lifetime = self._lifetime, None
+        if running is not None:
+            await running.__aexit__(exc_type, exc, tb)
 
-    async def start(self) -> None:
-        """Start the hub, bind every address and start serving.
-
-        :raises OSError: if an address cannot be bound
-        """
-        await self.hub.__aenter__()
-        self._hub_entered = True
-        try:
-            await self._start_grpc()
-            self._start_metrics()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.stop(0)
-            await self._exit_hub()
-            raise
-        self._serving = True
-        logger.info("serving addresses=%s metrics=%s epoch=%s max_connections=%s "
-                    "max_rpcs_per_peer=%s max_connection_idle=%s", ",".join(self.addresses),
-                    self.metrics_address, self.hub.epoch, self.max_connections,
-                    self.config.max_rpcs_per_peer, self.config.max_connection_idle)
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The server's life: the hub's ``async with`` encloses everything else, so it
+        is entered first and left last, whatever happens in between. An exception (from
+        starting, or from the user's block) leaves the hub first and is raised as it is:
+        the hub's task group would wrap it in an exception group."""
+        raised: BaseException | None = None
+        async with self.hub:
+            started = False
+            try:
+                try:
+                    await self._start_grpc()
+                    self._start_metrics()
+                    started = True
+                    self._serving = True
+                    logger.info(
+                        "serving addresses=%s metrics=%s epoch=%s max_connections=%s "
+                        "max_rpcs_per_peer=%s max_connection_idle=%s",
+                        ",".join(self.addresses), self.metrics_address, self.hub.epoch,
+                        self.max_connections, self.config.max_rpcs_per_peer,
+                        self.config.max_connection_idle)
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.stop(None if started else 0)
+            except BaseException as exc:
+                raised = exc
+        if raised is not None:
+            raise raised
 
     async def _start_grpc(self) -> None:
         """One gRPC server for the TCP addresses (connection quota, per-address RPC
@@ -239,11 +254,6 @@ class Server:
         if self._metrics is not None:
             await anyio.to_thread.run_sync(self._metrics.close)
         self.hub.close()
-
-    async def _exit_hub(self) -> None:
-        if self._hub_entered:
-            self._hub_entered = False
-            await self.hub.__aexit__(None, None, None)
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`stop` has finished."""
