@@ -37,12 +37,18 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from .._core._config import HubConfig
-from .._core._hub import Broadcaster
-from .._core._policy import Policy
-from .._core._subscription import Subscription
-from .._core._types import DropNotice, Ended, EndReason, Event
-from .._core._validation import validate_namespace, validate_topic
+from .. import (
+    Broadcaster,
+    DropNotice,
+    Ended,
+    EndReason,
+    Event,
+    HubConfig,
+    Policy,
+    Subscription,
+    validate_namespace,
+    validate_topic,
+)
 from .._proto import MIN_SECONDS, check_timestamp
 from ..containerd.services.events.v1 import events_pb2
 from ..containerd.services.introspection.v1 import introspection_pb2

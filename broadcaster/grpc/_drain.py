@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from .._core._types import Ended, Event, Heartbeat
+from .. import Ended, Event, Heartbeat
 from ._encode import (
     EventEncoder,
     encode_heartbeat,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .._core._types import DropNotice, Ended, Event, ResyncNotice
+from .. import DropNotice, Ended, Event, ResyncNotice
 from .._proto import timestamp_seconds, varint
 from ..v1 import broadcaster_pb2 as pb
 from ._event_cache import EncodedCache

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._core._types import Event
+from .. import Event
 from .._proto import MAX_SECONDS, MIN_SECONDS
 from .._typeurl import containerd_type_url
 from ..containerd.services.events.v1 import events_pb2

@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 import anyio
 import grpc
 
-from .._core._errors import BroadcasterError, InvalidArgument, QuotaExceeded
+from .. import BroadcasterError, InvalidArgument, QuotaExceeded
 
 __all__ = [
     "SHUTTING_DOWN",

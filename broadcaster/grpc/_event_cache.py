@@ -18,7 +18,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable
 
-from .._core._types import Event
+from .. import Event
 
 __all__ = ["ENTRY_OVERHEAD", "EncodedCache"]
 

@@ -23,8 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client.registry import CollectorRegistry
 
-from .._core._hub import Broadcaster
-from .._core._log import LogFactory, MemoryLog
+from .. import Broadcaster, LogFactory, MemoryLog
 from .._metrics import HubCollector
 from ..payloads import CONTAINERD_PAYLOADS
 from ._config import ServerConfig, check_address

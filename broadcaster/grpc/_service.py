@@ -15,8 +15,7 @@ import anyio
 import anyio.lowlevel
 import grpc
 
-from .._core._hub import Broadcaster, PublishItem
-from .._core._validation import validate_namespace
+from .. import Broadcaster, PublishItem, validate_namespace
 from .._proto import check_timestamp
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import EventEncoder

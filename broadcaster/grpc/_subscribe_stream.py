@@ -30,10 +30,7 @@ import anyio
 import grpc
 from anyio.abc import TaskGroup
 
-from .._core._hub import Broadcaster
-from .._core._ready import ReadyQueue
-from .._core._subscription import Subscription
-from .._core._types import Ended
+from .. import Broadcaster, Ended, ReadyQueue, Subscription
 from .._proto import policy_from_proto
 from ..v1 import broadcaster_pb2 as pb
 from ._drain import Drain, Recipient
