@@ -195,23 +195,45 @@ def pack_batches(
     return out
 
 
+#: Runs at least this long are spliced with C loops when they fit one message.
+_SPLICE_RUN = 8
+
+
 def pack_run(
     events: Sequence[Event], ids: bytes, max_events: int, max_bytes: int,
     encoder: EventEncoder | None = None,
 ) -> list[bytes]:
     """As :func:`pack_batches` for *events* that all go to the same subscriptions (*ids*,
     their concatenated :func:`id_prefix`): the common case of a stream whose
-    subscriptions read the same events."""
-    heads: dict[int, bytes] = {}
-    fields = (encoder or EventEncoder()).fields(events)
+    subscriptions read the same events. A run of one event, and a longer run that fits
+    one message (the usual cases), are spliced without a Python loop per event."""
+    encoder = encoder or EventEncoder()
+    if len(events) == 1:  # at low rates, every run
+        field = encoder.field(events[0])
+        body = b"\x0a" + varint(len(ids) + len(field)) + ids + field
+        return [b"\x0a" + varint(len(body)) + body]
+    fields = encoder.fields(events)
+    count = len(fields)
+    if count >= _SPLICE_RUN and count <= max_events:
+        lens = list(map(len, fields))
+        by_length = {flen: b"\x0a" + varint(len(ids) + flen) + ids for flen in set(lens)}
+        heads = list(map(by_length.__getitem__, lens))
+        size = sum(lens) + sum(map(len, heads))
+        if size <= max_bytes:
+            parts = [b""] * (2 * count + 1)
+            parts[0] = b"\x0a" + varint(size)
+            parts[1::2] = heads
+            parts[2::2] = fields
+            return [b"".join(parts)]
+    heads_of: dict[int, bytes] = {}
     out: list[bytes] = []
-    parts: list[bytes] = []
+    parts = []
     size = count = 0
     for field in fields:
         flen = len(field)
-        head = heads.get(flen)
+        head = heads_of.get(flen)
         if head is None:
-            head = heads[flen] = b"\x0a" + varint(len(ids) + flen) + ids
+            head = heads_of[flen] = b"\x0a" + varint(len(ids) + flen) + ids
         n = len(head) + flen
         if count and (count >= max_events or size + n > max_bytes):
             out.append(_wrap(parts, size))
