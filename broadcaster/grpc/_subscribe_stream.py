@@ -4,15 +4,18 @@ Shape of a stream::
 
     reader (the RPC's task)   Add / Remove / Ack  -> opens or closes hub subscriptions
     pump (one for all subscriptions)  receive_batch_nowait() of the subscriptions the hub
-                              woke (a ReadyQueue)  -> the stream's queue (bounded)
-    writer                    queue -> EventBatch messages -> context.write(bytes)
+                              woke (a ReadyQueue)  -> the stream's Drain (bounded)
+    writer                    Drain.take(): EventBatch messages -> context.write(bytes)
 
 Woken by the hub, the pump lingers briefly (``batch_linger``) so that a burst of
 publishes is read in one pass, then reads every woken subscription without yielding;
 the writer sends what that pass queued as one spliced ``EventBatch``, each event once
-with the ids of every subscription it matched. A slow client blocks ``context.write``;
-the queue then fills, the pump stops reading, and the hub's overflow policy of each
-subscription applies (drops are reported in-band).
+with the ids of every subscription it matched (the batching is :class:`Drain`'s, a plain
+class tested without a server). The stream reads the hub only through its public API
+(``receive_batch_nowait``, ``policy_bounds``, ``latest_sequences``, ``ack``); a rejected
+Add is answered in band, from the edge's one error mapping. A slow client blocks
+``context.write``; the queue then fills, the pump stops reading, and the hub's overflow
+policy of each subscription applies (drops are reported in-band).
 
 Every read pass and every write first takes a turn from the server's :class:`Turns`,
 so that an event fanned out to thousands of streams is read and written a bounded
