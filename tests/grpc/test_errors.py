@@ -24,6 +24,8 @@ from broadcaster.grpc._errors import (
     rpc_error,
     status_of,
 )
+from broadcaster.grpc._interceptor import ServerInterceptor
+from broadcaster.grpc._telemetry import Telemetry
 
 
 class PermissionDenied(BroadcasterError, PermissionError):
@@ -119,3 +121,34 @@ async def test_answering_lets_success_and_bugs_through() -> None:
         async with answering(context, reasons.append):
             1 / 0  # noqa: B018
     assert context.aborted is None and reasons == []
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("shared_event_loop")
+async def test_an_edge_check_raising_permission_denied_is_answered_by_the_interceptor() -> None:
+    """What an authorization check will do: raise RpcError(PERMISSION_DENIED) anywhere in
+    a handler (here from a task group); the call gets that status, counted by reason."""
+    telemetry = Telemetry()
+
+    async def handler(request: bytes, context: Any) -> bytes:
+        async with anyio.create_task_group() as tg:
+            async def check() -> None:
+                raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                               "namespace: 'k8s.io' is not yours", "permission_denied")
+            tg.start_soon(check)
+        return b""
+
+    server = grpc.aio.server(interceptors=[ServerInterceptor(telemetry)])
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "test.Auth", {"Call": grpc.unary_unary_rpc_method_handler(handler)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await channel.unary_unary("/test.Auth/Call")(b"", timeout=10)
+        assert (info.value.code(), info.value.details()) == (
+            grpc.StatusCode.PERMISSION_DENIED, "namespace: 'k8s.io' is not yours")
+        assert telemetry.rejected == {"permission_denied": 1}
+    finally:
+        await server.stop(None)
