@@ -24,9 +24,9 @@ __all__ = ["ENTRY_OVERHEAD", "EncodedCache"]
 
 #: Bytes one entry costs besides its data: the bytes object's header and padding (~40),
 #: the weak reference (80 with the collector's header), the event's id (32) and a slot
-#: in each of two dicts (together ~70 to ~170 as the dicts fill and grow); the most
+#: in each of two dicts (together ~50 to ~100 as the dicts fill and grow); the most
 #: measured with tracemalloc (tests/grpc/test_event_cache.py), rounded up.
-ENTRY_OVERHEAD = 336
+ENTRY_OVERHEAD = 256
 
 
 class EncodedCache:
@@ -42,12 +42,13 @@ class EncodedCache:
     :ivar enabled: whether :meth:`put` keeps anything (entries already kept stay)
     """
 
-    __slots__ = ("__weakref__", "_data", "_dead", "_on_cache", "_refs", "enabled")
+    __slots__ = ("__weakref__", "_data", "_dead", "_note", "_on_cache", "_refs", "enabled")
 
     def __init__(self, on_cache: Callable[[Event, int], None] | None = None) -> None:
         self._data: dict[int, bytes] = {}  # id(event) -> bytes
         self._refs: dict[weakref.ref[Event], int] = {}  # the weak references, alive
         self._dead: list[weakref.ref[Event]] = []  # references of freed events
+        self._note = self._dead.append  # the references' callback (C: no Python runs)
         self._on_cache = on_cache
         self.enabled = True
 
@@ -77,10 +78,11 @@ class EncodedCache:
         if self._dead:
             self._purge()
         key = id(event)
-        self._refs[weakref.ref(event, self._dead.append)] = key
+        self._refs[weakref.ref(event, self._note)] = key
         self._data[key] = data
-        if self._on_cache is not None:
-            self._on_cache(event, len(data) + ENTRY_OVERHEAD)
+        on_cache = self._on_cache
+        if on_cache is not None:
+            on_cache(event, len(data) + ENTRY_OVERHEAD)
 
     def _purge(self) -> None:
         """Drop the entries of the events freed since the last call. (An event is noted
