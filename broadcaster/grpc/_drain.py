@@ -53,29 +53,28 @@ class Recipient:
 _Chunk = tuple[Recipient, Sequence[object]] | tuple[None, bytes]
 
 
+def _no_one_ended(recipient: Recipient) -> None:
+    pass
+
+
 class Drain:
     """The queue of one stream, turned into its messages.
+
+    It keeps no reference to the stream (what it needs of it is given to :meth:`take`),
+    so that a closed stream is freed by reference counting.
 
     :param encoder: serializes events (one per server: it caches each event's bytes)
     :param max_events: deliveries in one EventBatch message
     :param max_bytes: body size after which an EventBatch message is closed
-    :param latest: the newest sequence of each namespace the stream's subscriptions
-        read, for the Heartbeat (one per stream for all its subscriptions)
-    :param on_ended: called with each recipient whose ``Ended`` was taken (after it is
-        marked closed)
     """
 
-    __slots__ = ("_encoder", "_last_heartbeat", "_latest", "_max_bytes", "_max_events",
-                 "_on_ended", "_queue", "queued_items")
+    __slots__ = ("_encoder", "_last_heartbeat", "_max_bytes", "_max_events", "_queue",
+                 "queued_items")
 
-    def __init__(self, encoder: EventEncoder, max_events: int, max_bytes: int,
-                 latest: Callable[[], dict[str, int]],
-                 on_ended: Callable[[Recipient], None] = lambda recipient: None) -> None:
+    def __init__(self, encoder: EventEncoder, max_events: int, max_bytes: int) -> None:
         self._encoder = encoder
         self._max_events = max_events
         self._max_bytes = max_bytes
-        self._latest = latest
-        self._on_ended = on_ended
         self._queue: deque[_Chunk] = deque()
         self._last_heartbeat = 0
         #: items put and not taken yet (the pump stops reading above a high-water mark)
@@ -94,7 +93,8 @@ class Drain:
         """Queue a serialized message, to send after what is queued before it."""
         self._queue.append((None, message))
 
-    def take(self) -> list[bytes]:
+    def take(self, latest: Callable[[], dict[str, int]],
+             on_ended: Callable[[Recipient], None] = _no_one_ended) -> list[bytes]:
         """Everything queued, as messages in order.
 
         Events of consecutive chunks go out in EventBatch messages (each event once,
@@ -102,7 +102,13 @@ class Drain:
         when several subscriptions gave them). Anything else closes the batch being
         built and goes out in its place: a notice for its subscription, a message as it
         was put, a Heartbeat once per heartbeat for the whole stream. Nothing is sent
-        for a recipient once it is closed."""
+        for a recipient once it is closed.
+
+        :param latest: the newest sequence of each namespace the stream's subscriptions
+            read, for a Heartbeat (one per stream for all its subscriptions)
+        :param on_ended: called with each recipient whose ``Ended`` was taken (after it
+            is marked closed)
+        """
         queue, encoder = self._queue, self._encoder
         max_events, max_bytes = self._max_events, self._max_bytes
         messages: list[bytes] = []
@@ -173,7 +179,7 @@ class Drain:
                         self._last_heartbeat = item.heartbeat_id
                         flush()
                         messages.append(encode_heartbeat(
-                            item.heartbeat_id, self._latest(), item.epoch))
+                            item.heartbeat_id, latest(), item.epoch))
                 else:
                     flush()
                     message = encode_item_notice(recipient.id, item)
@@ -181,7 +187,7 @@ class Drain:
                         messages.append(message)
                     if type(item) is Ended:
                         recipient.closed = True
-                        self._on_ended(recipient)
+                        on_ended(recipient)
             if start == 0:
                 add_run(recipient, items)  # type: ignore[arg-type]
             elif start < len(items):

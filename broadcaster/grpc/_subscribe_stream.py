@@ -95,6 +95,10 @@ class SubscribeStream:
     :param turns: shared by every stream of the server (None: none taken)
     """
 
+    __slots__ = ("__weakref__", "_drain", "_encoder", "_high_water", "_hub", "_input_done",
+                 "_limits", "_on_reject", "_ready", "_room", "_stopping", "_subs", "_tg",
+                 "_tight", "_turns", "_wake", "_write")
+
     def __init__(
         self,
         hub: Broadcaster,
@@ -113,8 +117,7 @@ class SubscribeStream:
         self._subs: dict[str, _Entry] = {}
         self._tight = 0  # live subscriptions with a tight policy bound
         self._ready: ReadyQueue[_Entry] = ReadyQueue()
-        self._drain = Drain(self._encoder, limits.batch_max_events, limits.batch_max_bytes,
-                            self._latest, self._ended)
+        self._drain = Drain(self._encoder, limits.batch_max_events, limits.batch_max_bytes)
         self._high_water = 2 * limits.batch_max_events
         self._wake: anyio.Event | None = None
         self._room: anyio.Event | None = None
@@ -288,7 +291,7 @@ class SubscribeStream:
                 continue
             turns = self._turns
             try:
-                messages = drain.take()
+                messages = drain.take(self._latest, self._ended)
                 self._made_room()
                 for message in messages:
                     if turns is not None:

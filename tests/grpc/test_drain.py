@@ -21,13 +21,13 @@ class _Stream:
     def __init__(self, max_events: int = 100, max_bytes: int = 1 << 20) -> None:
         self.latest = {"a": 7}
         self.ended: list[str] = []
-        self.drain = Drain(EventEncoder(), max_events, max_bytes, lambda: dict(self.latest),
-                           lambda r: self.ended.append(r.id))
+        self.drain = Drain(EventEncoder(), max_events, max_bytes)
 
     def take(self) -> list[tuple[str, object]]:
         """Each message as (kind, what matters of it)."""
         out: list[tuple[str, object]] = []
-        for data in self.drain.take():
+        for data in self.drain.take(lambda: dict(self.latest),
+                                    lambda r: self.ended.append(r.id)):
             message = pb.SubscribeResponse.FromString(data)
             kind = message.WhichOneof("kind")
             if kind == "event_batch":
@@ -130,7 +130,7 @@ def test_queued_items_count_what_was_put_and_not_taken() -> None:
     stream.drain.put_message(b"")
     stream.drain.put(a, [Heartbeat(1, {}, "")])
     assert stream.drain and stream.drain.queued_items == 3
-    stream.drain.take()
+    stream.drain.take(dict)
     assert not stream.drain and stream.drain.queued_items == 0
 
 
@@ -139,7 +139,7 @@ def test_the_bytes_are_protobufs() -> None:
     e1, e2 = _event(1), _event(2)
     stream.drain.put(a, [e1, e2])
     stream.drain.put(b, [e2])
-    [data] = stream.drain.take()
+    [data] = stream.drain.take(dict)
     expected = pb.SubscribeResponse(event_batch=pb.EventBatch(deliveries=[
         pb.Delivery(subscription_ids=["a"], event=pb.Event.FromString(encode_event(e1))),
         pb.Delivery(subscription_ids=["a", "bb"], event=pb.Event.FromString(encode_event(e2))),
