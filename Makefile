@@ -11,7 +11,7 @@ FUZZ_EXAMPLES ?= 1000
 FUZZ_SECONDS ?= 120
 FUZZ_OUT ?= build/fuzz
 
-.PHONY: venv serve test lint proto proto-check dashboard bench bench-quick fuzz clean
+.PHONY: venv serve test test-cluster lint proto proto-check dashboard bench bench-quick fuzz clean
 
 venv: $(STAMP)
 
@@ -29,7 +29,11 @@ lint: venv
 	$(VENV)/bin/mypy broadcaster
 
 test: venv lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"
+
+# the tests on a 3-node NATS cluster (kill -9 of a stream's leader); prints the figures
+test-cluster: venv
+	$(PY) -m pytest -m cluster -rP -q
 
 # Longer fuzzing than `make test` does: the hypothesis fuzz tests with FUZZ_EXAMPLES
 # examples each, then atheris (libFuzzer) on the filter parser and the hand-written

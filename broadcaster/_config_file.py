@@ -5,7 +5,13 @@ Layout::
     [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
     [server.containerd_policy]  Policy of containerd Subscribe streams (kind, max_events,
                         max_bytes; kind disconnect, drop_oldest or drop_newest)
-    [log]               level, format
+    [log]               level, format (the server's own diagnostics); the event log:
+                        backend ("memory", "local", "jetstream"), dedup_window,
+                        dedup_max_ids
+    [log.local]         data_dir, fsync, fsync_interval, cache_events, cache_bytes, read_chunk
+    [log.jetstream]     servers, replicas, stream_prefix, subject_prefix, ack_timeout,
+                        connect_timeout, heartbeat, cache_events, cache_bytes, read_chunk,
+                        name
     [process]           gc_threshold (see broadcaster.tune_gc; 0 keeps Python's default)
     [hub]               HubConfig fields (heartbeat_interval, max_namespaces, max_cursors,
                         max_retained_bytes...)
@@ -29,10 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from ._core._config import FilterConfig, HubConfig, NamespaceConfig, Retention
+from ._core._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
+from ._core._durable import FsyncMode
 from ._core._errors import BroadcasterError, InvalidArgument
 from ._core._policy import Policy, PolicyKind
+from ._core._sqlite_store import LocalConfig
 from ._core._validation import validate_namespace
 from ._gc import DEFAULT_GC_THRESHOLD
+from ._jetstream._config import JetStreamConfig
+from ._log_backend import BACKENDS, LogConfig
 from .grpc._config import CONTAINERD_POLICY_KINDS, ServerConfig, check_address
 
 __all__ = [
@@ -175,7 +186,48 @@ _SERVER: dict[str, Check] = {
     "grace_period": _seconds,
     "reflection": _bool,
 }
-_LOG: dict[str, Check] = {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}
+def _path(value: Any, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a directory path")
+    return Path(value)
+
+
+def _urls(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [u for u in value.split(",") if u]
+    if not isinstance(value, list) or not value or not all(isinstance(u, str) for u in value):
+        raise ConfigError(key, "must be a list of nats://HOST:PORT URLs")
+    for i, url in enumerate(value):
+        if not url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"{key}[{i}]", f"{url!r} is not a nats://HOST:PORT URL")
+    return tuple(value)
+
+
+_LOG: dict[str, Check] = {
+    "level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS),
+    "backend": _choice(BACKENDS), "dedup_window": _number(0), "dedup_max_ids": _int(1),
+}
+_LOCAL: dict[str, Check] = {
+    "data_dir": _path,
+    "fsync": _choice(tuple(m.value for m in FsyncMode)),
+    "fsync_interval": _seconds,
+    "cache_events": _int(1),
+    "cache_bytes": _int(1),
+    "read_chunk": _int(1),
+}
+_JETSTREAM: dict[str, Check] = {
+    "servers": _urls,
+    "replicas": _int(1),
+    "stream_prefix": _string,
+    "subject_prefix": _string,
+    "ack_timeout": _seconds,
+    "connect_timeout": _seconds,
+    "heartbeat": _seconds,
+    "cache_events": _int(1),
+    "cache_bytes": _int(1),
+    "read_chunk": _int(1),
+    "name": _string,
+}
 _PROCESS: dict[str, Check] = {"gc_threshold": _int(0)}
 _HUB: dict[str, Check] = {
     "heartbeat_interval": _seconds,
@@ -312,7 +364,8 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
     if "containerd_policy" in server_table:
         server["containerd_policy"] = _containerd_policy(
             server_table["containerd_policy"], "server.containerd_policy")
-    log = _fields(_table(data.get("log", {}), "log"), _LOG, "log")
+    log_table = _table(data.get("log", {}), "log")
+    log = _fields(log_table, _LOG, "log", ("local", "jetstream"))
     process = _fields(_table(data.get("process", {}), "process"), _PROCESS, "process")
     hub = _fields(_table(data.get("hub", {}), "hub"), _HUB, "hub")
     filters = FilterConfig(**_fields(_table(data.get("filters", {}), "filters"), _FILTERS,
@@ -329,12 +382,40 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
         namespaces[name] = _namespace(_table(table, path), path, defaults)
     hub_config = HubConfig(default_namespace=defaults, namespaces=namespaces, filters=filters,
                            **hub)
+    log_config = _log_config(log, log_table)
     try:
-        server_config = ServerConfig(hub=hub_config, **server)
+        server_config = ServerConfig(hub=hub_config, log=log_config, **server)
     except BroadcasterError as exc:
         raise ConfigError(f"server.{exc.field}", exc.message) from None
     return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"),
                       process.get("gc_threshold", DEFAULT_GC_THRESHOLD))
+
+
+def _log_config(log: Mapping[str, Any], table: Mapping[str, Any]) -> LogConfig:
+    """The event log of ``[log]``, ``[log.local]`` and ``[log.jetstream]``."""
+    local_values = _fields(_table(table.get("local", {}), "log.local"), _LOCAL, "log.local")
+    js_values = _fields(_table(table.get("jetstream", {}), "log.jetstream"), _JETSTREAM,
+                        "log.jetstream")
+    backend = log.get("backend", "memory")
+    try:
+        local = None
+        if "data_dir" in local_values:
+            local = LocalConfig(**local_values)
+        elif backend == "local":
+            raise ConfigError("log.local.data_dir", "the local log needs a data directory "
+                              "(--data-dir DIR)")
+        jetstream = JetStreamConfig(**js_values)
+        return LogConfig(backend, local=local, jetstream=jetstream,
+                         dedup_window=log.get("dedup_window", DEFAULT_DEDUP_WINDOW),
+                         dedup_max_ids=log.get("dedup_max_ids", DEFAULT_DEDUP_MAX_IDS))
+    except ConfigError:
+        raise
+    except BroadcasterError as exc:
+        field = exc.field
+        if not field.startswith("log."):
+            section = "local" if field in _LOCAL else "jetstream"
+            field = f"log.{section}.{'servers' if field == 'backplane' else field}"
+        raise ConfigError(field, exc.message) from None
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None
@@ -353,11 +434,16 @@ def load_config(path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | N
     return parse_config(merge_overrides(data, overrides or {}))
 
 
-def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]
-                    ) -> dict[str, Any]:
-    """*data* with each section updated by *overrides* (one level deep)."""
+def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """*data* with each section updated by *overrides*, tables merged key by key at any
+    depth (``{"log": {"local": {"data_dir": ...}}}`` keeps the file's other keys)."""
     merged: dict[str, Any] = dict(data)
-    for section, values in overrides.items():
-        current = merged.get(section, {})
-        merged[section] = {**(current if isinstance(current, Mapping) else {}), **values}
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_overrides(current, value)
+        elif isinstance(value, Mapping):
+            merged[key] = merge_overrides({}, value)
+        else:
+            merged[key] = value
     return merged

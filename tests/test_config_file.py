@@ -40,6 +40,12 @@ def test_example_file_loads_every_documented_key() -> None:
     assert (hub.namespace_idle_timeout, hub.namespace_head_memory) == (300.0, 10_000)
     assert (hub.max_cursors, hub.max_retained_bytes) == (250_000, 512 * 1024 * 1024)
     assert (k8s.allow_block, k8s.max_block_timeout) == (True, 5.0)
+    log = server.log
+    assert (log.backend, log.dedup_window, log.dedup_max_ids) == ("memory", 120.0, 100_000)
+    assert log.local is not None and log.local.data_dir == Path("/var/lib/broadcaster")
+    assert (log.local.fsync, log.local.fsync_interval) == ("always", 0.05)
+    assert log.jetstream.servers == ("nats://127.0.0.1:4222",)
+    assert (log.jetstream.replicas, log.jetstream.ack_timeout) == (1, 5.0)
 
 
 def test_empty_config_gives_defaults() -> None:
@@ -125,6 +131,17 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
           "server": {"containerd_policy": {"max_events": 20}}},
          "server.containerd_policy.max_events: 20 exceeds 10 (the limit of namespace defaults)"),
         ({"namespaces": {"a": 1}}, "namespaces.a: must be a table"),
+        ({"log": {"backend": "disk"}}, "log.backend: must be one of memory, local, jetstream"),
+        ({"log": {"backend": "local"}}, "log.local.data_dir: the local log needs a data dir"),
+        ({"log": {"local": {"fsync": "sometimes"}}}, "log.local.fsync: must be one of always"),
+        ({"log": {"local": {"data_dir": "/x", "fsync_interval": 0}}},
+         "log.local.fsync_interval: must be a positive"),
+        ({"log": {"local": {"dir": "/x"}}}, "log.local.dir: unknown key"),
+        ({"log": {"jetstream": {"servers": ["http://x:1"]}}},
+         "log.jetstream.servers[0]: 'http://x:1' is not a nats://"),
+        ({"log": {"jetstream": {"replicas": 7}}}, "log.jetstream.replicas: must be between 1"),
+        ({"log": {"dedup_window": -1}}, "log.dedup_window: must be a number >= 0"),
+        ({"log": {"dedup_max_ids": 0}}, "log.dedup_max_ids: must be a positive integer"),
     ],
 )
 def test_errors_name_the_key(data: dict[str, Any], message: str) -> None:
@@ -145,3 +162,26 @@ def test_gc_threshold_from_the_command_line_wins(tmp_path: Path) -> None:
     path.write_text("[process]\ngc_threshold = 1000\n")
     assert load_config(path).gc_threshold == 1000
     assert load_config(path, {"process": {"gc_threshold": 0}}).gc_threshold == 0
+
+
+def test_log_backends_from_the_file_and_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[log]\nbackend = "local"\ndedup_window = 30\n'
+                    '[log.local]\ndata_dir = "/srv/b"\nfsync = "batch"\n'
+                    '[log.jetstream]\nservers = ["nats://n1:4222", "nats://n2:4222"]\n'
+                    'replicas = 3\n')
+    log = load_config(path).server.log
+    assert log.backend == "local" and log.local is not None
+    assert (log.local.data_dir, log.local.fsync, log.dedup_window) == (Path("/srv/b"), "batch",
+                                                                        30.0)
+    # what `--backplane` and `--replicas` give: the file's other keys stay
+    js = load_config(path, {"log": {"backend": "jetstream",
+                                    "jetstream": {"servers": "nats://a:1,nats://b:2"}}})
+    log = js.server.log
+    assert log.backend == "jetstream"
+    assert log.jetstream.servers == ("nats://a:1", "nats://b:2")
+    assert log.jetstream.replicas == 3
+    # `--data-dir` over a file without [log.local]
+    local = parse_config({"log": {"backend": "local", "local": {"data_dir": str(tmp_path)}}})
+    assert local.server.log.local is not None
+    assert local.server.log.local.data_dir == tmp_path

@@ -21,6 +21,7 @@ from .._config_file import (
     load_config,
     parse_config,
 )
+from .._core._errors import BroadcasterError
 from .._gc import tune_gc
 
 __all__ = ["add_parser", "configure_logging", "process_registry", "run"]
@@ -67,6 +68,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-connection-idle", type=float, metavar="SECONDS",
                         help="close connections without RPCs after this long (default 300; "
                         "0: never)")
+    log = parser.add_argument_group(
+        "event log", "where namespaces' history is kept (default: memory, lost on restart)")
+    where = log.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", metavar="DIR",
+                       help="keep history in an SQLite database in DIR (the local log: "
+                       "survives restarts, one node)")
+    where.add_argument("--backplane", metavar="nats://HOST:PORT[,nats://...]",
+                       help="keep history in NATS JetStream, one stream per namespace (the "
+                       "jetstream log: several broadcaster nodes, one history)")
+    log.add_argument("--fsync", choices=("always", "batch", "interval"),
+                     help="local log: when a publish is acknowledged (default always: "
+                     "committed and fsynced)")
+    log.add_argument("--replicas", type=int, metavar="N",
+                     help="jetstream log: replicas of each namespace's stream (default 1; "
+                     "3 in a 3-node NATS cluster)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
@@ -83,8 +99,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             server[name] = getattr(args, name)
     hub = {name: getattr(args, name) for name in ("heartbeat_interval", "max_missed_heartbeats")
            if getattr(args, name) is not None}
-    log = {key: getattr(args, f"log_{key}") for key in ("level", "format")
-           if getattr(args, f"log_{key}") is not None}
+    log: dict[str, Any] = {key: getattr(args, f"log_{key}") for key in ("level", "format")
+                           if getattr(args, f"log_{key}") is not None}
+    if args.data_dir is not None:
+        log["backend"] = "local"
+        log["local"] = {"data_dir": args.data_dir}
+    if args.backplane is not None:
+        log["backend"] = "jetstream"
+        log["jetstream"] = {"servers": args.backplane}
+    if args.fsync is not None:
+        log.setdefault("local", {})["fsync"] = args.fsync
+    if args.replicas is not None:
+        log.setdefault("jetstream", {})["replicas"] = args.replicas
     process = {} if args.gc_threshold is None else {"gc_threshold": args.gc_threshold}
     return {"server": server, "hub": hub, "log": log, "process": process}
 
@@ -130,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     options = {"use_uvloop": True} if args.uvloop else {}
     try:
         anyio.run(_serve, config, backend="asyncio", backend_options=options)
-    except OSError as exc:
+    except (OSError, BroadcasterError) as exc:  # BroadcasterError: the log cannot open
         logger.error("cannot start error=%r", str(exc))
         return 1
     return 0

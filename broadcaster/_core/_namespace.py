@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._config import NamespaceConfig
+from ._dedup import DedupWindow
+from ._durable import DurableLog
 from ._errors import QuotaExceeded
 from ._filters import Matcher
 from ._log import EventLog
@@ -49,11 +51,19 @@ class NamespaceState:
     """Everything the hub keeps for one namespace."""
 
     def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
-                 budget: Budget) -> None:
+                 budget: Budget, epoch: str = "", durable: DurableLog | None = None) -> None:
         self.name = name
         self.config = config
         self.log = log
         self.budget = budget
+        self.epoch = epoch  # the incarnation its sequences belong to
+        # a durable log (local, jetstream) is appended to with ``await durable.append``,
+        # and its events arrive through :meth:`arrived`; None for the memory log
+        self.durable = durable
+        self.dedup: DedupWindow | None = None  # event ids seen (memory log; made on first id)
+        self.deduplicated = 0  # publishes of an event id already stored
+        self.available = True  # the durable log can store and feed events
+        self.unavailable_reason = ""
         self.budget_entry: Entry | None = None  # its place on the budget's heap
         self.removed = False  # the hub removed it as idle
         self.idle_since: float | None = None
@@ -195,19 +205,43 @@ class NamespaceState:
             self.budget.track(self)
         return appended
 
+    def arrived(self, events: Sequence[Event]) -> None:
+        """Count *events*, which entered the durable log's history (published here or,
+        on a shared log, by another node), and note their topics."""
+        self.changed = True
+        if self.topic_seqs:
+            self.note_topics(events)
+        self.published += len(events)
+
+    def reset(self, epoch: str) -> None:
+        """The durable log began a new incarnation (*epoch*): every cursor starts over
+        from its oldest event, after a ``ResyncNotice(epoch_changed)``."""
+        self.epoch = epoch
+        head = self.log.head
+        for topic, seqs in self.topic_seqs.items():
+            seqs.clear()
+            self.topic_trimmed[topic] = head  # any event so far may have had the topic
+        self.filtered.clear()
+        self.changed = True
+        for cursor in list(self.cursors):
+            cursor.restart()
+
     def trim(self, now: float) -> None:
         """Apply retention by age."""
         log = self.log
         before, first = log.retained_bytes, log.first
         log.trim(now)
-        self.budget.retained_bytes += log.retained_bytes - before
+        if self.durable is None:
+            self.budget.retained_bytes += log.retained_bytes - before
+        if self.dedup is not None:
+            self.dedup.expire(now)
         if log.first != first:
             self.changed = True
 
     def charge(self, event: Event, size: int) -> None:
         """Count an edge's cached copy of *event* (*size* bytes) while it is retained."""
         log = self.log
-        if log.first <= event.sequence <= log.head:
+        if self.durable is None and log.first <= event.sequence <= log.head:
             log.charge(event, size)
             self.budget.retained_bytes += size
             if self.budget.over:
@@ -425,6 +459,9 @@ class NamespaceState:
         log = self.log
         return NamespaceStatistics(
             name=self.name,
+            epoch=self.epoch,
+            deduplicated=self.deduplicated,
+            available=self.available,
             published=self.published,
             delivered=self.delivered,
             dropped=dict(self.dropped),

@@ -15,10 +15,11 @@ from google.protobuf.message import Message
 
 from .._proto import timestamp_body, varint
 from ..v1 import broadcaster_pb2 as pb
-from ._types import DropNotice, Ended, Event, ResyncNotice
+from ._types import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
 
 __all__ = [
     "EventEncoder",
+    "decode_availability",
     "decode_drop",
     "decode_ended",
     "decode_event",
@@ -87,6 +88,7 @@ class EventEncoder:
         value: bytes,
         labels: Mapping[str, str] | None = None,
         timestamp_ns: int | None = None,
+        event_id: str | None = None,
     ) -> bytes:
         """One serialized PublishRequest."""
         any_ = (self._cached(0x0A, type_url) if type_url else b"") + (
@@ -101,6 +103,8 @@ class EventEncoder:
         if timestamp_ns is not None:
             ts = timestamp_body(timestamp_ns)  # seconds before 1970: 64-bit two's complement
             parts.append(b"\x2a" + varint(len(ts)) + ts)
+        if event_id:
+            parts.append(_len_field(0x32, event_id.encode()))
         return b"".join(parts)
 
 
@@ -131,6 +135,10 @@ def decode_drop(msg: pb.DropNotice) -> DropNotice:
 def decode_resync(msg: pb.ResyncNotice) -> ResyncNotice:
     return ResyncNotice(msg.namespace, msg.requested_since, msg.oldest_available, msg.reason,
                         msg.epoch)
+
+
+def decode_availability(msg: pb.AvailabilityNotice) -> AvailabilityNotice:
+    return AvailabilityNotice(msg.namespace, msg.available, msg.reason)
 
 
 def decode_ended(msg: pb.SubscriptionEnded) -> Ended:

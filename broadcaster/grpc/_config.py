@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import BroadcasterError, HubConfig, InvalidArgument, Policy, PolicyKind
+from .._log_backend import LogConfig
 from ._containerd import default_policy
 from ._subscribe_stream import StreamLimits
 
@@ -29,6 +30,7 @@ class ServerConfig:
     :ivar metrics_listen: ``HOST:PORT`` of the Prometheus ``/metrics`` + ``/healthz``
         HTTP endpoint, or None for none
     :ivar hub: the hub's settings (namespaces, retention, heartbeats...)
+    :ivar log: the event log: ``memory`` (the default), ``local`` or ``jetstream``
     :ivar max_receive_message_bytes: largest request message accepted
     :ivar max_send_message_bytes: largest response message sent
     :ivar max_concurrent_rpcs: RPCs at once over the TCP addresses, and again over the
@@ -78,6 +80,7 @@ class ServerConfig:
     listen: Sequence[str] = ("127.0.0.1:50051",)
     metrics_listen: str | None = None
     hub: HubConfig = field(default_factory=HubConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     max_receive_message_bytes: int = 4 * _MiB
     max_send_message_bytes: int = 16 * _MiB
     max_concurrent_rpcs: int | None = None

@@ -38,6 +38,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from .. import (
+    AvailabilityNotice,
     Broadcaster,
     DropNotice,
     Ended,
@@ -194,6 +195,12 @@ class ContainerdEvents:
                         "report drops) peer=%s namespace=%s count=%d first=%d last=%d "
                         "reason=%s", context.peer(), item.namespace, item.count,
                         item.first_sequence, item.last_sequence, item.reason,
+                    )
+                elif isinstance(item, AvailabilityNotice):  # not a refusal: not counted
+                    logger.warning(
+                        "containerd subscriber %s: the log of namespace %r is %s (%s): the "
+                        "containerd API cannot say so", context.peer(), item.namespace,
+                        "available again" if item.available else "unavailable", item.reason,
                     )
                 elif isinstance(item, Ended):  # an end, not a refusal: not counted
                     await abort(context, _ended(item, self._policy))

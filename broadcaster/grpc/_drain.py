@@ -29,6 +29,7 @@ from ._encode import (
     id_prefix,
     pack_batches,
     pack_run,
+    single_epoch,
 )
 
 __all__ = ["Drain", "Recipient"]
@@ -93,7 +94,7 @@ class Drain:
         """Queue a serialized message, to send after what is queued before it."""
         self._queue.append((None, message))
 
-    def take(self, latest: Callable[[], dict[str, int]],
+    def take(self, latest: Callable[[], tuple[dict[str, int], dict[str, str]]],
              on_ended: Callable[[Recipient], None] = _no_one_ended) -> list[bytes]:
         """Everything queued, as messages in order.
 
@@ -104,8 +105,9 @@ class Drain:
         was put, a Heartbeat once per heartbeat for the whole stream. Nothing is sent
         for a recipient once it is closed.
 
-        :param latest: the newest sequence of each namespace the stream's subscriptions
-            read, for a Heartbeat (one per stream for all its subscriptions)
+        :param latest: the newest sequence and the epoch of each namespace the stream's
+            subscriptions read, for a Heartbeat (one per stream for all its
+            subscriptions)
         :param on_ended: called with each recipient whose ``Ended`` was taken (after it
             is marked closed)
         """
@@ -178,8 +180,10 @@ class Drain:
                     if item.heartbeat_id > self._last_heartbeat:
                         self._last_heartbeat = item.heartbeat_id
                         flush()
+                        sequences, epochs = latest()
                         messages.append(encode_heartbeat(
-                            item.heartbeat_id, latest(), item.epoch))
+                            item.heartbeat_id, sequences,
+                            single_epoch(item.epoch, epochs.values()), epochs))
                 else:
                     flush()
                     message = encode_item_notice(recipient.id, item)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .. import DropNotice, Ended, Event, ResyncNotice
+from .. import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
 from .._proto import timestamp_seconds, varint
 from ..v1 import broadcaster_pb2 as pb
 from ._event_cache import EncodedCache
@@ -23,6 +23,7 @@ from ._event_cache import EncodedCache
 __all__ = [
     "EventEncoder",
     "encode_add_result",
+    "encode_availability_notice",
     "encode_batches",
     "encode_drop_notice",
     "encode_ended",
@@ -35,6 +36,7 @@ __all__ = [
     "id_prefix",
     "pack_batches",
     "pack_run",
+    "single_epoch",
 ]
 
 def _text(tag: bytes, text: str) -> bytes:
@@ -253,12 +255,34 @@ def _wrap(parts: list[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
-def encode_heartbeat(heartbeat_id: int, latest: dict[str, int], epoch: str) -> bytes:
+def single_epoch(epoch: str, epochs: Iterable[str]) -> str:
+    """The single ``epoch`` field of a message (kept beside the per-namespace ``epochs``
+    maps): *epoch*, the hub's, when every namespace shares it; else the one value all of
+    *epochs* share (under jetstream each namespace has its own), else ``""``."""
+    if epoch:
+        return epoch
+    distinct = set(epochs)
+    return distinct.pop() if len(distinct) == 1 else ""
+
+
+def encode_heartbeat(heartbeat_id: int, latest: dict[str, int], epoch: str,
+                     epochs: Mapping[str, str] | None = None) -> bytes:
     """A serialized ``SubscribeResponse{heartbeat}``."""
     message = pb.SubscribeResponse(
-        heartbeat=pb.Heartbeat(heartbeat_id=heartbeat_id, latest_sequences=latest, epoch=epoch)
+        heartbeat=pb.Heartbeat(heartbeat_id=heartbeat_id, latest_sequences=latest, epoch=epoch,
+                               epochs=epochs)
     )
     return message.SerializeToString()
+
+
+def encode_availability_notice(subscription_id: str, notice: AvailabilityNotice) -> bytes:
+    """A serialized ``SubscribeResponse{availability_notice}``."""
+    return pb.SubscribeResponse(
+        availability_notice=pb.AvailabilityNotice(
+            subscription_id=subscription_id, namespace=notice.namespace,
+            available=notice.available, reason=notice.reason,
+        )
+    ).SerializeToString()
 
 
 def encode_drop_notice(subscription_id: str, notice: DropNotice) -> bytes:
@@ -306,12 +330,15 @@ def encode_add_result(
     *,
     start_sequences: Mapping[str, int] | None = None,
     epoch: str = "",
+    epochs: Mapping[str, str] | None = None,
 ) -> bytes:
     """A serialized ``SubscribeResponse{add_result}``: ok when *code* is 0, then with the
-    subscription's start positions and the server's epoch."""
+    subscription's start positions and epochs."""
     result = pb.AddResult(subscription_id=subscription_id, ok=code == 0, epoch=epoch)
     if start_sequences:
         result.start_sequences.update(start_sequences)
+    if epochs:
+        result.epochs.update(epochs)
     if code:
         result.error.code = code
         result.error.message = message
@@ -333,5 +360,7 @@ def encode_item_notice(subscription_id: str, item: object) -> bytes | None:
         return encode_resync_notice(subscription_id, item)
     if isinstance(item, Ended):
         return encode_ended(subscription_id, item)
+    if isinstance(item, AvailabilityNotice):
+        return encode_availability_notice(subscription_id, item)
     return None
 

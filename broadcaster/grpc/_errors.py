@@ -11,9 +11,15 @@ one in :class:`map_core_errors`, by one table::
     BroadcasterError
     ├── InvalidArgument                   INVALID_ARGUMENT
     ├── QuotaExceeded                     RESOURCE_EXHAUSTED
+    ├── LogUnavailable                    UNAVAILABLE
+    ├── StorageError                      UNAVAILABLE
     ├── ... that is also a PermissionError PERMISSION_DENIED
     └── any other                         FAILED_PRECONDITION
     anyio.ClosedResourceError (hub closed) UNAVAILABLE  "server: shutting down"
+
+``LogUnavailable`` (the durable log cannot store now: NATS unreachable, no stream leader)
+and ``StorageError`` (the storage engine failed) are UNAVAILABLE: nothing was
+acknowledged, and publishing again with the same event ids stores each event once.
 
 The table is read along the error's class hierarchy, so a core error that is also one of
 Python's built-in kinds maps by that kind: ``class PermissionDenied(BroadcasterError,
@@ -37,7 +43,7 @@ from typing import Any, NoReturn
 import anyio
 import grpc
 
-from .. import BroadcasterError, InvalidArgument, QuotaExceeded
+from .. import BroadcasterError, InvalidArgument, LogUnavailable, QuotaExceeded, StorageError
 
 __all__ = [
     "SHUTTING_DOWN",
@@ -56,6 +62,8 @@ SHUTTING_DOWN = "server: shutting down"
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (LogUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (StorageError, grpc.StatusCode.UNAVAILABLE),
     (PermissionError, grpc.StatusCode.PERMISSION_DENIED),
 )
 

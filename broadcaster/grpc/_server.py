@@ -44,6 +44,10 @@ logger = logging.getLogger("broadcaster.server")
 access_logger = logging.getLogger("broadcaster.grpc.access")
 containerd_logger = logging.getLogger("broadcaster.grpc.containerd")
 
+#: what an event may add to its payload in a JetStream message: labels (64 of up to
+#: 4 KiB), topic, type URL, the encoding's metadata and the Nats-Msg-Id header
+_ENVELOPE_ALLOWANCE = 272 * 1024
+
 
 def _bound(address: str, port: int) -> str:
     if address.startswith("unix:"):
@@ -71,7 +75,10 @@ class Server:
         hub_config = self.config.hub
         if hub_config.payload_fields is None:  # event.<field> of containerd's event types
             hub_config = replace(hub_config, payload_fields=CONTAINERD_PAYLOADS)
-        self.hub = Broadcaster(hub_config, log_factory=log_factory)
+        log = self.config.log
+        hub_config = replace(hub_config, dedup_window=log.dedup_window,
+                             dedup_max_ids=log.dedup_max_ids)
+        self.hub = Broadcaster(hub_config, log_factory=log_factory, store=log.open_store())
         self.addresses: list[str] = []
         self.metrics_address: str | None = None
         self.service_names: list[str] = []
@@ -110,6 +117,8 @@ class Server:
         """Start the hub, bind every address and start serving.
 
         :raises OSError: if an address cannot be bound (nothing is left running)
+        :raises LogUnavailable, StorageError: if the event log cannot open (nothing is
+            left running)
         """
         running = self._running()
         await running.__aenter__()
@@ -128,20 +137,23 @@ class Server:
         """The server's life: the hub's ``async with`` encloses everything else, so it
         is entered first and left last, whatever happens in between. An exception (from
         starting, or from the user's block) leaves the hub first and is raised as it is:
-        the hub's task group would wrap it in an exception group."""
+        the hub's task group would wrap it in an exception group. Entering the hub opens
+        its log (``LogUnavailable``, ``StorageError``: it cannot)."""
         raised: BaseException | None = None
         async with self.hub:
             started = False
             try:
                 try:
+                    self._check_backplane()
                     await self._start_grpc()
                     self._start_metrics()
                     started = True
                     self._serving = True
                     logger.info(
-                        "serving addresses=%s metrics=%s epoch=%s max_connections=%s "
+                        "serving addresses=%s metrics=%s log=%s epoch=%s max_connections=%s "
                         "max_rpcs_per_peer=%s max_connection_idle=%s",
-                        ",".join(self.addresses), self.metrics_address, self.hub.epoch,
+                        ",".join(self.addresses), self.metrics_address,
+                        self.config.log.backend, self.hub.epoch or "per-namespace",
                         self.max_connections, self.config.max_rpcs_per_peer,
                         self.config.max_connection_idle)
                     yield
@@ -152,6 +164,23 @@ class Server:
                 raised = exc
         if raised is not None:
             raise raised
+
+    def _check_backplane(self) -> None:
+        """Warn when NATS' max_payload cannot carry the largest event a namespace
+        accepts (such a publish fails with RESOURCE_EXHAUSTED naming max_payload)."""
+        max_payload = getattr(self.hub.store, "max_payload", None)
+        if not max_payload:
+            return
+        hub = self.config.hub
+        largest = max([hub.default_namespace.max_payload_bytes,
+                       *(ns.max_payload_bytes for ns in hub.namespaces.values())])
+        needed = largest + _ENVELOPE_ALLOWANCE
+        if max_payload < needed:
+            logger.warning(
+                "NATS max_payload is %d bytes: events of up to %d bytes of payload (and "
+                "%d of labels, topic and type URL) need %d; larger ones are refused. Set "
+                "max_payload in nats-server's configuration (e.g. max_payload: 8MB)",
+                max_payload, largest, _ENVELOPE_ALLOWANCE, needed)
 
     async def _start_grpc(self) -> None:
         """One gRPC server for the TCP addresses (connection quota, per-address RPC

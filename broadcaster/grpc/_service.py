@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -18,7 +19,7 @@ import grpc
 from .. import Broadcaster, PublishItem, validate_namespace
 from .._proto import check_timestamp
 from ..v1 import broadcaster_pb2 as pb
-from ._encode import EventEncoder
+from ._encode import EventEncoder, single_epoch
 from ._errors import SHUTTING_DOWN, RpcError, answering, map_core_errors
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
@@ -47,11 +48,13 @@ def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
     labels = event.labels
     payload = event.payload
     return PublishItem(event.topic, payload.value, payload.type_url,
-                       dict(labels) if labels else {}, timestamp_ns)
+                       dict(labels) if labels else {}, timestamp_ns, event.event_id or None)
 
 
 #: Events converted between two yields to the event loop while a batch is read.
 _SLICE = 1024
+#: Batches of one PublishStream in flight at once on a durable log.
+_PIPELINE = 16
 
 
 async def _runs(events: Sequence[pb.PublishRequest]) -> list[tuple[int, str, list[PublishItem]]]:
@@ -160,16 +163,18 @@ class BroadcasterService:
             item = _item(request)
             seq = await self._hub.publish(
                 request.namespace, item.topic, item.payload, type_url=item.type_url,
-                labels=item.labels, timestamp_ns=item.timestamp_ns,
+                labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
             )
         return pb.PublishResponse(namespace=request.namespace, sequence=seq,
-                                  epoch=self._hub.epoch)
+                                  epoch=self._hub.epoch_of(request.namespace))
 
     async def publish_stream(
         self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
     ) -> None:
         # On shutdown a stream waiting for its next batch ends at once; one publishing
         # a batch answers it first. Either way the client gets UNAVAILABLE.
+        if self._hub.durable:
+            return await self._publish_stream_pipelined(requests, context)
         reading = anyio.CancelScope()
         self._publishers.add(reading)
         async with answering(context, self._telemetry.reject):
@@ -186,23 +191,95 @@ class BroadcasterService:
             if self._stopping:
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
-    async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
-        """The answer to one batch: its sequences, or the in-band error that refused it
-        (the stream goes on)."""
-        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=self._hub.epoch)
+    async def _publish_stream_pipelined(
+        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+    ) -> None:
+        """PublishStream on a durable log: up to ``_PIPELINE`` batches of the stream in
+        flight. Each batch starts once the one before has its place in the log, so the
+        stream's batches are stored in its order, while their acknowledgements (a commit,
+        JetStream's acks) overlap; answers go out in order."""
+        send, receive = anyio.create_memory_object_stream[
+            tuple[anyio.Event, list[pb.PublishStreamResponse]]](math.inf)
+        slots = anyio.Semaphore(_PIPELINE)
+
+        async def run(request: pb.PublishStreamRequest, submitted: anyio.Event,
+                      done: anyio.Event, box: list[pb.PublishStreamResponse]) -> None:
+            try:
+                box.append(await self._publish_batch(request, submitted.set))
+            finally:
+                submitted.set()
+                done.set()
+                slots.release()
+
+        async def answer() -> None:
+            async with receive:
+                async for done, box in receive:
+                    await done.wait()
+                    await context.write(box[0])
+
+        reading = anyio.CancelScope()
+        async with answering(context, self._telemetry.reject):
+            failed: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(answer)
+                self._publishers.add(reading)
+                try:
+                    with send, reading:
+                        async for request in requests:
+                            self._publishers.discard(reading)
+                            await slots.acquire()
+                            submitted, done = anyio.Event(), anyio.Event()
+                            box: list[pb.PublishStreamResponse] = []
+                            send.send_nowait((done, box))
+                            tg.start_soon(run, request, submitted, done, box)
+                            await submitted.wait()
+                            if self._stopping:
+                                break
+                            self._publishers.add(reading)
+                except Exception as exc:
+                    # a malformed request: the batches in flight are answered first (no
+                    # write may be pending when the call ends)
+                    failed = exc
+                finally:
+                    self._publishers.discard(reading)
+            if failed is not None:
+                raise failed
+            if self._stopping:
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+    async def _publish_batch(self, request: pb.PublishStreamRequest,
+                             submitted: Callable[[], None] | None = None
+                             ) -> pb.PublishStreamResponse:
+        """The answer to one batch: its sequences and the epochs of its namespaces, or
+        the in-band error that refused it (the stream goes on).
+
+        :param submitted: called once the batch's place in the log is fixed (see
+            ``Broadcaster.publish_many``)
+        """
+        hub = self._hub
+        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
         try:
-            response.sequences.extend(await self._publish_events(request.events))
+            sequences, names = await self._publish_events(request.events, submitted)
         except RpcError as exc:
             self._telemetry.reject(exc.reason)
             response.error.code = exc.wire_code
             response.error.message = exc.message
+            return response
+        response.sequences.extend(sequences)
+        epochs = {ns: hub.epoch_of(ns) for ns in names}
+        response.epochs.update(epochs)
+        response.epoch = single_epoch(hub.epoch, epochs.values())
         return response
 
-    async def _publish_events(self, events: Sequence[pb.PublishRequest]) -> list[int]:
+    async def _publish_events(self, events: Sequence[pb.PublishRequest],
+                              submitted: Callable[[], None] | None = None
+                              ) -> tuple[list[int], set[str]]:
         """Publish a batch all or none (only a rate quota or the namespace limit taken
-        by another publisher between the check and the publish can still split a batch
-        that spans namespaces).
+        by another publisher between the check and the publish, or a durable log failing
+        between two namespaces, can still split a batch that spans namespaces). Returns
+        the sequences and the namespaces published into.
 
+        :param submitted: given to the ``publish_many`` of the batch's last namespace
         :raises RpcError: naming ``events[i]``
         """
         if len(events) > self._max_batch_events:  # before any work per event
@@ -216,10 +293,12 @@ class BroadcasterService:
             if len(runs) > 1:
                 await hub.check_publish([(ns, items) for _, ns, items in runs])
         sequences: list[int] = []
-        for offset, ns, items in runs:
+        last = len(runs) - 1
+        for i, (offset, ns, items) in enumerate(runs):
             with map_core_errors(functools.partial(_renamed, offset=offset)):
-                sequences += await hub.publish_many(ns, items)
-        return sequences
+                sequences += await hub.publish_many(
+                    ns, items, submitted=submitted if i == last else None)
+        return sequences, {ns for _, ns, _ in runs}
 
     # -- Subscribe ----------------------------------------------------------------------
 
@@ -264,6 +343,7 @@ class BroadcasterService:
                 dropped=ns.dropped, subscribers=ns.subscribers, evicted=ns.evicted,
                 head_sequence=ns.head, oldest_sequence=ns.oldest,
                 retained_events=ns.retained_events, retained_bytes=ns.retained_bytes,
-                max_lag=ns.max_lag,
+                max_lag=ns.max_lag, epoch=ns.epoch, deduplicated=ns.deduplicated,
+                log_unavailable=not ns.available,
             )
         return response

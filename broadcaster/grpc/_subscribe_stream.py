@@ -12,10 +12,12 @@ publishes is read in one pass, then reads every woken subscription without yield
 the writer sends what that pass queued as one spliced ``EventBatch``, each event once
 with the ids of every subscription it matched (the batching is :class:`Drain`'s, a plain
 class tested without a server). The stream reads the hub only through its public API
-(``receive_batch_nowait``, ``policy_bounds``, ``latest_sequences``, ``ack``); a rejected
-Add is answered in band, from the edge's one error mapping. A slow client blocks
-``context.write``; the queue then fills, the pump stops reading, and the hub's overflow
-policy of each subscription applies (drops are reported in-band).
+(``prepare``, ``receive_batch_nowait``, ``policy_bounds``, ``latest_sequences``,
+``epochs``, ``ack``); a rejected Add is answered in band, from the edge's one error
+mapping. An Add waits for its namespaces' durable logs to open (``prepare``), and the
+stream's next requests wait with it. A slow client blocks ``context.write``; the queue
+then fills, the pump stops reading, and the hub's overflow policy of each subscription
+applies (drops are reported in-band).
 
 Every read pass and every write first takes a turn from the server's :class:`Turns`,
 so that an event fanned out to thousands of streams is read and written a bounded
@@ -37,7 +39,7 @@ from .. import Broadcaster, Ended, ReadyQueue, Subscription
 from .._proto import policy_from_proto
 from ..v1 import broadcaster_pb2 as pb
 from ._drain import Drain, Recipient
-from ._encode import EventEncoder, encode_add_result, encode_removed
+from ._encode import EventEncoder, encode_add_result, encode_removed, single_epoch
 from ._errors import RpcError, map_core_errors
 from ._turns import Turns
 
@@ -141,7 +143,10 @@ class SubscribeStream:
                 tg.start_soon(self._writer)
                 tg.start_soon(self._pump)
                 async for request in requests:
-                    self._handle(request)
+                    if request.WhichOneof("kind") == "add":
+                        await self._add(request.add)  # may open a durable log first
+                    else:
+                        self._handle(request)
                 self._input_done = True
                 self._notify()
         finally:
@@ -159,9 +164,7 @@ class SubscribeStream:
 
     def _handle(self, request: pb.SubscribeRequest) -> None:
         kind = request.WhichOneof("kind")
-        if kind == "add":
-            self._add(request.add)
-        elif kind == "remove":
+        if kind == "remove":
             self._remove(request.remove.subscription_id)
         elif kind == "ack":
             for entry in self._subs.values():
@@ -171,23 +174,26 @@ class SubscribeStream:
             self._reject("", RpcError(grpc.StatusCode.INVALID_ARGUMENT,
                                       "kind: one of add, remove or ack must be set"))
 
-    def _add(self, add: pb.SubscribeRequest.Add) -> None:
+    async def _add(self, add: pb.SubscribeRequest.Add) -> None:
         sid = add.subscription_id
         try:
-            sub = self._open(sid, add)
+            sub = await self._open(sid, add)
         except RpcError as exc:
             return self._reject(sid, exc)
         entry = _Entry(sid, sub)
         self._subs[sid] = entry
         self._tight += entry.tight
+        epochs = sub.epochs()
         self._control(encode_add_result(
-            sid, start_sequences=sub.start_positions(), epoch=self._hub.epoch))
+            sid, start_sequences=sub.start_positions(), epochs=epochs,
+            epoch=single_epoch(self._hub.epoch, epochs.values())))
         self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
 
-    def _open(self, sid: str, add: pb.SubscribeRequest.Add) -> Subscription:
-        """The registered subscription of *add*.
+    async def _open(self, sid: str, add: pb.SubscribeRequest.Add) -> Subscription:
+        """The registered subscription of *add*, its durable logs open (the stream's
+        next requests wait meanwhile).
 
-        :raises RpcError: naming the field at fault
+        :raises RpcError: naming the field at fault; UNAVAILABLE if a log cannot open
         """
         if not sid:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -210,8 +216,9 @@ class SubscribeStream:
             sub = self._hub.subscribe(
                 namespaces, filters=list(add.filters), policy=policy,
                 since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
-                epoch=add.epoch or None, liveness="ack",
+                epoch=_epochs(add), liveness="ack",
             )
+            await self._hub.prepare(sub)
             sub.open()
         return sub
 
@@ -320,8 +327,22 @@ class SubscribeStream:
             del self._subs[entry.id]
             self._tight -= entry.tight
 
-    def _latest(self) -> dict[str, int]:
+    def _latest(self) -> tuple[dict[str, int], dict[str, str]]:
+        """The newest sequence and the epoch of each namespace the stream's
+        subscriptions read (a Heartbeat's)."""
         latest: dict[str, int] = {}
+        epochs: dict[str, str] = {}
         for entry in self._subs.values():
             latest.update(entry.sub.latest_sequences())
-        return latest
+            epochs.update(entry.sub.epochs())
+        return latest, epochs
+
+
+def _epochs(add: pb.SubscribeRequest.Add) -> str | dict[str, str] | None:
+    """The epochs of an Add's ``since`` values: per namespace (``epochs``, falling back
+    on the single ``epoch`` for the other ``since`` namespaces), or one for all."""
+    if not add.epochs:
+        return add.epoch or None
+    epochs = dict.fromkeys(add.since, add.epoch) if add.epoch else {}
+    epochs.update(add.epochs)
+    return epochs

@@ -1,8 +1,27 @@
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
-from broadcaster import DropNotice, Event, Heartbeat, Item, Subscription
+import broadcaster
+from broadcaster import DropNotice, Event, Heartbeat, HubConfig, Item, Subscription
+from broadcaster._core._log import LogFactory, MemoryLog
+
+from .._backends import StoreFactory
+
+#: the stores of the current test's log backend (set by conftest's ``hub_stores``)
+STORES: StoreFactory | None = None
+
+
+class Broadcaster(broadcaster.Broadcaster):
+    """The hub on the current test's log backend (``tests/core/conftest.py``)."""
+
+    def __init__(self, config: HubConfig | None = None, *,
+                 log_factory: LogFactory = MemoryLog, **kwargs: Any) -> None:
+        if "store" not in kwargs and STORES is not None:
+            kwargs["store"] = STORES()
+        super().__init__(config, log_factory=log_factory, **kwargs)
 
 
 def events_of(items: list[Item]) -> list[Event]:
@@ -21,3 +40,11 @@ def drain(sub: Subscription) -> list[Item]:
             out.extend(sub.receive_batch_nowait(4096))
         except (anyio.WouldBlock, anyio.EndOfStream):
             return [i for i in out if not isinstance(i, Heartbeat)]
+
+
+async def open_all(hub: broadcaster.Broadcaster, *subs: Subscription) -> None:
+    """Open *subs* as an edge does: ``await hub.prepare(sub)`` (opens a durable log the
+    first time a namespace is used), then ``sub.open()``."""
+    for sub in subs:
+        await hub.prepare(sub)
+        sub.open()

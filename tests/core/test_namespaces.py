@@ -8,10 +8,8 @@ import tracemalloc
 
 import anyio
 import pytest
-import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     Ended,
@@ -29,7 +27,7 @@ from broadcaster import (
     Retention,
 )
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of, open_all
 
 pytestmark = pytest.mark.anyio
 
@@ -78,12 +76,9 @@ async def test_a_refused_publish_creates_no_namespace() -> None:
         assert hub.namespace_names() == ["a", "b"]
 
 
+@pytest.mark.virtual_clock
 class TestIdle:
     """On trio's virtual clock."""
-
-    @pytest.fixture
-    def anyio_backend(self) -> object:
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
     CONFIG = HubConfig(
         heartbeat_interval=10.0,
@@ -144,6 +139,10 @@ class TestIdle:
             await anyio.sleep(15.0)  # it has nothing left there: removed at the next beat
             assert hub.namespace_names() == []
 
+    @pytest.mark.memory_only(
+        "the heads of removed namespaces are remembered for memory logs; a "
+        "durable log keeps its own head"
+    )
     async def test_when_the_memory_of_heads_is_full_resumes_are_told(self) -> None:
         config = HubConfig(heartbeat_interval=10.0, namespace_idle_timeout=20.0,
                            namespace_head_memory=1,
@@ -230,8 +229,7 @@ async def test_a_scrape_settles_only_cursors_that_have_drops_due() -> None:
     drops are counted before its subscriber reads, as before."""
     async with Broadcaster() as hub:
         roomy = [hub.subscribe("a") for _ in range(100)]
-        for sub in roomy:
-            sub.open()
+        await open_all(hub, *roomy)
         async with hub.subscribe("a", policy=Policy.drop_oldest(2)) as tight:
             for _ in range(5):
                 await hub.publish("a", "/x")

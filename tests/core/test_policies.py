@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import anyio
 import pytest
-import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     Ended,
@@ -22,7 +20,7 @@ from broadcaster import (
     PublishItem,
 )
 
-from ._util import drain, events_of, notices_of
+from ._util import Broadcaster, drain, events_of, notices_of
 
 pytestmark = pytest.mark.anyio
 
@@ -122,12 +120,9 @@ async def test_disconnect_evicts_the_slow_subscriber() -> None:
         assert hub.statistics().namespaces["a"].evicted == {"slow_consumer": 1}
 
 
+@pytest.mark.virtual_clock
 class TestTimed:
     """On trio's virtual clock: exact timing, no real waiting."""
-
-    @pytest.fixture
-    def anyio_backend(self) -> object:
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
     async def test_block_waits_for_the_timeout_then_falls_back(self) -> None:
         async with Broadcaster() as hub:

@@ -20,13 +20,15 @@ class _Stream:
 
     def __init__(self, max_events: int = 100, max_bytes: int = 1 << 20) -> None:
         self.latest = {"a": 7}
+        self.epochs = {"a": "ep"}
         self.ended: list[str] = []
+        self.heartbeat_epochs: dict[str, str] = {}
         self.drain = Drain(EventEncoder(), max_events, max_bytes)
 
     def take(self) -> list[tuple[str, object]]:
         """Each message as (kind, what matters of it)."""
         out: list[tuple[str, object]] = []
-        for data in self.drain.take(lambda: dict(self.latest),
+        for data in self.drain.take(lambda: (dict(self.latest), dict(self.epochs)),
                                     lambda r: self.ended.append(r.id)):
             message = pb.SubscribeResponse.FromString(data)
             kind = message.WhichOneof("kind")
@@ -37,6 +39,7 @@ class _Stream:
             elif kind == "heartbeat":
                 hb = message.heartbeat
                 out.append((kind, (hb.heartbeat_id, dict(hb.latest_sequences), hb.epoch)))
+                self.heartbeat_epochs = dict(hb.epochs)
             else:
                 out.append((kind, getattr(message, kind).subscription_id))
         return out
@@ -86,9 +89,23 @@ def test_one_heartbeat_per_heartbeat_for_the_whole_stream() -> None:
                              ("heartbeat", (5, {"a": 7}, "ep"))]  # the stream's latest
     stream.drain.put(b, [Heartbeat(5, {}, "ep")])  # already sent
     assert stream.take() == []
-    stream.latest = {"a": 8, "b": 1}
+    stream.latest, stream.epochs = {"a": 8, "b": 1}, {"a": "ep", "b": "ep"}
     stream.drain.put(a, [Heartbeat(6, {}, "ep")])
     assert stream.take() == [("heartbeat", (6, {"a": 8, "b": 1}, "ep"))]
+    assert stream.heartbeat_epochs == {"a": "ep", "b": "ep"}
+
+
+def test_a_heartbeat_carries_the_epoch_of_each_namespace_of_the_stream() -> None:
+    """Under jetstream each namespace has its own epoch and the hub none: the single
+    ``epoch`` field is the one they share, if they do."""
+    stream, a = _Stream(), Recipient("a")
+    stream.latest, stream.epochs = {"a": 7, "b": 2}, {"a": "ea", "b": "eb"}
+    stream.drain.put(a, [Heartbeat(1, {"a": 7}, "", {"a": "ea"})])
+    assert stream.take() == [("heartbeat", (1, {"a": 7, "b": 2}, ""))]
+    assert stream.heartbeat_epochs == {"a": "ea", "b": "eb"}  # the stream's, not a's
+    stream.epochs = {"a": "ea", "b": "ea"}
+    stream.drain.put(a, [Heartbeat(2, {"a": 7}, "", {"a": "ea"})])
+    assert stream.take() == [("heartbeat", (2, {"a": 7, "b": 2}, "ea"))]
 
 
 def test_ended_closes_the_recipient_and_nothing_follows_it() -> None:
@@ -130,7 +147,7 @@ def test_queued_items_count_what_was_put_and_not_taken() -> None:
     stream.drain.put_message(b"")
     stream.drain.put(a, [Heartbeat(1, {}, "")])
     assert stream.drain and stream.drain.queued_items == 3
-    stream.drain.take(dict)
+    stream.drain.take(lambda: ({}, {}))
     assert not stream.drain and stream.drain.queued_items == 0
 
 
@@ -139,7 +156,7 @@ def test_the_bytes_are_protobufs() -> None:
     e1, e2 = _event(1), _event(2)
     stream.drain.put(a, [e1, e2])
     stream.drain.put(b, [e2])
-    [data] = stream.drain.take(dict)
+    [data] = stream.drain.take(lambda: ({}, {}))
     expected = pb.SubscribeResponse(event_batch=pb.EventBatch(deliveries=[
         pb.Delivery(subscription_ids=["a"], event=pb.Event.FromString(encode_event(e1))),
         pb.Delivery(subscription_ids=["a", "bb"], event=pb.Event.FromString(encode_event(e2))),

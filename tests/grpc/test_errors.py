@@ -13,8 +13,10 @@ from broadcaster import (
     BroadcasterError,
     InvalidFilter,
     InvalidNamespace,
+    LogUnavailable,
     PayloadTooLarge,
     QuotaExceeded,
+    StorageError,
 )
 from broadcaster.grpc._errors import (
     SHUTTING_DOWN,
@@ -37,6 +39,8 @@ class PermissionDenied(BroadcasterError, PermissionError):
     (InvalidFilter("filters[2]", "bad"), grpc.StatusCode.INVALID_ARGUMENT),
     (QuotaExceeded("namespace", "full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PayloadTooLarge("payload", "big"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (LogUnavailable("backplane", "NATS is unreachable"), grpc.StatusCode.UNAVAILABLE),
+    (StorageError("data_dir", "disk full"), grpc.StatusCode.UNAVAILABLE),
     (PermissionDenied("namespace", "not yours"), grpc.StatusCode.PERMISSION_DENIED),
     (BroadcasterError("x", "anything else"), grpc.StatusCode.FAILED_PRECONDITION),
 ])

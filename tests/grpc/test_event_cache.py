@@ -86,6 +86,8 @@ def test_entry_overhead_is_what_an_entry_costs(count: int) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.usefixtures("shared_event_loop")
+@pytest.mark.memory_only("copies are counted with the memory log's retained bytes; a durable "
+                         "log's cache of events bounds itself and counts no copies")
 async def test_the_hub_counts_what_the_server_keeps_while_two_streams_share_it(
         make_server: Any) -> None:
     """One stream: nothing kept, nothing counted. Two: each event's bytes once, counted

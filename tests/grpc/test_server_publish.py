@@ -50,6 +50,8 @@ async def test_publish_keeps_payload_type_url_and_timestamp(server: Server) -> N
          grpc.StatusCode.INVALID_ARGUMENT, "timestamp:"),
         (_req(namespace="small", payload=any_pb2.Any(value=b"x" * 200)),
          grpc.StatusCode.RESOURCE_EXHAUSTED, "payload:"),
+        (_req(event_id="with space"), grpc.StatusCode.INVALID_ARGUMENT, "event_id:"),
+        (_req(event_id="x" * 129), grpc.StatusCode.INVALID_ARGUMENT, "event_id:"),
     ],
 )
 async def test_publish_rejects_bad_input_naming_the_field(
@@ -81,7 +83,9 @@ async def test_publish_stream_acks_batches_and_survives_a_bad_one(server: Server
         call = stub(channel).PublishStream()
         await call.write(pb.PublishStreamRequest(batch_id=7, events=[_req(), _req()]))
         ok = await call.read()
-        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], server.hub.epoch)
+        epoch = server.hub.epoch_of("default")
+        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], epoch)
+        assert dict(ok.epochs) == {"default": epoch}
         await call.write(pb.PublishStreamRequest(
             batch_id=8, events=[_req(), _req(topic="bad"), _req()]))
         bad = await call.read()
@@ -172,7 +176,10 @@ _SPANNING = HubConfig(
     ([_req(f"n{i}") for i in range(5)], grpc.StatusCode.RESOURCE_EXHAUSTED,
      "events[4].namespace: creating 5 new namespaces would exceed the hub's maximum of 4"),
     ([_req("a"), _req("Bad!")], grpc.StatusCode.INVALID_ARGUMENT, "events[1].namespace: "),
-], ids=["type_url-with-payload", "retention", "labels", "rate", "namespaces", "name"])
+    ([_req("a"), _req("b"), _req("b", event_id="bad id")], grpc.StatusCode.INVALID_ARGUMENT,
+     "events[2].event_id: "),
+], ids=["type_url-with-payload", "retention", "labels", "rate", "namespaces", "name",
+        "event_id"])
 async def test_a_batch_spanning_namespaces_is_checked_whole_as_the_core_would(
         make_server: Any, events: list[pb.PublishRequest], code: grpc.StatusCode,
         message: str) -> None:
@@ -190,6 +197,29 @@ async def test_a_batch_spanning_namespaces_is_checked_whole_as_the_core_would(
         await call.done_writing()
         assert await call.code() == grpc.StatusCode.OK
     assert server.telemetry.rejected[code.name.lower()] == 1
+
+
+async def test_an_event_id_is_stored_once_by_publish_and_publish_stream(server: Server) -> None:
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        first = await publish(channel, "default", "/tasks/exit", event_id="exit-1")
+        again = await publish(channel, "default", "/tasks/exit", event_id="exit-1")
+        assert first.sequence == again.sequence == 1
+        call = stub(channel).PublishStream()
+        batch = [_req(event_id="exit-1"), _req(event_id="exit-2"), _req(event_id="exit-2")]
+        await call.write(pb.PublishStreamRequest(batch_id=1, events=batch))
+        assert list((await call.read()).sequences) == [1, 2, 2]
+        # sent again after a failure: the original sequences, nothing stored twice
+        await call.write(pb.PublishStreamRequest(batch_id=2, events=batch))
+        assert list((await call.read()).sequences) == [1, 2, 2]
+        bad = [_req(event_id="ok"), _req(event_id="bad id")]
+        await call.write(pb.PublishStreamRequest(batch_id=3, events=bad))
+        answer = await call.read()
+        assert answer.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert answer.error.message.startswith("events[1].event_id:")
+        call.cancel()
+        stats = await stub(channel).Stats(pb.StatsRequest(namespaces=["default"]))
+        # 1 unary, 1 in the first batch (its own repeat), 3 in the second
+        assert (stats.namespaces[0].head_sequence, stats.namespaces[0].deduplicated) == (2, 6)
 
 
 async def test_publish_stream_refuses_a_batch_over_the_limit_and_goes_on(
