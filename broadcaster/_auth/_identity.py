@@ -13,7 +13,7 @@ server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 __all__ = ["AUTHORIZATION_METADATA", "bearer_token", "certificate_identity"]
 
@@ -24,22 +24,27 @@ AUTHORIZATION_METADATA = "authorization"
 _CERT_PROPERTIES = ("peer_spiffe_id", "peer_uri", "peer_dns", "x509_common_name")
 
 
-def certificate_identity(auth_context: Mapping[str, Sequence[bytes]]) -> str | None:
+def certificate_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
     """The identity of a verified client certificate, or None if the call has none.
 
     :param auth_context: ``ServicerContext.auth_context()`` (gRPC fills it from the
         certificate it verified against the client CA)
     """
-    if not auth_context.get("x509_subject") and not auth_context.get("peer_spiffe_id"):
+    if _first(auth_context, "x509_subject") is None and \
+            _first(auth_context, "peer_spiffe_id") is None:
         return None  # no client certificate: TLS without client auth, or plaintext
     for name in _CERT_PROPERTIES:
-        values = auth_context.get(name)
-        if values:
-            value = values[0]
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-            if text:
-                return text
+        value = _first(auth_context, name)
+        if value:
+            return value
     return None
+
+
+def _first(auth_context: Mapping[str, Iterable[bytes]], name: str) -> str | None:
+    value = next(iter(auth_context.get(name) or ()), None)
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:

@@ -9,7 +9,8 @@ the limit).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ __all__ = [
     "PublishTicket",
     "authenticate",
     "current_caller",
+    "publishing",
 ]
 
 #: Methods any caller a listener admits may call, credentials or not: health checks
@@ -190,7 +192,7 @@ def current_caller() -> Caller:
 
 
 def authenticate(security: Security, listener: ListenerSecurity, method: str, *,
-                 unix: bool, auth_context: Mapping[str, Sequence[bytes]],
+                 unix: bool, auth_context: Mapping[str, Iterable[bytes]],
                  metadata: Iterable[tuple[str, str | bytes]] | None, peer: str) -> Caller:
     """The caller of a new call on *listener* (what the interceptor does first).
 
@@ -208,3 +210,30 @@ def authenticate(security: Security, listener: ListenerSecurity, method: str, *,
     if method.startswith(ADMIN_METHODS):
         caller.check(Permission.ADMIN, None, "method")
     return caller
+
+
+@contextlib.contextmanager
+def publishing(hub: Broadcaster, runs: Sequence[tuple[str, str, int]]
+               ) -> Iterator[Callable[[int], None]]:
+    """``with publishing(hub, runs) as published:`` around a publish by the current
+    caller: checks and takes what it needs first (:meth:`Caller.before_publish`), then
+    settles with the count of events the block reported through ``published(n)``.
+    Without a caller (the services used without the server's interceptor) nothing is
+    checked.
+
+    :raises AccessDenied, LimitExceeded: before the block runs
+    """
+    caller = CALLER.get()
+    if caller is None:
+        yield lambda count: None
+        return
+    ticket = caller.before_publish(hub, runs)
+    done = [0]
+
+    def published(count: int) -> None:
+        done[0] += count
+
+    try:
+        yield published
+    finally:
+        caller.after_publish(hub, ticket, done[0])

@@ -19,7 +19,7 @@ their permission) are called after each successful policy reload.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import anyio
 import grpc
@@ -98,7 +98,7 @@ class Security:
     # -- identities ---------------------------------------------------------------------
 
     def identify(self, listener: ListenerSecurity, *, unix: bool,
-                 auth_context: Mapping[str, Sequence[bytes]],
+                 auth_context: Mapping[str, Iterable[bytes]],
                  metadata: Iterable[tuple[str, str | bytes]] | None, peer: str) -> str:
         """Who the call is.
 

@@ -20,7 +20,8 @@ from broadcaster.grpc import Server
 
 from .conftest import MakeServer, server_config
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop"),
+              pytest.mark.memory_only]
 
 
 def mode_of(address: str) -> int:

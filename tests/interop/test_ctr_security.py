@@ -23,11 +23,6 @@ EXIT = any_pb2.Any(type_url="containerd.events.TaskExit", value=task_pb2.TaskExi
     container_id="c1", id="c1", pid=42, exit_status=137).SerializeToString())
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def shim_publish(sock: str, namespace: str) -> tuple[int, bytes]:
     done = await run(binary("containerd"), "--address", sock, "publish", "--namespace",
                      namespace, "--topic", "/tasks/exit", stdin=EXIT.SerializeToString())
@@ -58,7 +53,7 @@ async def test_the_policy_decides_what_local_peers_see_and_publish(tmp_path: Pat
             assert await shim_publish(sock, "k8s.io") == (0, b"")
             assert " k8s.io /tasks/exit " in await ctr.line()
             code, stderr = await shim_publish(sock, "other")
-            assert code != 0
-            assert b"PermissionDenied" in stderr or b"permission denied" in stderr.lower()
-            assert b"lacks permission 'publish' on namespace 'other'" in stderr
+            assert code != 0  # containerd 1.6's errdefs shows PERMISSION_DENIED as "unknown"
+            assert stderr.startswith(b"containerd: containerd-namespace: identity 'local' "
+                                     b"lacks permission 'publish' on namespace 'other'")
         assert hub.has_namespace("moby") and not hub.has_namespace("other")
