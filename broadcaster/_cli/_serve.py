@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from .._config_file import (
     load_config,
     parse_config,
 )
-from .._core._errors import BroadcasterError
+from .._core._errors import BroadcasterError, InvalidArgument
 from .._gc import tune_gc
 
 __all__ = ["add_parser", "configure_logging", "process_registry", "run"]
@@ -192,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
     options = {"use_uvloop": True} if args.uvloop else {}
     try:
         anyio.run(_serve, config, backend="asyncio", backend_options=options)
+    except InvalidArgument as exc:  # a policy, token or certificate file that is not usable
+        logger.error("cannot start error=%r", str(exc))
+        return 2
     except (OSError, BroadcasterError) as exc:  # BroadcasterError: the log cannot open
         logger.error("cannot start error=%r", str(exc))
         return 1
@@ -226,11 +230,23 @@ def _raise_open_files_limit() -> None:
 async def _serve(config: FileConfig) -> None:
     from ..grpc import Server  # grpc is imported only by the commands that need it
 
-    async with (Server(config.server, registry=process_registry()) as server,
-                anyio.create_task_group() as tg):
-        tg.start_soon(_stop_on_signal, server)
-        await server.wait_closed()
-        tg.cancel_scope.cancel()
+    # SIGHUP is caught from the start (its default action would end the process): one
+    # received while the server starts is applied once it serves
+    with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
+        async with (Server(config.server, registry=process_registry()) as server,
+                    anyio.create_task_group() as tg):
+            tg.start_soon(_stop_on_signal, server)
+            tg.start_soon(_reload_on_sighup, server, hangups)
+            await server.wait_closed()
+            tg.cancel_scope.cancel()
+
+
+async def _reload_on_sighup(server: Any, hangups: AsyncIterator[signal.Signals]) -> None:
+    """SIGHUP reloads the policy, token and certificate files (a bad one is refused and
+    logged; the one in force stays). The rest of the configuration needs a restart."""
+    async for _ in hangups:
+        logger.info("signal received signal=SIGHUP: reloading the security files")
+        server.reload_security()
 
 
 async def _stop_on_signal(server: Any) -> None:

@@ -4,6 +4,7 @@ against a Server started in the test (trustme certificates)."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -11,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import grpc
 import pytest
+from anyio.streams.text import TextReceiveStream
 from prometheus_client import CollectorRegistry
 
 from broadcaster._auth import ListenerSecurity, SecurityConfig, new_token, token_line
 from broadcaster.grpc import Server, ServerConfig
+from broadcaster.v1 import broadcaster_pb2 as pb
+from broadcaster.v1 import broadcaster_pb2_grpc as pb_grpc
 
 from .._certs import Authority
 
@@ -107,3 +112,47 @@ async def test_refusals_are_reported(secured: Secured) -> None:
     no_cert = await cli("stats", "--address", secured.server.addresses[0],
                         "--tls-ca", str(secured.ca.ca_file), "--timeout", "3")
     assert no_cert.returncode == 1 and b"UNAVAILABLE" in no_cert.stderr
+
+
+async def test_sighup_reloads_the_policy_of_a_running_server(tmp_path: Path) -> None:
+    """``broadcaster serve`` survives SIGHUP and applies the policy file it rereads (the
+    periodic check is an hour away: the signal did it); a bad file is refused (logged)
+    and the server goes on with the one in force."""
+    from ..deploy._files import running
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[identities.local]\npublish = ["a"]\ncreate = ["a", "b"]\n')
+    config = tmp_path / "broadcaster.toml"
+    config.write_text(f'[security]\npolicy_file = "{policy}"\nreload_interval = 3600.0\n')
+    socket = f"unix:{tmp_path / 's.sock'}"
+    async with running([*CLI, "serve", "--config", str(config), "--listen", socket]) as server, \
+            grpc.aio.insecure_channel(socket) as channel:
+        stub = pb_grpc.BroadcasterStub(channel)
+
+        async def publish(namespace: str) -> grpc.StatusCode:
+            try:
+                await stub.Publish(pb.PublishRequest(namespace=namespace, topic="/x"),
+                                   timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        async def logged(text: str) -> None:
+            assert server.process.stderr is not None
+            with anyio.fail_after(20):
+                async for chunk in TextReceiveStream(server.process.stderr):
+                    server.log.append(chunk)
+                    if text in "".join(server.log):
+                        return
+
+        assert await publish("a") is grpc.StatusCode.OK
+        assert await publish("b") is grpc.StatusCode.PERMISSION_DENIED
+        policy.write_text('[identities.local]\npublish = ["a", "b"]\ncreate = ["a", "b"]\n')
+        server.process.send_signal(signal.SIGHUP)
+        await logged("policy file reloaded")
+        assert await publish("b") is grpc.StatusCode.OK
+        policy.write_text('[identities.local]\npublish = ["not a namespace"]\n')
+        server.process.send_signal(signal.SIGHUP)
+        await logged("policy file refused, the previous one stays in force")
+        assert await publish("b") is grpc.StatusCode.OK
+        assert server.process.returncode is None
