@@ -33,6 +33,7 @@ from .._auth._limits import IdentityLimiter, LimitTable
 from .._auth._policy_file import SecurityPolicy, load_policy
 from .._auth._reload import Reloadable
 from .._auth._tokens import TokenTable, load_tokens
+from ._peers import peer_address
 from ._tls import ServerCertificates
 
 __all__ = ["Security"]
@@ -152,7 +153,8 @@ class Security:
         return identity
 
     def _refuse(self, reason: str, peer: str, message: str) -> Unauthenticated:
-        self.authorizer.note(reason, f"peer {peer}", lambda: f"peer={peer}")
+        # logged once per client address and interval (not per connection: its port)
+        self.authorizer.note(reason, f"peer {peer_address(peer)}", lambda: f"peer={peer}")
         return Unauthenticated(reason, message)
 
     # -- reloading ----------------------------------------------------------------------

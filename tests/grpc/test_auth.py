@@ -390,3 +390,22 @@ async def test_metrics_show_each_scraper_its_namespaces(setup: Setup) -> None:
     assert (await anyio.to_thread.run_sync(get, setup.tokens["watcher"]))[0] == 401
     # the registry itself (what the server exports to its own tools) is complete
     assert b'namespace="b"' in generate_latest(setup.server.registry)
+
+
+@pytest.mark.memory_only  # the policy does not depend on the log
+async def test_refused_credentials_are_logged_once_per_client_address(
+        setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    """Each new connection has a port of its own: the log's rate limit is per address,
+    so a client retrying with a bad token on new connections is logged once."""
+    caplog.set_level("WARNING", logger="broadcaster.security")
+    for _ in range(3):
+        async with setup.token_channel() as channel:  # a new connection each time
+            code, _ = await code_of(stub(channel).Publish(
+                pb.PublishRequest(namespace="shared", topic="/x"),
+                metadata=(("authorization", f"Bearer {new_token()}"),), timeout=5))
+            assert code is grpc.StatusCode.UNAUTHENTICATED
+    logged = [r.getMessage() for r in caplog.records if "reason=invalid_token" in r.getMessage()]
+    assert len(logged) == 1 and "peer=ipv4:127.0.0.1:" in logged[0]
+    denied = {s.labels["reason"]: s.value for s in _samples(setup.server,
+                                                            "broadcaster_auth_denied_total")}
+    assert denied["invalid_token"] == 3
