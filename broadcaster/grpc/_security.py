@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 import anyio
 import grpc
@@ -33,6 +34,7 @@ from .._auth._limits import IdentityLimiter, LimitTable
 from .._auth._policy_file import SecurityPolicy, load_policy
 from .._auth._reload import Reloadable
 from .._auth._tokens import TokenTable, load_tokens
+from .._core._errors import InvalidArgument
 from ._peers import peer_address
 from ._tls import ServerCertificates
 
@@ -42,24 +44,39 @@ logger = logging.getLogger("broadcaster.security")
 
 _NO_LIMITS = LimitTable()
 
+T = TypeVar("T")
+
+
+def _open(key: str, path: str, load: Callable[[str], T], what: str) -> Reloadable[T]:
+    """A file of the security settings, loaded at start.
+
+    :raises InvalidArgument: naming the setting, if the file cannot be read (a file
+        that can be read but is bad raises its own error, naming the key or line)
+    """
+    try:
+        return Reloadable(path, load, what)
+    except OSError as exc:
+        raise InvalidArgument(f"security.{key}",
+                              f"cannot read {path!r}: {exc.strerror or exc}") from None
+
 
 class Security:
     """Everything the edge asks about who a caller is and what it may do.
 
     :param config: the security settings
     :param clock: monotonic seconds (the event loop's): limits and the denial log
-    :raises BroadcasterError, OSError: if a policy, token or certificate file cannot be
-        loaded at start (naming the key or line)
+    :raises BroadcasterError: if a policy, token or certificate file cannot be loaded
+        at start (naming the setting, key or line)
     """
 
     def __init__(self, config: SecurityConfig, clock: Callable[[], float]) -> None:
         self.config = config
-        self.policy = None if config.policy_file is None else Reloadable(
-            config.policy_file, load_policy, "policy")
-        self.tokens = None if config.token_file is None else Reloadable(
-            config.token_file, load_tokens, "token")
-        self.metrics_tokens = None if config.metrics_token_file is None else Reloadable(
-            config.metrics_token_file, load_tokens, "metrics token")
+        self.policy = None if config.policy_file is None else _open(
+            "policy_file", config.policy_file, load_policy, "policy")
+        self.tokens = None if config.token_file is None else _open(
+            "token_file", config.token_file, load_tokens, "token")
+        self.metrics_tokens = None if config.metrics_token_file is None else _open(
+            "metrics_token_file", config.metrics_token_file, load_tokens, "metrics token")
         self.certificates = None if config.tls_cert_file is None else ServerCertificates(
             config.tls_cert_file, config.tls_key_file or "", config.tls_client_ca_file)
         self.authorizer = Authorizer(self._policy, clock, config.denied_log_interval)

@@ -16,6 +16,7 @@ from broadcaster._auth import (
     new_token,
     token_line,
 )
+from broadcaster._core._errors import InvalidArgument
 from broadcaster.grpc._security import Security
 
 TOKEN, OTHER = new_token(), new_token()
@@ -91,3 +92,12 @@ def test_reload_tells_policy_listeners_and_keeps_a_good_policy(
                .samples if s.name.endswith("_total")}
     assert reloads[("policy", "ok")] == 1 and reloads[("policy", "refused")] == 1
     assert reloads[("tokens", "ok")] == 3  # two SIGHUPs, one change
+
+
+@pytest.mark.parametrize("key", ["policy_file", "token_file", "metrics_token_file"])
+def test_a_missing_file_at_start_names_its_setting(tmp_path: Path, key: str) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(InvalidArgument) as info:
+        Security(SecurityConfig(**{key: str(missing)}), clock=lambda: 0.0)
+    assert str(info.value) == (f"security.{key}: cannot read '{missing}': "
+                               "No such file or directory")
