@@ -97,7 +97,7 @@ async def code_of(coro: Any) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.OK, ""
 
 
-@pytest.mark.memory_only  # decided at the edge, before the log
+@pytest.mark.memory_only("decided at the edge, before the log")
 async def test_a_forged_task_exit_from_loopback_is_refused_on_both_apis(
         target: Target) -> None:
     async with grpc.aio.insecure_channel(target.tcp) as channel:
@@ -135,7 +135,7 @@ async def test_a_forged_task_exit_from_loopback_is_refused_on_both_apis(
     assert target.published("scratch") == 1
 
 
-@pytest.mark.memory_only  # decided at the edge, before the log
+@pytest.mark.memory_only("decided at the edge, before the log")
 async def test_a_shims_forward_cannot_forge_another_namespace(target: Target) -> None:
     shim = target.ca.client("shim.k8s.example", name="shim")
     async with target.tls_channel(shim) as channel:
@@ -185,7 +185,7 @@ async def test_another_namespaces_history_cannot_be_replayed(target: Target) -> 
         call.cancel()
 
 
-@pytest.mark.memory_only  # decided at the edge, before the log
+@pytest.mark.memory_only("decided at the edge, before the log")
 async def test_reflection_and_metrics_tell_anonymous_callers_nothing(
         target: Target) -> None:
     async with grpc.aio.insecure_channel(target.tcp) as channel:
@@ -208,7 +208,7 @@ async def test_reflection_and_metrics_tell_anonymous_callers_nothing(
     assert "broadcaster_auth_denied_total" in body
 
 
-@pytest.mark.memory_only  # decided at the edge, before the log
+@pytest.mark.memory_only("decided at the edge, before the log")
 async def test_identities_from_real_client_certificates(target: Target) -> None:
     """The DNS SAN, else the common name; a certificate of another authority, or none,
     does not get past the handshake."""

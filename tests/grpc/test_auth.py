@@ -190,7 +190,7 @@ def _samples(server: Server, name: str) -> list[Any]:
             if s.name == name]
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_all_namespaces_subscriptions_see_only_readable_namespaces(
         setup: Setup) -> None:
     async with setup.token_channel() as channel, \
@@ -221,7 +221,7 @@ async def test_all_namespaces_subscriptions_see_only_readable_namespaces(
         call.cancel()
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_tokens_are_required_where_configured(setup: Setup) -> None:
     async with setup.token_channel() as channel:
         code, details = await code_of(publish(channel, "shared", "/x"))
@@ -256,7 +256,7 @@ async def test_tokens_are_required_where_configured(setup: Setup) -> None:
         await reflect.done_writing()
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_one_identity_at_its_rate_does_not_slow_another(setup: Setup) -> None:
     """Per identity: noisy exhausts its own bucket publishing into "shared"; quiet, into
     the same namespace, gets every one of its events through (the per-namespace rate
@@ -281,7 +281,7 @@ async def test_one_identity_at_its_rate_does_not_slow_another(setup: Setup) -> N
     assert rejected["identity_publish_rate"] == 50
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_stream_subscription_and_namespace_limits(setup: Setup) -> None:
     async with grpc.aio.insecure_channel(setup.unix) as local:
         await publish(local, "a", "/x")  # exists: subscribing to it creates nothing
@@ -322,7 +322,7 @@ async def test_stream_subscription_and_namespace_limits(setup: Setup) -> None:
             call.cancel()
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_a_policy_reload_ends_subscriptions_that_lost_their_permission(
         setup: Setup) -> None:
     async with setup.token_channel() as channel, \
@@ -356,7 +356,7 @@ async def test_a_policy_reload_ends_subscriptions_that_lost_their_permission(
         call.cancel()
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_a_bad_policy_file_is_refused_and_the_old_one_stays(setup: Setup) -> None:
     setup.policy.write_text(POLICY + "\n[identities.x]\npublish = [\"not a namespace\"]\n")
     os.utime(setup.policy, ns=(2, 2))
@@ -365,7 +365,7 @@ async def test_a_bad_policy_file_is_refused_and_the_old_one_stays(setup: Setup) 
         assert (await publish(channel, "a", "/x")).sequence >= 1
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_metrics_show_each_scraper_its_namespaces(setup: Setup) -> None:
     async with grpc.aio.insecure_channel(setup.unix) as local:
         for ns in ("a", "b"):
@@ -392,7 +392,7 @@ async def test_metrics_show_each_scraper_its_namespaces(setup: Setup) -> None:
     assert b'namespace="b"' in generate_latest(setup.server.registry)
 
 
-@pytest.mark.memory_only  # the policy does not depend on the log
+@pytest.mark.memory_only("the policy is applied at the edge, whatever the log")
 async def test_refused_credentials_are_logged_once_per_client_address(
         setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
     """Each new connection has a port of its own: the log's rate limit is per address,

@@ -21,7 +21,7 @@ from broadcaster.grpc import Server
 from .conftest import MakeServer, server_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop"),
-              pytest.mark.memory_only]
+              pytest.mark.memory_only("sockets, listeners and start-up checks: no log involved")]
 
 
 def mode_of(address: str) -> int:
