@@ -26,6 +26,7 @@ import anyio
 import grpc
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from .. import InvalidArgument
 from .._auth._access import ANONYMOUS, LOCAL
 from .._auth._authorizer import Authorizer, Unauthenticated
 from .._auth._config import ListenerSecurity, SecurityConfig
@@ -34,7 +35,6 @@ from .._auth._limits import IdentityLimiter, LimitTable
 from .._auth._policy_file import SecurityPolicy, load_policy
 from .._auth._reload import Reloadable
 from .._auth._tokens import TokenTable, load_tokens
-from .._core._errors import InvalidArgument
 from ._peers import peer_address
 from ._tls import ServerCertificates
 
