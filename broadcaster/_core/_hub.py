@@ -256,7 +256,9 @@ class Broadcaster:
         if self._backend is not None and name in self._backend.unavailable:
             ns.available = False
             ns.unavailable_reason = self._backend.unavailable[name]
-        budget, wildcard = self._budget, list(self._wildcard)  # oldest first
+        budget = self._budget
+        wildcard = [sub for sub in self._wildcard  # oldest first
+                    if sub.admit is None or sub.admit(name)]
         while len(wildcard) > budget.max_cursors - budget.cursors:
             wildcard.pop().end(  # the newest goes, and frees its cursors
                 EndReason.CURSOR_LIMIT,
@@ -287,6 +289,10 @@ class Broadcaster:
 
     def namespace_names(self) -> list[str]:
         return sorted(self._namespaces)
+
+    def has_namespace(self, name: str) -> bool:
+        """Whether namespace *name* exists now (publishing into it creates nothing)."""
+        return name in self._namespaces
 
     def epoch_of(self, namespace: str) -> str:
         """The epoch of *namespace*'s sequences (the hub's, unless each namespace has
@@ -692,6 +698,7 @@ class Broadcaster:
         since_default: int | None = None,
         epoch: str | Mapping[str, str] | None = None,
         liveness: Liveness = "consume",
+        admit: Callable[[str], bool] | None = None,
     ) -> Subscription:
         """Make a subscription; it registers when its ``async with`` is entered.
 
@@ -710,6 +717,11 @@ class Broadcaster:
             oldest retained event
         :param liveness: ``"consume"``: reading proves the subscriber alive;
             ``"ack"``: only :meth:`Subscription.ack` does (for network edges)
+        :param admit: the namespaces the subscription may read, asked whenever an
+            all-namespaces subscription would be attached to a namespace (at
+            registration, and when a namespace is created): it is attached only to those
+            admitted. Asked again for every namespace the subscription reads (named ones
+            too) by :meth:`readmit`. None: every namespace
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
         """
         names: tuple[str, ...] | None
@@ -735,7 +747,7 @@ class Broadcaster:
         if since_default is not None and (not isinstance(since_default, int) or since_default < 0):
             raise InvalidArgument("since_default", "must be a non-negative integer")
         return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness,
-                            topics)
+                            topics, admit)
 
     def _matcher(self, filters: Sequence[str]
                  ) -> tuple[Matcher | None, frozenset[str] | None]:
@@ -816,7 +828,8 @@ class Broadcaster:
         targets: list[NamespaceState] = []
         new: list[str] = []
         if sub.namespaces is None:
-            targets = list(self._namespaces.values())
+            admit = sub.admit
+            targets = [ns for ns in self._namespaces.values() if admit is None or admit(ns.name)]
         else:
             for name in sub.namespaces:
                 ns = self._namespaces.get(name)
@@ -841,6 +854,44 @@ class Broadcaster:
                 "max_cursors in the configuration file)",
             )
         return targets, new
+
+    def readmit(self) -> int:
+        """Ask every subscription's ``admit`` predicate again (it changed: an access
+        policy was reloaded). A subscription reading a namespace it is no longer
+        admitted to is ended (``permission_revoked``; what was buffered for it is not
+        delivered); an all-namespaces subscription is attached to the namespaces it is
+        now admitted to (as to a new namespace; ended with ``cursor_limit`` if the
+        cursors do not fit).
+
+        :returns: how many subscriptions were ended
+        """
+        ended = 0
+        for sub in list(self._subs):
+            admit = sub.admit
+            if admit is None:
+                continue
+            lost = next((name for name in sub.cursors if not admit(name)), None)
+            if lost is not None:
+                sub.end(EndReason.PERMISSION_REVOKED,
+                        f"namespace {lost!r}: the subscriber may no longer read it (the "
+                        "access policy changed)")
+                ended += 1
+            elif sub.namespaces is None:
+                ended += self._extend(sub, admit)
+        return ended
+
+    def _extend(self, sub: Subscription, admit: Callable[[str], bool]) -> int:
+        budget = self._budget
+        for name, ns in list(self._namespaces.items()):
+            if name in sub.cursors or not admit(name):
+                continue
+            if budget.cursors >= budget.max_cursors:
+                sub.end(EndReason.CURSOR_LIMIT,
+                        f"namespace {name!r} became readable and the hub has its maximum of "
+                        f"{budget.max_cursors} cursors; raise max_cursors")
+                return 1
+            sub.attach(ns, clamp=True)
+        return 0
 
     def unregister(self, sub: Subscription) -> None:
         self._rewake.discard(sub)

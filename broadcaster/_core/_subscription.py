@@ -46,8 +46,8 @@ class Subscription:
     __slots__ = (
         "__weakref__", "_ack_due", "_after", "_closed", "_end_sent", "_ended", "_epoch", "_hub",
         "_next", "_order", "_pending", "_registered", "_rr", "_since", "_since_default",
-        "_wake", "acked", "acked_at", "consumed_at", "cursors", "delivered", "dropped",
-        "heartbeat_seen", "liveness", "matcher", "namespaces", "policy", "topics",
+        "_wake", "acked", "acked_at", "admit", "consumed_at", "cursors", "delivered",
+        "dropped", "heartbeat_seen", "liveness", "matcher", "namespaces", "policy", "topics",
     )
 
     def __init__(
@@ -61,9 +61,12 @@ class Subscription:
         epoch: str | Mapping[str, str] | None,
         liveness: Liveness,
         topics: frozenset[str] | None = None,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         self._hub = hub
         self.namespaces = namespaces
+        #: which namespaces an all-namespaces subscription may be attached to (None: all)
+        self.admit = admit
         self.matcher = matcher
         self.topics = topics  # the only topics *matcher* can accept (None: any)
         self.policy = policy
