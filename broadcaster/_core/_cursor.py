@@ -2,48 +2,112 @@
 
 The namespace log is shared: publishing appends once, whatever the number of
 subscribers. Each cursor *settles* the events published since it last looked (on
-read, before a blocking publish, and in the hub's sweeps): it filters them and admits
-them into its bounded buffer under its policy, recording every drop. Room in the
-buffer only appears when the subscriber reads, so settling lazily decides exactly as an
-eager per-subscriber queue would, at a cost the publisher never pays.
+read, before a blocking publish, and in the hub's sweeps): it filters them and hands
+them to its overflow policy (:mod:`._overflow`), which buffers what fits and decides
+about the rest. Room in the buffer only appears when the subscriber reads, so settling
+lazily decides exactly as an eager per-subscriber queue would, at a cost the publisher
+never pays.
+
+A cursor writes into nothing but itself: it keeps its notices, counts what it dropped
+(``dropped``) and remembers that its policy gave up on the subscriber (``slow``); whoever
+settles it reads those. It reaches its subscription and its namespace through two small
+protocols, :class:`Reader` and :class:`Source`, and tells its namespace only what the
+namespace counts (drops by reason, deliveries, retries waiting).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-from ._policy import Policy, PolicyKind
-from ._types import DropNotice, DropReason, Event, ResyncNotice, ResyncReason
+from ._filters import Matcher
+from ._log import EventLog
+from ._overflow import OverflowPolicy
+from ._policy import Policy
+from ._scan import Clock
+from ._types import DropNotice, DropReason, EndReason, Event, ResyncNotice, ResyncReason
 
-if TYPE_CHECKING:
-    from ._namespace import NamespaceState
-    from ._subscription import Subscription
-
-__all__ = ["Cursor"]
-
-_OVERFLOW_REASON = {
-    PolicyKind.DROP_NEWEST: DropReason.OVERFLOW_NEWEST,
-    PolicyKind.DROP_OLDEST: DropReason.OVERFLOW_OLDEST,
-    PolicyKind.RETRY: DropReason.RETRY_EXHAUSTED,
-}
+__all__ = ["Cursor", "Reader", "Source"]
 
 
-class Cursor:
-    """Where one subscription stands in one namespace."""
+class Reader(Protocol):
+    """The subscription a cursor reads for, as the cursor and its owners see it."""
+
+    @property
+    def namespaces(self) -> tuple[str, ...] | None:
+        """The namespaces it named (None: every namespace)."""
+        ...
+
+    @property
+    def topics(self) -> frozenset[str] | None:
+        """The only topics its filter can match (None: any)."""
+        ...
+
+    @property
+    def matcher(self) -> Matcher | None: ...
+
+    @property
+    def hub_epoch(self) -> str: ...
+
+    def match_budget(self) -> tuple[Clock, float]:
+        """The clock and the seconds of it one read may spend matching."""
+        ...
+
+    def now(self) -> float: ...
+
+    def end(self, reason: EndReason, message: str) -> None:
+        """End the subscription from the hub's side."""
+        ...
+
+
+class Source(Protocol):
+    """The namespace a cursor reads, as the cursor sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def log(self) -> EventLog: ...
+
+    def quiet_since(self, topics: frozenset[str], start: int) -> bool: ...
+
+    def lost_since(self, topics: frozenset[str], start: int) -> bool: ...
+
+    def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
+               budget: float = 0.0) -> tuple[list[Event], int]: ...
+
+    def count_drop(self, reason: DropReason, count: int) -> None: ...
+
+    def delivered_chunk(self, chunk: Sequence[Event], now: float, live: bool = True) -> None: ...
+
+    def note_retries(self) -> None:
+        """Some cursor has events waiting for a retry (the sweep must come)."""
+        ...
+
+
+#: The namespace type a cursor's owners know it by (the cursor itself needs a Source).
+S = TypeVar("S", bound=Source)
+
+
+class Cursor(Generic[S]):
+    """Where one subscription stands in one namespace.
+
+    :ivar overflow: what it does when its buffer is full (derived from its policy)
+    :ivar dropped: events it dropped, reported or to be reported to the subscriber
+    :ivar slow: 0, or the events pending when its policy gave up on the subscriber
+        (it must be evicted: ``slow_consumer``); once set, it stays set
+    """
 
     __slots__ = (
-        "accepted_end", "behind", "buf", "buf_bytes", "mode", "next", "notices", "ns",
-        "overflow", "policy", "replaying", "start_after", "sub",
+        "accepted_end", "behind", "buf", "buf_bytes", "dropped", "next", "notices", "ns",
+        "overflow", "replaying", "retries", "slow", "start_after", "sub",
     )
 
-    def __init__(self, sub: Subscription, ns: NamespaceState, policy: Policy) -> None:
+    def __init__(self, sub: Reader, ns: S, overflow: OverflowPolicy) -> None:
         self.sub = sub
         self.ns = ns
-        self.policy = policy
-        # Block subscribers fall back to another policy once a publisher gave up waiting.
-        self.mode = policy.fallback if policy.kind is PolicyKind.BLOCK else policy.kind
+        self.overflow = overflow
         self.replaying = False
         self.next = ns.log.head + 1  # replay position (while replaying)
         self.accepted_end = self.next  # first sequence not yet settled (live)
@@ -52,11 +116,18 @@ class Cursor:
         # object (a hub may hold hundreds of thousands), not three empty containers.
         self.buf: deque[Event] | tuple[()] = ()
         self.buf_bytes = 0
-        self.overflow: deque[tuple[Event, float]] | tuple[()] = ()  # retry: (event, deadline)
+        self.retries: deque[tuple[Event, float]] | tuple[()] = ()  # (event, deadline)
         self.notices: list[DropNotice | ResyncNotice] | tuple[()] = ()
+        self.dropped = 0
+        self.slow = 0
         # the filter's CPU budget ran out before the head: settle or replay goes on at
         # the next read, after other tasks ran (the subscription is woken for it)
         self.behind = False
+
+    @property
+    def policy(self) -> Policy:
+        """The policy it applies (the subscription's, cut to the namespace's limits)."""
+        return self.overflow.policy
 
     # -- start -------------------------------------------------------------------
 
@@ -85,12 +156,14 @@ class Cursor:
     # -- settling live events -------------------------------------------------------
 
     def settle(self, now: float, budgeted: bool = True) -> None:
-        """Admit or drop, under the policy, every event published since the last settle
-        (with a filter and *budgeted*: those its CPU budget had time to match)."""
+        """Hand to the overflow policy every event published since the last settle
+        (with a filter and *budgeted*: those its CPU budget had time to match). What it
+        dropped is in ``notices`` and ``dropped``; if it gave up on the subscriber,
+        ``slow`` is set."""
         if self.replaying:
             return
-        if self.overflow:
-            self._retry_admit(now)
+        if self.retries:
+            self.overflow.offer(self, now)
         log = self.ns.log
         head = log.head
         start = self.accepted_end
@@ -118,32 +191,11 @@ class Cursor:
             self.accepted_end = end
             self.behind = end <= head
         if events:
-            self._admit(events, now)
+            self.overflow.admit(self, events, now)
 
-    def _admit(self, events: Sequence[Event], now: float) -> None:
-        mode, policy, buf = self.mode, self.policy, self._buffer()
-        if mode is PolicyKind.DROP_OLDEST:
-            buf.extend(events)
-            if policy.max_bytes:
-                self.buf_bytes += sum(e.size for e in events)
-            self._trim_oldest()
-            return
-        fit = self._fit(events)
-        if fit:
-            buf.extend(events[:fit])
-            if policy.max_bytes:
-                self.buf_bytes += sum(e.size for e in events[:fit])
-        rest = events[fit:]
-        if not rest:
-            return
-        if mode is PolicyKind.DISCONNECT:
-            self.sub.evict_slow(self.ns.name, len(buf) + len(rest))
-        elif mode is PolicyKind.RETRY:
-            self._retry_queue(rest, now)
-        else:
-            self._drop(rest, self._reason())
+    # -- the buffer, as its overflow policy acts on it (the Buffer protocol) -----------
 
-    def _fit(self, events: Sequence[Event]) -> int:
+    def fit(self, events: Sequence[Event]) -> int:
         """How many of *events* fit into the buffer now."""
         policy = self.policy
         fit = min(len(events), max(0, policy.max_events - len(self.buf)))
@@ -155,58 +207,44 @@ class Cursor:
                     return i
         return fit
 
-    def _trim_oldest(self) -> None:
+    def put(self, events: Sequence[Event]) -> None:
+        self._buffer().extend(events)
+        if self.policy.max_bytes:
+            self.buf_bytes += sum(e.size for e in events)
+
+    def shed(self) -> list[Event]:
         policy, buf = self.policy, self._buffer()
         excess = len(buf) - policy.max_events
-        dropped: list[Event] = []
+        shed: list[Event] = []
         if excess > 0:
-            dropped = [buf.popleft() for _ in range(excess)]
+            shed = [buf.popleft() for _ in range(excess)]
         if policy.max_bytes:
-            self.buf_bytes -= sum(e.size for e in dropped)
+            self.buf_bytes -= sum(e.size for e in shed)
             while buf and self.buf_bytes > policy.max_bytes:
                 event = buf.popleft()
                 self.buf_bytes -= event.size
-                dropped.append(event)
-        if dropped:
-            self._drop(dropped, self._reason())
+                shed.append(event)
+        return shed
 
-    def _retry_queue(self, events: Sequence[Event], now: float) -> None:
-        self.ns.retrying = True
-        policy, overflow = self.policy, self._overflow()
-        last = overflow[-1][1] if overflow else 0.0
-        rejected: list[Event] = []
-        for event in events:
-            if len(overflow) >= policy.max_events:
-                rejected.append(event)
-                continue
-            last = max(last, event.published_at + policy.retry_delays(self.sub.random()))
-            overflow.append((event, last))
-        if rejected:
-            self._drop(rejected, DropReason.RETRY_EXHAUSTED)
+    def drop(self, events: Sequence[Event], reason: DropReason) -> None:
+        self._record(len(events), events[0].sequence, events[-1].sequence, reason)
 
-    def _retry_admit(self, now: float) -> None:
-        overflow, expired = self._overflow(), []
-        while overflow and overflow[0][1] < now:
-            expired.append(overflow.popleft()[0])
-        if expired:
-            self._drop(expired, DropReason.RETRY_EXHAUSTED)
-        if overflow:
-            waiting = [event for event, _ in overflow]
-            fit = self._fit(waiting)
-            for _ in range(fit):
-                event = overflow.popleft()[0]
-                self._buffer().append(event)
-                self.buf_bytes += event.size if self.policy.max_bytes else 0
+    def refuse(self, events: Sequence[Event]) -> None:
+        self.slow = self.slow or len(self.buf) + len(events)
 
-    def _reason(self) -> DropReason:
-        if self.policy.kind is PolicyKind.BLOCK:
-            return DropReason.BLOCK_TIMEOUT
-        return _OVERFLOW_REASON[self.mode]
+    def retry_queue(self) -> deque[tuple[Event, float]]:
+        retries = self.retries
+        if not isinstance(retries, deque):
+            retries = self.retries = deque()
+        self.ns.note_retries()  # the sweep expires them even if nobody reads
+        return retries
+
+    def slow_message(self) -> str:
+        """Why the subscriber is evicted (once ``slow`` is set)."""
+        return (f"namespace {self.ns.name!r}: {self.slow} events pending exceed the "
+                "disconnect bound")
 
     # -- recording drops --------------------------------------------------------------
-
-    def _drop(self, events: Sequence[Event], reason: DropReason) -> None:
-        self._record(len(events), events[0].sequence, events[-1].sequence, reason)
 
     def _lost_to_retention(self, first: int, last: int) -> None:
         # The events are gone, so a filter cannot be applied: every position counts.
@@ -214,6 +252,8 @@ class Cursor:
 
     def _record(self, count: int, first: int, last: int, reason: DropReason) -> None:
         notices = self._notices()
+        self.ns.count_drop(reason, count)
+        self.dropped += count
         if notices:
             prev = notices[-1]
             if (
@@ -224,12 +264,8 @@ class Cursor:
                 notices[-1] = DropNotice(
                     prev.namespace, prev.count + count, prev.first_sequence, last, reason
                 )
-                self.ns.count_drop(reason, count)
-                self.sub.dropped += count
                 return
         notices.append(DropNotice(self.ns.name, count, first, last, reason))
-        self.ns.count_drop(reason, count)
-        self.sub.dropped += count
 
     # -- reading ------------------------------------------------------------------------
 
@@ -249,7 +285,7 @@ class Cursor:
             taken = self._take_replay(limit, out)
         else:
             self.settle(now)
-            taken = self._take_live(limit, out)
+            taken = 0 if self.slow else self._take_live(limit, out)
         return taken
 
     def flush_notices(self, out: list[object]) -> None:
@@ -272,8 +308,8 @@ class Cursor:
             if self.policy.max_bytes:
                 self.buf_bytes -= sum(e.size for e in chunk)
         out.extend(chunk)
-        if self.overflow:
-            self._retry_admit(self.sub.now())
+        if self.retries:
+            self.overflow.offer(self, self.sub.now())
         self.ns.delivered_chunk(chunk, self.sub.now())
         return len(chunk)
 
@@ -322,12 +358,6 @@ class Cursor:
             buf = self.buf = deque()
         return buf
 
-    def _overflow(self) -> deque[tuple[Event, float]]:
-        overflow = self.overflow
-        if not isinstance(overflow, deque):
-            overflow = self.overflow = deque()
-        return overflow
-
     def _notices(self) -> list[DropNotice | ResyncNotice]:
         notices = self.notices
         if not isinstance(notices, list):
@@ -336,19 +366,37 @@ class Cursor:
 
     def discard(self) -> None:
         """Forget what is buffered or waiting for a retry (the subscriber was evicted)."""
-        self.buf = self.overflow = ()
+        self.buf = self.retries = ()
         self.buf_bytes = 0
 
     def drained(self, now: float) -> bool:
         """Whether everything published has been delivered or reported to the subscriber
         (nothing buffered, waiting for a retry, to replay, or to tell)."""
         self.settle(now)
-        return not (self.buf or self.overflow or self.notices or self.replaying
+        return not (self.buf or self.retries or self.notices or self.replaying or self.slow
                     or self.accepted_end <= self.ns.log.head)
+
+    def lag(self, now: float) -> int:
+        """Events published that it has not delivered (as :meth:`pending`), for a
+        scrape: settled first if a drop may be due (its unsettled events may not fit its
+        buffer, retention overtook it, retries wait), so that the scrape counts it. An
+        idle cursor is only looked at: with hundreds of thousands of them a scrape costs
+        one look at each, not a settle (and a buffer allocated for each)."""
+        if self.replaying:
+            return self.ns.log.head - self.next + 1
+        log, policy = self.ns.log, self.policy
+        unsettled = log.head - self.accepted_end + 1
+        if unsettled > 0 and (
+            self.accepted_end < log.first or self.retries or policy.max_bytes
+            or len(self.buf) + unsettled > policy.max_events
+        ):
+            self.settle(now)
+            unsettled = log.head - self.accepted_end + 1
+        return len(self.buf) + len(self.retries) + unsettled
 
     def pending(self) -> int:
         """Events published that this cursor has neither delivered nor dropped (upper bound)."""
         head = self.ns.log.head
         if self.replaying:
             return head - self.next + 1
-        return len(self.buf) + len(self.overflow) + head - self.accepted_end + 1
+        return len(self.buf) + len(self.retries) + head - self.accepted_end + 1

@@ -16,13 +16,14 @@ from anyio.abc import TaskGroup
 from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
+from ._cursor import Cursor
 from ._errors import InvalidArgument, QuotaExceeded
 from ._filter_cache import FilterCache
 from ._filters import Matcher
 from ._items import CheckedItem, ItemChecker, PublishItem
 from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
-from ._namespace import NamespaceState, check_burst
+from ._namespace import NamespaceState, Waiter, check_burst
 from ._payload import FieldCache, json_fields
 from ._policy import Policy
 from ._registry import NamespaceTable
@@ -168,8 +169,8 @@ class Broadcaster:
     def _remove(self, ns: NamespaceState) -> None:
         """Remove an idle namespace; all-namespaces subscriptions leave it (they have
         nothing of it left to deliver) and meet it again if it comes back."""
-        for cursor in list(ns.cursors):
-            cursor.sub.detach(ns)
+        for sub in self._wildcard:  # the only ones left with a cursor in it
+            sub.detach(ns)
         self._dirty.discard(ns)
         self._table.remove(ns)
 
@@ -321,11 +322,12 @@ class Broadcaster:
         now = self.now()
         deadline: float | None = None
         while True:
-            room, cursor = ns.block_room(now)
-            if room > 0 or cursor is None:
+            room, timeout, slow = ns.block_room(now)
+            _end_slow(slow)
+            if room > 0:
                 return min(count, room)
             if deadline is None:
-                deadline = now + cursor.policy.block_timeout
+                deadline = now + timeout
             if now >= deadline:
                 return count
             await ns.wait_for_room(deadline - now)
@@ -353,7 +355,7 @@ class Broadcaster:
 
     async def _notifier_loop(self) -> None:
         linger = self.config.notify_linger
-        woken: list[Subscription] = []
+        woken: list[Waiter] = []
         while True:
             if not self._dirty and not self._rewake:
                 self._notify = anyio.Event()
@@ -372,7 +374,7 @@ class Broadcaster:
             await self._wake(woken)
             woken.clear()
 
-    async def _wake(self, subs: list[Subscription]) -> None:
+    async def _wake(self, subs: list[Waiter]) -> None:
         """Wake *subs*, ``wake_batch`` at a time with a checkpoint in between, so that
         waking thousands of subscribers does not hold the event loop."""
         batch = self.config.wake_batch
@@ -579,19 +581,21 @@ class Broadcaster:
         while True:
             await anyio.sleep(interval)
             now = self.now()
-            for ns in self._namespaces.values():
-                if ns.sweep_cursors and (ns.log.head != ns.swept_head or ns.retrying):
-                    ns.sweep(now)
+            for ns in list(self._namespaces.values()):
+                if ns.sweep_due:
+                    _end_slow(ns.sweep(now))
 
     # -- figures --------------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
         """Figures of the hub and every namespace (settles pending drops first)."""
         now, budget = self.now(), self._budget
+        for ns in list(self._namespaces.values()):
+            _end_slow(ns.settle_figures(now))
         return HubStatistics(
             epoch=self.epoch,
             subscriptions=len(self._subs),
-            namespaces={n: ns.statistics(now) for n, ns in sorted(self._namespaces.items())},
+            namespaces={n: ns.statistics() for n, ns in sorted(self._namespaces.items())},
             callbacks=self.callbacks.count,
             callback_errors=self.callbacks.errors,
             slow_callbacks=self.callbacks.slow,
@@ -607,6 +611,13 @@ class Broadcaster:
             budget_trimmed_events=budget.trimmed_events,
             budget_trimmed_bytes=budget.trimmed_bytes,
         )
+
+
+def _end_slow(cursors: Iterable[Cursor[NamespaceState]]) -> None:
+    """End the subscriptions of *cursors*, whose policy gave up on them (called once the
+    namespace is done iterating over its cursors)."""
+    for cursor in cursors:
+        cursor.sub.end(EndReason.SLOW_CONSUMER, cursor.slow_message())
 
 
 def _loop_clock() -> Callable[[], float]:

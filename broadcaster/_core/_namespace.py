@@ -1,30 +1,42 @@
-"""Per-namespace state: the log, the cursors reading it, counters and quotas."""
+"""Per-namespace state: the log, the cursors reading it, counters and quotas.
+
+A namespace records its own figures: what was published (when it appends), delivered
+and dropped (its cursors tell it), and evicted. It knows subscriptions only as
+:class:`Waiter` (parked on it) and through its cursors' :class:`Reader`.
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
+from ._budget import Budget, Entry
 from ._config import NamespaceConfig
+from ._cursor import Cursor
 from ._errors import QuotaExceeded
 from ._filters import Matcher
+from ._items import CheckedItem
 from ._log import EventLog
-from ._policy import PolicyKind
 from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._types import DropReason, EndReason, Event
 
-if TYPE_CHECKING:
-    from ._budget import Budget, Entry
-    from ._cursor import Cursor
-    from ._items import CheckedItem
-    from ._subscription import Subscription
+__all__ = ["NamespaceState", "Waiter", "check_burst"]
 
-__all__ = ["NamespaceState", "check_burst"]
+
+class Waiter(Protocol):
+    """A subscription parked on a namespace, waiting for its events."""
+
+    @property
+    def topics(self) -> frozenset[str] | None:
+        """Only a publish of one of these wakes it (None: any publish)."""
+        ...
+
+    def wake(self) -> None: ...
 
 _FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing
 _FILTER_CACHE_ENTRIES = 1024  # distinct matchers remembered per namespace
@@ -55,17 +67,18 @@ class NamespaceState:
         self.log = log
         self.budget = budget
         self.budget_entry: Entry | None = None  # its place on the budget's heap
-        self.removed = False  # the hub removed it as idle
         self.idle_since: float | None = None
         self.busy: anyio.Event | None = None  # set while a batch is published in slices
-        self.cursors: set[Cursor] = set()
+        self.cursors: set[Cursor[NamespaceState]] = set()
         self.pinned = 0  # cursors of subscriptions that named it (not all-namespaces ones)
-        self.block_cursors: set[Cursor] = set()
-        self.sweep_cursors: set[Cursor] = set()  # disconnect and retry: checked periodically
-        self.waiting: set[Subscription] = set()
+        # cursors whose policy holds publishers back (block), and those that must be
+        # settled periodically (they evict, or events wait for a retry)
+        self.block_cursors: set[Cursor[NamespaceState]] = set()
+        self.sweep_cursors: set[Cursor[NamespaceState]] = set()
+        self.waiting: set[Waiter] = set()
         # subscriptions whose filters only match some topics wait under those topics, and
         # only a publish of one of them wakes them
-        self.waiting_topics: dict[str, set[Subscription]] = {}
+        self.waiting_topics: dict[str, set[Waiter]] = {}
         self.burst_topics: set[str] = set()  # published since the last notify
         # for every topic some subscription filters on: the retained sequences published
         # with it, and the newest one retention trimmed, so that such a cursor skips a
@@ -93,7 +106,7 @@ class NamespaceState:
 
     # -- cursors ---------------------------------------------------------------
 
-    def add(self, cursor: Cursor) -> None:
+    def add(self, cursor: Cursor[NamespaceState]) -> None:
         if cursor in self.cursors:
             return
         topics = cursor.sub.topics
@@ -109,13 +122,12 @@ class NamespaceState:
         self.changed = True
         if cursor.sub.namespaces is not None:
             self.pinned += 1
-        kind = cursor.policy.kind
-        if kind is PolicyKind.BLOCK:
+        if cursor.overflow.blocks:
             self.block_cursors.add(cursor)
-        if cursor.mode in (PolicyKind.DISCONNECT, PolicyKind.RETRY):
+        if cursor.overflow.sweep:
             self.sweep_cursors.add(cursor)
 
-    def remove(self, cursor: Cursor) -> None:
+    def remove(self, cursor: Cursor[NamespaceState]) -> None:
         if cursor not in self.cursors:
             return
         topics = cursor.sub.topics
@@ -231,7 +243,7 @@ class NamespaceState:
         self.changed = True
         return stop - first, before - log.retained_bytes
 
-    def park(self, sub: Subscription) -> None:
+    def park(self, sub: Waiter) -> None:
         """Note that *sub* waits for this namespace's events."""
         topics = sub.topics
         if topics is None:
@@ -243,7 +255,7 @@ class NamespaceState:
                 waiters = self.waiting_topics[topic] = set()
             waiters.add(sub)
 
-    def unpark(self, sub: Subscription) -> None:
+    def unpark(self, sub: Waiter) -> None:
         self.waiting.discard(sub)
         if sub.topics is not None:
             for topic in sub.topics:
@@ -253,7 +265,7 @@ class NamespaceState:
                     if not waiters:
                         del self.waiting_topics[topic]
 
-    def take_waiters(self, out: list[Subscription]) -> None:
+    def take_waiters(self, out: list[Waiter]) -> None:
         """Move into *out* the subscriptions to wake after a burst (once per burst): those
         waiting for this namespace, and those waiting for a topic published in it."""
         if self.waiting:
@@ -326,13 +338,20 @@ class NamespaceState:
             self.filtered[matcher] = (start, stop, events, end)
         return events, end
 
-    def block_room(self, now: float) -> tuple[int, Cursor | None]:
-        """The room of the fullest blocking cursor, and that cursor."""
-        room, fullest = 1 << 62, None
+    def block_room(self, now: float) -> tuple[int, float, list[Cursor[NamespaceState]]]:
+        """How many events every blocking cursor has room for now, how long a publisher
+        may wait for the fullest of them (its block timeout), and the cursors whose
+        policy gave up on their subscriber while they were settled (for the hub to
+        evict; they hold no one back)."""
+        room, timeout = 1 << 62, 0.0
+        slow: list[Cursor[NamespaceState]] = []
         for cursor in self.block_cursors:
-            if (r := cursor.room(now)) < room:
-                room, fullest = r, cursor
-        return room, fullest
+            r = cursor.room(now)
+            if cursor.slow:
+                slow.append(cursor)
+            elif r < room:
+                room, timeout = r, cursor.policy.block_timeout
+        return room, timeout, slow
 
     async def wait_for_room(self, seconds: float) -> None:
         """Wait until a blocking subscriber reads, at most *seconds*."""
@@ -346,40 +365,46 @@ class NamespaceState:
             self.room.set()
             self.room = None
 
-    def sweep(self, now: float) -> None:
-        """Settle the ``disconnect`` and ``retry`` cursors: evicts subscribers over their
-        bound and counts expired retries even if nobody reads. Called only when there is
-        something to do: events published since the last sweep, or retries waiting."""
+    @property
+    def sweep_due(self) -> bool:
+        """Whether the sweep has something to do: cursors to sweep, and events published
+        since it last ran or retries waiting."""
+        return bool(self.sweep_cursors) and (self.log.head != self.swept_head or self.retrying)
+
+    def sweep(self, now: float) -> list[Cursor[NamespaceState]]:
+        """Settle the cursors that must be settled periodically (``disconnect`` and
+        ``retry``, and ``block`` falling back to ``disconnect``): expired retries are
+        counted even if nobody reads. Return the cursors whose subscriber is over its
+        bound, for the hub to evict."""
         self.swept_head = self.log.head
         cursors = list(self.sweep_cursors)
         for cursor in cursors:
             cursor.settle(now)
-        self.retrying = any(cursor.overflow for cursor in cursors)
+        self.retrying = any(cursor.retries for cursor in cursors)
+        return [cursor for cursor in cursors if cursor.slow]
+
+    def note_retries(self) -> None:
+        self.retrying = True
 
     # -- counting -----------------------------------------------------------------------
 
-    def _settle_for_figures(self, now: float) -> int:
-        """Settle the cursors that may have drops due (so that a scrape counts them), and
-        return the largest lag. A cursor whose unsettled events all fit its buffer has no
-        drop due and is not settled: with hundreds of thousands of idle cursors a scrape
-        costs one look at each, not a settle."""
-        log = self.log
-        head, first, max_lag = log.head, log.first, 0
+    def settle_figures(self, now: float) -> list[Cursor[NamespaceState]]:
+        """Bring the figures :meth:`statistics` reports up to date, if anything happened
+        since the last time: settle the cursors that may have drops due (so that a
+        scrape counts them; see :meth:`Cursor.lag`) and find the largest lag. Return the
+        cursors whose subscriber is over its bound, for the hub to evict."""
+        if not (self.changed or self.sweep_cursors):
+            return []
+        self.changed = False
+        max_lag, slow = 0, []
         for cursor in list(self.cursors):
-            if cursor.replaying:
-                lag = head - cursor.next + 1
-            else:
-                unsettled = head - cursor.accepted_end + 1
-                if unsettled > 0 and (
-                    cursor.accepted_end < first or cursor.overflow or cursor.policy.max_bytes
-                    or len(cursor.buf) + unsettled > cursor.policy.max_events
-                ):
-                    cursor.settle(now)
-                    unsettled = head - cursor.accepted_end + 1
-                lag = len(cursor.buf) + len(cursor.overflow) + unsettled
-            if lag > max_lag:
+            lag = cursor.lag(now)
+            if cursor.slow:
+                slow.append(cursor)
+            elif lag > max_lag:
                 max_lag = lag
-        return max_lag
+        self.max_lag = max_lag
+        return slow
 
     def count_drop(self, reason: DropReason, count: int) -> None:
         self.dropped[reason.value] += count
@@ -401,10 +426,8 @@ class NamespaceState:
         if self.block_cursors:
             self.wake_publishers()
 
-    def statistics(self, now: float) -> NamespaceStatistics:
-        if self.changed or self.sweep_cursors:
-            self.changed = False
-            self.max_lag = self._settle_for_figures(now)
+    def statistics(self) -> NamespaceStatistics:
+        """Its figures, as of the last :meth:`settle_figures`."""
         cumulative, running = [], 0
         for count in self.latency_counts[:-1]:
             running += count

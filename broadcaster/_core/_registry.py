@@ -86,7 +86,6 @@ class NamespaceTable:
     def remove(self, ns: NamespaceState) -> None:
         """Remove *ns* (idle, without cursors) and remember its head."""
         del self.live[ns.name]
-        ns.removed = True
         self._budget.forget(ns)
         self.removed += 1
         head = ns.log.head

@@ -209,6 +209,29 @@ class TestTimed:
                 assert DropNotice("a", 3, 2, 4, DropReason.BLOCK_TIMEOUT) in items
                 assert DropNotice("quiet", 1, 2, 2, DropReason.OVERFLOW_NEWEST) in items
 
+    async def test_block_falling_back_to_disconnect_evicts_and_frees_the_publisher(
+        self,
+    ) -> None:
+        """The publisher's room check used to evict inside its loop over the blocking
+        cursors ("Set changed size during iteration" in publish)."""
+        async with Broadcaster() as hub:
+            gone = hub.subscribe("a", policy=Policy.block(2, timeout=0.5, fallback="disconnect"))
+            stays = hub.subscribe("a", policy=Policy.block(2, timeout=0.5))
+            async with gone, stays:
+                start = anyio.current_time()
+                await publish_n(hub, "a", 3)  # the third waits 0.5 s, then goes in
+                assert anyio.current_time() - start == pytest.approx(0.5)
+                await hub.publish("a", "/x")  # "gone" is over its bound: evicted here
+                assert anyio.current_time() - start == pytest.approx(1.0)  # "stays" is full
+                assert hub.subscription_count == 1
+                items = drain(gone)
+                assert [type(i) for i in items] == [Ended]
+                assert items[0].reason is EndReason.SLOW_CONSUMER  # type: ignore[union-attr]
+                items = drain(stays)
+                assert notices_of(items) == [DropNotice("a", 2, 3, 4, DropReason.BLOCK_TIMEOUT)]
+                assert [e.sequence for e in events_of(items)] == [1, 2]
+                assert hub.statistics().namespaces["a"].evicted == {"slow_consumer": 1}
+
     async def test_retry_admits_within_the_backoff_window_then_drops(self) -> None:
         policy = Policy.retry(2, initial_backoff=0.1, multiplier=2, max_attempts=3, jitter=0)
         assert policy.retry_delays(0.5) == pytest.approx(0.7)
