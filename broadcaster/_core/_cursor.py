@@ -18,7 +18,7 @@ namespace counts (drops by reason, deliveries, retries waiting).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ._filters import Matcher
@@ -28,7 +28,7 @@ from ._policy import Policy
 from ._scan import Clock
 from ._types import DropNotice, DropReason, EndReason, Event, ResyncNotice, ResyncReason
 
-__all__ = ["Cursor", "Reader", "Source"]
+__all__ = ["Cursor", "Reader", "Source", "evict_slow"]
 
 
 class Reader(Protocol):
@@ -400,3 +400,11 @@ class Cursor(Generic[S]):
         if self.replaying:
             return head - self.next + 1
         return len(self.buf) + len(self.retries) + head - self.accepted_end + 1
+
+
+def evict_slow(cursors: Iterable[Cursor[S]]) -> None:
+    """End the subscriptions of *cursors*, whose policy gave up on them (``slow``).
+    Whoever settles cursors calls this once it is done iterating over them: ending a
+    subscription removes its cursors from its namespaces."""
+    for cursor in cursors:
+        cursor.sub.end(EndReason.SLOW_CONSUMER, cursor.slow_message())

@@ -13,23 +13,25 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
+from ._admission import check_arguments, plan
 from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
-from ._cursor import Cursor
-from ._errors import InvalidArgument, QuotaExceeded
+from ._cursor import evict_slow
 from ._filter_cache import FilterCache
 from ._filters import Matcher
 from ._items import CheckedItem, ItemChecker, PublishItem
 from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
-from ._namespace import NamespaceState, Waiter, check_burst
+from ._namespace import NamespaceState, check_burst
+from ._notifier import Notifier
 from ._payload import FieldCache, json_fields
 from ._policy import Policy
 from ._registry import NamespaceTable
 from ._stats import HubStatistics
 from ._subscription import Liveness, Subscription
 from ._types import EndReason, Event
+from ._upkeep import Upkeep
 from ._validation import validate_namespace
 
 __all__ = ["Broadcaster", "PublishItem"]
@@ -54,7 +56,6 @@ class Broadcaster:
         self._namespaces = self._table.live
         self._subs: set[Subscription] = set()
         self._wildcard: dict[Subscription, None] = {}  # all-namespaces ones, oldest first
-        self._wildcard_waiting: set[Subscription] = set()
         self._items = ItemChecker()
         self._work = 0  # events published since a publisher last yielded
         self._last_publish = -math.inf
@@ -64,14 +65,13 @@ class Broadcaster:
             self.config.payload_fields or json_fields, max_events=limits.decode_cache_events,
             max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
         self.filter_cache = FilterCache(limits, self.payload_fields.fields)
-        self._dirty: set[NamespaceState] = set()
-        self._rewake: set[Subscription] = set()  # filters with more to match (defer_wake)
-        self._notify: anyio.Event | None = None
+        self._notifier = Notifier(self.config.notify_linger, self.config.wake_batch)
         self._tg: TaskGroup | None = None
         self._closed = False
-        self.heartbeat_id = 0
+        self._upkeep = Upkeep(self.config, self._table, self._subs, self._remove)
         self.acks_ignored = 0
-        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4, 0.0)
+        self._monitor = LoopMonitor(self.config.loop_lag_interval,
+                                    self._upkeep.liveness_limit * 4, 0.0)
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
 
@@ -83,12 +83,13 @@ class Broadcaster:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._clock = _loop_clock()
-        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4,
-                                    self.now())
+        self._monitor = LoopMonitor(self.config.loop_lag_interval,
+                                    self._upkeep.liveness_limit * 4, self.now())
         self._tg.start_soon(self._monitor.run, self._clock, name="broadcaster loop monitor")
-        self._tg.start_soon(self._notifier_loop, name="broadcaster notifier")
-        self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
-        self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
+        self._tg.start_soon(self._notifier.run, name="broadcaster notifier")
+        self._tg.start_soon(self._upkeep.heartbeats, self.now, self._monitor,
+                            name="broadcaster heartbeats")
+        self._tg.start_soon(self._upkeep.sweeps, self.now, name="broadcaster overflow sweep")
         self._tg.start_soon(self.callbacks.watchdog, name="broadcaster callback watchdog")
         return self
 
@@ -126,8 +127,9 @@ class Broadcaster:
         return self._random.random()
 
     @property
-    def _liveness_limit(self) -> float:
-        return self.config.heartbeat_interval * self.config.max_missed_heartbeats
+    def heartbeat_id(self) -> int:
+        """The newest heartbeat sent (0: none yet)."""
+        return self._upkeep.heartbeat_id
 
     def ack_ignored(self) -> None:
         """Count a heartbeat ack that answered no heartbeat the subscription was given."""
@@ -171,7 +173,7 @@ class Broadcaster:
         nothing of it left to deliver) and meet it again if it comes back."""
         for sub in self._wildcard:  # the only ones left with a cursor in it
             sub.detach(ns)
-        self._dirty.discard(ns)
+        self._notifier.forget_namespace(ns)
         self._table.remove(ns)
 
     def account_cached(self, event: Event, size: int) -> None:
@@ -277,16 +279,13 @@ class Broadcaster:
         ``block`` subscribers), yielding in between; batches of the namespace wait for
         each other, so that each one's sequences are consecutive."""
         every, wall = self.config.publish_yield_every, self.config.wall_clock
-        while ns.busy is not None:
-            await ns.busy.wait()
-        ns.take_token(self.now(), len(checked))
-        busy = ns.busy = anyio.Event()
         seqs: list[int] = []
-        try:
+        async with ns.batch():
+            ns.take_token(self.now(), len(checked))
             while len(seqs) < len(checked):
                 count = min(len(checked) - len(seqs), every)
                 if ns.block_cursors:  # a batch larger than the room goes in as room appears
-                    count = await self._wait_for_room(ns, count)
+                    count = await ns.wait_for_room(count, self.now)
                 done = len(seqs)
                 appended = ns.append(checked[done : done + count], self._publish_time(), wall)
                 seqs.extend(event.sequence for event in appended)
@@ -294,13 +293,10 @@ class Broadcaster:
                 if self._work >= every:
                     self._work = 0
                     await anyio.lowlevel.cancel_shielded_checkpoint()
-        finally:
-            ns.busy = None
-            busy.set()
         return seqs
 
     def _appended(self, ns: NamespaceState, count: int) -> None:
-        self._mark(ns)
+        self._notifier.mark(ns)  # its parked readers are woken by the notifier's task
         if self._budget.over:
             self._budget.trim()
         self._work += count
@@ -315,74 +311,10 @@ class Broadcaster:
         self._last_publish = now
         return now
 
-    async def _wait_for_room(self, ns: NamespaceState, count: int) -> int:
-        """Wait until every blocking subscriber has room, at most its timeout; return how
-        many of *count* events to append now (all of them once the wait timed out, and
-        the fallback policies decide)."""
-        now = self.now()
-        deadline: float | None = None
-        while True:
-            room, timeout, slow = ns.block_room(now)
-            _end_slow(slow)
-            if room > 0:
-                return min(count, room)
-            if deadline is None:
-                deadline = now + timeout
-            if now >= deadline:
-                return count
-            await ns.wait_for_room(deadline - now)
-            now = self.now()
-
-    def _mark(self, ns: NamespaceState) -> None:
-        """Note that *ns* has new events; the notifier task wakes its parked readers.
-
-        The publisher's cost stays O(1) whatever the number of subscribers, and every
-        publish made before the notifier runs (plus ``notify_linger``) shares one wake-up.
-        """
-        if ns.waiting or ns.burst_topics or self._wildcard_waiting:
-            self._dirty.add(ns)
-            if self._notify is not None:
-                self._notify.set()
-                self._notify = None
-
     def defer_wake(self, sub: Subscription) -> None:
         """Wake *sub*, parked with events its filter has not matched yet, at the
         notifier's next pass: after the tasks ready now have run."""
-        self._rewake.add(sub)
-        if self._notify is not None:
-            self._notify.set()
-            self._notify = None
-
-    async def _notifier_loop(self) -> None:
-        linger = self.config.notify_linger
-        woken: list[Waiter] = []
-        while True:
-            if not self._dirty and not self._rewake:
-                self._notify = anyio.Event()
-                await self._notify.wait()
-            if linger:
-                await anyio.sleep(linger)
-            dirty, self._dirty = self._dirty, set()
-            for ns in dirty:
-                ns.take_waiters(woken)
-            if self._rewake:
-                woken.extend(self._rewake)
-                self._rewake.clear()
-            if self._wildcard_waiting:
-                woken.extend(self._wildcard_waiting)
-                self._wildcard_waiting.clear()
-            await self._wake(woken)
-            woken.clear()
-
-    async def _wake(self, subs: list[Waiter]) -> None:
-        """Wake *subs*, ``wake_batch`` at a time with a checkpoint in between, so that
-        waking thousands of subscribers does not hold the event loop."""
-        batch = self.config.wake_batch
-        for start in range(0, len(subs), batch):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            for sub in subs[start : start + batch]:
-                sub.wake()
+        self._notifier.defer(sub)
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -414,28 +346,8 @@ class Broadcaster:
             ``"ack"``: only :meth:`Subscription.ack` does (for network edges)
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
         """
-        names: tuple[str, ...] | None
-        if namespaces is None:
-            names = None
-        elif isinstance(namespaces, str):
-            names = (validate_namespace(namespaces),)
-        else:
-            names = tuple(dict.fromkeys(
-                validate_namespace(n, f"namespaces[{i}]") for i, n in enumerate(namespaces)
-            ))
-            if not names:
-                raise InvalidArgument("namespaces", "must not be empty (use None for all)")
-        if since is not None and not isinstance(since, Mapping) and (
-            not isinstance(since, int) or since < 0
-        ):
-            raise InvalidArgument("since", "must be a non-negative integer")
-        if policy is not None:
-            policy.validated()
-        if liveness not in ("consume", "ack"):
-            raise InvalidArgument("liveness", "must be 'consume' or 'ack'")
+        names = check_arguments(namespaces, since, since_default, policy, liveness)
         matcher, topics = self._matcher(filters)
-        if since_default is not None and (not isinstance(since_default, int) or since_default < 0):
-            raise InvalidArgument("since_default", "must be a non-negative integer")
         return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness,
                             topics)
 
@@ -458,33 +370,8 @@ class Broadcaster:
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        targets: list[NamespaceState] = []
-        new: list[str] = []
-        if sub.namespaces is None:
-            targets = list(self._namespaces.values())
-        else:
-            for name in sub.namespaces:
-                ns = self._namespaces.get(name)
-                if ns is None:
-                    new.append(name)
-                else:
-                    ns.check_subscription_quota()
-                    targets.append(ns)
-            self._table.check_room(new, "namespaces")
-        for name, config in [(ns.name, ns.config) for ns in targets] + [
-                (name, self.config.namespace(name)) for name in new]:
-            config.check_policy(sub.policy or config.default_policy, name)
-        budget = self._budget
-        # a new namespace also costs a cursor for every all-namespaces subscription
-        needed = len(targets) + len(new) * (1 + len(self._wildcard))
-        if budget.cursors + needed > budget.max_cursors:
-            raise QuotaExceeded(
-                "namespaces",
-                f"the hub holds {budget.cursors} of its maximum of {budget.max_cursors} "
-                f"cursors (one per subscription and namespace) and this subscription needs "
-                f"{needed}: subscribe to fewer namespaces, or raise max_cursors ([hub] "
-                "max_cursors in the configuration file)",
-            )
+        targets, new = plan(sub.namespaces, sub.policy, self._table, self.config, self._budget,
+                            len(self._wildcard))
         targets.extend(self._create(name) for name in new)
         for ns in targets:
             sub.attach(ns)
@@ -493,21 +380,20 @@ class Broadcaster:
             self._wildcard[sub] = None
 
     def unregister(self, sub: Subscription) -> None:
-        self._rewake.discard(sub)
+        self._notifier.forget(sub)
         sub.detach_all()
         self._subs.discard(sub)
         self._wildcard.pop(sub, None)
-        self._wildcard_waiting.discard(sub)
 
     def park(self, sub: Subscription) -> None:
         """Note that *sub* waits for events."""
         if sub.namespaces is None:
-            self._wildcard_waiting.add(sub)
+            self._notifier.park_wildcard(sub)
         for cursor in sub.cursors.values():
             cursor.ns.park(sub)
 
     def unpark(self, sub: Subscription) -> None:
-        self._wildcard_waiting.discard(sub)
+        self._notifier.unpark(sub)
         for cursor in sub.cursors.values():
             cursor.ns.unpark(sub)
 
@@ -540,58 +426,13 @@ class Broadcaster:
         sub = self.subscribe(namespaces, filters=filters, policy=policy)
         return self.callbacks.add(sub, callback, thread=thread, name=name)
 
-    # -- background work ----------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.config.heartbeat_interval)
-            now = self.now()
-            self._monitor.observe(now)  # a stall that just ended is not charged to anyone
-            for ns in list(self._namespaces.values()):
-                ns.trim(now)
-                ns.trim_topics()
-                if self._table.idle(ns, now):
-                    self._remove(ns)
-            self.heartbeat_id += 1
-            await self._beat()
-
-    async def _beat(self) -> None:
-        """Evict the dead, wake the others (their next read ends with the heartbeat),
-        ``wake_batch`` subscriptions at a time with a checkpoint in between."""
-        subs, batch = list(self._subs), self.config.wake_batch
-        for start in range(0, len(subs), batch):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            self._check_liveness(subs[start : start + batch], self.now())
-
-    def _check_liveness(self, subs: list[Subscription], now: float) -> None:
-        limit, missed = self._liveness_limit, self.config.max_missed_heartbeats
-        for sub in subs:
-            reason = sub.liveness_check(now, limit, self._monitor)
-            if reason is None:
-                sub.wake()
-            elif reason is EndReason.NOT_CONSUMING:
-                sub.end(reason, f"events waited {limit:g} s ({missed} heartbeats) and the "
-                                "subscriber took none")
-            else:
-                sub.end(reason, f"no consumption or ack for {missed} heartbeats")
-
-    async def _sweep_loop(self) -> None:
-        interval = self.config.overflow_check_interval
-        while True:
-            await anyio.sleep(interval)
-            now = self.now()
-            for ns in list(self._namespaces.values()):
-                if ns.sweep_due:
-                    _end_slow(ns.sweep(now))
-
     # -- figures --------------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
         """Figures of the hub and every namespace (settles pending drops first)."""
         now, budget = self.now(), self._budget
         for ns in list(self._namespaces.values()):
-            _end_slow(ns.settle_figures(now))
+            evict_slow(ns.settle_figures(now))
         return HubStatistics(
             epoch=self.epoch,
             subscriptions=len(self._subs),
@@ -611,13 +452,6 @@ class Broadcaster:
             budget_trimmed_events=budget.trimmed_events,
             budget_trimmed_bytes=budget.trimmed_bytes,
         )
-
-
-def _end_slow(cursors: Iterable[Cursor[NamespaceState]]) -> None:
-    """End the subscriptions of *cursors*, whose policy gave up on them (called once the
-    namespace is done iterating over its cursors)."""
-    for cursor in cursors:
-        cursor.sub.end(EndReason.SLOW_CONSUMER, cursor.slow_message())
 
 
 def _loop_clock() -> Callable[[], float]:

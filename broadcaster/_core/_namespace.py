@@ -8,21 +8,23 @@ and dropped (its cursors tell it), and evicted. It knows subscriptions only as
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import anyio
 
 from ._budget import Budget, Entry
 from ._config import NamespaceConfig
-from ._cursor import Cursor
+from ._cursor import Cursor, evict_slow
 from ._errors import QuotaExceeded
 from ._filters import Matcher
 from ._items import CheckedItem
 from ._log import EventLog
 from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
+from ._topics import TopicIndex
 from ._types import DropReason, EndReason, Event
 
 __all__ = ["NamespaceState", "Waiter", "check_burst"]
@@ -80,13 +82,7 @@ class NamespaceState:
         # only a publish of one of them wakes them
         self.waiting_topics: dict[str, set[Waiter]] = {}
         self.burst_topics: set[str] = set()  # published since the last notify
-        # for every topic some subscription filters on: the retained sequences published
-        # with it, and the newest one retention trimmed, so that such a cursor skips a
-        # range none of its topics was published in without reading it, and never
-        # reports trimmed events it could not have matched as lost
-        self.topic_seqs: dict[str, deque[int]] = {}
-        self.topic_trimmed: dict[str, int] = {}
-        self.topic_watchers: dict[str, int] = {}
+        self.topics = TopicIndex()  # of the topics its subscriptions filter on
         # the last filtered read per matcher: subscriptions sharing a filter (interned by
         # the hub) and a position filter the log once between them
         self.filtered: dict[Matcher, tuple[int, int, list[Event], int]] = {}
@@ -111,12 +107,7 @@ class NamespaceState:
             return
         topics = cursor.sub.topics
         if topics is not None:
-            for topic in topics:
-                self.topic_watchers[topic] = self.topic_watchers.get(topic, 0) + 1
-                if topic not in self.topic_seqs:
-                    self.topic_seqs[topic] = deque()
-                    # untracked before now: any earlier event may have had this topic
-                    self.topic_trimmed[topic] = self.log.head
+            self.topics.watch(topics, self.log.head)
         self.cursors.add(cursor)
         self.budget.cursors += 1
         self.changed = True
@@ -132,14 +123,7 @@ class NamespaceState:
             return
         topics = cursor.sub.topics
         if topics is not None:
-            for topic in topics:
-                left = self.topic_watchers[topic] - 1
-                if left:
-                    self.topic_watchers[topic] = left
-                else:
-                    del self.topic_watchers[topic]
-                    del self.topic_seqs[topic]
-                    del self.topic_trimmed[topic]
+            self.topics.unwatch(topics)
         self.cursors.discard(cursor)
         self.budget.cursors -= 1
         self.changed = True
@@ -188,8 +172,8 @@ class NamespaceState:
         log.trim(now)
         self.budget.retained_bytes += log.retained_bytes - before
         self.changed = True
-        if self.topic_seqs:
-            self.note_topics(appended)
+        if self.topics:
+            self.topics.note(appended, log.first, self.waiting_topics, self.burst_topics)
         self.published += len(appended)
         if self.budget_entry is None:
             self.budget.track(self)
@@ -278,49 +262,17 @@ class NamespaceState:
                     out.extend(waiters)
             self.burst_topics.clear()
 
-    def note_topics(self, events: Sequence[Event]) -> None:
-        """Record the topics of *events*, just published (after the log's trim), for
-        topic-filtered readers."""
-        by_topic, waited, first = self.topic_seqs, self.waiting_topics, self.log.first
-        for event in events:
-            seqs = by_topic.get(event.topic)
-            if seqs is not None:
-                seqs.append(event.sequence)
-                if seqs[0] < first:  # keeps each published topic's list within retention
-                    self._trim(event.topic, seqs, first)
-                if event.topic in waited:
-                    self.burst_topics.add(event.topic)
-
     def trim_topics(self) -> None:
         """Forget the sequences retention trimmed, for topics not published lately."""
-        first = self.log.first
-        for topic, seqs in self.topic_seqs.items():
-            self._trim(topic, seqs, first)
-
-    def _trim(self, topic: str, seqs: deque[int], first: int) -> deque[int]:
-        if seqs and seqs[0] < first:
-            while seqs and seqs[0] < first:
-                last = seqs.popleft()
-            self.topic_trimmed[topic] = last
-        return seqs
+        self.topics.trim(self.log.first)
 
     def quiet_since(self, topics: frozenset[str], start: int) -> bool:
         """True if no event with one of *topics* was published at or after *start*."""
-        first = self.log.first
-        for topic in topics:
-            seqs = self._trim(topic, self.topic_seqs[topic], first)
-            if (seqs[-1] if seqs else self.topic_trimmed[topic]) >= start:
-                return False
-        return True
+        return self.topics.quiet_since(topics, start, self.log.first)
 
     def lost_since(self, topics: frozenset[str], start: int) -> bool:
         """True if retention trimmed an event with one of *topics* at or after *start*."""
-        first = self.log.first
-        for topic in topics:
-            self._trim(topic, self.topic_seqs[topic], first)
-            if self.topic_trimmed[topic] >= start:
-                return True
-        return False
+        return self.topics.lost_since(topics, start, self.log.first)
 
     def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
                budget: float = 0.0) -> tuple[list[Event], int]:
@@ -338,11 +290,31 @@ class NamespaceState:
             self.filtered[matcher] = (start, stop, events, end)
         return events, end
 
-    def block_room(self, now: float) -> tuple[int, float, list[Cursor[NamespaceState]]]:
-        """How many events every blocking cursor has room for now, how long a publisher
-        may wait for the fullest of them (its block timeout), and the cursors whose
-        policy gave up on their subscriber while they were settled (for the hub to
-        evict; they hold no one back)."""
+    async def wait_for_room(self, count: int, clock: Callable[[], float]) -> int:
+        """Wait until every blocking subscriber has room, at most the block timeout of
+        the fullest; return how many of *count* events to append now (all of them once
+        the wait timed out: then their policies' fallbacks decide)."""
+        now = clock()
+        deadline: float | None = None
+        while True:
+            room, timeout = self._block_room(now)
+            if room > 0:
+                return min(count, room)
+            if deadline is None:
+                deadline = now + timeout
+            if now >= deadline:
+                return count
+            if self.room is None:
+                self.room = anyio.Event()
+            with anyio.move_on_after(deadline - now):
+                await self.room.wait()  # set when a blocking subscriber reads or leaves
+            now = clock()
+
+    def _block_room(self, now: float) -> tuple[int, float]:
+        """How many events every blocking cursor has room for now, and the block timeout
+        of the fullest. A cursor whose policy gives up on its subscriber while it is
+        settled (``block`` falling back to ``disconnect``) holds no one back: its
+        subscriber is evicted once the loop is done."""
         room, timeout = 1 << 62, 0.0
         slow: list[Cursor[NamespaceState]] = []
         for cursor in self.block_cursors:
@@ -351,14 +323,21 @@ class NamespaceState:
                 slow.append(cursor)
             elif r < room:
                 room, timeout = r, cursor.policy.block_timeout
-        return room, timeout, slow
+        evict_slow(slow)
+        return room, timeout
 
-    async def wait_for_room(self, seconds: float) -> None:
-        """Wait until a blocking subscriber reads, at most *seconds*."""
-        if self.room is None:
-            self.room = anyio.Event()
-        with anyio.move_on_after(seconds):
-            await self.room.wait()
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Publish a batch in slices: batches of this namespace wait for each other, so
+        that each one's sequences are consecutive."""
+        while self.busy is not None:
+            await self.busy.wait()
+        busy = self.busy = anyio.Event()
+        try:
+            yield
+        finally:
+            self.busy = None
+            busy.set()
 
     def wake_publishers(self) -> None:
         if self.room is not None:

@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 import anyio
 
 from ._config import HubConfig
-from ._cursor import Cursor
+from ._cursor import Cursor, evict_slow
 from ._filters import Matcher
 from ._lag import LoopMonitor
 from ._namespace import NamespaceState
@@ -204,11 +204,9 @@ class Subscription:
 
     def _evict_slow(self) -> bool:
         """End the subscription if one of its cursors is over its bound; return whether."""
-        for cursor in self._order:
-            if cursor.slow:
-                self.end(EndReason.SLOW_CONSUMER, cursor.slow_message())
-                return True
-        return False
+        slow = [cursor for cursor in self._order if cursor.slow]
+        evict_slow(slow[:1])
+        return bool(slow)
 
     @property
     def dropped(self) -> int:
@@ -443,7 +441,7 @@ class Subscription:
             cursor = order[(start + i) % n]
             taken = cursor.take(limit, out, now)
             if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
-                self.end(EndReason.SLOW_CONSUMER, cursor.slow_message())
+                evict_slow((cursor,))
                 return
             self.delivered += taken
             limit -= taken

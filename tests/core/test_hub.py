@@ -239,7 +239,7 @@ async def test_ten_thousand_subscribe_cancel_cycles_leak_nothing() -> None:
         assert hub.subscription_count == 0
         ns = hub._namespaces["a"]
         assert not ns.cursors and not ns.waiting and not ns.block_cursors and not ns.sweep_cursors
-        assert not hub._wildcard and not hub._wildcard_waiting
+        assert not hub._wildcard and not hub._notifier.wildcard_waiting
         assert len(anyio.get_running_tasks()) == tasks_before
         del sub, scope
         gc.collect()

@@ -1,0 +1,90 @@
+"""Which topics were published where, for subscriptions that filter on topics.
+
+For every topic some subscription of a namespace filters on (``topic==X``, the
+compiled filter's ``topics``), the index keeps the retained sequences published with it
+and the newest one retention trimmed. A cursor of such a subscription skips a range in
+which none of its topics was published without reading it, and never reports trimmed
+events it could not have matched as lost.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Container, Iterable, Sequence
+
+from ._types import Event
+
+__all__ = ["TopicIndex"]
+
+
+class TopicIndex:
+    """The topics some subscription filters on, and their retained sequences."""
+
+    __slots__ = ("_seqs", "_trimmed", "_watchers")
+
+    def __init__(self) -> None:
+        self._seqs: dict[str, deque[int]] = {}
+        self._trimmed: dict[str, int] = {}
+        self._watchers: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._seqs)
+
+    def watch(self, topics: Iterable[str], head: int) -> None:
+        """One more subscription filters on *topics*; *head* is the newest sequence."""
+        for topic in topics:
+            self._watchers[topic] = self._watchers.get(topic, 0) + 1
+            if topic not in self._seqs:
+                self._seqs[topic] = deque()
+                # untracked before now: any earlier event may have had this topic
+                self._trimmed[topic] = head
+
+    def unwatch(self, topics: Iterable[str]) -> None:
+        for topic in topics:
+            left = self._watchers[topic] - 1
+            if left:
+                self._watchers[topic] = left
+            else:
+                del self._watchers[topic], self._seqs[topic], self._trimmed[topic]
+
+    def note(self, events: Sequence[Event], first: int, waited: Container[str],
+             published: set[str]) -> None:
+        """Record the topics of *events*, just published (*first*: the oldest retained
+        sequence after the log's trim); add to *published* those in *waited*."""
+        by_topic = self._seqs
+        for event in events:
+            seqs = by_topic.get(event.topic)
+            if seqs is not None:
+                seqs.append(event.sequence)
+                if seqs[0] < first:  # keeps each published topic's list within retention
+                    self._trim(event.topic, seqs, first)
+                if event.topic in waited:
+                    published.add(event.topic)
+
+    def trim(self, first: int) -> None:
+        """Forget the sequences retention trimmed, for topics not published lately."""
+        for topic, seqs in self._seqs.items():
+            self._trim(topic, seqs, first)
+
+    def _trim(self, topic: str, seqs: deque[int], first: int) -> deque[int]:
+        if seqs and seqs[0] < first:
+            while seqs and seqs[0] < first:
+                last = seqs.popleft()
+            self._trimmed[topic] = last
+        return seqs
+
+    def quiet_since(self, topics: frozenset[str], start: int, first: int) -> bool:
+        """True if no event with one of *topics* was published at or after *start*."""
+        for topic in topics:
+            seqs = self._trim(topic, self._seqs[topic], first)
+            if (seqs[-1] if seqs else self._trimmed[topic]) >= start:
+                return False
+        return True
+
+    def lost_since(self, topics: frozenset[str], start: int, first: int) -> bool:
+        """True if retention trimmed an event with one of *topics* at or after *start*."""
+        for topic in topics:
+            self._trim(topic, self._seqs[topic], first)
+            if self._trimmed[topic] >= start:
+                return True
+        return False
