@@ -86,6 +86,8 @@ class Source(Protocol):
         ...
 
 
+_NOTHING: list[Event] = []  # shared, never mutated
+
 #: The namespace type a cursor's owners know it by (the cursor itself needs a Source).
 S = TypeVar("S", bound=Source)
 
@@ -197,7 +199,7 @@ class Cursor(Generic[S]):
 
     def fit(self, events: Sequence[Event]) -> int:
         """How many of *events* fit into the buffer now."""
-        policy = self.policy
+        policy = self.overflow.policy
         fit = min(len(events), max(0, policy.max_events - len(self.buf)))
         if policy.max_bytes and fit:
             room = policy.max_bytes - self.buf_bytes
@@ -208,13 +210,18 @@ class Cursor(Generic[S]):
         return fit
 
     def put(self, events: Sequence[Event]) -> None:
-        self._buffer().extend(events)
-        if self.policy.max_bytes:
+        buf = self.buf
+        if not isinstance(buf, deque):
+            buf = self.buf = deque()
+        buf.extend(events)
+        if self.overflow.policy.max_bytes:
             self.buf_bytes += sum(e.size for e in events)
 
     def shed(self) -> list[Event]:
-        policy, buf = self.policy, self._buffer()
+        policy, buf = self.overflow.policy, self._buffer()
         excess = len(buf) - policy.max_events
+        if excess <= 0 and not policy.max_bytes:
+            return _NOTHING
         shed: list[Event] = []
         if excess > 0:
             shed = [buf.popleft() for _ in range(excess)]

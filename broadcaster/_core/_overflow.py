@@ -164,13 +164,12 @@ class DropOldest(_Policy):
         super().__init__(policy, reason)
 
     def admit(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
-        self.full(buffer, events, now)  # the same: whatever fits, the newest stay
-
-    def full(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
         buffer.put(events)
         shed = buffer.shed()
         if shed:
             buffer.drop(shed, self.reason)
+
+    full = admit  # the same: whatever fits, the newest stay
 
 
 class Disconnect(_Policy):
