@@ -74,17 +74,27 @@ class TopicIndex:
         return seqs
 
     def quiet_since(self, topics: frozenset[str], start: int, first: int) -> bool:
-        """True if no event with one of *topics* was published at or after *start*."""
+        """True if no event with one of *topics* was published at or after *start*.
+
+        A topic no longer watched (its readers left the namespace, as when the hub
+        closes: they still read what was published) may have been: False."""
         for topic in topics:
-            seqs = self._trim(topic, self._seqs[topic], first)
+            seqs = self._seqs.get(topic)
+            if seqs is None:
+                return False
+            self._trim(topic, seqs, first)
             if (seqs[-1] if seqs else self._trimmed[topic]) >= start:
                 return False
         return True
 
     def lost_since(self, topics: frozenset[str], start: int, first: int) -> bool:
-        """True if retention trimmed an event with one of *topics* at or after *start*."""
+        """True if retention trimmed an event with one of *topics* at or after *start*
+        (or may have: a topic no longer watched)."""
         for topic in topics:
-            self._trim(topic, self._seqs[topic], first)
+            seqs = self._seqs.get(topic)
+            if seqs is None:
+                return True
+            self._trim(topic, seqs, first)
             if self._trimmed[topic] >= start:
                 return True
         return False

@@ -177,6 +177,21 @@ async def test_closing_the_hub_ends_active_subscribers_cleanly() -> None:
     assert [e.reason for e in ended if isinstance(e, Ended)] == [EndReason.HUB_CLOSED] * 2
 
 
+async def test_a_closed_hub_still_gives_a_topic_filter_what_was_published() -> None:
+    """Closing the hub takes subscriptions out of their namespaces' topic index; one
+    filtering on topics then read what had been published since its last read and
+    crashed (KeyError) instead of getting it and Ended."""
+    async with Broadcaster() as hub:
+        sub = hub.subscribe("a", filters=['topic=="/x"'])
+        sub.open()
+        for topic in ("/x", "/y", "/x"):
+            await hub.publish("a", topic)
+        hub.close()
+        items = drain(sub)
+    assert [i.sequence for i in events_of(items)] == [1, 3]
+    assert isinstance(items[-1], Ended) and items[-1].reason is EndReason.HUB_CLOSED
+
+
 async def test_using_a_closed_subscription_fails() -> None:
     async with Broadcaster() as hub:
         async with hub.subscribe("a") as sub:
