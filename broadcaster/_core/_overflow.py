@@ -117,12 +117,11 @@ class _Policy:
 
     __slots__ = ("blocks", "policy", "reason", "sweep")
 
-    def __init__(self, policy: Policy, reason: DropReason, *, sweep: bool = False,
-                 blocks: bool = False) -> None:
-        self.policy = policy
-        self.reason = reason  # of the drops it decides
-        self.sweep = sweep
-        self.blocks = blocks
+    # each subclass sets: policy, reason (of the drops it decides), sweep, blocks
+    policy: Policy
+    reason: DropReason
+    sweep: bool
+    blocks: bool
 
     def admit(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
         fit = buffer.fit(events)
@@ -149,7 +148,7 @@ class DropNewest(_Policy):
     __slots__ = ()
 
     def __init__(self, policy: Policy, reason: DropReason = DropReason.OVERFLOW_NEWEST) -> None:
-        super().__init__(policy, reason)
+        self.policy, self.reason, self.sweep, self.blocks = policy, reason, False, False
 
     def full(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
         buffer.drop(events, self.reason)
@@ -161,7 +160,7 @@ class DropOldest(_Policy):
     __slots__ = ()
 
     def __init__(self, policy: Policy, reason: DropReason = DropReason.OVERFLOW_OLDEST) -> None:
-        super().__init__(policy, reason)
+        self.policy, self.reason, self.sweep, self.blocks = policy, reason, False, False
 
     def admit(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
         buffer.put(events)
@@ -179,7 +178,8 @@ class Disconnect(_Policy):
 
     def __init__(self, policy: Policy) -> None:
         # swept: evicted within overflow_check_interval, even if it never reads again
-        super().__init__(policy, DropReason.OVERFLOW_NEWEST, sweep=True)  # never drops
+        self.policy, self.reason, self.sweep, self.blocks = (
+            policy, DropReason.OVERFLOW_NEWEST, True, False)  # it never drops
 
     def full(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
         buffer.refuse(events)
@@ -196,7 +196,8 @@ class Block(_Policy):
     __slots__ = ("fallback",)
 
     def __init__(self, policy: Policy, fallback: OverflowPolicy) -> None:
-        super().__init__(policy, DropReason.BLOCK_TIMEOUT, sweep=fallback.sweep, blocks=True)
+        self.policy, self.reason, self.sweep, self.blocks = (
+            policy, DropReason.BLOCK_TIMEOUT, fallback.sweep, True)
         self.fallback = fallback
 
     def admit(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
@@ -222,7 +223,8 @@ class Retry(_Policy):
     def __init__(self, policy: Policy, fallback: OverflowPolicy,
                  random: Callable[[], float]) -> None:
         # swept: waiting events expire on time even if the subscriber never reads again
-        super().__init__(policy, DropReason.RETRY_EXHAUSTED, sweep=True)
+        self.policy, self.reason, self.sweep, self.blocks = (
+            policy, DropReason.RETRY_EXHAUSTED, True, False)
         self.fallback = fallback
         self.random = random
 
@@ -248,22 +250,30 @@ class Retry(_Policy):
                 buffer.put([queue.popleft()[0] for _ in range(fit)])
 
 
+#: the policies that decide at once, by kind
+_IMMEDIATE: dict[PolicyKind, Callable[[Policy], OverflowPolicy]] = {
+    PolicyKind.DROP_NEWEST: DropNewest,
+    PolicyKind.DROP_OLDEST: DropOldest,
+    PolicyKind.DISCONNECT: Disconnect,
+}
+
+
 def overflow_policy(policy: Policy, random: Callable[[], float]) -> OverflowPolicy:
     """The object that acts on *policy* (valid); *random* draws retry jitter."""
-    kind = policy.kind
-    if kind is PolicyKind.BLOCK:
-        return Block(policy, _immediate(policy, policy.fallback, DropReason.BLOCK_TIMEOUT))
-    if kind is PolicyKind.RETRY:
-        return Retry(policy, DropNewest(policy, DropReason.RETRY_EXHAUSTED), random)
-    return _immediate(policy, kind, None)
+    make = _IMMEDIATE.get(policy.kind)
+    if make is not None:
+        return make(policy)
+    if policy.kind is PolicyKind.BLOCK:
+        return Block(policy, _block_fallback(policy))
+    return Retry(policy, DropNewest(policy, DropReason.RETRY_EXHAUSTED), random)
 
 
-def _immediate(policy: Policy, kind: PolicyKind, reason: DropReason | None) -> OverflowPolicy:
-    """A policy that decides at once (a fallback, or one of its own)."""
-    if kind is PolicyKind.DROP_NEWEST:
-        return DropNewest(policy, reason or DropReason.OVERFLOW_NEWEST)
-    if kind is PolicyKind.DROP_OLDEST:
-        return DropOldest(policy, reason or DropReason.OVERFLOW_OLDEST)
-    if kind is PolicyKind.DISCONNECT:
+def _block_fallback(policy: Policy) -> OverflowPolicy:
+    """What decides once publishers stopped waiting (drops reported as block_timeout)."""
+    if policy.fallback is PolicyKind.DROP_NEWEST:
+        return DropNewest(policy, DropReason.BLOCK_TIMEOUT)
+    if policy.fallback is PolicyKind.DROP_OLDEST:
+        return DropOldest(policy, DropReason.BLOCK_TIMEOUT)
+    if policy.fallback is PolicyKind.DISCONNECT:
         return Disconnect(policy)
-    raise ValueError(f"{kind.value} cannot be a fallback")  # Policy.validated() refuses it
+    raise ValueError(f"{policy.fallback.value} cannot be a fallback")  # validated() refuses it

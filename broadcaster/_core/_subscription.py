@@ -211,7 +211,10 @@ class Subscription:
     @property
     def dropped(self) -> int:
         """Events dropped for it (reported, or to be reported before its next events)."""
-        return self._dropped_before + sum(cursor.dropped for cursor in self._order)
+        total = self._dropped_before
+        for cursor in self._order:
+            total += cursor.dropped
+        return total
 
     @property
     def end_reason(self) -> Ended | None:
