@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 
 from broadcaster import DropNotice, Event, Heartbeat, Item, Subscription
@@ -21,3 +23,14 @@ def drain(sub: Subscription) -> list[Item]:
             out.extend(sub.receive_batch_nowait(4096))
         except (anyio.WouldBlock, anyio.EndOfStream):
             return [i for i in out if not isinstance(i, Heartbeat)]
+
+
+async def until(condition: Callable[[], bool], turns: int = 50) -> None:
+    """Let the other tasks run until *condition* holds, without sleeping for time: each
+    turn waits until every other task is blocked (``anyio.wait_all_tasks_blocked``; on
+    trio's autojumping clock this never moves time). Bounded by *turns*."""
+    for _ in range(turns):
+        if condition():
+            return
+        await anyio.wait_all_tasks_blocked()
+    assert condition(), "still false once every other task was blocked"

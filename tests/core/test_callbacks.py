@@ -8,24 +8,24 @@ import threading
 
 import anyio
 import pytest
+import trio
 import trio.testing
 
 from broadcaster import Broadcaster, CallbackHandle, Event, HubConfig, Item
 
-pytestmark = pytest.mark.anyio
+from ._util import until
+
+#: the notifier wakes callbacks at once: steps are ordered by waiting until every task
+#: is blocked, never by sleeping
+NOW = HubConfig(notify_linger=0)
 
 
-async def wait_for(condition: object, seconds: float = 5.0) -> None:
-    with anyio.fail_after(seconds):
-        while not condition():  # type: ignore[operator]
-            await anyio.sleep(0.001)
-
-
+@pytest.mark.anyio
 async def test_a_callback_may_register_and_remove_callbacks() -> None:
     """Regression test for the exit-handler deadlock: a callback that registers another
     callback (and removes itself) while being called."""
     calls: list[tuple[str, str]] = []
-    async with Broadcaster() as hub:
+    async with Broadcaster(NOW) as hub:
         handles: dict[str, CallbackHandle] = {}
 
         def second(item: Item) -> None:
@@ -40,14 +40,15 @@ async def test_a_callback_may_register_and_remove_callbacks() -> None:
 
         handles["first"] = hub.on_event(first, "k8s.io", filters=['topic=="/tasks/exit"'])
         await hub.publish("k8s.io", "/tasks/exit", b"c1")
-        await wait_for(lambda: "second" in handles)
+        await until(lambda: "second" in handles)
         await hub.publish("k8s.io", "/tasks/exit", b"c2")
-        await wait_for(lambda: len(calls) == 2)
+        await until(lambda: len(calls) == 2)
         assert calls == [("first", "c1"), ("second", "c2")]
         assert not handles["first"].active
-        await wait_for(lambda: hub.statistics().callbacks == 1)
+        await until(lambda: hub.statistics().callbacks == 1)
 
 
+@pytest.mark.anyio
 async def test_a_failing_callback_is_counted_and_keeps_running() -> None:
     seen: list[int] = []
 
@@ -57,62 +58,123 @@ async def test_a_failing_callback_is_counted_and_keeps_running() -> None:
         if item.sequence == 1:
             raise RuntimeError("boom")
 
-    async with Broadcaster() as hub:
+    async with Broadcaster(NOW) as hub:
         hub.on_event(flaky, "a")
         for _ in range(3):
             await hub.publish("a", "/x")
-        await wait_for(lambda: len(seen) == 3)
+        await until(lambda: len(seen) == 3)
         assert seen == [1, 2, 3]
         assert hub.statistics().callback_errors == 1
 
 
+@pytest.mark.anyio
 async def test_sync_callback_in_a_thread() -> None:
     threads: list[str] = []
-    async with Broadcaster() as hub:
-        hub.on_event(lambda item: threads.append(threading.current_thread().name), "a",
-                     thread=True)
+    called = threading.Event()
+
+    def in_thread(item: Item) -> None:
+        threads.append(threading.current_thread().name)
+        called.set()
+
+    async with Broadcaster(NOW) as hub:
+        hub.on_event(in_thread, "a", thread=True)
         await hub.publish("a", "/x")
-        await wait_for(lambda: len(threads) == 1)
+        assert await anyio.to_thread.run_sync(called.wait, 10.0)
     assert threads[0] != threading.main_thread().name
 
 
+@pytest.mark.anyio
 async def test_removed_callbacks_leave_nothing_behind() -> None:
-    async with Broadcaster() as hub:
+    async with Broadcaster(NOW) as hub:
         handles = [hub.on_event(lambda item: None, "a") for _ in range(100)]
         await anyio.wait_all_tasks_blocked()
         assert hub.subscription_count == 100
         for handle in handles:
             handle.remove()
-        await wait_for(lambda: hub.statistics().callbacks == 0)
+        await until(lambda: hub.statistics().callbacks == 0)
         assert hub.subscription_count == 0
 
 
-class TestStuck:
-    @pytest.fixture
-    def anyio_backend(self) -> object:
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+@pytest.mark.trio
+async def test_a_stuck_callback_is_reported_while_others_go_on(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    fast: list[int] = []
+    release = anyio.Event()
 
-    async def test_a_stuck_callback_is_reported_while_others_go_on(
-        self, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        fast: list[int] = []
-        release = anyio.Event()
+    async def stuck(item: Item) -> None:
+        await release.wait()
 
-        async def stuck(item: Item) -> None:
-            await release.wait()
+    async with Broadcaster(HubConfig(callback_timeout=5.0)) as hub:
+        hub.on_event(stuck, "a", name="stuck-exit-handler")
+        hub.on_event(lambda item: fast.append(1), "a")
+        with caplog.at_level(logging.WARNING, logger="broadcaster.callbacks"):
+            for _ in range(3):
+                await hub.publish("a", "/x")
+            await trio.sleep(4.0)
+            assert len(fast) == 3
+            assert hub.statistics().slow_callbacks == 0
+            await trio.sleep(2.0)
+            assert hub.statistics().slow_callbacks == 1
+        assert "stuck-exit-handler has been running for" in caplog.text
+        release.set()
+        await trio.sleep(1.0)
+        assert hub.statistics().slow_callbacks == 1  # reported once per stuck call
 
-        async with Broadcaster(HubConfig(callback_timeout=5.0)) as hub:
-            hub.on_event(stuck, "a", name="stuck-exit-handler")
-            hub.on_event(lambda item: fast.append(1), "a")
-            with caplog.at_level(logging.WARNING, logger="broadcaster.callbacks"):
-                for _ in range(3):
-                    await hub.publish("a", "/x")
-                await anyio.sleep(4.0)
-                assert len(fast) == 3
-                assert hub.statistics().slow_callbacks == 0
-                await anyio.sleep(2.0)
-                assert hub.statistics().slow_callbacks == 1
-            assert "stuck-exit-handler has been running for" in caplog.text
-            release.set()
-            await anyio.sleep(1.0)
-            assert hub.statistics().slow_callbacks == 1  # reported once per stuck call
+
+@pytest.mark.trio
+async def test_steps_of_a_reentrant_callback_in_order() -> None:
+    """The exit-handler deadlock, step by step (trio.testing.Sequencer): while the first
+    callback runs (step 1) it registers a second one and removes itself; the publisher
+    publishes again only after that (step 2); the removed callback's call finishes, the
+    new one gets only the second event."""
+    seq = trio.testing.Sequencer()
+    calls: list[tuple[str, bytes]] = []
+    handles: dict[str, CallbackHandle] = {}
+    async with Broadcaster(NOW) as hub:
+
+        def second(item: Item) -> None:
+            assert isinstance(item, Event)
+            calls.append(("second", item.payload))
+
+        async def first(item: Item) -> None:
+            assert isinstance(item, Event)
+            async with seq(1):
+                calls.append(("first", item.payload))
+                handles["second"] = hub.on_event(second, "k8s.io")
+                handles["first"].remove()
+                assert hub.statistics().callbacks == 2  # its own task is still running
+
+        handles["first"] = hub.on_event(first, "k8s.io")
+        async with seq(0):
+            await hub.publish("k8s.io", "/tasks/exit", b"c1")
+        async with seq(2):
+            await hub.publish("k8s.io", "/tasks/exit", b"c2")
+        await until(lambda: len(calls) == 2)
+        await until(lambda: hub.statistics().callbacks == 1)
+    assert calls == [("first", b"c1"), ("second", b"c2")]
+
+
+@pytest.mark.trio
+async def test_removing_a_callback_cancels_its_running_call_at_its_next_await() -> None:
+    seq = trio.testing.Sequencer()
+    reached: list[str] = []
+    async with Broadcaster(NOW) as hub:
+
+        async def slow(item: Item) -> None:
+            async with seq(1):
+                reached.append("started")
+            await trio.sleep_forever()  # cancelled here by remove()
+            reached.append("finished")
+
+        handle = hub.on_event(slow, "a")
+        async with seq(0):
+            await hub.publish("a", "/x")
+        async with seq(2):
+            handle.remove()
+            assert not handle.active
+        await until(lambda: hub.statistics().callbacks == 0)
+        await hub.publish("a", "/x")
+        await anyio.wait_all_tasks_blocked()
+        assert hub.statistics().callback_errors == 0  # cancelled, not failed
+    assert reached == ["started"]

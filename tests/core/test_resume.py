@@ -20,8 +20,6 @@ from broadcaster import (
 
 from ._util import drain, events_of
 
-pytestmark = pytest.mark.anyio
-
 
 def config(**retention: float) -> HubConfig:
     return HubConfig(default_namespace=NamespaceConfig(retention=Retention(**retention)))  # type: ignore[arg-type]
@@ -32,6 +30,7 @@ async def publish_n(hub: Broadcaster, ns: str, n: int) -> None:
         await hub.publish(ns, "/x", b"p")
 
 
+@pytest.mark.anyio
 async def test_resume_inside_retention_replays_then_goes_live() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 10)
@@ -41,6 +40,7 @@ async def test_resume_inside_retention_replays_then_goes_live() -> None:
             assert [e.sequence for e in events_of(drain(sub))] == [11]
 
 
+@pytest.mark.anyio
 async def test_resume_at_head_replays_nothing() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 3)
@@ -50,6 +50,7 @@ async def test_resume_at_head_replays_nothing() -> None:
             assert [e.sequence for e in events_of(drain(sub))] == [4]
 
 
+@pytest.mark.anyio
 async def test_replay_is_not_cut_by_the_overflow_policy() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 50)
@@ -58,6 +59,7 @@ async def test_replay_is_not_cut_by_the_overflow_policy() -> None:
         assert [e.sequence for e in events_of(items)] == list(range(1, 51))
 
 
+@pytest.mark.anyio
 async def test_resume_older_than_retention_gets_a_resync_notice() -> None:
     async with Broadcaster(config(max_events=5)) as hub:
         await publish_n(hub, "a", 10)
@@ -67,6 +69,7 @@ async def test_resume_older_than_retention_gets_a_resync_notice() -> None:
         assert [e.sequence for e in events_of(items)] == [6, 7, 8, 9, 10]
 
 
+@pytest.mark.anyio
 async def test_resume_from_another_epoch_replays_everything_retained() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 3)
@@ -76,6 +79,7 @@ async def test_resume_from_another_epoch_replays_everything_retained() -> None:
         assert [e.sequence for e in events_of(items)] == [1, 2, 3]
 
 
+@pytest.mark.anyio
 async def test_resume_ahead_of_head_is_treated_as_a_restart() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 2)
@@ -87,6 +91,7 @@ async def test_resume_ahead_of_head_is_treated_as_a_restart() -> None:
         assert [(e.namespace, e.sequence) for e in events_of(items)] == [("a", 1), ("a", 2)]
 
 
+@pytest.mark.anyio
 async def test_retention_by_bytes() -> None:
     async with Broadcaster() as hub:
         await hub.publish("probe", "/x", b"p")
@@ -97,6 +102,7 @@ async def test_retention_by_bytes() -> None:
         assert (stats.oldest, stats.retained_events, stats.retained_bytes) == (7, 4, 4 * size)
 
 
+@pytest.mark.anyio
 async def test_a_replaying_subscriber_overtaken_by_retention_is_told() -> None:
     async with Broadcaster(config(max_events=5)) as hub:
         await publish_n(hub, "a", 5)
@@ -109,22 +115,22 @@ async def test_a_replaying_subscriber_overtaken_by_retention_is_told() -> None:
         assert [e.sequence for e in events_of(items)] == [6, 7, 8, 9, 10]
 
 
-class TestAge:
-    @pytest.fixture
-    def anyio_backend(self) -> object:
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+@pytest.mark.trio
+async def test_retention_by_age(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    cfg = HubConfig(
+        heartbeat_interval=1.0,
+        default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)),
+    )
+    async with Broadcaster(cfg) as hub:
+        await publish_n(hub, "a", 3)
+        await anyio.sleep(3)
+        await publish_n(hub, "a", 1)
+        await anyio.sleep(3)  # the first three are now older than 5 s
+        async with hub.subscribe("a", since=0) as sub:
+            items = drain(sub)
+        assert items[0] == ResyncNotice("a", 0, 4, ResyncReason.COMPACTED, hub.epoch)
+        assert [e.sequence for e in events_of(items)] == [4]
 
-    async def test_retention_by_age(self) -> None:
-        cfg = HubConfig(
-            heartbeat_interval=1.0,
-            default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)),
-        )
-        async with Broadcaster(cfg) as hub:
-            await publish_n(hub, "a", 3)
-            await anyio.sleep(3)
-            await publish_n(hub, "a", 1)
-            await anyio.sleep(3)  # the first three are now older than 5 s
-            async with hub.subscribe("a", since=0) as sub:
-                items = drain(sub)
-            assert items[0] == ResyncNotice("a", 0, 4, ResyncReason.COMPACTED, hub.epoch)
-            assert [e.sequence for e in events_of(items)] == [4]
+
