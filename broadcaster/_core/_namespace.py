@@ -133,6 +133,17 @@ class NamespaceState:
         self.sweep_cursors.discard(cursor)
         self.wake_publishers()
 
+    def unused_since(self, now: float, configured: bool) -> float | None:
+        """Since when it has been unused: no retained events, no subscription naming it,
+        no batch going in, and not *configured* (*now* if it just became so); None while
+        it is used."""
+        log = self.log
+        if self.pinned or log.first <= log.head or self.busy is not None or configured:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = now
+        return self.idle_since
+
     def check_subscription_quota(self, field: str = "namespaces") -> None:
         limit = self.config.max_subscriptions
         if len(self.cursors) >= limit:

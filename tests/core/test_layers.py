@@ -87,7 +87,8 @@ def test_core_modules_import_each_other_without_a_circle() -> None:
 def test_the_layers_of_the_hub() -> None:
     """Policies know nothing of cursors; cursors nothing of namespaces, subscriptions or
     the hub; namespaces nothing of subscriptions or the hub; subscriptions and
-    callbacks nothing of the hub."""
+    callbacks nothing of the hub; the hub's parts (waking, upkeep, admission) are used
+    by the hub only."""
     graph = import_graph()
 
     def reaches(start: str) -> set[str]:
@@ -99,9 +100,13 @@ def test_the_layers_of_the_hub() -> None:
                 todo.append(imported)
         return seen
 
-    assert not reaches("_overflow") & {"_cursor", "_namespace", "_subscription", "_hub"}
-    assert not reaches("_cursor") & {"_namespace", "_subscription", "_hub", "_callbacks"}
-    assert not reaches("_namespace") & {"_subscription", "_hub", "_callbacks", "_ready"}
-    assert not reaches("_subscription") & {"_hub", "_callbacks", "_ready"}
-    assert not reaches("_callbacks") & {"_hub"}
-    assert not reaches("_budget") & {"_namespace", "_registry", "_hub"}
+    hub_parts = {"_hub", "_notifier", "_upkeep", "_admission", "_callbacks", "_ready"}
+    assert not reaches("_overflow") & {"_cursor", "_namespace", "_subscription", *hub_parts}
+    assert not reaches("_cursor") & {"_namespace", "_subscription", "_topics", *hub_parts}
+    assert not reaches("_namespace") & {"_subscription", "_registry", *hub_parts}
+    assert not reaches("_subscription") & hub_parts
+    assert not reaches("_callbacks") & (hub_parts - {"_callbacks"})
+    assert not reaches("_budget") & {"_namespace", "_registry", *hub_parts}
+    # nothing but the hub uses its parts (ReadyQueue and callbacks are public)
+    parts = hub_parts - {"_hub", "_callbacks", "_ready"}
+    assert {name for name, imported in graph.items() if imported & parts} <= {"_hub"}
