@@ -18,9 +18,10 @@ about a full buffer is here, one class per policy, behind one protocol,
 ``block`` and ``retry`` wrap a fallback, as docker/go-events' ``Queue`` and
 ``RetryingSink`` wrap a sink: :class:`Block` only makes publishers wait (the
 namespace's gate does the waiting); whatever still does not fit when they stop waiting
-is its fallback's to decide, reported as ``block_timeout``. :class:`Retry` keeps events that found the buffer
-full waiting with deadlines; an event whose deadline passes, or that finds the retry
-queue full, is its fallback's, which drops it as ``retry_exhausted``.
+is its fallback's to decide, reported as ``block_timeout``. :class:`Retry` keeps events
+that found the buffer full waiting with deadlines; an event whose deadline passes, or
+that finds the retry queue full, is its fallback's, which drops it as
+``retry_exhausted``.
 
 A policy holds no state of its own (the buffer, the retry queue and the record of drops
 are the cursor's, behind :class:`Buffer`), so one object serves every cursor of a
