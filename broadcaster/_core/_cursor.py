@@ -86,8 +86,6 @@ class Source(Protocol):
         ...
 
 
-_NOTHING: list[Event] = []  # shared, never mutated
-
 #: The namespace type a cursor's owners know it by (the cursor itself needs a Source).
 S = TypeVar("S", bound=Source)
 
@@ -209,19 +207,21 @@ class Cursor(Generic[S]):
                     return i
         return fit
 
-    def put(self, events: Sequence[Event]) -> None:
+    def put(self, events: Sequence[Event]) -> bool:
         buf = self.buf
         if not isinstance(buf, deque):
             buf = self.buf = deque()
         buf.extend(events)
-        if self.overflow.policy.max_bytes:
+        policy = self.overflow.policy
+        if policy.max_bytes:
             self.buf_bytes += sum(e.size for e in events)
+            if self.buf_bytes > policy.max_bytes:
+                return True
+        return len(buf) > policy.max_events
 
     def shed(self) -> list[Event]:
         policy, buf = self.overflow.policy, self._buffer()
         excess = len(buf) - policy.max_events
-        if excess <= 0 and not policy.max_bytes:
-            return _NOTHING
         shed: list[Event] = []
         if excess > 0:
             shed = [buf.popleft() for _ in range(excess)]

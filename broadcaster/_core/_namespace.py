@@ -183,7 +183,7 @@ class NamespaceState:
         log.trim(now)
         self.budget.retained_bytes += log.retained_bytes - before
         self.changed = True
-        if self.topics:
+        if self.topics.watchers:
             self.topics.note(appended, log.first, self.waiting_topics, self.burst_topics)
         self.published += len(appended)
         if self.budget_entry is None:

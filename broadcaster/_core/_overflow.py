@@ -57,8 +57,9 @@ class Buffer(Protocol):
         """How many of *events*, from the first, fit into the buffer now."""
         ...
 
-    def put(self, events: Sequence[Event]) -> None:
-        """Append *events* to the buffer (they fit, unless :meth:`shed` follows)."""
+    def put(self, events: Sequence[Event]) -> bool:
+        """Append *events* to the buffer (they fit, unless :meth:`shed` follows); return
+        whether it is now over its bounds."""
         ...
 
     def shed(self) -> list[Event]:
@@ -164,9 +165,7 @@ class DropOldest(_Policy):
         self.policy, self.reason, self.sweep, self.blocks = policy, reason, False, False
 
     def admit(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
-        buffer.put(events)
-        shed = buffer.shed()
-        if shed:
+        if buffer.put(events) and (shed := buffer.shed()):
             buffer.drop(shed, self.reason)
 
     full = admit  # the same: whatever fits, the newest stay

@@ -20,20 +20,18 @@ __all__ = ["TopicIndex"]
 class TopicIndex:
     """The topics some subscription filters on, and their retained sequences."""
 
-    __slots__ = ("_seqs", "_trimmed", "_watchers")
+    __slots__ = ("_seqs", "_trimmed", "watchers")
 
     def __init__(self) -> None:
         self._seqs: dict[str, deque[int]] = {}
         self._trimmed: dict[str, int] = {}
-        self._watchers: dict[str, int] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._seqs)
+        #: subscriptions filtering on each topic (empty: nothing to record at publish)
+        self.watchers: dict[str, int] = {}
 
     def watch(self, topics: Iterable[str], head: int) -> None:
         """One more subscription filters on *topics*; *head* is the newest sequence."""
         for topic in topics:
-            self._watchers[topic] = self._watchers.get(topic, 0) + 1
+            self.watchers[topic] = self.watchers.get(topic, 0) + 1
             if topic not in self._seqs:
                 self._seqs[topic] = deque()
                 # untracked before now: any earlier event may have had this topic
@@ -41,11 +39,11 @@ class TopicIndex:
 
     def unwatch(self, topics: Iterable[str]) -> None:
         for topic in topics:
-            left = self._watchers[topic] - 1
+            left = self.watchers[topic] - 1
             if left:
-                self._watchers[topic] = left
+                self.watchers[topic] = left
             else:
-                del self._watchers[topic], self._seqs[topic], self._trimmed[topic]
+                del self.watchers[topic], self._seqs[topic], self._trimmed[topic]
 
     def note(self, events: Sequence[Event], first: int, waited: Container[str],
              published: set[str]) -> None:

@@ -74,8 +74,9 @@ class RecordingBuffer:
     def fit(self, events: Sequence[Event]) -> int:
         return min(len(events), max(0, self.max_events - len(self.buffered)))
 
-    def put(self, events: Sequence[Event]) -> None:
+    def put(self, events: Sequence[Event]) -> bool:
         self.buffered.extend(events)
+        return len(self.buffered) > self.max_events
 
     def shed(self) -> list[Event]:
         return [self.buffered.popleft() for _ in range(len(self.buffered) - self.max_events)]
