@@ -278,7 +278,7 @@ class Cursor(Generic[S]):
 
     def room(self, now: float) -> int:
         """How many live events fit now (for blocking publishers)."""
-        policy = self.policy
+        policy = self.overflow.policy
         if self.replaying:
             return policy.max_events
         self.settle(now, budgeted=False)  # the publisher must know the whole truth
@@ -312,7 +312,7 @@ class Cursor(Generic[S]):
         else:
             popleft = self._buffer().popleft
             chunk = [popleft() for _ in range(limit)]
-            if self.policy.max_bytes:
+            if self.overflow.policy.max_bytes:
                 self.buf_bytes -= sum(e.size for e in chunk)
         out.extend(chunk)
         if self.retries:
@@ -391,7 +391,7 @@ class Cursor(Generic[S]):
         one look at each, not a settle (and a buffer allocated for each)."""
         if self.replaying:
             return self.ns.log.head - self.next + 1
-        log, policy = self.ns.log, self.policy
+        log, policy = self.ns.log, self.overflow.policy
         unsettled = log.head - self.accepted_end + 1
         if unsettled > 0 and (
             self.accepted_end < log.first or self.retries or policy.max_bytes

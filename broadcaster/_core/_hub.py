@@ -68,7 +68,9 @@ class Broadcaster:
         self._notifier = Notifier(self.config.notify_linger, self.config.wake_batch)
         self._tg: TaskGroup | None = None
         self._closed = False
-        self._upkeep = Upkeep(self.config, self._table, self._subs, self._remove)
+        self.heartbeat_id = 0  # the newest heartbeat sent (0: none yet)
+        self._upkeep = Upkeep(self.config, self._table, self._subs, self._remove,
+                              self._heartbeat_sent)
         self.acks_ignored = 0
         self._monitor = LoopMonitor(self.config.loop_lag_interval,
                                     self._upkeep.liveness_limit * 4, 0.0)
@@ -126,10 +128,8 @@ class Broadcaster:
     def random(self) -> float:
         return self._random.random()
 
-    @property
-    def heartbeat_id(self) -> int:
-        """The newest heartbeat sent (0: none yet)."""
-        return self._upkeep.heartbeat_id
+    def _heartbeat_sent(self, heartbeat_id: int) -> None:
+        self.heartbeat_id = heartbeat_id
 
     def ack_ignored(self) -> None:
         """Count a heartbeat ack that answered no heartbeat the subscription was given."""
@@ -280,7 +280,8 @@ class Broadcaster:
         each other, so that each one's sequences are consecutive."""
         every, wall = self.config.publish_yield_every, self.config.wall_clock
         seqs: list[int] = []
-        async with ns.batch():
+        await ns.begin_batch()
+        try:
             ns.take_token(self.now(), len(checked))
             while len(seqs) < len(checked):
                 count = min(len(checked) - len(seqs), every)
@@ -293,6 +294,8 @@ class Broadcaster:
                 if self._work >= every:
                     self._work = 0
                     await anyio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            ns.end_batch()
         return seqs
 
     def _appended(self, ns: NamespaceState, count: int) -> None:

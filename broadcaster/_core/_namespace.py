@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import anyio
@@ -334,20 +333,20 @@ class NamespaceState:
                 slow.append(cursor)
             elif r < room:
                 room, timeout = r, cursor.policy.block_timeout
-        evict_slow(slow)
+        if slow:
+            evict_slow(slow)
         return room, timeout
 
-    @asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
-        """Publish a batch in slices: batches of this namespace wait for each other, so
-        that each one's sequences are consecutive."""
+    async def begin_batch(self) -> None:
+        """Start publishing a batch in slices, once other batches of this namespace are
+        done: each batch's sequences are consecutive. :meth:`end_batch` must follow."""
         while self.busy is not None:
             await self.busy.wait()
-        busy = self.busy = anyio.Event()
-        try:
-            yield
-        finally:
-            self.busy = None
+        self.busy = anyio.Event()
+
+    def end_batch(self) -> None:
+        busy, self.busy = self.busy, None
+        if busy is not None:
             busy.set()
 
     def wake_publishers(self) -> None:

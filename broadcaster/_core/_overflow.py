@@ -185,26 +185,27 @@ class Disconnect(_Policy):
         buffer.refuse(events)
 
 
-class Block(_Policy):
+class Block:
     """Publishers wait for room; what does not fit once they stopped waiting is the
     fallback's (drop_newest, drop_oldest or disconnect), reported as ``block_timeout``.
 
     The publisher appends only as many events as every blocking subscriber has room
     for until its wait times out, so whatever reaches :meth:`full` is what it gave up
-    waiting for."""
+    waiting for: admitting, deciding and offering are the fallback's own methods (no
+    call in between on a cursor's every settle), ``blocks`` is what it adds."""
 
-    __slots__ = ("fallback",)
+    __slots__ = ("admit", "blocks", "fallback", "full", "offer", "policy", "reason", "sweep")
 
     def __init__(self, policy: Policy, fallback: OverflowPolicy) -> None:
         self.policy, self.reason, self.sweep, self.blocks = (
             policy, DropReason.BLOCK_TIMEOUT, fallback.sweep, True)
         self.fallback = fallback
+        self.admit = fallback.admit
+        self.full = fallback.full
+        self.offer = fallback.offer
 
-    def admit(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
-        self.fallback.admit(buffer, events, now)
-
-    def full(self, buffer: Buffer, events: Sequence[Event], now: float) -> None:
-        self.fallback.full(buffer, events, now)
+    def __repr__(self) -> str:
+        return f"Block({self.policy!r}, {self.fallback!r})"
 
 
 class Retry(_Policy):

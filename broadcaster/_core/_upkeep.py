@@ -31,16 +31,19 @@ class Upkeep:
 
     :param subs: the hub's subscriptions
     :param remove: removes an idle namespace (the hub's job: its readers leave it)
-    :ivar heartbeat_id: the newest heartbeat sent (0: none yet)
+    :param announce: tells the hub the id of the heartbeat being sent (subscriptions
+        read it from the hub on every read: a plain attribute there)
     """
 
     def __init__(self, config: HubConfig, table: NamespaceTable, subs: set[Subscription],
-                 remove: Callable[[NamespaceState], None]) -> None:
+                 remove: Callable[[NamespaceState], None],
+                 announce: Callable[[int], None]) -> None:
         self._config = config
         self._table = table
         self._subs = subs
         self._remove = remove
-        self.heartbeat_id = 0
+        self._announce = announce
+        self._heartbeat_id = 0
 
     @property
     def liveness_limit(self) -> float:
@@ -57,7 +60,8 @@ class Upkeep:
                 ns.trim_topics()
                 if self._table.idle(ns, now):
                     self._remove(ns)
-            self.heartbeat_id += 1
+            self._heartbeat_id += 1
+            self._announce(self._heartbeat_id)
             await self._beat(clock, monitor)
 
     async def _beat(self, clock: Callable[[], float], monitor: LoopMonitor) -> None:
