@@ -234,7 +234,19 @@ class Cursor(Generic[S]):
         return shed
 
     def drop(self, events: Sequence[Event], reason: DropReason) -> None:
-        self._record(len(events), events[0].sequence, events[-1].sequence, reason)
+        first, last = events[0].sequence, events[-1].sequence
+        if last - first + 1 == len(events) or self.sub.matcher is not None:
+            self._record(len(events), first, last, reason)
+            return
+        # Not contiguous, though nothing was filtered out (retry: what expires together
+        # may straddle events dropped before, reported in another notice): one notice
+        # per run, so that a notice's range holds exactly what it reports.
+        start = 0
+        for i in range(1, len(events) + 1):
+            if i == len(events) or events[i].sequence != events[i - 1].sequence + 1:
+                self._record(i - start, events[start].sequence, events[i - 1].sequence,
+                             reason)
+                start = i
 
     def refuse(self, events: Sequence[Event]) -> None:
         self.slow = self.slow or len(self.buf) + len(events)
@@ -266,13 +278,29 @@ class Cursor(Generic[S]):
             if (
                 isinstance(prev, DropNotice)
                 and prev.reason is reason
-                and prev.last_sequence < first
+                and (first == prev.last_sequence + 1  # adjacent; or only filtered between
+                     or (self.sub.matcher is not None and prev.last_sequence < first
+                         and not self._holds_between(prev.last_sequence, first)))
             ):
                 notices[-1] = DropNotice(
                     prev.namespace, prev.count + count, prev.first_sequence, last, reason
                 )
                 return
         notices.append(DropNotice(self.ns.name, count, first, last, reason))
+
+    def _holds_between(self, low: int, high: int) -> bool:
+        """Whether an event it still holds (buffered, or waiting for a retry) may lie
+        between *low* and *high*: then a notice must not span the gap, since that event
+        may yet be delivered. Held events are in sequence order, buffer then retry
+        queue, so their ends tell (conservatively: a straddling gap says yes). Without
+        a filter, notices only merge when adjacent: a gap is never filtered out."""
+        buf, retries = self.buf, self.retries
+        ends: list[int] = []
+        if isinstance(buf, deque) and buf:
+            ends += (buf[0].sequence, buf[-1].sequence)
+        if isinstance(retries, deque) and retries:
+            ends += (retries[0][0].sequence, retries[-1][0].sequence)
+        return bool(ends) and min(ends) < high and max(ends) > low
 
     # -- reading ------------------------------------------------------------------------
 

@@ -272,6 +272,29 @@ async def test_retry_admits_within_the_backoff_window_then_drops(
 
 
 @pytest.mark.trio
+async def test_a_retry_notice_never_spans_events_still_waiting(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    """Events that expire and arrivals refused by a full retry queue, dropped in one
+    settle, were reported as one notice spanning the events still waiting between them,
+    which were then delivered after it: a notice's range holds only what it reports."""
+    policy = Policy.retry(4, initial_backoff=0.1, max_backoff=0.1, max_attempts=1, jitter=0)
+    async with Broadcaster(HubConfig(overflow_check_interval=10.0)) as hub:
+        async with hub.subscribe("a", policy=policy) as sub:
+            await publish_n(hub, "a", 6)
+            hub.statistics()  # a scrape settles it: 1-4 buffered, 5-6 wait until 0.1
+            await anyio.sleep(0.05)
+            await publish_n(hub, "a", 2)
+            hub.statistics()  # 7-8 wait until 0.15
+            await anyio.sleep(0.07)
+            await publish_n(hub, "a", 3)  # 9-10 wait until 0.22; the queue is full for 11
+            items = drain(sub)  # 5-6 expired; room for 7-10 once 1-4 are read
+    assert notices_of(items) == [DropNotice("a", 2, 5, 6, DropReason.RETRY_EXHAUSTED),
+                                 DropNotice("a", 1, 11, 11, DropReason.RETRY_EXHAUSTED)]
+    assert [e.sequence for e in events_of(items)] == [1, 2, 3, 4, 7, 8, 9, 10]
+
+
+@pytest.mark.trio
 async def test_drops_are_counted_before_the_subscriber_reads(
     autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -173,11 +173,14 @@ def drain(sub: object, received: Received) -> None:
 
 
 @every_policy
+@pytest.mark.parametrize("seed", [0, 737, 1990])
 @pytest.mark.trio
 async def test_delivered_plus_reported_dropped_is_published(
-    name: str, autojump_clock: trio.testing.MockClock
+    name: str, seed: int, autojump_clock: trio.testing.MockClock
 ) -> None:
-    config = HubConfig(overflow_check_interval=0.05, heartbeat_interval=3600.0)
+    """*seed* draws the retry jitter: 737 and 1990 once made a notice span events
+    delivered after it, and events reported in another notice."""
+    config = HubConfig(overflow_check_interval=0.05, heartbeat_interval=3600.0, seed=seed)
     async with Broadcaster(config) as hub:
         async with hub.subscribe("ns", policy=POLICIES[name]) as sub:
             received, published = Received(), 0
