@@ -78,6 +78,18 @@ def test_the_checker_finds_a_cycle_and_reads_every_kind_of_import(tmp_path: path
     assert core_imports(module) == {"_types", "_hub", "_cursor", "_namespace"}
 
 
+def test_no_core_module_imports_another_for_annotations_only() -> None:
+    """A module that needs another's type for an annotation only names what it needs
+    in a protocol: an import under ``TYPE_CHECKING`` would hide a circle at run time."""
+    for path in sorted(CORE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+                    and node.test.id == "TYPE_CHECKING"):
+                hidden = [n for n in ast.walk(node)
+                          if isinstance(n, ast.ImportFrom) and n.level == 1]
+                assert not hidden, f"{path.name} imports core modules under TYPE_CHECKING"
+
+
 def test_core_modules_import_each_other_without_a_circle() -> None:
     graph = import_graph()
     assert {"_hub", "_cursor", "_namespace", "_subscription", "_overflow"} <= set(graph)
