@@ -7,7 +7,11 @@ LISTEN ?= 127.0.0.1:50051
 SOCKET ?= /tmp/broadcaster.sock
 METRICS ?= 127.0.0.1:9464
 
-.PHONY: venv serve test lint proto proto-check dashboard bench bench-quick clean
+FUZZ_EXAMPLES ?= 1000
+FUZZ_SECONDS ?= 120
+FUZZ_OUT ?= build/fuzz
+
+.PHONY: venv serve test test-cluster lint proto proto-check dashboard bench bench-quick fuzz clean
 
 venv: $(STAMP)
 
@@ -22,10 +26,27 @@ serve: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy broadcaster/_core broadcaster/_metrics.py broadcaster/client
+	$(VENV)/bin/mypy broadcaster/_core broadcaster/_metrics.py broadcaster/client broadcaster/grpc broadcaster/_config_file.py broadcaster/_jetstream broadcaster/_log_backend.py
 
 test: venv lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"
+
+# the tests on a 3-node NATS cluster (kill -9 of a stream's leader); prints the figures
+test-cluster: venv
+	$(PY) -m pytest -m cluster -rP -q
+
+# Longer fuzzing than `make test` does: the hypothesis fuzz tests with FUZZ_EXAMPLES
+# examples each, then atheris (libFuzzer) on the filter parser and the hand-written
+# protobuf encoder for FUZZ_SECONDS each; findings go to FUZZ_OUT.
+fuzz: venv
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	mkdir -p $(FUZZ_OUT)
+	BROADCASTER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/grpc/test_fuzz.py -q \
+		-p no:cacheprovider --timeout 3600
+	$(PY) fuzz/filters.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-artifact_prefix=$(FUZZ_OUT)/filters-
+	$(PY) fuzz/encoder.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-artifact_prefix=$(FUZZ_OUT)/encoder-
 
 proto: venv
 	$(PY) scripts/gen_protos.py

@@ -144,6 +144,8 @@ def net_run(
     hub: dict[str, Any] | None = None,
     policy: str = "block",
     idle_timeout: float = 5.0,
+    external: tuple[Child, str] | None = None,
+    worker: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one publisher and *subscribers* subscribers (over *procs* processes) through
     *phases* (default: one phase of *events* events at *rate*).
@@ -160,6 +162,9 @@ def net_run(
         streams): same namespace, a filter no event matches, heartbeats acked
     :param flood: flood namespace "a" at full speed meanwhile (gRPC)
     :param latency: collect publish-to-receive latencies
+    :param external: a server started by the caller (its process, for CPU figures, and
+        the address clients connect to) instead of one started here
+    :param worker: more parameters for every subscriber and publisher process
     :returns: figures of each phase under ``"phases"``; the first phase's also at the top
         (throughput, losses, latency, CPU seconds of each process during the phase)
     """
@@ -169,10 +174,13 @@ def net_run(
     tmp = Path(tempfile.mkdtemp(prefix="bench-lat-"))
     with ProcessGroup() as group:
         group.cleanup(tmp)  # the raw samples go; percentiles and a CDF stay in the result
-        server, address = start_server(group, system, deadline + 30, hub=hub)
+        if external is not None:
+            server, address = external
+        else:
+            server, address = start_server(group, system, deadline + 30, hub=hub)
         clients = Clients(group, system, address, deadline, tmp if latency else None)
         clients.start_subscribers(subscribers, procs, layout=layout, streams=streams,
-                                  policy=policy)
+                                  policy=policy, **(worker or {}))
         extra: list[Child] = []
         base = {"system": system, "address": address, "role": "sub"}
         if stalled:
@@ -191,8 +199,8 @@ def net_run(
         for child in clients.subs + extra:
             child.wait_for("ready", 60)
         # the server's side of the layout: connections it accepted from the subscribers
-        server_connections = established(int(address.rsplit(":", 1)[1]))
-        pub = clients.start_publisher()
+        server_connections = established(int(address.split(",")[0].rsplit(":", 1)[1]))
+        pub = clients.start_publisher(**(worker or {}))
         pubs = [pub]
         if flood:
             pubs.append(clients.start_publisher("flood_pub", namespace="a"))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench import _kubelet
+from bench import _kubelet, _logs
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._hostile import HOSTILE_LAYOUT, grpc_hostile, hostile_check, hostile_report
 from bench._net import net_run
@@ -438,6 +438,17 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("grpc_idle", f"gRPC idle subscriptions, few vs many streams, heartbeat "
              f"{IDLE_HEARTBEAT:g} s", "<= 20 KiB RSS per subscription, 0 evicted",
              grpc_idle, _grpc_idle_check, needs_grpc=True),
+    # The log backends (issue 11): our server on each log, the memory log the reference in
+    # the same run, NATS JetStream through nats-py (ordered push consumers) the peer.
+    Scenario("log_publish", "Log backends: publish ack round trip, publish rate and "
+             "publish-to-delivery latency (S=10) on memory, local (each fsync), jetstream "
+             "(1 and 3 NATS nodes), and JetStream itself", "jetstream ack p50 <= "
+             "JetStream's own + 1 ms, 0 lost", _logs.log_publish, _logs.log_publish_check,
+             needs_grpc=True, layout="conn"),
+    Scenario("log_fanout", "Log backends: fan-out S=100 on memory and jetstream (1 and 3 "
+             "NATS nodes), and JetStream itself (an ordered consumer per subscriber)",
+             ">= JetStream's own deliveries/s, 0 lost", _logs.log_fanout,
+             _logs.log_fanout_check, needs_grpc=True, layout="conn"),
     Scenario("grpc_hostile", "Hostile clients (issue 9), one abuse at a time, each against "
              "its own server under 1,000 ev/s to 100 healthy subscribers",
              "healthy p99 <= 2x calm, 0 lost, 0 evicted, RSS within budget; other-ns "

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench._proc import Child, ProcessGroup
 
 __all__ = ["GrpcServer", "free_port", "peer_binary", "scrape_metrics", "start_grpc_server",
-           "start_server", "wait_port"]
+           "start_jetstream", "start_server", "wait_port"]
 
 #: Where each peer's server comes from (named in the error when it is missing).
 PEER_SOURCES = {
@@ -184,3 +184,47 @@ def scrape_metrics(address: str, timeout: float = 5.0) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+def start_jetstream(group: ProcessGroup, nodes: int, deadline: float) -> tuple[Child, str]:
+    """Start a nats-server with JetStream (*nodes* = 1), or a cluster of *nodes* routed
+    ones (unique server names, a store each, ``max_payload: 8MB`` so that the server's
+    default payload limit fits); return the first node and the comma-separated URLs,
+    once every node reports JetStream healthy.
+
+    :raises TimeoutError: if a node does not come up
+    """
+    folder = Path(tempfile.mkdtemp(prefix="bench-nats-"))
+    group.cleanup(folder)
+    ports = [free_port() for _ in range(nodes)]
+    monitors = [free_port() for _ in range(nodes)]
+    routes = [free_port() for _ in range(nodes)]
+    children = []
+    for i in range(nodes):
+        lines = [f"server_name: n{i + 1}", f"listen: 127.0.0.1:{ports[i]}",
+                 f"http: 127.0.0.1:{monitors[i]}", "max_payload: 8MB",
+                 f'jetstream {{ store_dir: "{folder / f"n{i + 1}"}" }}']
+        if nodes > 1:
+            urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+            lines.append(f"cluster {{ name: bench\n listen: 127.0.0.1:{routes[i]}\n "
+                         f"routes: [{urls}] }}")
+        config = folder / f"n{i + 1}.conf"
+        config.write_text("\n".join(lines) + "\n")
+        children.append(group.start(f"nats{i + 1}", [_need("nats-server"), "-c", str(config)],
+                                    deadline))
+    end = time.monotonic() + 30.0
+    for child, monitor in zip(children, monitors, strict=True):
+        while True:
+            if child.proc.poll() is not None:
+                raise TimeoutError(f"{child.name} exited: {child.stderr_tail()}")
+            try:
+                url = f"http://127.0.0.1:{monitor}/healthz"
+                with urllib.request.urlopen(url, timeout=1.0) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > end:
+                raise TimeoutError(f"{child.name}: JetStream not healthy in 30 s")
+            time.sleep(0.05)
+    return children[0], ",".join(f"nats://127.0.0.1:{p}" for p in ports)

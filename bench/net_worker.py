@@ -1,7 +1,9 @@
-"""Publisher and subscriber processes for the network scenarios, for three systems:
-our gRPC server (raw generated stubs), NATS and Redis pub/sub.
+"""Publisher and subscriber processes for the network scenarios, for four systems:
+our gRPC server (raw generated stubs), NATS and Redis pub/sub, and NATS JetStream through
+nats-py's own API (``jetstream``: the peer of our server on the ``jetstream`` log).
 
-``python -m bench.net_worker '{"role": "sub"|"pub", "system": "grpc"|"nats"|"redis", ...}'``
+``python -m bench.net_worker '{"role": "sub"|"pub", "system": SYSTEM, ...}'`` (SYSTEM: ``grpc``,
+``nats``, ``redis`` or ``jetstream``)
 
 Both roles print ``{"ready": true}`` once connected (a subscriber process: once every one
 of its subscriptions is live) and then obey lines on stdin.
@@ -21,8 +23,13 @@ Batching is the same for the three systems: at most 100 events per write and at 
 writes unacknowledged. The acknowledgement of a write is, for gRPC, its
 ``PublishStreamResponse``; for NATS, the ``PONG`` answering the ``PING`` written after its
 ``PUB`` lines (the server answers in order, once it has routed them); for Redis, its
-``PUBLISH`` replies. NATS and Redis are spoken directly on the socket (their protocols are
-a few lines), so no client library's own buffering differs between the three.
+``PUBLISH`` replies; for JetStream, JetStream's acknowledgement of each of its messages
+(``js.publish_async``, nats-py's pipelined publish). NATS and Redis are spoken directly on
+the socket (their protocols are a few lines), so no client library's own buffering
+differs between the three. JetStream subscribers are ordered push consumers
+(``js.subscribe(..., ordered_consumer=True)``), one connection each, on stream
+``bench`` (subject ``bench``, ``replicas`` from the parameters), which the first process
+to open creates.
 
 Paced phases: event i is due at phase start + i / rate and carries that scheduled time as
 its stamp, so a publisher the server holds back shows in the latency (no coordinated
@@ -291,6 +298,47 @@ async def nats_sub(p: dict[str, Any]) -> None:
     _report(tally, p)
 
 
+async def _bench_stream(js: Any, p: dict[str, Any]) -> None:
+    """Create the peer's stream ``bench`` if it does not exist yet."""
+    from nats.js import api
+    from nats.js.errors import BadRequestError
+
+    config = api.StreamConfig(name="bench", subjects=["bench"], storage=api.StorageType.FILE,
+                              num_replicas=p.get("replicas", 1), max_msgs=10_000_000,
+                              max_bytes=8 * 2**30)
+    with contextlib.suppress(BadRequestError):  # created meanwhile by another process
+        await js.add_stream(config)
+
+
+async def jetstream_sub(p: dict[str, Any]) -> None:
+    import nats
+    from nats.js import api
+
+    started = time.monotonic()
+    tally = Tally(p)
+    conns = []
+
+    async def handler(msg: Any) -> None:
+        tally.add(msg.data, 1)
+
+    urls = p["address"].split(",")
+    for i in range(p["subscriptions"]):
+        nc = await nats.connect(urls, max_reconnect_attempts=0)
+        js = nc.jetstream()
+        if i == 0:
+            await _bench_stream(js, p)
+        await js.subscribe("bench", cb=handler, ordered_consumer=True,
+                           deliver_policy=api.DeliverPolicy.NEW,
+                           pending_msgs_limit=10_000_000, pending_bytes_limit=2**31)
+        await nc.flush()
+        conns.append(nc)
+    emit(ready=True)
+    await _serve_commands(tally, p, started)
+    for nc in conns:
+        await nc.close()
+    _report(tally, p)
+
+
 async def redis_sub(p: dict[str, Any]) -> None:
     import redis.asyncio as aioredis
 
@@ -478,7 +526,39 @@ class RedisSink(_Sink):
         self._writer.close()
 
 
-SINKS: dict[str, type[_Sink]] = {"grpc": GrpcSink, "nats": NatsSink, "redis": RedisSink}
+class JetStreamSink(_Sink):
+    """nats-py's JetStream publish: every message of a write published with
+    ``publish_async`` (pipelined), the write acknowledged once JetStream acknowledged all
+    of them."""
+
+    async def open(self, p: dict[str, Any]) -> None:
+        import nats
+
+        self._nc = await nats.connect(p["address"].split(","), max_reconnect_attempts=0)
+        self._js = self._nc.jetstream(publish_async_max_pending=BATCH * WINDOW * 2)
+        await _bench_stream(self._js, p)
+        self._writes: asyncio.Queue[list[Any] | None] = asyncio.Queue()
+        self._start_acks()
+
+    async def _acks(self) -> None:
+        while (futures := await self._writes.get()) is not None:
+            for result in await asyncio.gather(*futures, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    self.errors += 1
+            self.credits.release()
+
+    async def write(self, payloads: list[bytes]) -> None:
+        futures = [await self._js.publish_async("bench", v) for v in payloads]
+        self._writes.put_nowait(futures)
+
+    async def close(self) -> None:
+        self._writes.put_nowait(None)
+        await super().close()
+        await self._nc.close()
+
+
+SINKS: dict[str, type[_Sink]] = {"grpc": GrpcSink, "nats": NatsSink, "redis": RedisSink,
+                                  "jetstream": JetStreamSink}
 
 
 class _Plan:
@@ -609,7 +689,8 @@ async def publisher(p: dict[str, Any]) -> None:
     })
 
 
-SUBSCRIBERS = {"grpc": grpc_sub, "nats": nats_sub, "redis": redis_sub}
+SUBSCRIBERS = {"grpc": grpc_sub, "nats": nats_sub, "redis": redis_sub,
+               "jetstream": jetstream_sub}
 
 
 async def _main(p: dict[str, Any]) -> None:

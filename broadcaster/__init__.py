@@ -7,6 +7,7 @@ import contextlib
 
 from ._core._callbacks import Callback, CallbackHandle
 from ._core._config import FilterConfig, HubConfig, NamespaceConfig, Retention
+from ._core._durable import FsyncMode, LogStore, LogUnavailable, StorageError
 from ._core._errors import (
     BroadcasterError,
     InvalidArgument,
@@ -23,6 +24,7 @@ from ._core._hub import Broadcaster, PublishItem
 from ._core._log import EventLog, LogFactory, MemoryLog
 from ._core._policy import Policy, PolicyKind
 from ._core._ready import ReadyQueue
+from ._core._sqlite_store import LocalConfig, SqliteStore
 from ._core._stats import (
     LATENCY_BUCKETS,
     HubStatistics,
@@ -32,6 +34,7 @@ from ._core._stats import (
 )
 from ._core._subscription import Liveness, Subscription
 from ._core._types import (
+    AvailabilityNotice,
     DropNotice,
     DropReason,
     Ended,
@@ -50,6 +53,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_GC_THRESHOLD",
     "LATENCY_BUCKETS",
+    "AvailabilityNotice",
     "Broadcaster",
     "BroadcasterError",
     "Callback",
@@ -61,6 +65,7 @@ __all__ = [
     "Event",
     "EventLog",
     "FilterConfig",
+    "FsyncMode",
     "Heartbeat",
     "HubConfig",
     "HubStatistics",
@@ -73,7 +78,10 @@ __all__ = [
     "Item",
     "LatencyStatistics",
     "Liveness",
+    "LocalConfig",
     "LogFactory",
+    "LogStore",
+    "LogUnavailable",
     "MemoryLog",
     "NamespaceConfig",
     "NamespaceStatistics",
@@ -86,6 +94,8 @@ __all__ = [
     "ResyncNotice",
     "ResyncReason",
     "Retention",
+    "SqliteStore",
+    "StorageError",
     "Subscription",
     "SubscriptionStatistics",
     "compile_filters",

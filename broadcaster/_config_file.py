@@ -3,7 +3,15 @@
 Layout::
 
     [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
-    [log]               level, format
+    [server.containerd_policy]  Policy of containerd Subscribe streams (kind, max_events,
+                        max_bytes; kind disconnect, drop_oldest or drop_newest)
+    [log]               level, format (the server's own diagnostics); the event log:
+                        backend ("memory", "local", "jetstream"), dedup_window,
+                        dedup_max_ids
+    [log.local]         data_dir, fsync, fsync_interval, cache_events, cache_bytes, read_chunk
+    [log.jetstream]     servers, replicas, stream_prefix, subject_prefix, ack_timeout,
+                        connect_timeout, heartbeat, cache_events, cache_bytes, read_chunk,
+                        name
     [process]           gc_threshold (see broadcaster.tune_gc; 0 keeps Python's default)
     [hub]               HubConfig fields (heartbeat_interval, max_namespaces, max_cursors,
                         max_retained_bytes...)
@@ -13,7 +21,9 @@ Layout::
     [*.default_policy]  Policy (kind, max_events, max_bytes, block_timeout, fallback, ...)
 
 Every error names the key: ``namespaces."k8s.io".retention.max_events: must be a
-positive integer``.
+positive integer``. Bounds that can be switched off (``max_connections``,
+``max_rpcs_per_peer``, ``max_connection_idle``, ``max_concurrent_rpcs``) take 0 for "no
+bound", TOML having no null.
 """
 
 from __future__ import annotations
@@ -25,11 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from ._core._config import FilterConfig, HubConfig, NamespaceConfig, Retention
+from ._core._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
+from ._core._durable import FsyncMode
 from ._core._errors import BroadcasterError, InvalidArgument
 from ._core._policy import Policy, PolicyKind
+from ._core._sqlite_store import LocalConfig
 from ._core._validation import validate_namespace
 from ._gc import DEFAULT_GC_THRESHOLD
-from .grpc._server import ServerConfig, check_address
+from ._jetstream._config import JetStreamConfig
+from ._log_backend import BACKENDS, LogConfig
+from .grpc._config import CONTAINERD_POLICY_KINDS, ServerConfig, check_address
 
 __all__ = [
     "LOG_FORMATS",
@@ -80,6 +95,15 @@ def _seconds(value: Any, key: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ConfigError(key, "must be a positive number of seconds")
     return float(value)
+
+
+def _or_none(check: Check) -> Check:
+    """*check*, with 0 meaning "no bound" (None)."""
+    def checked(value: Any, key: str) -> Any:
+        if value == 0 and not isinstance(value, bool):
+            return None
+        return check(value, key)
+    return checked
 
 
 def _fraction(value: Any, key: str) -> float:
@@ -139,22 +163,71 @@ _SERVER: dict[str, Check] = {
     "metrics_listen": _address,
     "max_receive_message_bytes": _int(1),
     "max_send_message_bytes": _int(1),
-    "max_concurrent_rpcs": _int(1),
+    "max_concurrent_rpcs": _or_none(_int(1)),
     "max_concurrent_streams": _int(1),
+    "stream_overload_protection": _bool,
+    "max_connections": _or_none(_int(1)),
+    "reserved_fds": _int(0),
+    "max_rpcs_per_peer": _or_none(_int(1)),
+    "handshake_timeout": _seconds,
     "max_subscriptions_per_stream": _int(1),
+    "publish_batch_max_events": _int(1),
     "batch_max_events": _int(1),
     "batch_max_bytes": _int(1),
     "batch_linger": _number(0),
+    "stream_turns_per_tick": _int(1),
     "keepalive_time": _seconds,
     "keepalive_timeout": _seconds,
     "keepalive_permit_without_calls": _bool,
     "min_ping_interval": _seconds,
     "max_ping_strikes": _int(0),
-    "max_connection_idle": _seconds,
+    "max_connection_idle": _or_none(_seconds),
+    "rpc_error_log_interval": _seconds,
     "grace_period": _seconds,
     "reflection": _bool,
 }
-_LOG: dict[str, Check] = {"level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS)}
+def _path(value: Any, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a directory path")
+    return Path(value)
+
+
+def _urls(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [u for u in value.split(",") if u]
+    if not isinstance(value, list) or not value or not all(isinstance(u, str) for u in value):
+        raise ConfigError(key, "must be a list of nats://HOST:PORT URLs")
+    for i, url in enumerate(value):
+        if not url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"{key}[{i}]", f"{url!r} is not a nats://HOST:PORT URL")
+    return tuple(value)
+
+
+_LOG: dict[str, Check] = {
+    "level": _choice(LOG_LEVELS), "format": _choice(LOG_FORMATS),
+    "backend": _choice(BACKENDS), "dedup_window": _number(0), "dedup_max_ids": _int(1),
+}
+_LOCAL: dict[str, Check] = {
+    "data_dir": _path,
+    "fsync": _choice(tuple(m.value for m in FsyncMode)),
+    "fsync_interval": _seconds,
+    "cache_events": _int(1),
+    "cache_bytes": _int(1),
+    "read_chunk": _int(1),
+}
+_JETSTREAM: dict[str, Check] = {
+    "servers": _urls,
+    "replicas": _int(1),
+    "stream_prefix": _string,
+    "subject_prefix": _string,
+    "ack_timeout": _seconds,
+    "connect_timeout": _seconds,
+    "heartbeat": _seconds,
+    "cache_events": _int(1),
+    "cache_bytes": _int(1),
+    "read_chunk": _int(1),
+    "name": _string,
+}
 _PROCESS: dict[str, Check] = {"gc_threshold": _int(0)}
 _HUB: dict[str, Check] = {
     "heartbeat_interval": _seconds,
@@ -232,6 +305,22 @@ def _quote(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
 
 
+_CONTAINERD_POLICY: dict[str, Check] = {
+    "kind": _kind(tuple(k.value for k in CONTAINERD_POLICY_KINDS)),
+    "max_events": _int(1),
+    "max_bytes": _int(0),
+}
+
+
+def _containerd_policy(value: Any, key: str) -> Policy:
+    values = _fields(_table(value, key), _CONTAINERD_POLICY, key)
+    kind = values.pop("kind", PolicyKind.DISCONNECT)
+    try:
+        return Policy(kind, **values).validated()
+    except BroadcasterError as exc:
+        raise ConfigError(f"{key}.{exc.field.removeprefix('policy.')}", exc.message) from None
+
+
 def _namespace(table: Mapping[str, Any], prefix: str, base: NamespaceConfig) -> NamespaceConfig:
     fields = _fields(table, _NAMESPACE, prefix, ("retention", "default_policy"))
     retention = base.retention
@@ -270,8 +359,13 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
     for key in data:
         if key not in known:
             raise ConfigError(_quote(key), f"unknown section (expected one of {', '.join(known)})")
-    server = _fields(_table(data.get("server", {}), "server"), _SERVER, "server")
-    log = _fields(_table(data.get("log", {}), "log"), _LOG, "log")
+    server_table = _table(data.get("server", {}), "server")
+    server = _fields(server_table, _SERVER, "server", ("containerd_policy",))
+    if "containerd_policy" in server_table:
+        server["containerd_policy"] = _containerd_policy(
+            server_table["containerd_policy"], "server.containerd_policy")
+    log_table = _table(data.get("log", {}), "log")
+    log = _fields(log_table, _LOG, "log", ("local", "jetstream"))
     process = _fields(_table(data.get("process", {}), "process"), _PROCESS, "process")
     hub = _fields(_table(data.get("hub", {}), "hub"), _HUB, "hub")
     filters = FilterConfig(**_fields(_table(data.get("filters", {}), "filters"), _FILTERS,
@@ -288,12 +382,40 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
         namespaces[name] = _namespace(_table(table, path), path, defaults)
     hub_config = HubConfig(default_namespace=defaults, namespaces=namespaces, filters=filters,
                            **hub)
+    log_config = _log_config(log, log_table)
     try:
-        server_config = ServerConfig(hub=hub_config, **server)
+        server_config = ServerConfig(hub=hub_config, log=log_config, **server)
     except BroadcasterError as exc:
         raise ConfigError(f"server.{exc.field}", exc.message) from None
     return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"),
                       process.get("gc_threshold", DEFAULT_GC_THRESHOLD))
+
+
+def _log_config(log: Mapping[str, Any], table: Mapping[str, Any]) -> LogConfig:
+    """The event log of ``[log]``, ``[log.local]`` and ``[log.jetstream]``."""
+    local_values = _fields(_table(table.get("local", {}), "log.local"), _LOCAL, "log.local")
+    js_values = _fields(_table(table.get("jetstream", {}), "log.jetstream"), _JETSTREAM,
+                        "log.jetstream")
+    backend = log.get("backend", "memory")
+    try:
+        local = None
+        if "data_dir" in local_values:
+            local = LocalConfig(**local_values)
+        elif backend == "local":
+            raise ConfigError("log.local.data_dir", "the local log needs a data directory "
+                              "(--data-dir DIR)")
+        jetstream = JetStreamConfig(**js_values)
+        return LogConfig(backend, local=local, jetstream=jetstream,
+                         dedup_window=log.get("dedup_window", DEFAULT_DEDUP_WINDOW),
+                         dedup_max_ids=log.get("dedup_max_ids", DEFAULT_DEDUP_MAX_IDS))
+    except ConfigError:
+        raise
+    except BroadcasterError as exc:
+        field = exc.field
+        if not field.startswith("log."):
+            section = "local" if field in _LOCAL else "jetstream"
+            field = f"log.{section}.{'servers' if field == 'backplane' else field}"
+        raise ConfigError(field, exc.message) from None
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None
@@ -312,11 +434,16 @@ def load_config(path: str | Path, overrides: Mapping[str, Mapping[str, Any]] | N
     return parse_config(merge_overrides(data, overrides or {}))
 
 
-def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]
-                    ) -> dict[str, Any]:
-    """*data* with each section updated by *overrides* (one level deep)."""
+def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """*data* with each section updated by *overrides*, tables merged key by key at any
+    depth (``{"log": {"local": {"data_dir": ...}}}`` keeps the file's other keys)."""
     merged: dict[str, Any] = dict(data)
-    for section, values in overrides.items():
-        current = merged.get(section, {})
-        merged[section] = {**(current if isinstance(current, Mapping) else {}), **values}
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_overrides(current, value)
+        elif isinstance(value, Mapping):
+            merged[key] = merge_overrides({}, value)
+        else:
+            merged[key] = value
     return merged

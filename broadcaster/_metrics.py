@@ -46,7 +46,17 @@ class HubCollector(Collector):
         stats = self._hub.statistics()
         ns_label = ["namespace"]
         published = CounterMetricFamily(
-            "broadcaster_events_published", "Events published, by namespace.", labels=ns_label)
+            "broadcaster_events_published",
+            "Events published, by namespace (with a shared log: every event that entered "
+            "this node's view, whichever node published it).", labels=ns_label)
+        deduplicated = CounterMetricFamily(
+            "broadcaster_events_deduplicated",
+            "Publishes of an event id already stored (not stored again), by namespace.",
+            labels=ns_label)
+        available = GaugeMetricFamily(
+            "broadcaster_log_available",
+            "1 while the namespace's log can store and feed events, 0 while it cannot "
+            "(the jetstream log with NATS unreachable).", labels=ns_label)
         delivered = CounterMetricFamily(
             "broadcaster_events_delivered",
             "Event deliveries to subscribers (one per subscriber), by namespace.",
@@ -78,6 +88,8 @@ class HubCollector(Collector):
             labels=ns_label)
         for name, ns in stats.namespaces.items():
             published.add_metric([name], ns.published)
+            deduplicated.add_metric([name], ns.deduplicated)
+            available.add_metric([name], 1.0 if ns.available else 0.0)
             delivered.add_metric([name], ns.delivered)
             for reason, count in sorted(ns.dropped.items()):
                 dropped.add_metric([name, reason], count)
@@ -91,8 +103,8 @@ class HubCollector(Collector):
             buckets = [(_le(b), c) for b, c in zip(LATENCY_BUCKETS, ns.latency.counts, strict=True)]
             buckets.append(("+Inf", ns.latency.total))
             latency.add_metric([name], buckets, ns.latency.sum)
-        yield from (published, delivered, dropped, evicted, subscribers, head, retained,
-                    retained_bytes, lag, latency)
+        yield from (published, deduplicated, available, delivered, dropped, evicted,
+                    subscribers, head, retained, retained_bytes, lag, latency)
         yield GaugeMetricFamily(
             "broadcaster_subscriptions", "Subscriptions registered in the hub.",
             value=stats.subscriptions)

@@ -61,9 +61,11 @@ def say(line: str) -> None:
 async def watch(address: str, namespace: str, state: Path, count: int | None) -> int:
     sequence, epoch = load_state(state)
     reported = 0
-    async with Client(address) as client:
-        if epoch is None:
-            epoch = (await client.stats()).epoch
+    async with Client(address.split(",")) as client:  # several: the nodes of a cluster
+        if epoch is None:  # the server's epoch, or (jetstream log) the namespace's own
+            stats = await client.stats()
+            epoch = stats.epoch or next(
+                (ns.epoch for ns in stats.namespaces if ns.namespace == namespace), None)
         if sequence is None:
             say("RELIST startup")
         sub = client.subscribe(
@@ -100,7 +102,8 @@ async def watch(address: str, namespace: str, state: Path, count: int | None) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--address", default="127.0.0.1:50051",
+                        help="ADDR[,ADDR...]: several for the nodes of a jetstream cluster")
     parser.add_argument("--namespace", default="k8s.io")
     parser.add_argument("--state", type=Path, default=Path("kubelet_watcher.state.json"))
     parser.add_argument("--count", type=int, help="exit after reporting N exits")

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio.testing
+
+from ._nats import NatsNode
 
 
 @pytest.fixture(
@@ -26,3 +28,16 @@ async def shared_event_loop() -> AsyncIterator[None]:
     its test's loop closed posts to that closed loop, and the error surfaces in a later
     test ("Event loop is closed"). One loop per module leaves few such boundaries."""
     yield
+
+
+@pytest.fixture(scope="session")
+def session_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsNode]:
+    """One JetStream node for the whole session (per xdist worker), for the suites that
+    run on every log backend: each hub or server uses streams of its own on it."""
+    node = NatsNode("session", tmp_path_factory.mktemp("nats"))
+    node.start()
+    try:
+        node.wait_ready()
+        yield node
+    finally:
+        node.stop()

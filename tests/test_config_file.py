@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster import FilterConfig, PolicyKind
+from broadcaster import FilterConfig, Policy, PolicyKind
 from broadcaster._config_file import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "broadcaster.toml"
@@ -18,7 +18,13 @@ def test_example_file_loads_every_documented_key() -> None:
     server = config.server
     assert server.listen == ("127.0.0.1:50051",)
     assert server.metrics_listen == "127.0.0.1:9464"
-    assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 3600.0
+    assert server.max_concurrent_rpcs == 10000 and server.max_connection_idle == 300.0
+    assert (server.max_connections, server.reserved_fds, server.max_rpcs_per_peer) == \
+        (4096, 1024, 10_000)
+    assert server.handshake_timeout == 10.0 and not server.stream_overload_protection
+    assert server.publish_batch_max_events == 10_000
+    assert server.rpc_error_log_interval == 10.0 and server.stream_turns_per_tick == 16
+    assert server.containerd_policy == Policy.disconnect(4096)
     assert (config.log_level, config.log_format) == ("info", "text")
     assert config.gc_threshold == 10_000
     k8s = server.hub.namespace("k8s.io")
@@ -34,12 +40,39 @@ def test_example_file_loads_every_documented_key() -> None:
     assert (hub.namespace_idle_timeout, hub.namespace_head_memory) == (300.0, 10_000)
     assert (hub.max_cursors, hub.max_retained_bytes) == (250_000, 512 * 1024 * 1024)
     assert (k8s.allow_block, k8s.max_block_timeout) == (True, 5.0)
+    log = server.log
+    assert (log.backend, log.dedup_window, log.dedup_max_ids) == ("memory", 120.0, 100_000)
+    assert log.local is not None and log.local.data_dir == Path("/var/lib/broadcaster")
+    assert (log.local.fsync, log.local.fsync_interval) == ("always", 0.05)
+    assert log.jetstream.servers == ("nats://127.0.0.1:4222",)
+    assert (log.jetstream.replicas, log.jetstream.ack_timeout) == (1, 5.0)
 
 
 def test_empty_config_gives_defaults() -> None:
     config = parse_config({})
     assert config.server.listen == ("127.0.0.1:50051",)
     assert config.server.metrics_listen is None
+    assert config.server.containerd_policy is None
+    assert config.server.containerd_subscribe_policy() == Policy.disconnect(4096)
+
+
+def test_zero_switches_a_bound_off() -> None:
+    server = parse_config({"server": {
+        "max_connections": 0, "max_rpcs_per_peer": 0, "max_connection_idle": 0,
+        "max_concurrent_rpcs": 0}}).server
+    assert server.max_connections is None and server.max_rpcs_per_peer is None
+    assert server.max_connection_idle is None and server.max_concurrent_rpcs is None
+    assert ("grpc.max_connection_idle_ms", 300_000) not in server.grpc_options()
+
+
+def test_containerd_policy_table() -> None:
+    server = parse_config({"server": {"containerd_policy": {
+        "kind": "drop_oldest", "max_events": 100}}}).server
+    assert server.containerd_subscribe_policy() == Policy.drop_oldest(100)
+    # The default bound fits the smallest namespace limit.
+    small = parse_config({"defaults": {"max_policy_events": 50, "default_policy": {
+        "max_events": 10}}}).server
+    assert small.containerd_subscribe_policy() == Policy.disconnect(50)
 
 
 def test_overrides_win_over_the_file(tmp_path: Path) -> None:
@@ -84,7 +117,31 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"extra": {}}, "extra: unknown section"),
         ({"filters": {"max_filters": 0}}, "filters.max_filters: must be a positive integer"),
         ({"filters": {"max_filterz": 1}}, "filters.max_filterz: unknown key"),
+        ({"server": {"max_connections": -1}}, "server.max_connections: must be a positive"),
+        ({"server": {"reserved_fds": -1}}, "server.reserved_fds: must be an integer >= 0"),
+        ({"server": {"handshake_timeout": 0}}, "server.handshake_timeout: must be a positive"),
+        ({"server": {"publish_batch_max_events": 0}}, "server.publish_batch_max_events:"),
+        ({"server": {"containerd_policy": {"kind": "block"}}},
+         "server.containerd_policy.kind: must be one of disconnect, drop_oldest, drop_newest"),
+        ({"server": {"containerd_policy": {"max_events": 0}}},
+         "server.containerd_policy.max_events: must be a positive integer"),
+        ({"server": {"containerd_policy": {"jitter": 0.1}}},
+         "server.containerd_policy.jitter: unknown key"),
+        ({"defaults": {"max_policy_events": 10, "default_policy": {"max_events": 10}},
+          "server": {"containerd_policy": {"max_events": 20}}},
+         "server.containerd_policy.max_events: 20 exceeds 10 (the limit of namespace defaults)"),
         ({"namespaces": {"a": 1}}, "namespaces.a: must be a table"),
+        ({"log": {"backend": "disk"}}, "log.backend: must be one of memory, local, jetstream"),
+        ({"log": {"backend": "local"}}, "log.local.data_dir: the local log needs a data dir"),
+        ({"log": {"local": {"fsync": "sometimes"}}}, "log.local.fsync: must be one of always"),
+        ({"log": {"local": {"data_dir": "/x", "fsync_interval": 0}}},
+         "log.local.fsync_interval: must be a positive"),
+        ({"log": {"local": {"dir": "/x"}}}, "log.local.dir: unknown key"),
+        ({"log": {"jetstream": {"servers": ["http://x:1"]}}},
+         "log.jetstream.servers[0]: 'http://x:1' is not a nats://"),
+        ({"log": {"jetstream": {"replicas": 7}}}, "log.jetstream.replicas: must be between 1"),
+        ({"log": {"dedup_window": -1}}, "log.dedup_window: must be a number >= 0"),
+        ({"log": {"dedup_max_ids": 0}}, "log.dedup_max_ids: must be a positive integer"),
     ],
 )
 def test_errors_name_the_key(data: dict[str, Any], message: str) -> None:
@@ -105,3 +162,26 @@ def test_gc_threshold_from_the_command_line_wins(tmp_path: Path) -> None:
     path.write_text("[process]\ngc_threshold = 1000\n")
     assert load_config(path).gc_threshold == 1000
     assert load_config(path, {"process": {"gc_threshold": 0}}).gc_threshold == 0
+
+
+def test_log_backends_from_the_file_and_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[log]\nbackend = "local"\ndedup_window = 30\n'
+                    '[log.local]\ndata_dir = "/srv/b"\nfsync = "batch"\n'
+                    '[log.jetstream]\nservers = ["nats://n1:4222", "nats://n2:4222"]\n'
+                    'replicas = 3\n')
+    log = load_config(path).server.log
+    assert log.backend == "local" and log.local is not None
+    assert (log.local.data_dir, log.local.fsync, log.dedup_window) == (Path("/srv/b"), "batch",
+                                                                        30.0)
+    # what `--backplane` and `--replicas` give: the file's other keys stay
+    js = load_config(path, {"log": {"backend": "jetstream",
+                                    "jetstream": {"servers": "nats://a:1,nats://b:2"}}})
+    log = js.server.log
+    assert log.backend == "jetstream"
+    assert log.jetstream.servers == ("nats://a:1", "nats://b:2")
+    assert log.jetstream.replicas == 3
+    # `--data-dir` over a file without [log.local]
+    local = parse_config({"log": {"backend": "local", "local": {"data_dir": str(tmp_path)}}})
+    assert local.server.log.local is not None
+    assert local.server.log.local.data_dir == tmp_path

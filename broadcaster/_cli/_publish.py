@@ -28,11 +28,37 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 JSON_TYPE_URL = "application/json"
 
 
-def add_address_argument(parser: argparse.ArgumentParser) -> None:
+class _Addresses(argparse.Action):
+    """``--address A --address B`` or ``--address A,B``: every address, in order
+    (``args.addresses``); ``args.address`` is the first."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        given = getattr(namespace, "addresses_given", None) or []
+        given += [a for a in str(values).split(",") if a]
+        namespace.addresses_given = given
+        namespace.addresses = given
+        namespace.address = given[0] if given else DEFAULT_ADDRESS
+
+
+def add_address_argument(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """``--address``; with *several*, the nodes of one cluster (the client fails over to
+    the next when one breaks)."""
+    default = os.environ.get("BROADCASTER_ADDRESS", DEFAULT_ADDRESS)
+    defaults = [a for a in default.split(",") if a] or [DEFAULT_ADDRESS]
+    parser.set_defaults(address=defaults[0], addresses=defaults)
+    if several:
+        parser.add_argument(
+            "--address", action=_Addresses, metavar="ADDR[,ADDR...]",
+            help="server address: HOST:PORT, unix:PATH or a socket path; several (comma-"
+            "separated or repeated) for the nodes of one cluster: the next is used when one "
+            f"fails (default: $BROADCASTER_ADDRESS or {DEFAULT_ADDRESS})",
+        )
+        return
     parser.add_argument(
-        "--address", default=os.environ.get("BROADCASTER_ADDRESS", DEFAULT_ADDRESS),
-        help="server address: HOST:PORT, unix:PATH or a socket path "
-        "(default: $BROADCASTER_ADDRESS or %(default)s)",
+        "--address", action=_Addresses, metavar="ADDR",
+        help="server address: HOST:PORT, unix:PATH or a socket path (the first one if "
+        f"several are given; default: $BROADCASTER_ADDRESS or {DEFAULT_ADDRESS})",
     )
 
 
@@ -41,7 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "publish", help="publish one event and print its sequence number",
         description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_address_argument(parser)
+    add_address_argument(parser, several=True)
     parser.add_argument("--namespace", "-n", required=True, help="namespace, e.g. k8s.io")
     parser.add_argument("--topic", "-t", required=True, help="topic, e.g. /tasks/exit")
     source = parser.add_mutually_exclusive_group()
@@ -58,6 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--label", "-l", action="append", default=[], metavar="K=V",
         help="label (repeatable)",
     )
+    parser.add_argument(
+        "--event-id", metavar="ID",
+        help="the event's id (1-128 printable ASCII characters): publishing the same id "
+        "again within the server's deduplication window stores it once and prints the "
+        "original sequence (default: a new random id, so that a publish retried after a "
+        "failure, on this or another --address, is stored once)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for the server (default: %(default)s)")
     parser.set_defaults(func=run)
@@ -98,9 +130,10 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 async def _publish(args: argparse.Namespace, type_url: str, payload: bytes) -> int:
-    async with Client(args.address, timeout=args.timeout) as client:
+    async with Client(args.addresses, timeout=args.timeout) as client:
         return await client.publish(
-            args.namespace, args.topic, payload, type_url=type_url, labels=_labels(args.label)
+            args.namespace, args.topic, payload, type_url=type_url, labels=_labels(args.label),
+            event_id=args.event_id,
         )
 
 

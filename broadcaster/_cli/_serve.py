@@ -21,6 +21,7 @@ from .._config_file import (
     load_config,
     parse_config,
 )
+from .._core._errors import BroadcasterError
 from .._gc import tune_gc
 
 __all__ = ["add_parser", "configure_logging", "process_registry", "run"]
@@ -57,6 +58,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="seconds a woken Subscribe stream waits for more (default 0.002)")
     parser.add_argument("--batch-max-events", type=int, metavar="N",
                         help="deliveries per EventBatch message (default 4096)")
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help="open connections per TCP address; more are closed at once "
+                        "(default 4096, lowered to fit the open-file limit; 0: only that "
+                        "limit)")
+    parser.add_argument("--max-rpcs-per-peer", type=int, metavar="N",
+                        help="RPCs open at once from one client address over TCP "
+                        "(default 10000; 0: no bound)")
+    parser.add_argument("--max-connection-idle", type=float, metavar="SECONDS",
+                        help="close connections without RPCs after this long (default 300; "
+                        "0: never)")
+    log = parser.add_argument_group(
+        "event log", "where namespaces' history is kept (default: memory, lost on restart)")
+    where = log.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", metavar="DIR",
+                       help="keep history in an SQLite database in DIR (the local log: "
+                       "survives restarts, one node)")
+    where.add_argument("--backplane", metavar="nats://HOST:PORT[,nats://...]",
+                       help="keep history in NATS JetStream, one stream per namespace (the "
+                       "jetstream log: several broadcaster nodes, one history)")
+    log.add_argument("--fsync", choices=("always", "batch", "interval"),
+                     help="local log: when a publish is acknowledged (default always: "
+                     "committed and fsynced)")
+    log.add_argument("--replicas", type=int, metavar="N",
+                     help="jetstream log: replicas of each namespace's stream (default 1; "
+                     "3 in a 3-node NATS cluster)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
@@ -67,13 +93,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     server: dict[str, Any] = {}
     for name in ("listen", "metrics_listen", "grace_period", "max_subscriptions_per_stream",
-                 "batch_linger", "batch_max_events"):
+                 "batch_linger", "batch_max_events", "max_connections", "max_rpcs_per_peer",
+                 "max_connection_idle"):
         if getattr(args, name) is not None:
             server[name] = getattr(args, name)
     hub = {name: getattr(args, name) for name in ("heartbeat_interval", "max_missed_heartbeats")
            if getattr(args, name) is not None}
-    log = {key: getattr(args, f"log_{key}") for key in ("level", "format")
-           if getattr(args, f"log_{key}") is not None}
+    log: dict[str, Any] = {key: getattr(args, f"log_{key}") for key in ("level", "format")
+                           if getattr(args, f"log_{key}") is not None}
+    if args.data_dir is not None:
+        log["backend"] = "local"
+        log["local"] = {"data_dir": args.data_dir}
+    if args.backplane is not None:
+        log["backend"] = "jetstream"
+        log["jetstream"] = {"servers": args.backplane}
+    if args.fsync is not None:
+        log.setdefault("local", {})["fsync"] = args.fsync
+    if args.replicas is not None:
+        log.setdefault("jetstream", {})["replicas"] = args.replicas
     process = {} if args.gc_threshold is None else {"gc_threshold": args.gc_threshold}
     return {"server": server, "hub": hub, "log": log, "process": process}
 
@@ -114,11 +151,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"broadcaster serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
+    _raise_open_files_limit()
     tune_gc(config.gc_threshold)
     options = {"use_uvloop": True} if args.uvloop else {}
     try:
         anyio.run(_serve, config, backend="asyncio", backend_options=options)
-    except OSError as exc:
+    except (OSError, BroadcasterError) as exc:  # BroadcasterError: the log cannot open
         logger.error("cannot start error=%r", str(exc))
         return 1
     return 0
@@ -134,6 +172,19 @@ def process_registry() -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection takes a file descriptor: use all the hard limit allows."""
+    from ..grpc._fdlimit import raise_open_files_limit
+
+    before, now, error = raise_open_files_limit()
+    if error is not None:
+        logger.warning("cannot raise the open-file limit soft=%d error=%r", before, error)
+    elif now != before:
+        logger.info("open-file limit raised from=%d to=%d", before, now)
+    else:
+        logger.info("open-file limit soft=%d (already the hard limit)", now)
 
 
 async def _serve(config: FileConfig) -> None:

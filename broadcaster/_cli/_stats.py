@@ -128,7 +128,8 @@ def format_table(data: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines.append("")
-    lines.append(f"epoch {data.get('epoch', '')}  subscriptions {data.get('subscriptions', 0)}  "
+    epoch = data.get("epoch") or "per-namespace"  # a jetstream log: each its own
+    lines.append(f"epoch {epoch}  subscriptions {data.get('subscriptions', 0)}  "
                  f"streams {data.get('streams', 0)}  "
                  f"uptime {float(data.get('uptime_seconds', 0)):.1f}s")
     return "\n".join(lines)

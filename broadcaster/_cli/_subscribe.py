@@ -24,7 +24,16 @@ from typing import Any, TextIO
 from .. import Policy
 from .._core._errors import BroadcasterError
 from .._typeurl import CONTAINERD_TYPES, decode_event, format_ctr_line, go_time_string
-from ..client import Client, ClientError, DropNotice, Ended, Event, Item, ResyncNotice
+from ..client import (
+    AvailabilityNotice,
+    Client,
+    ClientError,
+    DropNotice,
+    Ended,
+    Event,
+    Item,
+    ResyncNotice,
+)
 from ._publish import JSON_TYPE_URL, add_address_argument
 
 __all__ = ["add_parser", "run"]
@@ -38,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__.replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_address_argument(parser)
+    add_address_argument(parser, several=True)
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="namespace to watch (repeatable; default: all namespaces)")
     parser.add_argument(
@@ -49,7 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
              "(present); e.g. 'topic==\"/tasks/exit\",event.container_id==abc'")
     parser.add_argument("--since", type=int, metavar="N",
                         help="replay retained events after sequence N of each --namespace")
-    parser.add_argument("--epoch", help="epoch the --since sequence belongs to")
+    parser.add_argument(
+        "--epoch", action="append", default=[], metavar="E|NS=E",
+        help="epoch the --since sequence belongs to: one for every namespace, or NS=E per "
+        "namespace (repeatable; each namespace has its own with a jetstream log)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per item")
     parser.add_argument("--policy", choices=_POLICIES,
                         help="overflow policy when this subscriber is slow (default: server's)")
@@ -116,9 +128,31 @@ def format_item(item: Item, as_json: bool) -> str:
         return (f"# RESYNC {item.namespace} requested_since={item.requested_since} "
                 f"oldest_available={item.oldest_available} reason={item.reason} "
                 f"epoch={item.epoch}")
+    if isinstance(item, AvailabilityNotice):
+        if as_json:
+            return json.dumps({"kind": "availability", "namespace": item.namespace,
+                               "available": item.available, "reason": item.reason})
+        state = "AVAILABLE" if item.available else "UNAVAILABLE"
+        return f"# {state} {item.namespace} reason={item.reason}"
     if as_json:
         return json.dumps({"kind": "ended", "reason": item.reason, "message": item.message})
     return f"# ENDED reason={item.reason} {item.message}"
+
+
+def _epoch(values: list[str]) -> str | dict[str, str] | None:
+    """``--epoch E`` (every namespace) or ``--epoch NS=E`` (repeatable)."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return values[0]
+    epochs: dict[str, str] = {}
+    for value in values:
+        ns, sep, epoch = value.partition("=")
+        if not sep or not ns or not epoch:
+            raise BroadcasterError("--epoch", f"{value!r}: give one epoch, or NS=EPOCH for "
+                                   "each namespace")
+        epochs[ns] = epoch
+    return epochs
 
 
 async def _watch(args: argparse.Namespace, out: TextIO) -> int:
@@ -128,9 +162,9 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
             raise BroadcasterError("--since", "needs --namespace")
         since = args.since
     seen = 0
-    async with Client(args.address, timeout=args.timeout) as client, client.subscribe(
+    async with Client(args.addresses, timeout=args.timeout) as client, client.subscribe(
         args.namespace or None, filters=args.filter, policy=_policy(args), since=since,
-        epoch=args.epoch,
+        epoch=_epoch(args.epoch),
     ) as sub:
         print(f"broadcaster subscribe: subscribed ({sub.id})", file=sys.stderr, flush=True)
         async for batch in sub.batches():

@@ -86,7 +86,7 @@ _MIN_NAME_WIDTH = 12
 def _header(sample: Sample, address: str) -> list[str]:
     every = "" if sample.interval_seconds is None else f"  over {sample.interval_seconds:.1f}s"
     return [
-        f"broadcaster top  {address}  epoch {sample.epoch}  "
+        f"broadcaster top  {address}  epoch {sample.epoch or 'per-namespace'}  "
         f"up {format_duration(sample.uptime_seconds)}{every}",
         f"subscriptions {format_count(sample.subscriptions)}  "
         f"streams {format_count(sample.streams)}  "

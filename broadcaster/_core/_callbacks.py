@@ -20,6 +20,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._config import HubConfig
+from ._durable import LogUnavailable, StorageError
+from ._errors import BroadcasterError
 from ._subscription import Subscription
 from ._types import Heartbeat, Item
 
@@ -40,6 +42,18 @@ class Host(Protocol):
 
     @property
     def config(self) -> HubConfig: ...
+
+    def needs_prepare(self, sub: Subscription) -> bool:
+        """Whether *sub* names a namespace whose durable log is not open yet."""
+        ...
+
+    def check_subscription(self, sub: Subscription) -> None:
+        """Check *sub* as registering it would, creating nothing."""
+        ...
+
+    async def prepare(self, sub: Subscription) -> None:
+        """Open the durable logs *sub* needs before it registers."""
+        ...
 
 
 class CallbackHandle:
@@ -84,17 +98,49 @@ class CallbackRunner:
 
     def add(self, sub: Subscription, callback: Callback, *, thread: bool,
             name: str | None) -> CallbackHandle:
-        tg = self._hub.task_group  # raises if the hub is closed
-        sub.open()
+        hub = self._hub
+        tg = hub.task_group  # raises if the hub is closed
+        # a durable log not open yet is opened by the callback's task; the subscription
+        # then starts where the log stood when it opened, so nothing published after
+        # this call is missed
+        pending = hub.needs_prepare(sub)
+        if pending:
+            hub.check_subscription(sub)
+        else:
+            sub.open()
         label = name or str(getattr(callback, "__qualname__", repr(callback)))
         handle = CallbackHandle(self, sub, callback, thread, label)
         self.count += 1
-        tg.start_soon(self._run, handle, name=f"callback {handle.name}")
+        tg.start_soon(self._run, handle, pending, name=f"callback {handle.name}")
         return handle
 
-    async def _run(self, handle: CallbackHandle) -> None:
+    async def _open(self, handle: CallbackHandle) -> bool:
+        """Open the durable logs of the callback's namespaces, then its subscription;
+        while the store cannot (NATS unreachable), try again with backoff. False if the
+        subscription was refused meanwhile (a quota filled up): the callback ends."""
+        delay = 0.1
+        while True:
+            try:
+                await self._hub.prepare(handle.subscription)
+                handle.subscription.open()
+                return True
+            except (LogUnavailable, StorageError) as exc:
+                logger.warning("callback %s: cannot open its namespaces yet (%s); again in "
+                               "%.1f s", handle.name, exc, delay)
+            except BroadcasterError as exc:
+                self.errors += 1
+                logger.error("callback %s could not be registered: %s", handle.name, exc)
+                return False
+            except (anyio.ClosedResourceError, RuntimeError):
+                return False  # the hub closed, or the callback was removed meanwhile
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _run(self, handle: CallbackHandle, pending: bool = False) -> None:
         try:
             with handle.scope:
+                if pending and not await self._open(handle):
+                    return
                 while True:
                     try:
                         batch = await handle.subscription.receive_batch(256)

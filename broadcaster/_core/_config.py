@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from ._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
 from ._errors import InvalidArgument, InvalidPolicy
 from ._payload import PayloadFields
 from ._policy import Policy, PolicyKind
@@ -189,7 +190,11 @@ class HubConfig:
     :ivar default_namespace: settings of namespaces not listed in *namespaces*
     :ivar namespaces: per-namespace settings
     :ivar epoch: identity of this log's incarnation (random when None); a resume with
-        another epoch gets a :class:`ResyncNotice`
+        another epoch gets a :class:`ResyncNotice`. Memory logs only: a durable store
+        has its own epoch (the data directory's, or each stream's)
+    :ivar dedup_window: seconds a client-chosen event id is remembered by the memory
+        log (durable stores have their own setting)
+    :ivar dedup_max_ids: event ids the memory log remembers per namespace at most
     :ivar wall_clock: returns wall-clock nanoseconds (event timestamps); monotonic time
         always comes from ``anyio.current_time()``
     :ivar seed: seed of the jitter random generator (None: from the OS)
@@ -217,6 +222,8 @@ class HubConfig:
     default_namespace: NamespaceConfig = field(default_factory=NamespaceConfig)
     namespaces: Mapping[str, NamespaceConfig] = field(default_factory=dict)
     epoch: str | None = None
+    dedup_window: float = DEFAULT_DEDUP_WINDOW
+    dedup_max_ids: int = DEFAULT_DEDUP_MAX_IDS
     wall_clock: Callable[[], int] = _wall_ns
     seed: int | None = None
     cpu_clock: Callable[[], float] = time.perf_counter
@@ -250,6 +257,10 @@ class HubConfig:
             raise InvalidArgument("max_cursors", "must be at least 1")
         if self.max_retained_bytes < 1:
             raise InvalidArgument("max_retained_bytes", "must be at least 1")
+        if not self.dedup_window >= 0:
+            raise InvalidArgument("dedup_window", "must be zero or positive")
+        if self.dedup_max_ids < 1:
+            raise InvalidArgument("dedup_max_ids", "must be at least 1")
         for name, ns in self.namespaces.items():
             validate_namespace(name, f"namespaces[{name!r}]")
             ns.check_policy(ns.default_policy)

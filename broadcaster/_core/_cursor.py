@@ -26,9 +26,23 @@ from ._log import EventLog
 from ._overflow import OverflowPolicy
 from ._policy import Policy
 from ._scan import Clock
-from ._types import DropNotice, DropReason, EndReason, Event, ResyncNotice, ResyncReason
+from ._types import (
+    AvailabilityNotice,
+    DropNotice,
+    DropReason,
+    EndReason,
+    Event,
+    ResyncNotice,
+    ResyncReason,
+)
 
-__all__ = ["Cursor", "Reader", "Source", "evict_slow"]
+__all__ = ["Cursor", "Notice", "Reader", "Source", "evict_slow"]
+
+Notice = DropNotice | ResyncNotice | AvailabilityNotice
+
+#: events a settle reads at most from a durable log's older history (a subscriber far
+#: behind): the rest at its next read, after the other tasks ran
+_SETTLE_READ_MAX = 4096
 
 
 class Reader(Protocol):
@@ -47,14 +61,15 @@ class Reader(Protocol):
     @property
     def matcher(self) -> Matcher | None: ...
 
-    @property
-    def hub_epoch(self) -> str: ...
-
     def match_budget(self) -> tuple[Clock, float]:
         """The clock and the seconds of it one read may spend matching."""
         ...
 
     def now(self) -> float: ...
+
+    def wake(self) -> None:
+        """Wake it if it waits for events (to read again)."""
+        ...
 
     def end(self, reason: EndReason, message: str) -> None:
         """End the subscription from the hub's side."""
@@ -69,6 +84,19 @@ class Source(Protocol):
 
     @property
     def log(self) -> EventLog: ...
+
+    @property
+    def epoch(self) -> str:
+        """The incarnation of the log its sequences belong to."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """Whether its (durable) log can store and feed events now."""
+        ...
+
+    @property
+    def unavailable_reason(self) -> str: ...
 
     def quiet_since(self, topics: frozenset[str], start: int) -> bool: ...
 
@@ -117,7 +145,7 @@ class Cursor(Generic[S]):
         self.buf: deque[Event] | tuple[()] = ()
         self.buf_bytes = 0
         self.retries: deque[tuple[Event, float]] | tuple[()] = ()  # (event, deadline)
-        self.notices: list[DropNotice | ResyncNotice] | tuple[()] = ()
+        self.notices: list[Notice] | tuple[()] = ()
         self.dropped = 0
         self.slow = 0
         # the filter's CPU budget ran out before the head: settle or replay goes on at
@@ -132,26 +160,52 @@ class Cursor(Generic[S]):
     # -- start -------------------------------------------------------------------
 
     def start(self, since: int | None, epoch: str | None) -> None:
-        """Position the cursor: live from now, or replaying from ``since + 1``."""
+        """Position the cursor: live from now, or replaying from ``since + 1``.
+
+        *epoch* is the incarnation *since* belongs to (None: unknown, trusted); another
+        one than the namespace's gets a ``ResyncNotice(epoch_changed)`` and replay from
+        the oldest retained event."""
+        ns = self.ns
+        if not ns.available:
+            self._notices().append(AvailabilityNotice(ns.name, False, ns.unavailable_reason))
         if since is None:
             return
-        log, hub_epoch = self.ns.log, self.sub.hub_epoch
+        log, current = ns.log, ns.epoch
         reason: ResyncReason | None = None
-        if epoch and epoch != hub_epoch:
+        if epoch and epoch != current:
             reason = ResyncReason.EPOCH_CHANGED
         elif since > log.head:
             reason = ResyncReason.AHEAD
         elif since + 1 < log.first:
             reason = ResyncReason.COMPACTED
         if reason is not None:
-            self._notices().append(
-                ResyncNotice(self.ns.name, since, log.first, reason, hub_epoch))
+            self._notices().append(ResyncNotice(ns.name, since, log.first, reason, current))
             self.next = log.first
         else:
             self.next = since + 1
         self.replaying = self.next <= log.head
         self.accepted_end = self.next
         self.start_after = self.next - 1
+
+    def restart(self) -> None:
+        """The namespace's log began a new incarnation: what is buffered belongs to the
+        old one and goes; tell the subscriber and replay the new one from its oldest
+        event."""
+        ns, log = self.ns, self.ns.log
+        position = self.next - 1 if self.replaying else self.accepted_end - 1
+        self.buf = self.retries = ()
+        self.buf_bytes = 0
+        self.behind = False
+        self._notices().append(ResyncNotice(ns.name, max(position, 0), log.first,
+                                            ResyncReason.EPOCH_CHANGED, ns.epoch))
+        self.next = log.first
+        self.replaying = self.next <= log.head
+        self.accepted_end = self.next
+        self.start_after = self.next - 1
+
+    def tell(self, notice: AvailabilityNotice) -> None:
+        """Queue *notice* for the subscriber, before its next event."""
+        self._notices().append(notice)
 
     # -- settling live events -------------------------------------------------------
 
@@ -185,13 +239,35 @@ class Cursor(Generic[S]):
         matcher = self.sub.matcher
         if matcher is None:
             events = log.read(start, head + 1)
+            if len(events) <= head - start:  # a durable log's older history: in parts
+                events = self._read_on(events, start, head + 1)
         else:
             clock, budget = self.sub.match_budget() if budgeted else (None, 0.0)
             events, end = self.ns.filter(matcher, start, head + 1, clock, budget)  # shared
             self.accepted_end = end
-            self.behind = end <= head
+            # more to match, unless the log has nothing more to give without waiting
+            # (then its history_loaded wakes the subscription)
+            self.behind = end <= head and bool(log.read(end, end + 1))
         if events:
             self.overflow.admit(self, events, now)
+
+    def _read_on(self, events: Sequence[Event], start: int, stop: int) -> Sequence[Event]:
+        """*events*, a prefix of ``[start, stop)`` that a durable log gave, with what it
+        gives without waiting after them (up to :data:`_SETTLE_READ_MAX`); sets
+        ``accepted_end`` after the last one. A part read from a log that gives nothing
+        more now is continued when it has loaded more (``history_loaded`` wakes the
+        subscription); one stopped at the bound, at the next read (``behind``)."""
+        log, out = self.ns.log, list(events)
+        end = out[-1].sequence + 1 if out else start
+        while end < stop and len(out) < _SETTLE_READ_MAX:
+            more = log.read(end, stop)
+            if not more:
+                break
+            out.extend(more)
+            end = more[-1].sequence + 1
+        self.accepted_end = end
+        self.behind = end < stop and len(out) >= _SETTLE_READ_MAX
+        return out
 
     # -- the buffer, as its overflow policy acts on it (the Buffer protocol) -----------
 
@@ -393,7 +469,7 @@ class Cursor(Generic[S]):
             buf = self.buf = deque()
         return buf
 
-    def _notices(self) -> list[DropNotice | ResyncNotice]:
+    def _notices(self) -> list[Notice]:
         notices = self.notices
         if not isinstance(notices, list):
             notices = self.notices = []

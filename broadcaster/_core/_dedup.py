@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-__all__ = ["DedupWindow"]
+__all__ = ["DEFAULT_DEDUP_MAX_IDS", "DEFAULT_DEDUP_WINDOW", "DedupWindow"]
+
+#: Seconds a client-chosen event id is remembered (JetStream's default as well).
+DEFAULT_DEDUP_WINDOW = 120.0
+#: Ids remembered per namespace at most by the memory and local engines.
+DEFAULT_DEDUP_MAX_IDS = 100_000
 
 
 class DedupWindow:

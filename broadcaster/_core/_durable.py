@@ -18,12 +18,14 @@ the event loop, so the hub can wake the subscribers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from types import TracebackType
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from ._config import Retention
+from ._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
 from ._errors import BroadcasterError
 from ._types import Event
 
@@ -36,14 +38,12 @@ __all__ = [
     "LogStore",
     "LogUnavailable",
     "NewEvent",
+    "SharedLog",
+    "SharedLogStore",
     "StorageError",
     "Stored",
 ]
 
-#: Seconds a client-chosen event id is remembered (JetStream's default as well).
-DEFAULT_DEDUP_WINDOW = 120.0
-#: Ids remembered per namespace at most by the memory and local engines.
-DEFAULT_DEDUP_MAX_IDS = 100_000
 
 
 class FsyncMode(StrEnum):
@@ -154,8 +154,14 @@ class DurableLog(Protocol):
         """Apply retention by age (``now`` is the hub's monotonic clock)."""
         ...
 
-    async def append(self, items: Sequence[NewEvent], now: float) -> list[Stored]:
+    async def append(self, items: Sequence[NewEvent], now: float,
+                     submitted: Callable[[], None] | None = None) -> list[Stored]:
         """Store *items* in order; return when they are durable per the engine's setting.
+
+        *submitted* (if given) is called once the items' place in the log is fixed,
+        before they are durable: appends called one after the other, each once the one
+        before was submitted, are stored in that order while their acknowledgements
+        overlap (a publisher's pipelined batches).
 
         :raises LogUnavailable: if the engine cannot store now (retry with the same ids)
         :raises StorageError: if the engine failed; nothing was acknowledged
@@ -166,8 +172,49 @@ class DurableLog(Protocol):
 class LogStore(Protocol):
     """A storage engine: opens the logs of one hub. Enter it before use."""
 
+    @property
+    def epoch(self) -> str:
+        """The epoch every log of this store shares (memory, local), or ``""`` when each
+        log has its own (jetstream: a stream's incarnation). Known once entered."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
     async def open_log(
         self, namespace: str, retention: Retention, listener: LogListener
     ) -> DurableLog:
         """The log of *namespace*, created on first use with *retention*."""
+        ...
+
+
+@runtime_checkable
+class SharedLog(DurableLog, Protocol):
+    """A log other nodes append to: this node's view of it may lag behind."""
+
+    async def catch_up(self) -> None:
+        """Return once the view holds every event the log held when called (bounded by
+        the engine's timeout; at once if the engine cannot be reached)."""
+        ...
+
+
+@runtime_checkable
+class SharedLogStore(LogStore, Protocol):
+    """A store whose logs other nodes write too (jetstream). A hub opens the log of every
+    namespace it learns of, so that its all-namespaces subscriptions get them all."""
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that has a log now.
+
+        :raises LogUnavailable: if the engine cannot be reached
+        """
+        ...
+
+    async def watch_namespaces(self, callback: Callable[[str], None]) -> None:
+        """Call *callback* on the event loop with each namespace whose log is created
+        from now on, by any node."""
         ...

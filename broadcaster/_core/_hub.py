@@ -14,10 +14,20 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._admission import check_arguments, plan
+from ._backend import LogBackend
 from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
 from ._cursor import evict_slow
+from ._durable import (
+    LogStore,
+    LogUnavailable,
+    NewEvent,
+    SharedLog,
+    SharedLogStore,
+    StorageError,
+)
+from ._errors import QuotaExceeded
 from ._filter_cache import FilterCache
 from ._filters import Matcher
 from ._items import CheckedItem, ItemChecker, PublishItem
@@ -44,12 +54,20 @@ class Broadcaster:
     background tasks, and leaving it ends every subscription with ``hub_closed``.
 
     :param config: settings; defaults when None
-    :param log_factory: builds a namespace's log (``MemoryLog`` by default)
+    :param log_factory: builds a namespace's log in memory (``MemoryLog`` by default)
+    :param store: a durable log store (``SqliteStore`` for ``local``, ``JetStreamStore``
+        for ``jetstream``) instead of memory logs. The hub enters it when it is entered
+        and leaves it when it is left; publishing then returns once the store holds the
+        events as its durability setting promises.
     """
 
-    def __init__(self, config: HubConfig | None = None, *, log_factory: LogFactory = MemoryLog):
+    def __init__(self, config: HubConfig | None = None, *, log_factory: LogFactory = MemoryLog,
+                 store: LogStore | None = None):
         self.config = config or HubConfig()
+        #: the epoch of every namespace (memory: ``HubConfig.epoch`` or random; local: the
+        #: data directory's); ``""`` when each namespace has its own (jetstream)
         self.epoch = self.config.epoch or uuid.uuid4().hex[:16]
+        self._backend = LogBackend(store, self) if store is not None else None
         self._random = random.Random(self.config.seed)
         self._budget = Budget(self.config.max_cursors, self.config.max_retained_bytes)
         self._table = NamespaceTable(self.config, log_factory, self._budget)
@@ -82,8 +100,17 @@ class Broadcaster:
     async def __aenter__(self) -> Broadcaster:
         if self._tg is not None or self._closed:
             raise RuntimeError("a Broadcaster can be entered only once")
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        if self._backend is not None:
+            store = self._backend.store
+            await store.__aenter__()
+            self.epoch = store.epoch
+        tg = anyio.create_task_group()
+        try:
+            await tg.__aenter__()
+        except BaseException:
+            await self._leave_store()
+            raise
+        self._tg = tg
         self._clock = _loop_clock()
         self._monitor = LoopMonitor(self.config.loop_lag_interval,
                                     self._upkeep.liveness_limit * 4, self.now())
@@ -93,6 +120,18 @@ class Broadcaster:
                             name="broadcaster heartbeats")
         self._tg.start_soon(self._upkeep.sweeps, self.now, name="broadcaster overflow sweep")
         self._tg.start_soon(self.callbacks.watchdog, name="broadcaster callback watchdog")
+        shared = None if self._backend is None else self._backend.store
+        if isinstance(shared, SharedLogStore):
+            try:
+                await self._mirror(shared)
+            except BaseException:
+                self.close()
+                tg.cancel_scope.cancel()
+                try:
+                    await tg.__aexit__(None, None, None)
+                finally:
+                    await self._leave_store()
+                raise
         return self
 
     async def __aexit__(
@@ -104,7 +143,59 @@ class Broadcaster:
         self.close()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            await self._leave_store()
+
+    async def _leave_store(self) -> None:
+        # not in a shielded scope: the store's task group was entered outside it (each
+        # store shields what must finish: local commits what is pending)
+        if self._backend is not None:
+            await self._backend.store.__aexit__(None, None, None)
+
+    async def _mirror(self, store: SharedLogStore) -> None:
+        """Open the log of every namespace of a shared store (other nodes use them too),
+        and of each one created later, so that all-namespaces subscriptions get every
+        namespace and events from other nodes reach this node's subscribers."""
+        await store.watch_namespaces(self._namespace_created)
+        for name in await store.namespaces():
+            if name in self._namespaces:
+                continue
+            try:
+                self._table.check_room((name,), "namespace")
+            except QuotaExceeded as exc:
+                logger.warning("not every namespace of the log is open here: %s", exc.message)
+                return
+            await self._open_namespace(name, self.config.namespace(name), 0)
+
+    def _namespace_created(self, name: str) -> None:
+        if not self._closed and self._tg is not None and name not in self._namespaces:
+            self._tg.start_soon(self._open_created, name, name=f"open namespace {name}")
+
+    async def _open_created(self, name: str) -> None:
+        """Open a namespace another node created; all-namespaces subscriptions replay it
+        from its first event (everything in it was published after it appeared)."""
+        assert self._backend is not None
+        try:
+            self._table.check_room((name,), "namespace")
+            await self._backend.open(name, self.config.namespace(name).retention)
+            if name not in self._namespaces and not self._closed:
+                self._table.check_room((name,), "namespace")
+                self._create(name, after=0)
+        except (LogUnavailable, StorageError, QuotaExceeded) as exc:
+            logger.warning("namespace %r, created on another node, is not open here: %s",
+                           name, exc)
+
+    @property
+    def durable(self) -> bool:
+        """Whether the hub's logs are a durable store's (not memory)."""
+        return self._backend is not None
+
+    @property
+    def store(self) -> LogStore | None:
+        """The durable log store, or None for memory logs."""
+        return None if self._backend is None else self._backend.store
 
     def close(self) -> None:
         """End every subscription with ``hub_closed``; publishing fails from now on.
@@ -150,11 +241,21 @@ class Broadcaster:
             ns = self._create(name)
         return ns
 
-    def _create(self, name: str) -> NamespaceState:
-        """Create a namespace (valid, room checked) and attach the all-namespaces
-        subscriptions to it, as many as the cursor budget allows: the newest of those
-        that do not fit are ended (``cursor_limit``), never the publisher refused."""
-        ns = self._table.create(name, self.now())
+    def _create(self, name: str, after: int | None = None) -> NamespaceState:
+        """Create a namespace (valid, room checked; with a durable store, its log open)
+        and attach the all-namespaces subscriptions to it, as many as the cursor budget
+        allows: the newest of those that do not fit are ended (``cursor_limit``), never
+        the publisher refused. *after*: where those subscriptions start, when the
+        namespace already has events they have not seen (another node published them)."""
+        durable = None
+        if self._backend is not None:
+            durable = self._backend.logs.get(name)
+            if durable is None:
+                raise RuntimeError(f"namespace {name!r}: its log is not open (await "
+                                   "Broadcaster.prepare(subscription) before opening it)")
+        ns = self._table.create(name, self.now(), self.epoch, durable)
+        if self._backend is not None and name in self._backend.unavailable:
+            ns.availability_changed(False, self._backend.unavailable[name])
         budget, wildcard = self._budget, list(self._wildcard)  # oldest first
         while len(wildcard) > budget.max_cursors - budget.cursors:
             wildcard.pop().end(  # the newest goes, and frees its cursors
@@ -165,7 +266,7 @@ class Broadcaster:
                 "([hub] max_cursors in the configuration file)",
             )
         for sub in wildcard:
-            sub.attach(ns, clamp=True)
+            sub.attach(ns, clamp=True, after=after)
         return ns
 
     def _remove(self, ns: NamespaceState) -> None:
@@ -187,6 +288,18 @@ class Broadcaster:
     def namespace_names(self) -> list[str]:
         return sorted(self._namespaces)
 
+    def epoch_of(self, namespace: str) -> str:
+        """The epoch of *namespace*'s sequences (the hub's, unless each namespace has
+        its own)."""
+        ns = self._namespaces.get(namespace)
+        if ns is not None:
+            return ns.epoch
+        if self._backend is not None:
+            log = self._backend.logs.get(namespace)
+            if log is not None:
+                return log.epoch
+        return self.epoch
+
     # -- publishing -------------------------------------------------------------------
 
     async def publish(
@@ -198,22 +311,30 @@ class Broadcaster:
         type_url: str = "",
         labels: Mapping[str, str] | None = None,
         timestamp_ns: int | None = None,
+        event_id: str | None = None,
     ) -> int:
         """Publish one event and return its sequence in *namespace*.
 
         Costs the same whatever the number of subscribers, except when a subscriber
         with the ``block`` policy is full: then it waits for room, at most that policy's
-        timeout.
+        timeout. With a durable store it returns once the store holds the event.
 
+        :param event_id: a client-chosen id: if an event with this id was published
+            into *namespace* within the deduplication window, nothing is stored and its
+            sequence is returned
         :raises InvalidNamespace, InvalidTopic, InvalidLabels: on malformed input
         :raises PayloadTooLarge: if *payload* exceeds the namespace's limit
         :raises QuotaExceeded: if the namespace's publish rate is exhausted
+        :raises LogUnavailable: if the durable log cannot store now (NATS unreachable):
+            nothing was acknowledged; publish again with the same *event_id*
+        :raises StorageError: if the durable log failed
         :raises anyio.ClosedResourceError: if the hub is closed
         """
-        item = PublishItem(topic, payload, type_url, labels or {}, timestamp_ns)
+        item = PublishItem(topic, payload, type_url, labels or {}, timestamp_ns, event_id)
         return (await self.publish_many(namespace, (item,)))[0]
 
-    async def publish_many(self, namespace: str, items: Iterable[PublishItem]) -> list[int]:
+    async def publish_many(self, namespace: str, items: Iterable[PublishItem], *,
+                           submitted: Callable[[], None] | None = None) -> list[int]:
         """Publish several events to one namespace, all or none; return their sequences
         (consecutive: batches into one namespace do not interleave).
 
@@ -221,7 +342,20 @@ class Broadcaster:
         time with a checkpoint in between, so that other tasks (other namespaces'
         publishers, health checks) run during it; subscribers get it slice by slice.
         Nothing is created (not even the namespace) unless the whole batch is accepted.
+        An item whose ``event_id`` was already stored (within the deduplication window)
+        is not stored again and gets its original sequence.
 
+        With a durable store the batch is one append, acknowledged once stored:
+        ``local`` stores it all or none (unless ``block`` subscribers make it go in as
+        room appears); ``jetstream`` stores it in order, its sequences increasing but
+        not necessarily consecutive (other nodes publish too), and a batch that fails
+        with ``LogUnavailable`` may be stored in part: publish it again with the same
+        ids.
+
+        :param submitted: called once the batch's place in the log is fixed (with a
+            durable store, before it is durable; else when it is published): a publisher
+            that starts its next batch then has its batches stored in its order while
+            their acknowledgements overlap. Not called if the batch is refused.
         :raises: as :meth:`publish`, naming ``items[i]`` for the event at fault
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -243,22 +377,49 @@ class Broadcaster:
                 raise anyio.ClosedResourceError
             ns = self._namespaces.get(namespace)  # it may have come or gone meanwhile
         if not checked:
+            if submitted is not None:
+                submitted()
             return []
+        ids = _event_ids(batch)
+        if self._backend is not None:
+            return await self._publish_durable(namespace, config, checked, ids, submitted)
         if ns is None:
             self._table.check_room((namespace,), "namespace")
             check_burst(namespace, config, len(checked))
             ns = self._create(namespace)
         if ns.busy is not None or ns.block_cursors or len(checked) > every:
-            return await self._append_slices(ns, checked)
+            seqs = await self._append_slices(ns, checked, ids)
+            if submitted is not None:
+                submitted()
+            return seqs
         # the common case: one slice, nobody to wait for
         now = self._publish_time()
-        ns.take_token(now, len(checked))
-        appended = ns.append(checked, now, self.config.wall_clock)
-        self._appended(ns, len(checked))
+        if ids is not None:
+            seqs = self._append_once(ns, checked, ids, now)
+        else:
+            ns.take_token(now, len(checked))
+            appended = ns.append(checked, now, self.config.wall_clock)
+            self._appended(ns, len(checked))
+            seqs = [event.sequence for event in appended]
+        if submitted is not None:
+            submitted()
         if self._work >= every:
             self._work = 0
             await anyio.lowlevel.cancel_shielded_checkpoint()
-        return [event.sequence for event in appended]
+        return seqs
+
+    def _append_once(self, ns: NamespaceState, checked: list[CheckedItem],
+                     ids: list[str | None], now: float) -> list[int]:
+        """The fast path with event ids (memory log): what was not published within the
+        deduplication window is appended now, the rest gets its original sequence."""
+        config = self.config
+        seqs, fresh = ns.deduplicate(ids, now, config.dedup_window, config.dedup_max_ids)
+        if fresh:
+            ns.take_token(now, len(fresh))
+            appended = ns.append([checked[i] for i in fresh], now, config.wall_clock)
+            ns.remember(ids, fresh, [e.sequence for e in appended], seqs, now)
+            self._appended(ns, len(fresh))
+        return _resolved(seqs)
 
     async def _check_slices(self, config: NamespaceConfig, batch: Sequence[PublishItem],
                             max_size: int) -> list[CheckedItem]:
@@ -273,30 +434,88 @@ class Broadcaster:
                            for i in range(start, min(start + every, len(batch))))
         return checked
 
-    async def _append_slices(self, ns: NamespaceState, checked: list[CheckedItem]
-                             ) -> list[int]:
+    async def _append_slices(self, ns: NamespaceState, checked: list[CheckedItem],
+                             ids: list[str | None] | None = None) -> list[int]:
         """Append a batch ``publish_yield_every`` events at a time (as room appears, with
         ``block`` subscribers), yielding in between; batches of the namespace wait for
-        each other, so that each one's sequences are consecutive."""
+        each other, so that each one's sequences are consecutive. With a durable log
+        (``ns.durable``) each slice is one append, as large as the room allows."""
         every, wall = self.config.publish_yield_every, self.config.wall_clock
-        seqs: list[int] = []
+        seqs: list[int] = []  # with event ids: see NamespaceState.deduplicate
+        fresh: list[int] = []
+        todo, done = checked, list[int]()
         await ns.begin_batch()
         try:
-            ns.take_token(self.now(), len(checked))
-            while len(seqs) < len(checked):
-                count = min(len(checked) - len(seqs), every)
+            if ids is not None and ns.durable is None:  # the others wait for ns.busy
+                config = self.config
+                seqs, fresh = ns.deduplicate(ids, self.now(), config.dedup_window,
+                                             config.dedup_max_ids)
+                todo = [checked[i] for i in fresh]
+            if todo:
+                ns.take_token(self.now(), len(todo))
+            while len(done) < len(todo):
+                count = len(todo) - len(done)
+                if ns.durable is None:
+                    count = min(count, every)
                 if ns.block_cursors:  # a batch larger than the room goes in as room appears
                     count = await ns.wait_for_room(count, self.now)
-                done = len(seqs)
-                appended = ns.append(checked[done : done + count], self._publish_time(), wall)
-                seqs.extend(event.sequence for event in appended)
+                part = todo[len(done) : len(done) + count]
+                now = self._publish_time()
+                if ns.durable is not None:
+                    part_ids = None if ids is None else ids[len(done) : len(done) + count]
+                    done.extend(ns.stored(await ns.durable.append(
+                        _new_events(part, part_ids, wall), now)))
+                    continue
+                appended = [e.sequence for e in ns.append(part, now, wall)]
+                if ids is not None:
+                    ns.remember(ids, fresh[len(done) : len(done) + count], appended, seqs, now)
+                done.extend(appended)
                 self._appended(ns, count)
                 if self._work >= every:
                     self._work = 0
                     await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
             ns.end_batch()
-        return seqs
+        return _resolved(seqs) if ids is not None and ns.durable is None else done
+
+    # -- publishing into a durable log -------------------------------------------------
+
+    async def _publish_durable(self, name: str, config: NamespaceConfig,
+                               checked: list[CheckedItem], ids: list[str | None] | None,
+                               submitted: Callable[[], None] | None) -> list[int]:
+        ns = self._namespaces.get(name)
+        if ns is None:
+            ns = await self._open_namespace(name, config, len(checked))
+        if ns.busy is not None or ns.block_cursors:
+            seqs = await self._append_slices(ns, checked, ids)
+            if submitted is not None:
+                submitted()
+            return seqs
+        durable = ns.durable
+        assert durable is not None
+        now = self._publish_time()
+        ns.take_token(now, len(checked))
+        stored = await durable.append(_new_events(checked, ids, self.config.wall_clock),
+                                      now, submitted)
+        return ns.stored(stored)
+
+    async def _open_namespace(self, name: str, config: NamespaceConfig, count: int
+                              ) -> NamespaceState:
+        """Open the durable log of *name* and create the namespace (checked first).
+
+        :raises LogUnavailable, StorageError: if the store cannot open the log
+        """
+        assert self._backend is not None
+        self._table.check_room((name,), "namespace")
+        check_burst(name, config, count)
+        await self._backend.open(name, config.retention)
+        if self._closed:
+            raise anyio.ClosedResourceError
+        ns = self._namespaces.get(name)  # created meanwhile by another task?
+        if ns is None:
+            self._table.check_room((name,), "namespace")
+            ns = self._create(name)
+        return ns
 
     def _appended(self, ns: NamespaceState, count: int) -> None:
         self._notifier.mark(ns)  # its parked readers are woken by the notifier's task
@@ -329,7 +548,7 @@ class Broadcaster:
         policy: Policy | None = None,
         since: int | Mapping[str, int] | None = None,
         since_default: int | None = None,
-        epoch: str | None = None,
+        epoch: str | Mapping[str, str] | None = None,
         liveness: Liveness = "consume",
     ) -> Subscription:
         """Make a subscription; it registers when its ``async with`` is entered.
@@ -343,8 +562,10 @@ class Broadcaster:
         :param since_default: with a *since* mapping, where namespaces it does not list
             start (None: live); resuming an all-namespaces subscription passes 0, so that
             namespaces created while the subscriber was away are replayed
-        :param epoch: the epoch *since* refers to; a different one gets a
-            :class:`ResyncNotice` and replay from the oldest retained event
+        :param epoch: the epoch *since* refers to (one for every namespace, or a mapping
+            per namespace: a namespace without one is resumed unchecked); a different
+            one than the namespace's gets a :class:`ResyncNotice` and replay from the
+            oldest retained event
         :param liveness: ``"consume"``: reading proves the subscriber alive;
             ``"ack"``: only :meth:`Subscription.ack` does (for network edges)
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
@@ -364,6 +585,49 @@ class Broadcaster:
         compiled = self.filter_cache.get(filters)
         return compiled.matcher, compiled.topics
 
+    async def prepare(self, sub: Subscription) -> None:
+        """Open the durable logs of the namespaces *sub* names that have none open yet,
+        so that :meth:`register` (``sub.open()``) can attach it without waiting. Nothing
+        to do with memory logs. ``async with sub`` does this; an edge that opens
+        subscriptions with ``sub.open()`` awaits it first. The subscription is checked
+        first (as :meth:`register` does), so a refused one opens nothing.
+
+        :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
+        :raises LogUnavailable, StorageError: if the store cannot open a log
+        """
+        backend = self._backend
+        if backend is None:
+            return
+        if self.needs_prepare(sub):
+            assert sub.namespaces is not None
+            self._plan(sub)
+            for name in sub.namespaces:
+                if name not in self._namespaces and name not in backend.logs:
+                    log = await backend.open(name, self.config.namespace(name).retention)
+                    sub.opened_at(name, log.head)
+        # a resume on a shared log: this node's view may lag behind the node the
+        # subscriber was on; catch up before the cursors are positioned, so that a
+        # `since` the log has is not taken for one ahead of it
+        for name, since in sub.resume_points().items():
+            shared = backend.logs.get(name)
+            if isinstance(shared, SharedLog) and since > shared.head:
+                await shared.catch_up()
+
+    def needs_prepare(self, sub: Subscription) -> bool:
+        """Whether *sub* names a namespace whose durable log is not open yet."""
+        backend = self._backend
+        if backend is None or sub.namespaces is None:
+            return False
+        live, logs = self._namespaces, backend.logs
+        return any(name not in live and name not in logs for name in sub.namespaces)
+
+    def check_subscription(self, sub: Subscription) -> None:
+        """Check *sub* as :meth:`register` would, creating nothing.
+
+        :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
+        """
+        self._plan(sub)
+
     def register(self, sub: Subscription) -> None:
         """Attach *sub* to its namespaces. Everything is checked first (names, quotas,
         the namespace and cursor limits counting what would be created, policies), so a
@@ -371,16 +635,24 @@ class Broadcaster:
 
         :raises QuotaExceeded, InvalidPolicy: as :meth:`subscribe` describes
         """
-        if self._closed:
-            raise anyio.ClosedResourceError
-        targets, new = plan(sub.namespaces, sub.policy, self._table, self.config, self._budget,
-                            len(self._wildcard))
+        targets, new = self._plan(sub)
         targets.extend(self._create(name) for name in new)
         for ns in targets:
             sub.attach(ns)
         self._subs.add(sub)
         if sub.namespaces is None:
             self._wildcard[sub] = None
+
+    def _plan(self, sub: Subscription) -> tuple[list[NamespaceState], list[str]]:
+        """The namespaces *sub* attaches to, and those it would create, once every check
+        passed (nothing is created here).
+
+        :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        return plan(sub.namespaces, sub.policy, self._table, self.config, self._budget,
+                    len(self._wildcard))
 
     def unregister(self, sub: Subscription) -> None:
         self._notifier.forget(sub)
@@ -403,6 +675,47 @@ class Broadcaster:
     @property
     def subscription_count(self) -> int:
         return len(self._subs)
+
+    # -- what a durable log reports (LogBackend calls these) -------------------------------
+
+    def log_events_added(self, namespace: str, events: Sequence[Event]) -> None:
+        """*events* entered *namespace*'s durable log (published here, or on a shared log
+        by another node): wake its readers. A namespace not live here is created when
+        all-namespaces subscriptions wait for it, and they start at these events."""
+        ns = self._namespaces.get(namespace)
+        if ns is None:
+            if (not self._wildcard or self._closed or not events or self._backend is None
+                    or namespace not in self._backend.logs):
+                return  # its log keeps them (or is opening); users of it read them there
+            try:
+                self._table.check_room((namespace,), "namespace")
+            except QuotaExceeded as exc:
+                logger.warning("events of namespace %r arrived from the log: %s",
+                               namespace, exc.message)
+                return
+            ns = self._create(namespace, after=events[0].sequence - 1)
+        ns.arrived(events)
+        self._notifier.mark(ns)  # its parked readers are woken by the notifier's task
+
+    def log_history_loaded(self, namespace: str) -> None:
+        """Older history that a reader waited for was loaded: its readers read again."""
+        ns = self._namespaces.get(namespace)
+        if ns is not None:
+            ns.wake_readers()
+
+    def log_history_reset(self, namespace: str, epoch: str) -> None:
+        """*namespace*'s log began a new incarnation: every reader resyncs."""
+        ns = self._namespaces.get(namespace)
+        if ns is not None:
+            ns.reset(epoch)
+            ns.wake_readers()
+
+    def log_availability_changed(self, namespace: str, available: bool, reason: str) -> None:
+        """Tell every reader of *namespace* that its log became unavailable (or
+        available again), with an :class:`AvailabilityNotice`."""
+        ns = self._namespaces.get(namespace)
+        if ns is not None and ns.availability_changed(available, reason):
+            ns.wake_readers()
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -468,3 +781,29 @@ def _loop_clock() -> Callable[[], float]:
     backend = get_async_backend()
     loop_time = getattr(backend.current_token(), "time", None)  # asyncio: the loop's timers'
     return loop_time if callable(loop_time) else backend.current_time
+
+
+def _event_ids(batch: Sequence[PublishItem]) -> list[str | None] | None:
+    """The items' event ids, or None when none has one (the common, cheaper case)."""
+    for item in batch:
+        if item.event_id is not None:
+            return [i.event_id for i in batch]
+    return None
+
+
+def _new_events(checked: Sequence[CheckedItem], ids: Sequence[str | None] | None,
+                wall: Callable[[], int]) -> list[NewEvent]:
+    """*checked* as a durable log's append takes them (with their ids, if any)."""
+    if ids is None:
+        return [NewEvent(topic, payload, type_url, labels, wall() if ts is None else ts, size)
+                for topic, payload, type_url, labels, ts, size in checked]
+    return [NewEvent(topic, payload, type_url, labels, wall() if ts is None else ts, size,
+                     event_id)
+            for (topic, payload, type_url, labels, ts, size), event_id
+            in zip(checked, ids, strict=True)]
+
+
+def _resolved(seqs: list[int]) -> list[int]:
+    """Sequences from :meth:`NamespaceState.deduplicate`, with each ``-1 - j`` (a repeat of
+    item ``j``'s id within the batch) replaced by item ``j``'s sequence."""
+    return [s if s > 0 else seqs[-1 - s] for s in seqs]

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from ._config import NamespaceConfig
 from ._errors import InvalidArgument, PayloadTooLarge
 from ._log import event_size
-from ._validation import validate_labels, validate_topic
+from ._validation import validate_event_id, validate_labels, validate_topic
 
 __all__ = ["CheckedItem", "ItemChecker", "PublishItem"]
 
@@ -27,13 +27,19 @@ _MEMO_SIZE = 4096  # distinct topics (and type URLs) remembered; cleared when fu
 
 @dataclass(frozen=True, slots=True)
 class PublishItem:
-    """One event of :meth:`Broadcaster.publish_many`."""
+    """One event of :meth:`Broadcaster.publish_many`.
+
+    :ivar event_id: a client-chosen id (1-128 printable ASCII characters): an event
+        whose id was published into the namespace within the log's deduplication window
+        is not stored again, and its publish returns the original sequence
+    """
 
     topic: str
     payload: bytes = b""
     type_url: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     timestamp_ns: int | None = None
+    event_id: str | None = None
 
 
 #: A checked event: (topic, payload, type_url, labels, timestamp_ns or None, size).
@@ -86,6 +92,8 @@ class ItemChecker:
                 f"{url_bytes} bytes, with the payload's {len(payload)}, exceed the limit of "
                 f"{limit} (max_payload_bytes counts payload and type_url together)",
             )
+        if item.event_id is not None:
+            validate_event_id(item.event_id, prefix + "event_id")
         size = event_size(topic, payload, type_url, labels)
         if size > max_size:
             raise PayloadTooLarge(

@@ -5,7 +5,7 @@ at once. Client-chosen event ids are deduplicated within a bounded window."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from ._config import Retention
@@ -59,11 +59,14 @@ class MemoryDurableLog:
         self._view.trim(now)
         self._dedup.expire(now)
 
-    async def append(self, items: Sequence[NewEvent], now: float) -> list[Stored]:
+    async def append(self, items: Sequence[NewEvent], now: float,
+                     submitted: Callable[[], None] | None = None) -> list[Stored]:
         events, results = assign(self._namespace, self._view.head, items, now, self._dedup)
         if events:
             self._view.add(events)
             self._listener.events_added(self._namespace, events)
+        if submitted is not None:
+            submitted()
         return results
 
 

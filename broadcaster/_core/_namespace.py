@@ -17,6 +17,8 @@ import anyio
 from ._budget import Budget, Entry
 from ._config import NamespaceConfig
 from ._cursor import Cursor, evict_slow
+from ._dedup import DedupWindow
+from ._durable import DurableLog, Stored
 from ._errors import QuotaExceeded
 from ._filters import Matcher
 from ._items import CheckedItem
@@ -24,7 +26,7 @@ from ._log import EventLog
 from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._topics import TopicIndex
-from ._types import DropReason, EndReason, Event
+from ._types import AvailabilityNotice, DropReason, EndReason, Event
 
 __all__ = ["NamespaceState", "Waiter", "check_burst"]
 
@@ -62,11 +64,19 @@ class NamespaceState:
     """Everything the hub keeps for one namespace."""
 
     def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
-                 budget: Budget) -> None:
+                 budget: Budget, epoch: str = "", durable: DurableLog | None = None) -> None:
         self.name = name
         self.config = config
         self.log = log
         self.budget = budget
+        self.epoch = epoch  # the incarnation its sequences belong to
+        # a durable log (local, jetstream) is appended to with ``await durable.append``,
+        # and its events arrive through :meth:`arrived`; None for the memory log
+        self.durable = durable
+        self.dedup: DedupWindow | None = None  # event ids seen (memory log; made on first id)
+        self.deduplicated = 0  # publishes of an event id already stored
+        self.available = True  # the durable log can store and feed events
+        self.unavailable_reason = ""
         self.budget_entry: Entry | None = None  # its place on the budget's heap
         self.idle_since: float | None = None
         self.busy: anyio.Event | None = None  # set while a batch is published in slices
@@ -134,10 +144,11 @@ class NamespaceState:
 
     def unused_since(self, now: float, configured: bool) -> float | None:
         """Since when it has been unused: no retained events, no subscription naming it,
-        no batch going in, and not *configured* (*now* if it just became so); None while
-        it is used."""
+        no batch going in, no event ids remembered, and not *configured* (*now* if it
+        just became so); None while it is used."""
         log = self.log
-        if self.pinned or log.first <= log.head or self.busy is not None or configured:
+        if (self.pinned or log.first <= log.head or self.busy is not None or configured
+                or self.dedup):
             self.idle_since = None
         elif self.idle_since is None:
             self.idle_since = now
@@ -189,19 +200,105 @@ class NamespaceState:
             self.budget.track(self)
         return appended
 
+    def deduplicate(self, ids: Sequence[str | None], now: float, window: float,
+                    max_ids: int) -> tuple[list[int], list[int]]:
+        """Look event *ids* up in the deduplication window (memory log; made with
+        *window* seconds and *max_ids* on first use). Returns the sequences (the original
+        one of a duplicate; 0 for an item to append; ``-1 - j`` for the second item of
+        one batch with the id of item ``j``) and the indexes of the items to append;
+        :meth:`remember` fills in the sequences of those once appended."""
+        dedup = self.dedup
+        if dedup is None:
+            dedup = self.dedup = DedupWindow(window, max_ids)
+        seqs = [0] * len(ids)
+        fresh: list[int] = []
+        first: dict[str, int] = {}
+        for i, event_id in enumerate(ids):
+            if event_id is not None:
+                seq = dedup.get(event_id, now)
+                if seq is None and event_id in first:
+                    seq = -1 - first[event_id]
+                if seq is not None:
+                    seqs[i] = seq
+                    continue
+                first[event_id] = i
+            fresh.append(i)
+        self.deduplicated += len(ids) - len(fresh)
+        return seqs, fresh
+
+    def remember(self, ids: Sequence[str | None], fresh: Sequence[int],
+                 appended: Sequence[int], seqs: list[int], now: float) -> None:
+        """Fill in *seqs* with the sequences *appended* of the *fresh* items (see
+        :meth:`deduplicate`) and remember their ids."""
+        dedup = self.dedup
+        assert dedup is not None
+        for i, seq in zip(fresh, appended, strict=True):
+            seqs[i] = seq
+            event_id = ids[i]
+            if event_id is not None:
+                dedup.put(event_id, seq, now)
+
+    def stored(self, stored: Sequence[Stored]) -> list[int]:
+        """The sequences of what a durable log stored (counting the duplicates it
+        recognised)."""
+        duplicates = sum(1 for s in stored if s.duplicate)
+        if duplicates:
+            self.deduplicated += duplicates
+        return [s.sequence for s in stored]
+
+    def arrived(self, events: Sequence[Event]) -> None:
+        """Count *events*, which entered the durable log's history (published here or,
+        on a shared log, by another node), and note their topics."""
+        self.changed = True
+        if self.topics.watchers:
+            self.topics.note(events, self.log.first, self.waiting_topics, self.burst_topics)
+        self.published += len(events)
+
+    def reset(self, epoch: str) -> None:
+        """The durable log began a new incarnation (*epoch*): every cursor starts over
+        from its oldest event, after a ``ResyncNotice(epoch_changed)``."""
+        self.epoch = epoch
+        self.topics.reset(self.log.head)
+        self.filtered.clear()
+        self.changed = True
+        for cursor in list(self.cursors):
+            cursor.restart()
+
+    def wake_readers(self) -> None:
+        """Wake every subscription reading it (parked or not), to read again."""
+        for cursor in list(self.cursors):
+            cursor.sub.wake()
+
+    def availability_changed(self, available: bool, reason: str) -> bool:
+        """Note that the durable log became unavailable (or available again) and tell
+        every reader, with an :class:`AvailabilityNotice` before its next event; return
+        whether anything changed."""
+        if self.available == available:
+            return False
+        self.available = available
+        self.unavailable_reason = "" if available else reason
+        self.changed = True
+        notice = AvailabilityNotice(self.name, available, reason)
+        for cursor in self.cursors:
+            cursor.tell(notice)
+        return True
+
     def trim(self, now: float) -> None:
         """Apply retention by age."""
         log = self.log
         before, first = log.retained_bytes, log.first
         log.trim(now)
-        self.budget.retained_bytes += log.retained_bytes - before
+        if self.durable is None:
+            self.budget.retained_bytes += log.retained_bytes - before
+        if self.dedup is not None:
+            self.dedup.expire(now)
         if log.first != first:
             self.changed = True
 
     def charge(self, event: Event, size: int) -> None:
         """Count an edge's cached copy of *event* (*size* bytes) while it is retained."""
         log = self.log
-        if log.first <= event.sequence <= log.head:
+        if self.durable is None and log.first <= event.sequence <= log.head:
             log.charge(event, size)
             self.budget.retained_bytes += size
             if self.budget.over:
@@ -425,6 +522,9 @@ class NamespaceState:
         log = self.log
         return NamespaceStatistics(
             name=self.name,
+            epoch=self.epoch,
+            deduplicated=self.deduplicated,
+            available=self.available,
             published=self.published,
             delivered=self.delivered,
             dropped=dict(self.dropped),

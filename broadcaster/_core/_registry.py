@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from ._backend import DurableView
 from ._budget import Budget
 from ._config import HubConfig
+from ._durable import DurableLog
 from ._errors import QuotaExceeded
-from ._log import LogFactory
+from ._log import EventLog, LogFactory
 from ._namespace import NamespaceState
 
 __all__ = ["NamespaceTable"]
@@ -59,12 +61,19 @@ class NamespaceTable:
                 "max_namespaces ([hub] max_namespaces in the configuration file)",
             )
 
-    def create(self, name: str, now: float) -> NamespaceState:
-        """Create namespace *name* (valid, not live, room checked)."""
+    def create(self, name: str, now: float, epoch: str,
+               durable: DurableLog | None = None) -> NamespaceState:
+        """Create namespace *name* (valid, not live, room checked), over *durable* (its
+        open log) or a new memory log."""
         config = self._config.namespace(name)
-        head = self._heads.pop(name, self._floor)
-        log = self._log_factory(name, config.retention, head)
-        ns = self.live[name] = NamespaceState(name, config, log, now, self._budget)
+        if durable is not None:
+            log: EventLog = DurableView(durable)
+            epoch = durable.epoch
+        else:
+            head = self._heads.pop(name, self._floor)
+            log = self._log_factory(name, config.retention, head)
+        ns = self.live[name] = NamespaceState(name, config, log, now, self._budget, epoch,
+                                              durable)
         return ns
 
     def idle(self, ns: NamespaceState, now: float) -> bool:

@@ -31,8 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._config import Retention
@@ -62,6 +64,8 @@ from ._view import HistoryView
 __all__ = ["LocalConfig", "SqliteLog", "SqliteStore"]
 
 logger = logging.getLogger("broadcaster.local")
+
+T = TypeVar("T")
 
 _CHUNKS_KEPT = 16  # chunks of older history kept per namespace for replaying readers
 _CHUNK_BYTES = 4 * 1024 * 1024  # a read of older history stops past this many bytes
@@ -129,12 +133,18 @@ class SqliteStore:
     :param config: the engine's settings
     :param wall_clock: wall-clock nanoseconds (stored with each event, for retention by
         age across restarts); monotonic time comes from ``anyio.current_time()``
+    :param threads: run the database's writes in a worker thread (the default), so that
+        the event loop never waits for the disk; False runs them on the event loop, which
+        each commit then blocks (for tests on a virtual clock, which a thread's real
+        time would make jump)
     """
 
-    def __init__(self, config: LocalConfig, *, wall_clock: Callable[[], int] = time.time_ns):
+    def __init__(self, config: LocalConfig, *, wall_clock: Callable[[], int] = time.time_ns,
+                 threads: bool = True):
         self.config = config
         self._db = Database(config.data_dir, config.fsync)
         self._wall_clock = wall_clock
+        self._threads = threads
         self._limiter = anyio.CapacityLimiter(1)
         self._logs: dict[str, SqliteLog] = {}
         self._queue: list[_Job] = []
@@ -160,8 +170,15 @@ class SqliteStore:
         ``""`` when it is the one of the last run."""
         return self._db.epoch_reason
 
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
+        """``func(*args)`` in the worker thread (or on the loop without threads)."""
+        if self._threads:
+            return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+        await anyio.lowlevel.checkpoint()
+        return func(*args)
+
     async def __aenter__(self) -> SqliteStore:
-        await anyio.to_thread.run_sync(self._db.open, limiter=self._limiter)
+        await self._run(self._db.open)
         self._mono0, self._wall0 = anyio.current_time(), self._wall_clock()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -184,8 +201,7 @@ class SqliteStore:
             finally:
                 with anyio.CancelScope(shield=True):
                     clean = self._broken is None and not self._queue
-                    await anyio.to_thread.run_sync(self._db.close, clean,
-                                                   limiter=self._limiter)
+                    await self._run(self._db.close, clean)
 
     async def open_log(
         self, namespace: str, retention: Retention, listener: LogListener
@@ -197,9 +213,9 @@ class SqliteStore:
         self.check()
         config, now = self.config, anyio.current_time()
         dedup_since = self.wall_at(now - config.dedup_window)
-        loaded = await anyio.to_thread.run_sync(
+        loaded = await self._run(
             self._db.load, namespace, retention.max_events, config.cache_events,
-            dedup_since, config.dedup_max_ids, limiter=self._limiter)
+            dedup_since, config.dedup_max_ids)
         log = self._logs.get(namespace)  # opened meanwhile by another task
         if log is None:
             log = SqliteLog(self, namespace, loaded.ns_id, retention, listener)
@@ -255,7 +271,7 @@ class SqliteStore:
                 for job in jobs:
                     self._add(batch, job)
                 try:
-                    await anyio.to_thread.run_sync(self._db.write, batch, limiter=self._limiter)
+                    await self._run(self._db.write, batch)
                 except StorageError as exc:
                     self._failed(jobs, exc)
                     continue
@@ -433,10 +449,13 @@ class SqliteLog:
 
     # -- appending ---------------------------------------------------------------------------
 
-    async def append(self, items: Sequence[NewEvent], now: float) -> list[Stored]:
+    async def append(self, items: Sequence[NewEvent], now: float,
+                     submitted: Callable[[], None] | None = None) -> list[Stored]:
         store = self._store
         store.check()
         events, results = assign(self._namespace, self._assigned, items, now, self._dedup)
+        if submitted is not None:
+            submitted()  # the sequences are assigned: later appends come after
         if not events:
             return results
         self._assigned = events[-1].sequence

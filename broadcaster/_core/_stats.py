@@ -45,6 +45,12 @@ class NamespaceStatistics:
     retained_bytes: int
     max_lag: int
     latency: LatencyStatistics
+    #: the incarnation its sequences belong to
+    epoch: str = ""
+    #: publishes of an event id already stored (not stored again)
+    deduplicated: int = 0
+    #: whether its log can store and feed events (False while NATS is unreachable)
+    available: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,7 @@ class SubscriptionStatistics:
 class HubStatistics:
     """Figures of the whole hub."""
 
+    #: the epoch every namespace shares; ``""`` when each has its own (jetstream)
     epoch: str
     subscriptions: int
     namespaces: Mapping[str, NamespaceStatistics]

@@ -47,6 +47,11 @@ class Host(Protocol):
 
     def random(self) -> float: ...
 
+    async def prepare(self, sub: Subscription) -> None:
+        """Open the durable logs *sub* needs before it registers (nothing with memory
+        logs)."""
+        ...
+
     def register(self, sub: Subscription) -> None: ...
 
     def unregister(self, sub: Subscription) -> None: ...
@@ -78,11 +83,11 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_ack_due", "_closed", "_dropped_before", "_end_sent", "_ended",
-        "_epoch", "_hub", "_next", "_order", "_overflow", "_pending", "_registered", "_rr",
-        "_since", "_since_default", "_wake", "acked", "acked_at", "consumed_at", "cursors",
-        "delivered", "heartbeat_seen", "liveness", "matcher", "namespaces", "policy",
-        "topics",
+        "__weakref__", "_ack_due", "_after", "_closed", "_dropped_before", "_end_sent",
+        "_ended", "_epoch", "_hub", "_next", "_order", "_overflow", "_pending", "_registered",
+        "_rr", "_since", "_since_default", "_wake", "acked", "acked_at", "consumed_at",
+        "cursors", "delivered", "heartbeat_seen", "liveness", "matcher", "namespaces",
+        "policy", "topics",
     )
 
     def __init__(
@@ -93,7 +98,7 @@ class Subscription:
         policy: Policy | None,
         since: int | Mapping[str, int] | None,
         since_default: int | None,
-        epoch: str | None,
+        epoch: str | Mapping[str, str] | None,
         liveness: Liveness,
         topics: frozenset[str] | None = None,
     ) -> None:
@@ -105,6 +110,7 @@ class Subscription:
         self._since = since
         self._since_default = since_default
         self._epoch = epoch
+        self._after: dict[str, int] | None = None  # see opened_at()
         self.liveness = liveness
         self.cursors: dict[str, Cursor[NamespaceState]] = {}
         self._order: list[Cursor[NamespaceState]] = []
@@ -131,11 +137,15 @@ class Subscription:
     def hub_epoch(self) -> str:
         return self._hub.epoch
 
-    def attach(self, ns: NamespaceState, clamp: bool = False) -> Cursor[NamespaceState]:
+    def attach(self, ns: NamespaceState, clamp: bool = False,
+               after: int | None = None) -> Cursor[NamespaceState]:
         """Add a cursor for *ns*, positioned by this subscription's ``since``.
 
         :param clamp: cut the policy's bounds down to the namespace's limits instead of
             raising (for all-namespaces subscriptions meeting a new namespace)
+        :param after: where to start when ``since`` says nothing of *ns* (an
+            all-namespaces subscription meeting a namespace whose events from
+            ``after + 1`` on it has not seen; None: live)
         """
         policy = self.policy or ns.config.default_policy
         if clamp:
@@ -145,7 +155,13 @@ class Subscription:
         since = self._since
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)
-        cursor.start(since, self._epoch)
+        if since is None:
+            since = after if after is not None or self._after is None else \
+                self._after.get(ns.name)
+        epoch = self._epoch
+        if isinstance(epoch, Mapping):
+            epoch = epoch.get(ns.name)
+        cursor.start(since, epoch)
         self.cursors[ns.name] = cursor
         self._order.append(cursor)
         ns.add(cursor)
@@ -158,10 +174,31 @@ class Subscription:
             overflow = self._overflow = overflow_policy(policy, self._hub.random)
         return overflow
 
+    def resume_points(self) -> dict[str, int]:
+        """The ``since`` of each namespace the subscription names a ``since`` for."""
+        since = self._since
+        if since is None:
+            return {}
+        if isinstance(since, Mapping):
+            return dict(since)
+        return dict.fromkeys(self.namespaces or (), since)
+
+    def opened_at(self, namespace: str, head: int) -> None:
+        """The durable log of *namespace* was opened for this subscription when its head
+        was *head*: a live start begins after it (what arrived since, before the
+        subscription could attach, is after its start too)."""
+        if self._after is None:
+            self._after = {}
+        self._after[namespace] = head
+
     def start_positions(self) -> dict[str, int]:
         """Per namespace, the sequence after which this subscription started delivering
         (what a client must resume from if it has received nothing yet)."""
         return {name: cursor.start_after for name, cursor in self.cursors.items()}
+
+    def epochs(self) -> dict[str, str]:
+        """Per namespace, the epoch its sequences belong to."""
+        return {name: cursor.ns.epoch for name, cursor in self.cursors.items()}
 
     def detach(self, ns: NamespaceState) -> None:
         """Leave *ns* for good (the hub removed it as idle): its cursor goes."""
@@ -228,11 +265,13 @@ class Subscription:
     # -- context manager ----------------------------------------------------------------
 
     async def __aenter__(self) -> Subscription:
+        await self._hub.prepare(self)
         self.open()
         return self
 
     def open(self) -> None:
-        """Register with the hub (what ``async with`` does on entry)."""
+        """Register with the hub (what ``async with`` does on entry, after
+        :meth:`Broadcaster.prepare`, which a hub with a durable store needs first)."""
         if self._registered or self._closed:
             raise RuntimeError("a subscription can be entered only once")
         self._hub.register(self)
@@ -425,11 +464,13 @@ class Subscription:
             self.heartbeat_seen = self._hub.heartbeat_id
             if self._ack_due:  # answered before it was given: it counts now
                 self.acked, self.acked_at, self._ack_due = self._ack_due, now, 0
+            order = self._order
             out.append(
                 Heartbeat(
                     self.heartbeat_seen,
-                    {c.ns.name: c.ns.log.head for c in self._order},
+                    {c.ns.name: c.ns.log.head for c in order},
                     self.hub_epoch,
+                    {c.ns.name: c.ns.epoch for c in order},
                 )
             )
         return out  # type: ignore[return-value]

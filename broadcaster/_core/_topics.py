@@ -45,6 +45,13 @@ class TopicIndex:
             else:
                 del self.watchers[topic], self._seqs[topic], self._trimmed[topic]
 
+    def reset(self, head: int) -> None:
+        """The log began a new incarnation whose newest sequence is *head*: any event up
+        to it may have had any topic watched."""
+        for topic, seqs in self._seqs.items():
+            seqs.clear()
+            self._trimmed[topic] = head
+
     def note(self, events: Sequence[Event], first: int, waited: Container[str],
              published: set[str]) -> None:
         """Record the topics of *events*, just published (*first*: the oldest retained

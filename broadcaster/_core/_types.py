@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "AvailabilityNotice",
     "DropNotice",
     "DropReason",
     "EndReason",
@@ -133,11 +134,29 @@ class Heartbeat:
     """A progress notice: the newest sequence of each of the subscription's namespaces.
 
     A subscriber with ``liveness="ack"`` must answer it with ``sub.ack(heartbeat_id)``.
+
+    :ivar epoch: the hub's epoch when every namespace shares it (memory and local logs),
+        ``""`` when each namespace has its own (jetstream)
+    :ivar epochs: the epoch of each of the subscription's namespaces
     """
 
     heartbeat_id: int
     latest_sequences: Mapping[str, int]
     epoch: str
+    epochs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityNotice:
+    """The namespace's log became unable (or able again) to store and feed events (the
+    ``jetstream`` log when NATS is unreachable). While it is unavailable, publishing into
+    the namespace fails (``LogUnavailable``) and no new events arrive; the subscription
+    stays open and continues where it stopped once it is available again.
+    """
+
+    namespace: str
+    available: bool
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,4 +168,4 @@ class Ended:
 
 
 #: Anything a subscription yields.
-Item = Event | DropNotice | ResyncNotice | Heartbeat | Ended
+Item = Event | DropNotice | ResyncNotice | AvailabilityNotice | Heartbeat | Ended

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ._errors import InvalidLabels, InvalidNamespace, InvalidTopic
+from ._errors import InvalidArgument, InvalidLabels, InvalidNamespace, InvalidTopic
 
-__all__ = ["validate_labels", "validate_namespace", "validate_topic"]
+__all__ = ["EVENT_ID_MAX", "validate_event_id", "validate_labels", "validate_namespace",
+           "validate_topic"]
 
 # containerd namespaces/validate.go: alphanumerics separated by ".", "_" or "-", at most 76.
 _NAMESPACE_MAX = 76
@@ -19,6 +20,9 @@ _TOPIC_COMPONENT_RE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 # containerd labels/validate.go: key + value at most 4096 bytes.
 _LABEL_MAX = 4096
 _LABELS_MAX_COUNT = 64
+#: Longest client-chosen event id (a NATS header value: printable ASCII, no spaces).
+EVENT_ID_MAX = 128
+_EVENT_ID_RE = re.compile(r"[\x21-\x7e]+")
 
 
 def validate_namespace(name: str, field: str = "namespace") -> str:
@@ -79,3 +83,18 @@ def validate_labels(labels: Mapping[str, str] | None, field: str = "labels") -> 
             raise InvalidLabels(f"{field}[{key!r}]", f"key and value exceed {_LABEL_MAX} bytes")
         out[key] = value
     return out
+
+
+def validate_event_id(event_id: str, field: str = "event_id") -> str:
+    """Return *event_id* if it can identify an event for deduplication.
+
+    :raises InvalidArgument: unless it is 1 to 128 printable ASCII characters without
+        spaces (it travels as a NATS header value under the ``jetstream`` log)
+    """
+    if not isinstance(event_id, str) or not event_id:
+        raise InvalidArgument(field, "must be a non-empty string (or unset)")
+    if len(event_id) > EVENT_ID_MAX:
+        raise InvalidArgument(field, f"is longer than {EVENT_ID_MAX} characters")
+    if not _EVENT_ID_RE.fullmatch(event_id):
+        raise InvalidArgument(field, f"{event_id[:40]!r} must be printable ASCII without spaces")
+    return event_id

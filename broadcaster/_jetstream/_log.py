@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -28,6 +28,7 @@ from nats.js import api
 
 from .._core._config import Retention
 from .._core._durable import LogListener, LogUnavailable, NewEvent, Stored
+from .._core._errors import PayloadTooLarge
 from .._core._log import event_size
 from .._core._types import Event
 from .._core._view import HistoryView
@@ -42,6 +43,8 @@ __all__ = ["JetStreamLog"]
 logger = logging.getLogger("broadcaster.jetstream")
 
 _CHUNKS_KEPT = 16
+#: room left in a NATS message for its headers (Nats-Msg-Id and NATS' own)
+_HEADERS_ALLOWANCE = 512
 #: the topic of a message on a namespace's subject that another program published
 UNDECODABLE = "/broadcaster/undecodable"
 NATS_AND_STALLED: tuple[type[BaseException], ...] = (
@@ -67,9 +70,11 @@ class JetStreamLog:
         self._stream_first = 1  # the stream's first sequence when last seen
         self._acked: dict[int, Event] = {}  # own events acknowledged ahead of the view
         self._head_changed = anyio.Event()
+        self._submitting = anyio.Lock()
         self._chunks: OrderedDict[int, list[Event]] = OrderedDict()
         self._fetching: set[int] = set()
         self._available = True
+        self._complete = False
         self._start_view(info)
         # the monotonic clock against the wall clock, for events stored by other nodes
         self._mono_minus_wall = anyio.current_time() - time.time()
@@ -92,6 +97,8 @@ class JetStreamLog:
 
     @property
     def first(self) -> int:
+        if self._complete:  # the view has seen every retained event: its retention decides
+            return self._view.first
         return min(max(self._stream_first, 1), self._view.first)
 
     @property
@@ -112,6 +119,10 @@ class JetStreamLog:
         self._view = HistoryView(self._retention, self._store.config.cache_events,
                                  self._store.config.cache_bytes, head=start - 1)
         self._stream_first = first
+        # the view began at the stream's first event: it knows the size and age of every
+        # retained event, so the namespace's retention (by event size, as on the other
+        # logs) decides what is retained, not the stream's own byte count
+        self._complete = start <= first
         self._acked.clear()
         self._chunks.clear()
 
@@ -119,6 +130,16 @@ class JetStreamLog:
         """Start feeding the view; return once it holds what the stream held."""
         target = await self._last_seq()
         self._store.task_group.start_soon(self._feed, name=f"jetstream feed {self._stream}")
+        with anyio.move_on_after(self._store.config.ack_timeout):
+            await self._wait_head(target)
+
+    async def catch_up(self) -> None:
+        """Return once the view holds what the stream held when called (at most
+        ``ack_timeout``; at once if NATS does not answer: the view is what we have)."""
+        try:
+            target = await self._last_seq()
+        except LogUnavailable:
+            return
         with anyio.move_on_after(self._store.config.ack_timeout):
             await self._wait_head(target)
 
@@ -227,6 +248,8 @@ class JetStreamLog:
         if not events:
             return
         view.add(events)
+        # the stream keeps at most max_events too: older ones are gone from it as well
+        self._stream_first = max(self._stream_first, view.head - self._retention.max_events + 1)
         for seq in [s for s in acked if s <= view.head]:
             del acked[seq]
         self._listener.events_added(self._namespace, events)
@@ -235,8 +258,11 @@ class JetStreamLog:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    async def append(self, items: Sequence[NewEvent], now: float) -> list[Stored]:
-        """Publish *items* in order (pipelined) and return once JetStream stored each.
+    async def append(self, items: Sequence[NewEvent], now: float,
+                     submitted: Callable[[], None] | None = None) -> list[Stored]:
+        """Publish *items* in order (pipelined) and return once JetStream stored each;
+        *submitted* is called once they are sent (concurrent appends are sent in the
+        order they were called, and JetStream numbers them in that order).
 
         :raises LogUnavailable: if NATS is unreachable or did not acknowledge in
             ``ack_timeout`` (some items may be stored: publish again with the same ids)
@@ -245,16 +271,31 @@ class JetStreamLog:
         if not store.connected:
             raise unavailable("NATS is unreachable: the event was not published")
         js, timeout = store.js, store.config.ack_timeout
+        bodies = [encode_message(item.topic, item.type_url, item.timestamp_ns, item.labels,
+                                 bytes(item.payload)) for item in items]
+        limit = store.max_payload - _HEADERS_ALLOWANCE
+        for i, body in enumerate(bodies):
+            if len(body) > limit:
+                prefix = f"items[{i}]." if i else ""
+                raise PayloadTooLarge(
+                    prefix + "payload", f"the event takes {len(body)} bytes in a NATS message "
+                    f"and the NATS server's max_payload is {store.max_payload}: raise "
+                    "max_payload in nats-server's configuration (or lower max_payload_bytes)")
         futures = []
         try:
-            for item in items:
-                headers = {"Nats-Msg-Id": item.event_id} if item.event_id is not None else None
-                body = encode_message(item.topic, item.type_url, item.timestamp_ns,
-                                      item.labels, bytes(item.payload))
-                futures.append(await js.publish_async(
-                    self._subject, body, wait_stall=timeout, stream=self._stream,
-                    headers=headers))
             with anyio.fail_after(timeout):
+                # batches of this log go out in the order their appends were called; no
+                # wait_stall: nats-py's stall timeout yields to the event loop for every
+                # message, whose flusher then writes each one with a system call of its
+                # own (0.2 ms); without it the messages of a batch are written together
+                async with self._submitting:
+                    for item, body in zip(items, bodies, strict=True):
+                        headers = ({"Nats-Msg-Id": item.event_id}
+                                   if item.event_id is not None else None)
+                        futures.append(await js.publish_async(
+                            self._subject, body, stream=self._stream, headers=headers))
+                if submitted is not None:
+                    submitted()
                 acks = await asyncio.gather(*futures)
         except NATS_AND_STALLED as exc:
             for future in futures:

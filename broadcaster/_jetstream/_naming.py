@@ -12,7 +12,7 @@ import json
 import struct
 from collections.abc import Mapping
 
-__all__ = ["decode_message", "encode_message", "encode_namespace"]
+__all__ = ["decode_message", "decode_namespace", "encode_message", "encode_namespace"]
 
 _VERSION = 1
 _HEADER = struct.Struct("!BI")  # version, length of the metadata JSON
@@ -21,6 +21,28 @@ _HEADER = struct.Struct("!BI")  # version, length of the metadata JSON
 def encode_namespace(namespace: str) -> str:
     """The token that names *namespace* in stream names and subjects."""
     return namespace.replace("_", "__").replace(".", "_d")
+
+
+def decode_namespace(token: str) -> str | None:
+    """The namespace *token* encodes, or None if it is not an encoding of one."""
+    out: list[str] = []
+    i = 0
+    while i < len(token):
+        char = token[i]
+        if char == "_":
+            follower = token[i + 1 : i + 2]
+            if follower == "_":
+                out.append("_")
+            elif follower == "d":
+                out.append(".")
+            else:
+                return None
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    name = "".join(out)
+    return name if name and encode_namespace(name) == token else None
 
 
 def encode_message(topic: str, type_url: str, timestamp_ns: int,

@@ -10,10 +10,10 @@ when it was created: a deleted and created again stream is a new epoch.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -23,12 +23,12 @@ import nats.errors
 import nats.js.errors
 from anyio.abc import TaskGroup
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from .._core._config import Retention
-from .._core._durable import DEFAULT_DEDUP_WINDOW, LogListener, LogUnavailable
-from .._core._errors import InvalidArgument
-from ._naming import encode_namespace
+from .._core._durable import LogListener, LogUnavailable
+from ._config import JetStreamConfig
 
 if TYPE_CHECKING:
     from ._log import JetStreamLog
@@ -52,62 +52,6 @@ NATS_OR_OS: tuple[type[BaseException], ...] = (*NATS_UNAVAILABLE, OSError)
 
 def unavailable(message: str) -> LogUnavailable:
     return LogUnavailable("backplane", message)
-
-
-@dataclass(frozen=True, slots=True)
-class JetStreamConfig:
-    """Settings of the ``jetstream`` engine.
-
-    :ivar servers: NATS URLs (``nats://host:port``); the client moves between them
-    :ivar replicas: replicas of each namespace's stream (1 on one server, 3 in a cluster)
-    :ivar stream_prefix: prefix of the stream names
-    :ivar subject_prefix: prefix of the subjects
-    :ivar ack_timeout: seconds a publish waits for JetStream's acknowledgement
-    :ivar connect_timeout: seconds to reach a server at start-up
-    :ivar dedup_window: seconds ``Nats-Msg-Id`` deduplicates (the stream's window)
-    :ivar heartbeat: idle heartbeat of the consumers feeding the local view; a consumer
-        silent for three of them is created again
-    :ivar cache_events: newest events per namespace kept in memory
-    :ivar cache_bytes: the same bound in bytes
-    :ivar read_chunk: events per fetch of older history
-    :ivar name: the connection's name, as NATS monitoring shows it
-    """
-
-    servers: Sequence[str] = ("nats://127.0.0.1:4222",)
-    replicas: int = 1
-    stream_prefix: str = "broadcaster-"
-    subject_prefix: str = "broadcaster.ns"
-    ack_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    dedup_window: float = DEFAULT_DEDUP_WINDOW
-    heartbeat: float = 1.0
-    cache_events: int = 16_384
-    cache_bytes: int = 16 * 1024 * 1024
-    read_chunk: int = 256
-    name: str = "broadcaster"
-
-    def __post_init__(self) -> None:
-        servers = (self.servers,) if isinstance(self.servers, str) else tuple(self.servers)
-        object.__setattr__(self, "servers", servers)
-        if not servers:
-            raise InvalidArgument("backplane", "needs at least one nats:// URL")
-        for url in servers:
-            if not url.startswith(("nats://", "tls://")):
-                raise InvalidArgument("backplane", f"{url!r} is not a nats:// or tls:// URL")
-        if not 1 <= self.replicas <= 5:
-            raise InvalidArgument("replicas", "must be between 1 and 5")
-        for name in ("ack_timeout", "connect_timeout", "heartbeat"):
-            if not getattr(self, name) > 0:
-                raise InvalidArgument(name, "must be positive")
-        for name in ("cache_events", "cache_bytes", "read_chunk"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(name, "must be at least 1")
-
-    def stream(self, namespace: str) -> str:
-        return self.stream_prefix + encode_namespace(namespace)
-
-    def subject(self, namespace: str) -> str:
-        return f"{self.subject_prefix}.{encode_namespace(namespace)}"
 
 
 class JetStreamStore:
@@ -141,6 +85,16 @@ class JetStreamStore:
     def task_group(self) -> TaskGroup:
         assert self._tg is not None
         return self._tg
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the connected NATS server accepts (its max_payload)."""
+        return int(self._nc.max_payload) if self._nc is not None else 0
+
+    @property
+    def epoch(self) -> str:
+        """``""``: every namespace has its own epoch, its stream's incarnation."""
+        return ""
 
     @property
     def connected(self) -> bool:
@@ -211,7 +165,9 @@ class JetStreamStore:
             retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.OLD,
             max_msgs=retention.max_events, max_bytes=retention.max_bytes,
             max_age=retention.max_age, storage=api.StorageType.FILE,
-            num_replicas=config.replicas, duplicate_window=config.dedup_window,
+            num_replicas=config.replicas,
+            # JetStream refuses a window longer than the stream's max_age
+            duplicate_window=min(config.dedup_window, retention.max_age),
             allow_direct=True, description=f"broadcaster namespace {namespace}",
             metadata={EPOCH_KEY: epoch or uuid.uuid4().hex[:16],
                       "broadcaster_namespace": namespace},
@@ -247,6 +203,45 @@ class JetStreamStore:
         except NATS_UNAVAILABLE as exc:
             raise unavailable(f"NATS did not answer for stream {name}: "
                               f"{exc or type(exc).__name__}") from exc
+
+    # -- namespaces other nodes use ---------------------------------------------------------
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that has a stream (created by any node), for a node to open at
+        start so that all-namespaces subscriptions get every namespace.
+
+        :raises LogUnavailable: if NATS does not answer
+        """
+        names: list[str] = []
+        offset = 0
+        subject = f"{self.config.subject_prefix}.>"
+        try:
+            while True:
+                request = json.dumps({"offset": offset, "subject": subject}).encode()
+                reply = await self.nc.request("$JS.API.STREAM.NAMES", request,
+                                              timeout=self.config.ack_timeout)
+                data = json.loads(reply.data)
+                if "error" in data:
+                    raise unavailable(f"JetStream could not list streams: {data['error']}")
+                streams = data.get("streams") or []
+                names += [n for n in map(self.config.namespace_of, streams) if n is not None]
+                offset += len(streams)
+                if not streams or offset >= int(data.get("total", 0)):
+                    return names
+        except NATS_UNAVAILABLE as exc:
+            raise unavailable(f"NATS did not answer a list of streams: {exc}") from exc
+
+    async def watch_namespaces(self, callback: Callable[[str], None]) -> None:
+        """Call *callback* (on the event loop) with each namespace whose stream another
+        node (or this one) creates from now on (JetStream's stream advisories)."""
+        config = self.config
+
+        async def created(msg: Msg) -> None:
+            name = config.namespace_of(msg.subject.rsplit(".", 1)[-1])
+            if name is not None:
+                callback(name)
+
+        await self.nc.subscribe("$JS.EVENT.ADVISORY.STREAM.CREATED.*", cb=created)
 
     # -- connection events --------------------------------------------------------------
 

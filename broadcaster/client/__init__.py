@@ -32,9 +32,10 @@ from ._errors import (
 from ._publisher import Publisher
 from ._subscribe import SubscribeStream
 from ._subscription import Subscription
-from ._types import DropNotice, Ended, Event, Item, ResyncNotice
+from ._types import AvailabilityNotice, DropNotice, Ended, Event, Item, ResyncNotice
 
 __all__ = [
+    "AvailabilityNotice",
     "Backoff",
     "Client",
     "ClientClosedError",

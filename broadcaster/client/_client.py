@@ -1,10 +1,12 @@
-"""The client: one gRPC channel, unary publish, batched publishers, subscriptions."""
+"""The client: channels to one or several servers, unary publish, batched publishers,
+subscriptions."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -15,13 +17,15 @@ from .._core._policy import Policy
 from ..v1 import broadcaster_pb2 as pb
 from ..v1 import broadcaster_pb2_grpc as pb_grpc
 from ._backoff import Backoff
+from ._endpoints import Endpoints, new_id_prefix, targets_of
 from ._errors import ClientClosedError, InvalidArgumentError, PublishError, StatusError
 from ._publisher import Publisher
-from ._retry import Refusals, call_unary
+from ._retry import Refusals, call_unary, failed_sending
 from ._subscribe import SubscribeStream
 from ._subscription import Subscription
 from ._validate import (
     check_epoch,
+    check_event_id,
     check_filters,
     check_labels,
     check_namespace,
@@ -35,6 +39,10 @@ from ._validate import (
 from ._wire import Payload
 
 __all__ = ["Client", "grpc_target"]
+
+T = TypeVar("T")
+#: One attempt of a unary call: ``(stub, seconds left, wait_for_ready) -> response``.
+_UnaryCall = Callable[["pb_grpc.BroadcasterAsyncStub", float, bool], Awaitable[T]]
 
 
 def grpc_target(address: str) -> str:
@@ -53,7 +61,7 @@ def grpc_target(address: str) -> str:
 
 
 class Client:
-    """A connection to a broadcaster server.
+    """A connection to a broadcaster server, or to any of several nodes of one cluster.
 
     ::
 
@@ -68,12 +76,24 @@ class Client:
     items to other code through a memory object stream instead.
 
     All subscriptions of one client share one Subscribe stream; it answers heartbeats
-    and reconnects (exponential backoff with jitter) with each subscription's cursors,
-    so a transient disconnect loses nothing that the server still retains. A call whose
-    HTTP/2 stream the server refused (``REFUSED_STREAM``: it processed nothing) is
-    retried within the call's timeout; see :attr:`retried_refusals`.
+    and reconnects (exponential backoff with jitter) with each subscription's cursors
+    and epochs, so a transient disconnect loses nothing that the server still retains. A
+    call whose HTTP/2 stream the server refused (``REFUSED_STREAM``: it processed
+    nothing) is retried within the call's timeout; see :attr:`retried_refusals`.
 
-    :param address: ``HOST:PORT``, ``unix:PATH`` or an absolute socket path
+    **Several addresses** (the nodes of one ``jetstream`` cluster): the client uses one
+    at a time; when a call fails as a broken node does (``UNAVAILABLE``), it moves on to
+    the next, where streams resume exactly (a namespace's sequences and epoch are the
+    same on every node) and a publish that carries an event id is sent again.
+
+    **Event ids.** Every publish carries an id the client makes (unless *event_ids* is
+    False or the caller gives one): the server stores an id once within its
+    deduplication window, so :meth:`publish` and a :class:`Publisher` send an event again
+    after an ``UNAVAILABLE`` (a broken connection, a node going away, NATS unreachable)
+    without risk of storing it twice.
+
+    :param address: ``HOST:PORT``, ``unix:PATH`` or an absolute socket path, or a
+        sequence of them (tried in order, the next on failure)
     :param timeout: bound of every unary call and of a subscription's Add (seconds)
     :param backoff: reconnect delays of the Subscribe stream
     :param idle_timeout: reconnect when the Subscribe stream is silent this long
@@ -83,12 +103,13 @@ class Client:
     :param seed: seed of the backoff jitter (None: from the OS)
     :param options: extra grpc channel options
     :param metadata: metadata sent with every call
+    :param event_ids: give every published event an id (see above)
     :raises InvalidArgumentError: for an empty address or a buffer below 1
     """
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         timeout: float = 10.0,
         backoff: Backoff | None = None,
@@ -97,11 +118,17 @@ class Client:
         seed: int | None = None,
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
+        event_ids: bool = True,
     ) -> None:
         if buffer < 1:
             raise InvalidArgumentError("buffer", "must be at least 1")
-        self.address = address
-        self._target = grpc_target(address)
+        #: the addresses, in the order they are tried
+        self.addresses = targets_of(address)
+        self.address = self.addresses[0]
+        targets = [grpc_target(a) for a in self.addresses]
+        self._event_ids = event_ids
+        self._id_prefix = new_id_prefix()
+        self._id_count = 0
         self._timeout = timeout
         self._backoff = backoff or Backoff()
         self._idle_timeout = idle_timeout
@@ -110,7 +137,7 @@ class Client:
         self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
         self._metadata = tuple(metadata)
         self._refusals = Refusals()
-        self._channel: grpc.aio.Channel | None = None
+        self._endpoints = Endpoints(targets, self._options)
         self._tg: anyio.abc.TaskGroup | None = None
         self._stream: SubscribeStream | None = None
         self._own_streams: set[SubscribeStream] = set()
@@ -134,12 +161,24 @@ class Client:
                 # The block's own exception is not the task group's: it propagates as is.
                 await tg.__aexit__(None, None, None)
 
-    def _open(self) -> grpc.aio.Channel:
+    def _open(self) -> Endpoints:
         if self._closed:
             raise ClientClosedError("client: closed")
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
-        return self._channel
+        return self._endpoints
+
+    @property
+    def current_address(self) -> str:
+        """The address the client uses now."""
+        return self.addresses[self._endpoints.index]
+
+    @property
+    def failovers(self) -> int:
+        """How many times the client moved on to the next address."""
+        return self._endpoints.failovers
+
+    def _next_event_id(self) -> str:
+        self._id_count += 1
+        return f"{self._id_prefix}-{self._id_count}"
 
     async def aclose(self) -> None:
         """End every subscription and close the channel."""
@@ -149,9 +188,7 @@ class Client:
         with anyio.CancelScope(shield=True):  # bounded: each stream's task just ends
             for stream in streams:
                 await stream.aclose()
-            channel, self._channel = self._channel, None
-            if channel is not None:
-                await channel.close()
+            await self._endpoints.close()
 
     @property
     def subscribe_stream(self) -> SubscribeStream | None:
@@ -173,18 +210,23 @@ class Client:
         type_url: str | None = None,
         labels: Mapping[str, str] | None = None,
         timestamp: datetime | int | float | None = None,
+        event_id: str | None = None,
     ) -> int:
         """Publish one event with the unary Publish call; returns its sequence number.
 
         Waits for the server to become reachable, at most the client's *timeout*; a
-        refused call is sent again within that time.
+        refused call is sent again within that time, and so is a call with an event id
+        that failed with ``UNAVAILABLE`` (on the next address, if there are several):
+        the server stores it once.
 
         :param payload: bytes, a protobuf ``Any``, or a protobuf message (sent with its
             bare full name as type_url, e.g. ``containerd.events.TaskExit``)
         :param type_url: the payload's type (overrides the one derived from *payload*)
         :param timestamp: event time (datetime, int ns or float s); server time if None
-        :raises InvalidArgumentError: for a malformed namespace, topic, labels, payload
-            or timestamp
+        :param event_id: the event's id (1-128 printable ASCII characters); one the client
+            makes when None (unless the client has ``event_ids=False``)
+        :raises InvalidArgumentError: for a malformed namespace, topic, labels, payload,
+            timestamp or event id
         :raises PublishError: when the server rejects it (the message names the field)
             or cannot be reached in time (``UNAVAILABLE``, ``DEADLINE_EXCEEDED``)
         :raises ClientClosedError: if the client is closed
@@ -195,18 +237,59 @@ class Client:
         ts = check_timestamp(timestamp)
         if ts is not None:
             request.timestamp.FromNanoseconds(ts)
-        stub = pb_grpc.BroadcasterStub(self._open())
-
-        async def attempt(remaining: float) -> pb.PublishResponse:
-            return await stub.Publish(request, timeout=remaining, wait_for_ready=True,
+        event_id = check_event_id(event_id)
+        if event_id is None and self._event_ids:
+            event_id = self._next_event_id()
+        if event_id is not None:
+            request.event_id = event_id
+        async def attempt(stub: pb_grpc.BroadcasterAsyncStub, remaining: float,
+                          ready: bool) -> pb.PublishResponse:
+            return await stub.Publish(request, timeout=remaining, wait_for_ready=ready,
                                       metadata=self._metadata or None)
 
         try:
-            response = await call_unary("Publish", attempt, seconds=self._timeout, rng=self._rng,
-                                        refusals=self._refusals)
+            response = await self._unary("Publish", attempt, again=event_id is not None)
         except grpc.aio.AioRpcError as exc:
             raise PublishError.from_rpc_error(exc) from exc
         return int(response.sequence)
+
+    async def _unary(self, method: str, call: _UnaryCall[T], *, again: bool) -> T:
+        """Run a unary call within the client's timeout: refused calls are sent again,
+        and so is every call that failed with ``UNAVAILABLE`` when *again* (it is safe
+        to repeat), on the next address when there are several.
+
+        With one address the call waits for the server to be reachable (a restart);
+        with several it fails fast on an unreachable one and moves on.
+
+        :raises grpc.aio.AioRpcError: the last failure
+        """
+        endpoints = self._open()
+        deadline = anyio.current_time() + self._timeout
+        failures = 0
+        while True:
+            index, channel = endpoints.channel()
+            stub = pb_grpc.BroadcasterStub(channel)
+            remaining = max(0.0, deadline - anyio.current_time())
+
+            def attempt(left: float, stub: pb_grpc.BroadcasterAsyncStub = stub,
+                        ready: bool = not endpoints.several) -> Awaitable[T]:
+                return call(stub, left, ready)
+
+            try:
+                return await call_unary(method, attempt, seconds=remaining, rng=self._rng,
+                                        refusals=self._refusals)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if not again or not (code is grpc.StatusCode.UNAVAILABLE
+                                     or failed_sending(code, exc.details())):
+                    raise
+                endpoints.failed(index)
+                failures += 1
+                delay = 0.0 if endpoints.several and failures == 1 else \
+                    self._backoff.delay(failures, self._rng)
+                if anyio.current_time() + delay >= deadline:
+                    raise
+            await anyio.sleep(delay)
 
     async def stats(self, namespaces: Sequence[str] = ()) -> pb.StatsResponse:
         """The server's figures (the Stats call); a refused call is sent again within
@@ -216,15 +299,13 @@ class Client:
         :raises ClientClosedError: if the client is closed
         """
         request = pb.StatsRequest(namespaces=list(namespaces))
-        stub = pb_grpc.BroadcasterStub(self._open())
-
-        async def attempt(remaining: float) -> pb.StatsResponse:
-            return await stub.Stats(request, timeout=remaining, wait_for_ready=True,
+        async def attempt(stub: pb_grpc.BroadcasterAsyncStub, remaining: float,
+                          ready: bool) -> pb.StatsResponse:
+            return await stub.Stats(request, timeout=remaining, wait_for_ready=ready,
                                     metadata=self._metadata or None)
 
         try:
-            return await call_unary("Stats", attempt, seconds=self._timeout, rng=self._rng,
-                                    refusals=self._refusals)
+            return await self._unary("Stats", attempt, again=self._endpoints.several)
         except grpc.aio.AioRpcError as exc:
             raise StatusError.from_rpc_error(exc) from exc
 
@@ -252,6 +333,7 @@ class Client:
             self._open(), namespace, max_batch=max_batch, linger=linger,
             max_in_flight=max_in_flight, timeout=self._timeout if timeout is None else timeout,
             metadata=self._metadata, rng=self._rng, refusals=self._refusals,
+            event_ids=self._event_ids, backoff=self._backoff,
         )
 
     def subscribe(
@@ -261,7 +343,7 @@ class Client:
         filters: Sequence[str] = (),
         policy: Policy | None = None,
         since: int | Mapping[str, int] | None = None,
-        epoch: str | None = None,
+        epoch: str | Mapping[str, str] | None = None,
         timeout: float | None = None,
         own_stream: bool = False,
     ) -> Subscription:
@@ -279,7 +361,9 @@ class Client:
         :param policy: overflow policy (``broadcaster.Policy``); server default if None
         :param since: resume after this sequence: an int for each of *namespaces*, or a
             mapping per namespace; None starts live
-        :param epoch: the epoch *since* belongs to (a different one gets ResyncNotices)
+        :param epoch: the epoch *since* belongs to (a different one gets ResyncNotices):
+            one for every namespace, or a mapping per namespace (:attr:`Subscription.epochs`
+            of a subscription persisted before)
         :param timeout: bound of the wait for the Add to be accepted
         :param own_stream: give the subscription a Subscribe stream of its own
         :raises InvalidArgumentError: for malformed namespaces, since, filters, policy
@@ -306,12 +390,12 @@ class Client:
         return Subscription(self._stream, names, filters, policy, cursors, epoch, timeout)
 
     def _new_stream(self) -> SubscribeStream:
-        channel = self._open()
+        endpoints = self._open()
         if self._tg is None:
             raise ClientClosedError("client: subscribing needs `async with Client(...)`")
         tg = self._tg
         return SubscribeStream(
-            channel, lambda run, name: tg.start_soon(run, name=name),
+            endpoints, lambda run, name: tg.start_soon(run, name=name),
             backoff=self._backoff, idle_timeout=self._idle_timeout, buffer=self._buffer,
             rng=self._rng, refusals=self._refusals, metadata=self._metadata,
         )

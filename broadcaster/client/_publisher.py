@@ -17,9 +17,18 @@ import grpc.aio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..v1 import broadcaster_pb2 as pb
+from ._backoff import Backoff
+from ._endpoints import Endpoints, new_id_prefix
 from ._errors import ClientClosedError, ClientTimeoutError, InvalidArgumentError, PublishError
 from ._retry import REFUSED_BACKOFF, Refusals, failed_sending, refused
-from ._validate import check_labels, check_namespace, check_payload, check_timestamp, check_topic
+from ._validate import (
+    check_event_id,
+    check_labels,
+    check_namespace,
+    check_payload,
+    check_timestamp,
+    check_topic,
+)
 from ._wire import EventEncoder, Payload, encode_batch
 
 __all__ = ["Publisher"]
@@ -35,6 +44,14 @@ _Call = grpc.aio.StreamStreamCall[bytes, pb.PublishStreamResponse]
 _Futures = list["asyncio.Future[int]"]
 _Batch = tuple[int, bytes, _Futures]
 
+#: Failures after which the events of a broken stream are sent again (their ids make it
+#: safe): the connection or the node went away, or the server could not store them now.
+_RESEND = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
+def _resendable(error: PublishError) -> bool:
+    return error.code in _RESEND or failed_sending(error.code, error.message)
+
 
 class Publisher:
     """Publishes events in batches over one ``PublishStream`` call.
@@ -46,17 +63,27 @@ class Publisher:
     rejects one, every event of it fails with the same :class:`PublishError`.
 
     The stream is opened with an empty batch; until the server answers it, a stream the
-    server refused (at its stream limit) is opened again, within *timeout*. If the stream
-    breaks later, every unacknowledged event fails with a :class:`PublishError`
-    (``UNAVAILABLE``; it may or may not have been published) and so does every later
-    :meth:`submit`: open a new publisher to go on. Use it as ``async with
-    client.publisher(...) as pub``: the block owns the publisher's task group, and
-    leaving it flushes (within *timeout*).
+    server refused (at its stream limit) is opened again, within *timeout*.
+
+    **Failover.** Every event carries an id (one the publisher makes, unless given or
+    *event_ids* is False). When the stream breaks (the connection or the node went away)
+    or a batch is refused with ``UNAVAILABLE`` (the node cannot store now: NATS
+    unreachable), the publisher opens a new stream (on the client's next address, if it
+    has several; with backoff) and sends every unacknowledged event again, in order,
+    with its id: the server stores each once and answers with its original sequence. An
+    event sent again may be stored after events submitted later that were acknowledged
+    meanwhile. If no stream works within *timeout* of the failure, every unacknowledged
+    event fails with a :class:`PublishError` (``UNAVAILABLE``; it may or may not have
+    been published), and so does every later :meth:`submit`: open a new publisher to go
+    on. Without event ids a broken stream fails its unacknowledged events at once.
+
+    Use it as ``async with client.publisher(...) as pub``: the block owns the
+    publisher's task group, and leaving it flushes (within *timeout*).
     """
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        endpoints: Endpoints,
         namespace: str,
         *,
         max_batch: int = 500,
@@ -66,6 +93,8 @@ class Publisher:
         metadata: tuple[tuple[str, str], ...] = (),
         rng: random.Random | None = None,
         refusals: Refusals | None = None,
+        event_ids: bool = True,
+        backoff: Backoff | None = None,
     ) -> None:
         if max_batch < 1:
             raise InvalidArgumentError("max_batch", "must be at least 1")
@@ -74,11 +103,7 @@ class Publisher:
         if linger < 0:
             raise InvalidArgumentError("linger", "must not be negative")
         self.namespace = check_namespace(namespace)
-        self._method: grpc.aio.StreamStreamMultiCallable[bytes, pb.PublishStreamResponse]
-        self._method = channel.stream_stream(
-            _METHOD, request_serializer=bytes,
-            response_deserializer=pb.PublishStreamResponse.FromString,
-        )
+        self._endpoints = endpoints
         self._max_batch = max_batch
         self._linger = linger
         self._max_in_flight = max_in_flight
@@ -86,16 +111,25 @@ class Publisher:
         self._metadata = metadata
         self._rng = rng or random.Random()
         self._refusals = refusals or Refusals()
+        self._event_ids = event_ids
+        self._id_prefix = new_id_prefix()
+        self._id_count = 0
+        self._backoff = backoff or Backoff()
         self._encoder = EventEncoder()
         self._pending: list[bytes] = []
         self._pending_futures: _Futures = []
-        self._unacked: collections.deque[tuple[int, _Futures]] = collections.deque()
+        self._unacked: collections.deque[_Batch] = collections.deque()
         self._in_flight = 0
         self._batch_id = 0
         self._room: anyio.Event | None = None
         self._idle: anyio.Event | None = None
         self._error: PublishError | None = None
         self._closed = False
+        self._broken_since: float | None = None  # when the current outage began
+        #: streams opened again after a failure (each sent the unacknowledged events again)
+        self.reconnects = 0
+        #: events sent again on a new stream
+        self.resent = 0
         # cut batches, and None when a batch starts filling (its linger begins)
         self._batches: MemoryObjectSendStream[_Batch | None] | None = None
         self._to_send: MemoryObjectReceiveStream[_Batch | None] | None = None
@@ -150,6 +184,7 @@ class Publisher:
         labels: Mapping[str, str] | None = None,
         timestamp: datetime | int | float | None = None,
         namespace: str | None = None,
+        event_id: str | None = None,
     ) -> asyncio.Future[int]:
         """Queue one event; returns a future of its sequence number.
 
@@ -162,8 +197,10 @@ class Publisher:
         :param labels: string labels
         :param timestamp: event time (datetime, ns int or float seconds); server time if None
         :param namespace: another namespace than the publisher's, for this event
-        :raises InvalidArgumentError: for a malformed topic, namespace, labels, payload or
-            timestamp (checked here, so one bad event never spoils a batch)
+        :param event_id: the event's id; one the publisher makes when None (unless the
+            client has ``event_ids=False``)
+        :raises InvalidArgumentError: for a malformed topic, namespace, labels, payload,
+            timestamp or event id (checked here, so one bad event never spoils a batch)
         :raises PublishError: when the publisher is broken or closed
         :raises ClientClosedError: before the publisher is entered
         """
@@ -171,7 +208,12 @@ class Publisher:
         check_topic(topic)
         labels = check_labels(labels) if labels else None
         url, value = check_payload(payload, type_url)
-        encoded = self._encoder.encode(ns, topic, url, value, labels, check_timestamp(timestamp))
+        event_id = check_event_id(event_id)
+        if event_id is None and self._event_ids:
+            self._id_count += 1
+            event_id = f"{self._id_prefix}-{self._id_count}"
+        encoded = self._encoder.encode(ns, topic, url, value, labels, check_timestamp(timestamp),
+                                       event_id)
         while self._in_flight >= self._max_in_flight and self._error is None:
             self._room = self._room or anyio.Event()
             await self._room.wait()
@@ -199,14 +241,15 @@ class Publisher:
         labels: Mapping[str, str] | None = None,
         timestamp: datetime | int | float | None = None,
         namespace: str | None = None,
+        event_id: str | None = None,
     ) -> int:
         """Publish one event and wait for its sequence number (see :meth:`submit`).
 
-        :raises PublishError: if its batch was rejected or the stream broke
+        :raises PublishError: if its batch was rejected or the stream broke for good
         """
         future = await self.submit(
             topic, payload, type_url=type_url, labels=labels, timestamp=timestamp,
-            namespace=namespace,
+            namespace=namespace, event_id=event_id,
         )
         return await future
 
@@ -237,25 +280,64 @@ class Publisher:
     # -- the stream ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Keep a stream open: open one, serve it until it breaks, then (events carrying
+        ids) open another and send the unacknowledged events again, for at most
+        *timeout* after the failure; else fail them."""
         assert self._scope is not None and self._finished is not None
+        failures = 0
         try:
             with self._scope:
-                try:
-                    call = await self._open()
-                except PublishError as exc:
-                    self._fail(exc)
-                    return
-                try:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._send_all, call)
-                        await self._receive_all(call)
-                        tg.cancel_scope.cancel()
-                finally:
-                    call.cancel()
+                while True:
+                    index, channel = self._endpoints.channel()
+                    method: grpc.aio.StreamStreamMultiCallable[bytes, pb.PublishStreamResponse]
+                    method = channel.stream_stream(
+                        _METHOD, request_serializer=bytes,
+                        response_deserializer=pb.PublishStreamResponse.FromString,
+                    )
+                    try:
+                        call = await self._open(method)
+                    except PublishError as exc:
+                        error = exc
+                    else:
+                        if self._broken_since is not None:
+                            self.reconnects += 1
+                        error = await self._serve(call)
+                    if self._broken_since is None:
+                        failures = 0
+                    if not (self._event_ids and _resendable(error)):
+                        self._fail(error)
+                        return
+                    now = anyio.current_time()
+                    if self._broken_since is None:
+                        self._broken_since = now
+                    elif now - self._broken_since >= self._timeout:
+                        self._fail(PublishError(error.code, f"{error.message} (no stream "
+                                                f"worked for {self._timeout:g}s)"))
+                        return
+                    self._endpoints.failed(index)
+                    failures += 1
+                    delay = 0.0 if self._endpoints.several and failures == 1 else \
+                        self._backoff.delay(failures, self._rng)
+                    await anyio.sleep(min(delay, max(
+                        0.0, self._broken_since + self._timeout - now)))
         finally:
             self._finished.set()
 
-    async def _open(self) -> _Call:
+    async def _serve(self, call: _Call) -> PublishError:
+        """Send (the unacknowledged batches again first) and receive on *call* until it
+        fails; return why."""
+        resend = list(self._unacked)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._send_all, call, resend)
+                error = await self._receive_all(call)
+                tg.cancel_scope.cancel()
+        finally:
+            call.cancel()
+        return error
+
+    async def _open(self, method: grpc.aio.StreamStreamMultiCallable[
+            bytes, pb.PublishStreamResponse]) -> _Call:
         """Open the stream: send the empty first batch until the server answers it,
         opening it again (with backoff, within *timeout*) while the server refuses it.
 
@@ -264,7 +346,7 @@ class Publisher:
         deadline = anyio.current_time() + self._timeout
         failures = 0
         while True:
-            call = self._method(metadata=self._metadata or None)
+            call = method(metadata=self._metadata or None)
             try:
                 error = await self._probe(call)
             except BaseException:
@@ -300,24 +382,26 @@ class Publisher:
             return PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream ended")
         return None
 
-    async def _send_all(self, call: _Call) -> None:
+    async def _send_all(self, call: _Call, resend: list[_Batch]) -> None:
+        """Write *resend* (unacknowledged batches of a broken stream), then every batch
+        cut from now on. A failed write ends quietly: the batch is among the
+        unacknowledged, and the reader reports why the call failed."""
         assert self._to_send is not None
         batches = self._to_send
         try:
+            for _, data, futures in resend:
+                self.resent += len(futures)
+                await call.write(data)
             while True:
                 batch = await batches.receive()
                 if batch is None:  # a batch started filling
                     batch = await self._wait_for_cut(batches)
                     if batch is None:
                         continue
-                batch_id, data, futures = batch
-                self._unacked.append((batch_id, futures))
-                await call.write(data)
-        except grpc.aio.AioRpcError as exc:
-            self._fail(PublishError.from_rpc_error(exc), exc)
-        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            self._fail(PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream closed"),
-                       exc)
+                self._unacked.append(batch)
+                await call.write(batch[1])
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass  # closed
 
@@ -332,25 +416,34 @@ class Publisher:
                     return batch
         return self._cut() if self._pending else None
 
-    async def _receive_all(self, call: _Call) -> None:
+    async def _receive_all(self, call: _Call) -> PublishError:
+        """Read acknowledgements until the call fails (or a batch is refused with
+        ``UNAVAILABLE`` while events carry ids); return why."""
         try:
             while True:
                 response = await call.read()
                 if not isinstance(response, pb.PublishStreamResponse):  # EOF
-                    raise PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream ended")
-                self._acknowledge(response)
+                    return PublishError(grpc.StatusCode.UNAVAILABLE, "publisher: stream ended")
+                error = self._acknowledge(response)
+                if error is not None:
+                    return error
         except grpc.aio.AioRpcError as exc:
-            self._fail(PublishError.from_rpc_error(exc), exc)
-        except PublishError as exc:
-            self._fail(exc)
+            error = PublishError.from_rpc_error(exc)
+            error.__cause__ = exc
+            return error
 
-    def _acknowledge(self, response: pb.PublishStreamResponse) -> None:
+    def _acknowledge(self, response: pb.PublishStreamResponse) -> PublishError | None:
         if not self._unacked or self._unacked[0][0] != response.batch_id:
-            raise PublishError(
+            return PublishError(
                 grpc.StatusCode.INTERNAL,
                 f"batch_id: unexpected {response.batch_id} in PublishStreamResponse",
             )
-        _, futures = self._unacked.popleft()
+        if response.HasField("error"):
+            error = PublishError.from_code_value(response.error.code, response.error.message)
+            if self._event_ids and _resendable(error):
+                return error  # the node cannot store now: send it again elsewhere or later
+        _, _, futures = self._unacked.popleft()
+        self._broken_since = None  # the stream works
         if response.HasField("error"):
             self._reject(futures, response.error)
         elif len(response.sequences) != len(futures):
@@ -363,6 +456,7 @@ class Publisher:
                 if not future.done():
                     future.set_result(seq)
         self._released(len(futures))
+        return None
 
     @staticmethod
     def _reject(futures: _Futures, error: pb.Error) -> None:
@@ -386,7 +480,7 @@ class Publisher:
             error.__cause__ = cause
         if self._error is None:
             self._error = error
-        groups = [f for _, f in self._unacked]
+        groups = [f for _, _, f in self._unacked]
         groups.append(self._pending_futures)
         self._unacked.clear()
         self._pending, self._pending_futures = [], []

@@ -3,10 +3,13 @@
 A :class:`SubscribeStream` keeps one ``Subscribe`` call open from a task in its client's
 task group. Each subscription on it is one ``Add``. The task answers heartbeats, routes
 deliveries and notices to each subscription's memory object stream, and when the call
-breaks it reconnects with exponential backoff and jitter and re-sends every ``Add`` with
-the last sequence it saw per namespace (``since``) and the epoch those belong to. A call
-the server refused (at its stream limit, before anything was processed) is retried
-sooner, with the short :data:`~._retry.REFUSED_BACKOFF`, and is not a failed attempt.
+breaks it reconnects with exponential backoff and jitter (to the client's next address,
+if it has several) and re-sends every ``Add`` with the last sequence it saw per namespace
+(``since``) and the epoch each belongs to (``epochs``). A call the server refused (at its
+stream limit, before anything was processed) is retried sooner, with the short
+:data:`~._retry.REFUSED_BACKOFF`, and is not a failed attempt. An ``Add`` the server
+could not serve now (``UNAVAILABLE``: the node cannot open the namespace's log) makes
+the stream reconnect the same way, so the subscription waits instead of failing.
 """
 
 from __future__ import annotations
@@ -28,10 +31,18 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._core._policy import Policy
 from ..v1 import broadcaster_pb2 as pb
 from ._backoff import Backoff
+from ._endpoints import Endpoints
 from ._errors import ClientClosedError, ClientError, InvalidArgumentError, SubscribeError
 from ._retry import REFUSED_BACKOFF, Refusals, failed_sending, refused
 from ._types import Ended, Event, Item
-from ._wire import decode_drop, decode_ended, decode_event, decode_resync, policy_to_proto
+from ._wire import (
+    decode_availability,
+    decode_drop,
+    decode_ended,
+    decode_event,
+    decode_resync,
+    policy_to_proto,
+)
 
 __all__ = ["SubscribeStream", "SubscriptionState"]
 
@@ -56,6 +67,15 @@ _Call = grpc.aio.StreamStreamCall[pb.SubscribeRequest, pb.SubscribeResponse]
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]], str], object]
 
 
+class _Unavailable(Exception):
+    """An Add the node could not serve now: the stream reconnects (with backoff, to the
+    next address if there are several) and adds its subscriptions again."""
+
+    def __init__(self, error: SubscribeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(slots=True, eq=False)
 class SubscriptionState:
     """One subscription as its stream sees it; the consumer reads ``receive``.
@@ -70,19 +90,34 @@ class SubscriptionState:
     filters: tuple[str, ...]
     policy: pb.OverflowPolicy | None
     cursors: dict[str, int]
-    epoch: str | None
+    #: the epoch of the cursors the subscription was given without one of their own
+    epoch_default: str | None
     send: MemoryObjectSendStream[list[Item]]
     receive: MemoryObjectReceiveStream[list[Item]]
+    #: the epoch each cursor belongs to
+    epochs: dict[str, str] = field(default_factory=dict)
     answered: anyio.Event = field(default_factory=anyio.Event)
     accepted: bool = False
     final: Ended | ClientError | None = None
 
+    @property
+    def epoch(self) -> str | None:
+        """The one epoch of every cursor (None while unknown, or when they differ)."""
+        values = set(self.epochs.values())
+        if self.epoch_default is not None and (
+                not self.cursors or any(ns not in self.epochs for ns in self.cursors)):
+            values.add(self.epoch_default)
+        return values.pop() if len(values) == 1 else None
+
     def add_request(self) -> pb.SubscribeRequest:
+        epochs = {ns: e for ns, e in self.epochs.items() if ns in self.cursors}
         add = pb.SubscribeRequest.Add(
             subscription_id=self.sub_id, namespaces=self.namespaces, filters=self.filters,
-            since=self.cursors, epoch=self.epoch or "",
+            since=self.cursors, epochs=epochs,
+            # servers that know one epoch per server read this one
+            epoch=self.epoch or "",
             # resuming: namespaces we have no cursor for were created while we were away
-            replay_unlisted=self.epoch is not None,
+            replay_unlisted=bool(epochs) or self.epoch_default is not None,
         )
         if self.policy is not None:
             add.policy.CopyFrom(self.policy)
@@ -102,6 +137,7 @@ class _Attempt:
     healthy: bool = False
     refused: bool = False
     error: SubscribeError | None = None
+    failed_node: int | None = None
 
 
 class SubscribeStream:
@@ -116,7 +152,7 @@ class SubscribeStream:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        endpoints: Endpoints,
         spawn: Spawn,
         *,
         backoff: Backoff,
@@ -126,13 +162,7 @@ class SubscribeStream:
         refusals: Refusals,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self._method: grpc.aio.StreamStreamMultiCallable[
-            pb.SubscribeRequest, pb.SubscribeResponse
-        ]
-        self._method = channel.stream_stream(
-            _METHOD, request_serializer=pb.SubscribeRequest.SerializeToString,
-            response_deserializer=pb.SubscribeResponse.FromString,
-        )
+        self._endpoints = endpoints
         self._spawn = spawn
         self._backoff = backoff
         self._idle_timeout = idle_timeout
@@ -160,7 +190,7 @@ class SubscribeStream:
         filters: Sequence[str],
         policy: Policy | None,
         since: Mapping[str, int],
-        epoch: str | None,
+        epoch: str | Mapping[str, str] | None,
     ) -> SubscriptionState:
         """Register a subscription and send its Add (starting the stream's task)."""
         if self._closed:
@@ -168,8 +198,9 @@ class SubscribeStream:
         send, receive = anyio.create_memory_object_stream[list[Item]](self._buffer)
         state = SubscriptionState(
             f"s{next(self._ids)}", tuple(namespaces), tuple(filters),
-            None if policy is None else policy_to_proto(policy), dict(since), epoch,
-            send, receive,
+            None if policy is None else policy_to_proto(policy), dict(since),
+            epoch if isinstance(epoch, str) else None, send, receive,
+            epochs=dict(epoch) if isinstance(epoch, Mapping) else {},
         )
         try:
             add = state.add_request()  # here, not in the stream's task, if it fails
@@ -229,6 +260,8 @@ class SubscribeStream:
             if error.code in _FATAL:
                 self._fail_all(error)
                 continue
+            if attempt.failed_node is not None:
+                self._endpoints.failed(attempt.failed_node)
             if attempt.refused:
                 refusals += 1
                 self._refusals.retried["Subscribe"] += 1
@@ -243,14 +276,22 @@ class SubscribeStream:
                 self._fail_all(error)
                 failures = 0
                 continue
-            delay = self._backoff.delay(failures, self._rng)
+            # a healthy stream that broke moves to the next node at once; then back off
+            delay = 0.0 if self._endpoints.several and attempt.healthy else \
+                self._backoff.delay(failures, self._rng)
             _log.info("subscribe stream lost (%s); reconnecting in %.3fs", error, delay)
             await anyio.sleep(delay)
 
     async def _connect_once(self) -> _Attempt:
         """Run one Subscribe call until it ends."""
         attempt = _Attempt(waiting_since=anyio.current_time())
-        call = self._method(metadata=self._metadata or None)
+        index, channel = self._endpoints.channel()
+        method: grpc.aio.StreamStreamMultiCallable[pb.SubscribeRequest, pb.SubscribeResponse]
+        method = channel.stream_stream(
+            _METHOD, request_serializer=pb.SubscribeRequest.SerializeToString,
+            response_deserializer=pb.SubscribeResponse.FromString,
+        )
+        call = method(metadata=self._metadata or None)
         writes, to_write = anyio.create_memory_object_stream[pb.SubscribeRequest](math.inf)
         with writes, to_write:
             for state in self._subs.values():
@@ -267,6 +308,9 @@ class SubscribeStream:
             finally:
                 self._writes = None
                 call.cancel()
+        if not attempt.refused and (attempt.error is None
+                                    or attempt.error.code not in _FATAL):
+            attempt.failed_node = index  # the next attempt goes to the next address
         return attempt
 
     @staticmethod
@@ -310,6 +354,9 @@ class SubscribeStream:
                     attempt.healthy = True
                     self.connects += 1
                 await self._dispatch(msg, writes)
+        except _Unavailable as exc:
+            attempt.error = exc.error
+            attempt.healthy = False  # back off as from a failed connect
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code(), exc.details()
             attempt.error = SubscribeError.from_rpc_error(exc)
@@ -339,9 +386,14 @@ class SubscribeStream:
             resync = msg.resync_notice
             state = self._subs.get(resync.subscription_id)
             if state is not None:
-                state.epoch = self.epoch = resync.epoch
+                state.epochs[resync.namespace] = self.epoch = resync.epoch
                 state.cursors[resync.namespace] = max(0, resync.oldest_available - 1)
                 await self._put(state, [decode_resync(resync)])
+        elif kind == "availability_notice":
+            notice = msg.availability_notice
+            state = self._subs.get(notice.subscription_id)
+            if state is not None:
+                await self._put(state, [decode_availability(notice)])
         elif kind == "subscription_ended":
             ended = msg.subscription_ended
             state = self._subs.get(ended.subscription_id)
@@ -358,10 +410,14 @@ class SubscribeStream:
         writes.send_nowait(pb.SubscribeRequest(ack=pb.SubscribeRequest.Ack(
             heartbeat_id=hb.heartbeat_id)))
         self.heartbeats_acked += 1
-        self.epoch = hb.epoch
+        self.epoch = hb.epoch or self.epoch
+        epochs = hb.epochs
         for state in self._subs.values():
-            if state.epoch is None or not state.cursors:
-                state.epoch = hb.epoch
+            for ns in state.cursors:
+                if ns not in state.epochs:
+                    epoch = epochs.get(ns) or hb.epoch
+                    if epoch:
+                        state.epochs[ns] = epoch
 
     async def _deliver(self, batch: pb.EventBatch) -> None:
         subs = self._subs
@@ -406,12 +462,20 @@ class SubscribeStream:
             # before the first event of a namespace must not skip what came meanwhile.
             for ns, seq in result.start_sequences.items():
                 state.cursors.setdefault(ns, seq)
-            if state.epoch is None and result.epoch:
-                state.epoch = result.epoch
+            # The epoch of cursors that had none (a cursor resumed in another epoch keeps
+            # its own: the ResyncNotice that follows moves it)
+            for ns in state.cursors:
+                if ns not in state.epochs:
+                    epoch = result.epochs.get(ns) or result.epoch
+                    if epoch:
+                        state.epochs[ns] = epoch
             state.accepted = True
             state.answered.set()
             return
-        self._end(state, SubscribeError.from_code_value(result.error.code, result.error.message))
+        error = SubscribeError.from_code_value(result.error.code, result.error.message)
+        if error.code is grpc.StatusCode.UNAVAILABLE:
+            raise _Unavailable(error)  # this node cannot serve it now: reconnect
+        self._end(state, error)
 
     def _end(self, state: SubscriptionState, last: Ended | ClientError | None) -> None:
         """End *state* for good: its consumer gets what is buffered, then *last*."""

@@ -24,8 +24,8 @@ class Subscription:
     Neither holds a task group or cancel scope across a ``yield``: leaving an ``async
     for`` early is safe, and the subscription may be read from any task.
 
-    :attr:`cursors` (last sequence seen per namespace) and :attr:`epoch` are what a
-    restarted consumer passes back as ``since`` and ``epoch`` to resume.
+    :attr:`cursors` (last sequence seen per namespace) and :attr:`epochs` (the epoch of
+    each) are what a restarted consumer passes back as ``since`` and ``epoch`` to resume.
     """
 
     def __init__(
@@ -35,7 +35,7 @@ class Subscription:
         filters: Sequence[str],
         policy: Policy | None,
         since: Mapping[str, int],
-        epoch: str | None,
+        epoch: str | Mapping[str, str] | None,
         timeout: float,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -61,8 +61,27 @@ class Subscription:
 
     @property
     def epoch(self) -> str | None:
-        """Epoch the :attr:`cursors` belong to, once known."""
-        return self._args[4] if self._state is None else self._state.epoch
+        """The epoch every one of the :attr:`cursors` belongs to, once known (None when
+        they have epochs of their own: the jetstream log; see :attr:`epochs`)."""
+        if self._state is None:
+            epoch = self._args[4]
+            return epoch if isinstance(epoch, str) else None
+        return self._state.epoch
+
+    @property
+    def epochs(self) -> dict[str, str]:
+        """The epoch of each of the :attr:`cursors` (a copy), once known: what a
+        restarted consumer passes back as ``epoch=`` with ``since=cursors``."""
+        if self._state is None:
+            epoch = self._args[4]
+            if isinstance(epoch, Mapping):
+                return dict(epoch)
+            return dict.fromkeys(self._args[3], epoch) if epoch is not None else {}
+        state = self._state
+        out = {ns: state.epoch_default for ns in state.cursors
+               if ns not in state.epochs and state.epoch_default is not None}
+        out.update(state.epochs)
+        return out
 
     async def start(self) -> None:
         """Send the Add and wait (at most the subscribe *timeout*) until it is accepted.

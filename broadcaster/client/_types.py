@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["DropNotice", "Ended", "Event", "Item", "ResyncNotice"]
+__all__ = ["AvailabilityNotice", "DropNotice", "Ended", "Event", "Item", "ResyncNotice"]
 
 
 @dataclass(slots=True)
@@ -70,6 +70,21 @@ class ResyncNotice:
 
 
 @dataclass(slots=True, frozen=True)
+class AvailabilityNotice:
+    """The server's log of *namespace* became unable to store and feed events (``available``
+    False: the jetstream log when NATS is unreachable), or able again (True).
+
+    While it is unavailable the subscription stays open but receives nothing of the
+    namespace, and publishing into it fails with ``UNAVAILABLE``; once it is available
+    again delivery continues where it stopped, nothing missed.
+    """
+
+    namespace: str
+    available: bool
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
 class Ended:
     """The server ended the subscription (e.g. evicted as a slow consumer); it is the
     last item the subscription yields."""
@@ -79,4 +94,4 @@ class Ended:
 
 
 #: Anything a client subscription yields.
-Item = Event | DropNotice | ResyncNotice | Ended
+Item = Event | DropNotice | ResyncNotice | AvailabilityNotice | Ended

@@ -8,12 +8,18 @@ from datetime import datetime
 
 from .._core._errors import BroadcasterError
 from .._core._policy import Policy
-from .._core._validation import validate_labels, validate_namespace, validate_topic
+from .._core._validation import (
+    validate_event_id,
+    validate_labels,
+    validate_namespace,
+    validate_topic,
+)
 from ._errors import InvalidArgumentError
 from ._wire import Payload, payload_of, timestamp_ns_of
 
 __all__ = [
     "check_epoch",
+    "check_event_id",
     "check_filters",
     "check_labels",
     "check_namespace",
@@ -140,9 +146,29 @@ def check_policy(policy: Policy | None) -> Policy | None:
     return policy
 
 
-def check_epoch(epoch: str | None) -> str | None:
-    """*epoch* if it is a string or None."""
-    if epoch is not None and not isinstance(epoch, str):
-        raise InvalidArgumentError("epoch", f"must be a string, not {type(epoch)!r}")
-    return epoch
+def check_epoch(epoch: str | Mapping[str, str] | None) -> str | dict[str, str] | None:
+    """*epoch*: a string (the epoch of every namespace's ``since``), a mapping of
+    namespace to epoch, or None."""
+    if epoch is None or isinstance(epoch, str):
+        return epoch
+    if isinstance(epoch, Mapping):
+        out: dict[str, str] = {}
+        for ns, value in epoch.items():
+            check_namespace(ns, "epoch")
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"epoch[{ns!r}]",
+                                           f"must be a string, not {type(value)!r}")
+            out[ns] = value
+        return out
+    raise InvalidArgumentError("epoch", f"must be a string or a mapping, not {type(epoch)!r}")
+
+
+def check_event_id(event_id: str | None) -> str | None:
+    """*event_id* if it is None or a valid event id (1-128 printable ASCII characters)."""
+    if event_id is None:
+        return None
+    try:
+        return validate_event_id(event_id)
+    except BroadcasterError as exc:
+        raise invalid(exc) from exc
 

@@ -15,10 +15,11 @@ from google.protobuf.message import Message
 
 from .._core._policy import Policy, PolicyKind
 from ..v1 import broadcaster_pb2 as pb
-from ._types import DropNotice, Ended, Event, ResyncNotice
+from ._types import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
 
 __all__ = [
     "EventEncoder",
+    "decode_availability",
     "decode_drop",
     "decode_ended",
     "decode_event",
@@ -107,6 +108,7 @@ class EventEncoder:
         value: bytes,
         labels: Mapping[str, str] | None = None,
         timestamp_ns: int | None = None,
+        event_id: str | None = None,
     ) -> bytes:
         """One serialized PublishRequest."""
         any_ = (self._cached(0x0A, type_url) if type_url else b"") + (
@@ -125,6 +127,8 @@ class EventEncoder:
                 b"\x10" + varint(nanos) if nanos else b""
             )
             parts.append(b"\x2a" + varint(len(ts)) + ts)
+        if event_id:
+            parts.append(_len_field(0x32, event_id.encode()))
         return b"".join(parts)
 
 
@@ -155,6 +159,10 @@ def decode_drop(msg: pb.DropNotice) -> DropNotice:
 def decode_resync(msg: pb.ResyncNotice) -> ResyncNotice:
     return ResyncNotice(msg.namespace, msg.requested_since, msg.oldest_available, msg.reason,
                         msg.epoch)
+
+
+def decode_availability(msg: pb.AvailabilityNotice) -> AvailabilityNotice:
+    return AvailabilityNotice(msg.namespace, msg.available, msg.reason)
 
 
 def decode_ended(msg: pb.SubscriptionEnded) -> Ended:

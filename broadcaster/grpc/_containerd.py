@@ -14,9 +14,12 @@ Modelled on containerd's ``plugins/services/events/service.go``:
 
 Limitations (the containerd API has no acks and no notices):
 
-* A subscriber that falls behind its bound loses the oldest events (``drop_oldest``,
-  1024 events by default); the drops are logged here and counted in the hub's drop
-  metrics, but the client cannot be told.
+* A subscriber that falls behind its bound is handled by the stream's overflow policy
+  (``ServerConfig.containerd_policy``). The default, ``disconnect`` at 4096 events, ends
+  the stream with RESOURCE_EXHAUSTED naming the bound, so the client knows it lost
+  events; ``drop_oldest`` / ``drop_newest`` keep the stream but the client cannot be
+  told of the gap (the drops are counted in the hub's drop metrics and logged, at most
+  one line per namespace per interval).
 * Liveness is ``consume``: a stream whose client stops reading long enough for the
   writes to stall (``max_missed_heartbeats`` heartbeat intervals) is ended by the hub with
   UNAVAILABLE, as is every stream when the hub shuts down.
@@ -35,16 +38,20 @@ import anyio
 import grpc
 from google.protobuf import empty_pb2
 
+from .._core._config import HubConfig
 from .._core._errors import BroadcasterError, InvalidArgument
 from .._core._hub import Broadcaster
 from .._core._policy import Policy
 from .._core._subscription import Subscription
-from .._core._types import DropNotice, Ended, EndReason, Event
+from .._core._types import AvailabilityNotice, DropNotice, Ended, EndReason, Event
 from .._core._validation import validate_namespace, validate_topic
 from .._typeurl import containerd_type_url
 from ..containerd.services.events.v1 import events_pb2
 from ..containerd.services.introspection.v1 import introspection_pb2
+from ._ratelog import RateLimitedLog
 from ._status import status_of
+from ._timestamps import MAX_SECONDS, MIN_SECONDS, check_timestamp
+from ._turns import Turns
 
 __all__ = [
     "EVENTS_SERVICE",
@@ -53,6 +60,7 @@ __all__ = [
     "ContainerdEvents",
     "ContainerdIntrospection",
     "add_containerd_services",
+    "default_policy",
 ]
 
 logger = logging.getLogger("broadcaster.grpc.containerd")
@@ -62,11 +70,11 @@ INTROSPECTION_SERVICE = introspection_pb2.DESCRIPTOR.services_by_name["Introspec
 #: The gRPC metadata key containerd reads the namespace of a call from.
 NAMESPACE_METADATA = "containerd-namespace"
 
+#: Bound, in events, of the default Subscribe policy (``disconnect``).
+DEFAULT_MAX_EVENTS = 4096
+
 _EMPTY = empty_pb2.Empty()
 _MISSING = object()
-_MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z, Go's zero time
-_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
-_DEFAULT_MAX_EVENTS = 1024
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -99,10 +107,14 @@ class ContainerdEvents:
     """The ``containerd.services.events.v1.Events`` handlers over *hub*.
 
     :param hub: the hub to publish to and subscribe from
-    :param policy: overflow policy of Subscribe streams (``drop_oldest`` with a bound by
-        default, capped to the hub's namespace limits)
+    :param policy: overflow policy of Subscribe streams (``disconnect`` at 4096 events
+        by default, capped to the hub's namespace limits)
     :param max_batch: events taken from the hub per wake-up of a Subscribe stream
     :param cache_size: envelopes kept serialized for other subscribers of the same event
+    :param drop_log: where drops and unsendable events are logged (one line per
+        namespace and interval; 10 s by default)
+    :param turns: turns of the event loop shared by the server's Subscribe streams: each
+        write takes one
     """
 
     def __init__(
@@ -112,12 +124,16 @@ class ContainerdEvents:
         policy: Policy | None = None,
         max_batch: int = 256,
         cache_size: int = 4096,
+        drop_log: RateLimitedLog | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self._hub = hub
-        self._policy = policy or _default_policy(hub)
+        self._turns = turns
+        self._policy = policy or default_policy(hub.config)
         self._max_batch = max_batch
         self._cache: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
         self._cache_size = cache_size
+        self._log = drop_log or RateLimitedLog(logger, 10.0)
         #: events that could not be sent (timestamp outside Go's range)
         self.unsendable = 0
 
@@ -195,7 +211,7 @@ class ContainerdEvents:
 
     async def _pump(self, sub: Subscription, context: Context) -> None:
         write, encode, receive = context.write, self._encode, sub.receive_batch
-        max_batch = self._max_batch
+        max_batch, turns = self._max_batch, self._turns
         while True:
             try:
                 items = await receive(max_batch)
@@ -205,16 +221,25 @@ class ContainerdEvents:
                 if type(item) is Event:
                     data = encode(item)
                     if data is not None:
+                        if turns is not None:
+                            await turns.take()
                         await write(data)
                 elif isinstance(item, DropNotice):
+                    self._log.log(
+                        logging.WARNING, ("drop", item.namespace),
+                        "containerd subscriber lost events (the containerd API cannot "
+                        "report drops) peer=%s namespace=%s count=%d first=%d last=%d "
+                        "reason=%s", context.peer(), item.namespace, item.count,
+                        item.first_sequence, item.last_sequence, item.reason,
+                    )
+                elif isinstance(item, AvailabilityNotice):
                     logger.warning(
-                        "containerd subscriber %s lost %d events of namespace %r "
-                        "(sequences %d-%d, %s): the containerd API cannot report drops",
-                        context.peer(), item.count, item.namespace, item.first_sequence,
-                        item.last_sequence, item.reason,
+                        "containerd subscriber %s: the log of namespace %r is %s (%s): the "
+                        "containerd API cannot say so", context.peer(), item.namespace,
+                        "available again" if item.available else "unavailable", item.reason,
                     )
                 elif isinstance(item, Ended):
-                    raise _ended(item)
+                    raise _ended(item, self._policy)
 
     def _encode(self, event: Event) -> bytes | None:
         """The serialized Envelope of *event*, built once for all containerd streams."""
@@ -226,10 +251,11 @@ class ContainerdEvents:
         data = _envelope_bytes(event)
         if data is None:
             self.unsendable += 1
-            logger.warning(
-                "cannot send event %d of namespace %r to containerd subscribers: "
-                "timestamp %d ns is outside Go's time range", event.sequence,
-                event.namespace, event.timestamp_ns,
+            self._log.log(
+                logging.WARNING, ("unsendable", event.namespace),
+                "cannot send an event to containerd subscribers: its timestamp is outside "
+                "protobuf's range namespace=%s sequence=%d timestamp_ns=%d",
+                event.namespace, event.sequence, event.timestamp_ns,
             )
         cache[key] = data
         if len(cache) > self._cache_size:
@@ -239,7 +265,7 @@ class ContainerdEvents:
 
 def _envelope_bytes(event: Event) -> bytes | None:
     seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
-    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
         return None  # a Go client would fail to decode the whole stream
     env = events_pb2.Envelope(namespace=event.namespace, topic=event.topic)
     ts = env.timestamp
@@ -252,19 +278,25 @@ def _envelope_bytes(event: Event) -> bytes | None:
     return env.SerializeToString()
 
 
-def _ended(item: Ended) -> _Reject:
+def _ended(item: Ended, policy: Policy) -> _Reject:
     if item.reason is EndReason.HUB_CLOSED:
         return _closed()
+    if item.reason is EndReason.SLOW_CONSUMER:
+        bound = f"{policy.max_events} events" + (
+            f" or {policy.max_bytes} bytes" if policy.max_bytes else "")
+        return _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"subscription ended (slow_consumer): the subscriber fell more than "
+                       f"{bound} behind and events were not delivered; subscribe again "
+                       f"(the server's containerd_policy is disconnect): {item.message}")
     return _Reject(grpc.StatusCode.UNAVAILABLE, f"subscription ended ({item.reason}): "
                    f"{item.message}")
 
 
-def _default_policy(hub: Broadcaster) -> Policy:
-    """drop_oldest, bounded within every configured namespace's policy limit (a wildcard
-    subscription attaches to namespaces created later too)."""
-    config = hub.config
+def default_policy(config: HubConfig) -> Policy:
+    """``disconnect`` at 4096 events, bounded within every configured namespace's policy
+    limit (a containerd subscription covers namespaces created later too)."""
     limits = [config.default_namespace, *config.namespaces.values()]
-    return Policy.drop_oldest(min(_DEFAULT_MAX_EVENTS, *(c.max_policy_events for c in limits)))
+    return Policy.disconnect(min(DEFAULT_MAX_EVENTS, *(c.max_policy_events for c in limits)))
 
 
 def _namespace_of(context: Context) -> str:
@@ -294,13 +326,13 @@ def _check_forwarded(request: events_pb2.ForwardRequest) -> None:
     except InvalidArgument as exc:
         raise _reject_core(exc, {}) from None
     ts = env.timestamp
-    if not env.HasField("timestamp") or (ts.seconds, ts.nanos) == (_MIN_SECONDS, 0):
+    if not env.HasField("timestamp") or (ts.seconds, ts.nanos) == (MIN_SECONDS, 0):
         raise _Reject(grpc.StatusCode.INVALID_ARGUMENT,
                       "envelope.timestamp: must be set on a forwarded event")
-    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
-        raise _Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                      f"envelope.timestamp: {ts.seconds}s {ts.nanos}ns is out of range "
-                      "(years 1 to 9999, nanos 0 to 999999999)")
+    try:
+        check_timestamp(ts.seconds, ts.nanos, "envelope.timestamp")
+    except InvalidArgument as exc:
+        raise _reject_core(exc, {}) from None
 
 
 class ContainerdIntrospection:
@@ -330,6 +362,7 @@ def add_containerd_services(
     *,
     policy: Policy | None = None,
     max_batch: int = 256,
+    events: ContainerdEvents | None = None,
 ) -> list[str]:
     """Register containerd's Events and Introspection services on *server*.
 
@@ -337,9 +370,12 @@ def add_containerd_services(
     :param hub: the hub behind them (running on the server's event loop)
     :param policy: overflow policy of Subscribe streams (see :class:`ContainerdEvents`)
     :param max_batch: events taken from the hub per wake-up of a Subscribe stream
+    :param events: the Events handlers to register (shared by several servers over one
+        hub); *policy* and *max_batch* are ignored then
     :returns: the full service names, for health checking and reflection
     """
-    events = ContainerdEvents(hub, policy=policy, max_batch=max_batch)
+    if events is None:
+        events = ContainerdEvents(hub, policy=policy, max_batch=max_batch)
     intro = ContainerdIntrospection(hub)
     _add(server, EVENTS_SERVICE, {
         "Publish": grpc.unary_unary_rpc_method_handler(

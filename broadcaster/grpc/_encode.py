@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .._core._types import DropNotice, Ended, Event, ResyncNotice
+from .._core._types import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
 from ..v1 import broadcaster_pb2 as pb
 
 __all__ = [
     "EventEncoder",
     "encode_add_result",
+    "encode_availability_notice",
     "encode_batches",
     "encode_drop_notice",
     "encode_ended",
@@ -31,6 +32,7 @@ __all__ = [
     "encode_resync_notice",
     "event_field",
     "id_prefix",
+    "int64",
     "pack_batches",
     "pack_run",
     "varint",
@@ -67,6 +69,12 @@ def varint(value: int) -> bytes:
     return _SMALL[value] if value < 16384 else _varint(value)
 
 
+def int64(value: int) -> bytes:
+    """The varint of an ``int64`` field: negative values as their 64-bit two's
+    complement (ten bytes), as protobuf encodes them."""
+    return varint(value) if value >= 0 else _varint(value + (1 << 64))
+
+
 def _text(tag: bytes, text: str) -> bytes:
     raw = text.encode()
     return tag + varint(len(raw)) + raw if raw else b""
@@ -89,7 +97,7 @@ class EventEncoder:
         self._on_cache = on_cache  # told the size of each copy cached in event.encoded
         self._heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
         self._max_heads = max_heads
-        self._second = -1
+        self._second: int | None = None  # any int is a valid second (before 1970: < 0)
         self._second_bytes = b""
 
     def field(self, event: Event) -> bytes:
@@ -131,7 +139,7 @@ class EventEncoder:
         seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
         if seconds != self._second:
             self._second = seconds
-            self._second_bytes = b"\x08" + varint(seconds) if seconds else b""
+            self._second_bytes = b"\x08" + int64(seconds) if seconds else b""
         ts = self._second_bytes + (b"\x10" + varint(nanos) if nanos else b"")
         parts.append(b"\x2a" + varint(len(ts)) + ts)
         if event.sequence:
@@ -251,12 +259,24 @@ def _wrap(parts: list[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
-def encode_heartbeat(heartbeat_id: int, latest: dict[str, int], epoch: str) -> bytes:
+def encode_heartbeat(heartbeat_id: int, latest: dict[str, int], epoch: str,
+                     epochs: Mapping[str, str] | None = None) -> bytes:
     """A serialized ``SubscribeResponse{heartbeat}``."""
     message = pb.SubscribeResponse(
-        heartbeat=pb.Heartbeat(heartbeat_id=heartbeat_id, latest_sequences=latest, epoch=epoch)
+        heartbeat=pb.Heartbeat(heartbeat_id=heartbeat_id, latest_sequences=latest, epoch=epoch,
+                               epochs=epochs)
     )
     return message.SerializeToString()
+
+
+def encode_availability_notice(subscription_id: str, notice: AvailabilityNotice) -> bytes:
+    """A serialized ``SubscribeResponse{availability_notice}``."""
+    return pb.SubscribeResponse(
+        availability_notice=pb.AvailabilityNotice(
+            subscription_id=subscription_id, namespace=notice.namespace,
+            available=notice.available, reason=notice.reason,
+        )
+    ).SerializeToString()
 
 
 def encode_drop_notice(subscription_id: str, notice: DropNotice) -> bytes:
@@ -304,12 +324,15 @@ def encode_add_result(
     *,
     start_sequences: Mapping[str, int] | None = None,
     epoch: str = "",
+    epochs: Mapping[str, str] | None = None,
 ) -> bytes:
     """A serialized ``SubscribeResponse{add_result}``: ok when *code* is 0, then with the
-    subscription's start positions and the server's epoch."""
+    subscription's start positions and epochs."""
     result = pb.AddResult(subscription_id=subscription_id, ok=code == 0, epoch=epoch)
     if start_sequences:
         result.start_sequences.update(start_sequences)
+    if epochs:
+        result.epochs.update(epochs)
     if code:
         result.error.code = code
         result.error.message = message
@@ -331,5 +354,7 @@ def encode_item_notice(subscription_id: str, item: object) -> bytes | None:
         return encode_resync_notice(subscription_id, item)
     if isinstance(item, Ended):
         return encode_ended(subscription_id, item)
+    if isinstance(item, AvailabilityNotice):
+        return encode_availability_notice(subscription_id, item)
     return None
 

@@ -39,7 +39,7 @@ class LoopCollector(Collector):
         if threading.get_ident() == self._thread:
             return list(self._inner.collect())
         try:
-            return anyio.from_thread.run_sync(  # type: ignore[no-any-return]
+            return anyio.from_thread.run_sync(
                 lambda: list(self._inner.collect()), token=self._token)
         except RuntimeError:  # the loop is gone: the server stopped
             return []

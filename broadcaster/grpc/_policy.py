@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Literal
 
 from google.protobuf import duration_pb2
 
@@ -26,13 +27,16 @@ _KINDS = {
 def _kind(value: int, field: str) -> PolicyKind | None:
     if value == pb.OverflowPolicy.KIND_UNSPECIFIED:
         return None
-    kind = _KINDS.get(value)  # type: ignore[call-overload]
+    kind: PolicyKind | None = _KINDS.get(value)  # type: ignore[call-overload]
     if kind is None:
         raise InvalidPolicy(field, f"unknown kind {value}")
     return kind
 
 
-def _seconds(message: pb.OverflowPolicy, name: str) -> float | None:
+_DurationField = Literal["block_timeout", "initial_backoff", "max_backoff"]
+
+
+def _seconds(message: pb.OverflowPolicy, name: _DurationField) -> float | None:
     if not message.HasField(name):
         return None
     duration: duration_pb2.Duration = getattr(message, name)
@@ -64,11 +68,11 @@ def policy_from_proto(
         changes["max_events"] = message.max_events
     if message.max_bytes:
         changes["max_bytes"] = message.max_bytes
-    for name, attr in (("block_timeout", "block_timeout"), ("initial_backoff", "initial_backoff"),
-                       ("max_backoff", "max_backoff")):
+    durations: tuple[_DurationField, ...] = ("block_timeout", "initial_backoff", "max_backoff")
+    for name in durations:
         value = _seconds(message, name)
         if value is not None:
-            changes[attr] = value
+            changes[name] = value
     if message.multiplier:
         changes["multiplier"] = message.multiplier
     if message.max_attempts:

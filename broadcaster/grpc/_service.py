@@ -7,20 +7,29 @@ Subscribe can send pre-serialized bytes: its response serializer is the identity
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import anyio
+import anyio.lowlevel
 import grpc
 
-from .._core._errors import BroadcasterError, InvalidArgument
+from .._core._errors import BroadcasterError, PayloadTooLarge
 from .._core._hub import Broadcaster, PublishItem
-from .._core._validation import validate_labels, validate_namespace, validate_topic
+from .._core._validation import (
+    validate_event_id,
+    validate_labels,
+    validate_namespace,
+    validate_topic,
+)
 from ..v1 import broadcaster_pb2 as pb
 from ._encode import EventEncoder
 from ._status import status_of
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
+from ._timestamps import check_timestamp
+from ._turns import Turns
 
 __all__ = ["SERVICE_NAME", "BroadcasterService"]
 
@@ -40,28 +49,53 @@ def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
     timestamp_ns = None
     if event.HasField("timestamp"):
         ts = event.timestamp
-        if not 0 <= ts.nanos < 1_000_000_000 or ts.seconds < 0:
-            prefix = "" if index is None else f"events[{index}]."
-            raise InvalidArgument(prefix + "timestamp", "must be a valid time after 1970")
-        timestamp_ns = ts.seconds * 1_000_000_000 + ts.nanos or None
+        field = "timestamp" if index is None else f"events[{index}].timestamp"
+        timestamp_ns = check_timestamp(ts.seconds, ts.nanos, field) or None
     labels = event.labels
     payload = event.payload
     return PublishItem(event.topic, payload.value, payload.type_url,
-                       dict(labels) if labels else {}, timestamp_ns)
+                       dict(labels) if labels else {}, timestamp_ns, event.event_id or None)
 
 
-def _runs(events: Sequence[pb.PublishRequest]) -> Iterator[tuple[int, str, list[PublishItem]]]:
-    """Consecutive events of one namespace: (offset, namespace, items)."""
+def common_epoch(hub: Broadcaster, namespaces: Iterable[str]) -> str:
+    """The single ``epoch`` field of a response about *namespaces*: the hub's, or the
+    one epoch they share (each namespace has its own under jetstream), else ``""``."""
+    if hub.epoch:
+        return hub.epoch
+    epochs = {hub.epoch_of(name) for name in namespaces}
+    return epochs.pop() if len(epochs) == 1 else ""
+
+
+#: Events converted between two yields to the event loop while a batch is read.
+_SLICE = 1024
+#: Batches of one PublishStream in flight at once on a durable log.
+_PIPELINE = 16
+
+
+async def _runs(events: Sequence[pb.PublishRequest]) -> list[tuple[int, str, list[PublishItem]]]:
+    """Consecutive events of one namespace: (offset, namespace, items). Converting a
+    large batch yields to other tasks every ``_SLICE`` events (nothing is published
+    before every event of the batch is converted and checked)."""
     events = list(events)  # one Python wrapper per event, not one per access
+    count = len(events)
+    items: list[PublishItem] = []
+    for start in range(0, count, _SLICE):
+        if start:
+            await anyio.lowlevel.checkpoint()
+        items += [_item(events[i], i) for i in range(start, min(start + _SLICE, count))]
     names = [event.namespace for event in events]
+    if not names or names.count(names[0]) == count:
+        return [(0, names[0], items)] if names else []
+    runs = []
     start = 0
-    while start < len(events):
+    while start < count:
         ns = names[start]
-        end = len(names) if start == 0 and names.count(ns) == len(names) else start + 1
-        while end < len(names) and names[end] == ns:
+        end = start + 1
+        while end < count and names[end] == ns:
             end += 1
-        yield start, ns, [_item(events[i], i) for i in range(start, end)]
+        runs.append((start, ns, items[start:end]))
         start = end
+    return runs
 
 
 def _renamed(exc: BroadcasterError, offset: int) -> str:
@@ -81,12 +115,17 @@ class BroadcasterService:
     :param hub: the running broadcaster
     :param limits: Subscribe stream bounds and batching
     :param telemetry: server figures (streams, rejections, uptime)
+    :param publish_batch_max_events: events in one PublishStream batch
+    :param turns: turns of the event loop shared by the Subscribe streams
     """
 
-    def __init__(self, hub: Broadcaster, limits: StreamLimits, telemetry: Telemetry) -> None:
+    def __init__(self, hub: Broadcaster, limits: StreamLimits, telemetry: Telemetry, *,
+                 publish_batch_max_events: int = 10_000, turns: Turns | None = None) -> None:
         self._hub = hub
+        self._turns = turns
         self._limits = limits
         self._telemetry = telemetry
+        self._max_batch_events = publish_batch_max_events
         self._streams: set[SubscribeStream] = set()
         self._publishers: set[anyio.CancelScope] = set()
         self._stopping = False
@@ -149,18 +188,20 @@ class BroadcasterService:
             item = _item(request)
             seq = await self._hub.publish(
                 request.namespace, item.topic, item.payload, type_url=item.type_url,
-                labels=item.labels, timestamp_ns=item.timestamp_ns,
+                labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
             )
         except (BroadcasterError, anyio.ClosedResourceError) as exc:
             await self._abort_core(context, exc)
         return pb.PublishResponse(namespace=request.namespace, sequence=seq,
-                                  epoch=self._hub.epoch)
+                                  epoch=self._hub.epoch_of(request.namespace))
 
     async def publish_stream(
         self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
     ) -> None:
         # On shutdown a stream waiting for its next batch ends at once; one publishing
         # a batch answers it first. Either way the client gets UNAVAILABLE.
+        if self._hub.durable:
+            return await self._publish_stream_pipelined(requests, context)
         reading = anyio.CancelScope()
         self._publishers.add(reading)
         try:
@@ -177,17 +218,83 @@ class BroadcasterService:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
 
-    async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
-        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=self._hub.epoch)
+    async def _publish_stream_pipelined(
+        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+    ) -> None:
+        """PublishStream on a durable log: up to ``_PIPELINE`` batches of the stream in
+        flight. Each batch starts once the one before has its place in the log, so the
+        stream's batches are stored in its order, while their acknowledgements (a commit,
+        JetStream's acks) overlap; answers go out in order."""
+        send, receive = anyio.create_memory_object_stream[
+            tuple[anyio.Event, list[pb.PublishStreamResponse]]](math.inf)
+        slots = anyio.Semaphore(_PIPELINE)
+
+        async def run(request: pb.PublishStreamRequest, submitted: anyio.Event,
+                      done: anyio.Event, box: list[pb.PublishStreamResponse]) -> None:
+            try:
+                box.append(await self._publish_batch(request, submitted.set))
+            finally:
+                submitted.set()
+                done.set()
+                slots.release()
+
+        async def answer() -> None:
+            async with receive:
+                async for done, box in receive:
+                    await done.wait()
+                    await context.write(box[0])
+
+        reading = anyio.CancelScope()
+        failed: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            self._publishers.add(reading)
+            try:
+                with send, reading:
+                    async for request in requests:
+                        self._publishers.discard(reading)
+                        await slots.acquire()
+                        submitted, done = anyio.Event(), anyio.Event()
+                        box: list[pb.PublishStreamResponse] = []
+                        send.send_nowait((done, box))
+                        tg.start_soon(run, request, submitted, done, box)
+                        await submitted.wait()
+                        if self._stopping:
+                            break
+                        self._publishers.add(reading)
+            except Exception as exc:  # a malformed request: answer the batches in flight
+                failed = exc          # first (no write may be pending when the call ends)
+            finally:
+                self._publishers.discard(reading)
+        if failed is not None:
+            raise failed
+        if self._stopping:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
+                              "unavailable")
+
+    async def _publish_batch(self, request: pb.PublishStreamRequest,
+                             submitted: Callable[[], None] | None = None
+                             ) -> pb.PublishStreamResponse:
+        hub = self._hub
+        response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
         events = request.events
+        if len(events) > self._max_batch_events:  # before any work per event
+            self._telemetry.reject("batch_too_large")
+            response.error.code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            response.error.message = (
+                f"events: {len(events)} events exceed the limit of {self._max_batch_events} "
+                "per batch (publish_batch_max_events); split the batch")
+            return response
         offset = 0
         try:
-            runs = list(_runs(events))
+            runs = await _runs(events)
             if len(runs) > 1:
-                self._precheck(events)
+                await self._precheck(runs)
             sequences: list[int] = []
-            for offset, ns, items in runs:  # noqa: B007 (offset names the failing run)
-                sequences += await self._hub.publish_many(ns, items)
+            last = len(runs) - 1
+            for i, (offset, ns, items) in enumerate(runs):  # noqa: B007 (offset: errors)
+                sequences += await self._hub.publish_many(
+                    ns, items, submitted=submitted if i == last else None)
         except BroadcasterError as exc:
             code = status_of(exc)
             self._telemetry.reject(code.name.lower())
@@ -200,20 +307,30 @@ class BroadcasterService:
             response.error.message = "server: shutting down"
             return response
         response.sequences.extend(sequences)
+        names = {ns for _, ns, _ in runs}
+        response.epochs.update({ns: hub.epoch_of(ns) for ns in names})
+        if not hub.epoch:
+            response.epoch = common_epoch(hub, names)
         return response
 
-    def _precheck(self, events: Sequence[pb.PublishRequest]) -> None:
+    async def _precheck(self, runs: list[tuple[int, str, list[PublishItem]]]) -> None:
         """Validate a batch spanning namespaces before publishing any of it (all or none;
         only a rate quota hit after the first namespace can still split it)."""
         config = self._hub.config
-        for i, event in enumerate(events):
-            validate_namespace(event.namespace, f"events[{i}].namespace")
-            validate_topic(event.topic, f"events[{i}].topic")
-            validate_labels(dict(event.labels), f"events[{i}].labels")
-            limit = config.namespace(event.namespace).max_payload_bytes
-            if len(event.payload.value) > limit:
-                raise InvalidArgument(f"events[{i}].payload",
-                                      f"{len(event.payload.value)} bytes exceed {limit}")
+        for offset, ns, items in runs:
+            validate_namespace(ns, f"events[{offset}].namespace")
+            limit = config.namespace(ns).max_payload_bytes
+            for i, item in enumerate(items, offset):
+                if i % _SLICE == _SLICE - 1:
+                    await anyio.lowlevel.checkpoint()
+                validate_topic(item.topic, f"events[{i}].topic")
+                validate_labels(item.labels, f"events[{i}].labels")
+                if item.event_id is not None:
+                    validate_event_id(item.event_id, f"events[{i}].event_id")
+                if len(item.payload) > limit:
+                    raise PayloadTooLarge(
+                        f"events[{i}].payload",
+                        f"{len(item.payload)} bytes exceed the limit of {limit}")
 
     # -- Subscribe ----------------------------------------------------------------------
 
@@ -224,7 +341,7 @@ class BroadcasterService:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
                               "unavailable")
         stream = SubscribeStream(self._hub, self._limits, context.write,
-                                 self._telemetry.reject, self._encoder)
+                                 self._telemetry.reject, self._encoder, self._turns)
         self._streams.add(stream)
         try:
             await stream.run(requests)
@@ -258,6 +375,7 @@ class BroadcasterService:
                 dropped=ns.dropped, subscribers=ns.subscribers, evicted=ns.evicted,
                 head_sequence=ns.head, oldest_sequence=ns.oldest,
                 retained_events=ns.retained_events, retained_bytes=ns.retained_bytes,
-                max_lag=ns.max_lag,
+                max_lag=ns.max_lag, epoch=ns.epoch, deduplicated=ns.deduplicated,
+                log_unavailable=not ns.available,
             )
         return response

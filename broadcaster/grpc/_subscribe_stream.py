@@ -13,13 +13,18 @@ the writer sends what that pass queued as one spliced ``EventBatch``, each event
 with the ids of every subscription it matched. A slow client blocks ``context.write``;
 the queue then fills, the pump stops reading, and the hub's overflow policy of each
 subscription applies (drops are reported in-band).
+
+Every read pass and every write first takes a turn from the server's :class:`Turns`,
+so that an event fanned out to thousands of streams is read and written a bounded
+number of streams per turn of the event loop, and other RPCs (Health, publishes)
+advance in between.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -44,6 +49,7 @@ from ._encode import (
 )
 from ._policy import policy_from_proto
 from ._status import status_of
+from ._turns import Turns
 
 __all__ = ["StreamLimits", "SubscribeStream"]
 
@@ -99,7 +105,7 @@ def _is_tight(sub: Subscription, hub: Broadcaster) -> bool:
 
 
 #: Queue entries: (subscription, items) from the pump, or (None, message) from the reader.
-_Chunk = tuple[_Entry, list[object]] | tuple[None, bytes]
+_Chunk = tuple[_Entry, Sequence[object]] | tuple[None, bytes]
 
 
 class SubscribeStream:
@@ -111,6 +117,7 @@ class SubscribeStream:
     :param on_reject: called with a reason label whenever an Add is rejected
     :param encoder: serializes events (share one per server: its caches are per event
         type and second)
+    :param turns: shared by every stream of the server (None: none taken)
     """
 
     def __init__(
@@ -120,8 +127,10 @@ class SubscribeStream:
         write: Callable[[bytes], Awaitable[None]],
         on_reject: Callable[[str], None] = lambda reason: None,
         encoder: EventEncoder | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self._hub = hub
+        self._turns = turns
         self._encoder = encoder or EventEncoder()
         self._limits = limits
         self._write = write
@@ -155,7 +164,10 @@ class SubscribeStream:
                 tg.start_soon(self._writer)
                 tg.start_soon(self._pump)
                 async for request in requests:
-                    self._handle(request)
+                    if request.WhichOneof("kind") == "add":
+                        await self._add(request.add)  # may open a durable log first
+                    else:
+                        self._handle(request)
                 self._input_done = True
                 self._notify()
         finally:
@@ -173,9 +185,7 @@ class SubscribeStream:
 
     def _handle(self, request: pb.SubscribeRequest) -> None:
         kind = request.WhichOneof("kind")
-        if kind == "add":
-            self._add(request.add)
-        elif kind == "remove":
+        if kind == "remove":
             self._remove(request.remove.subscription_id)
         elif kind == "ack":
             for entry in self._subs.values():
@@ -185,7 +195,7 @@ class SubscribeStream:
             self._reject("", grpc.StatusCode.INVALID_ARGUMENT,
                          "kind: one of add, remove or ack must be set", "invalid_argument")
 
-    def _add(self, add: pb.SubscribeRequest.Add) -> None:
+    async def _add(self, add: pb.SubscribeRequest.Add) -> None:
         sid = add.subscription_id
         if not sid:
             return self._reject(sid, grpc.StatusCode.INVALID_ARGUMENT,
@@ -210,8 +220,10 @@ class SubscribeStream:
             sub = self._hub.subscribe(
                 namespaces, filters=list(add.filters), policy=policy,
                 since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
-                epoch=add.epoch or None, liveness="ack",
+                epoch=_epochs(add), liveness="ack",
             )
+            # opens the durable logs not open yet (the stream's next requests wait)
+            await self._hub.prepare(sub)
             sub.open()
         except BroadcasterError as exc:
             code = status_of(exc)
@@ -222,8 +234,10 @@ class SubscribeStream:
         entry = _Entry(sid, sub, _is_tight(sub, self._hub))
         self._subs[sid] = entry
         self._tight += entry.tight
+        epochs = sub.epochs()
         self._control(encode_add_result(
-            sid, start_sequences=sub.start_positions(), epoch=self._hub.epoch))
+            sid, start_sequences=sub.start_positions(), epochs=epochs,
+            epoch=self._hub.epoch or _one(epochs.values())))
         self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
 
     def _reject(self, sid: str, code: grpc.StatusCode, message: str, reason: str) -> None:
@@ -244,12 +258,16 @@ class SubscribeStream:
         """Read the subscriptions the hub woke, in the order it woke them, into the queue;
         stop reading while the queue is above its high-water mark."""
         ready, max_events = self._ready, self._limits.batch_max_events
-        linger = self._limits.batch_linger
+        linger, turns = self._limits.batch_linger, self._turns
         while True:
             if not len(ready):
                 await ready.wait()
+                if turns is not None:
+                    await turns.take()
                 if linger and not self._tight:  # let the rest of a burst land: one
                     await anyio.sleep(linger)       # read per subscription for all of it
+            elif turns is not None:
+                await turns.take()
             for entry, sub in ready.take():
                 while self._queued_items >= self._high_water:
                     room = self._room = self._room or anyio.Event()
@@ -294,9 +312,17 @@ class SubscribeStream:
                 wake = self._wake = anyio.Event()
                 await wake.wait()
                 continue
+            turns = self._turns
             try:
                 for message in self._drain():
-                    await self._write(message)
+                    if turns is not None:
+                        await turns.take()
+                    # A write is never abandoned half way: gRPC cannot end the call (send
+                    # a status) while a message is still being sent, so cancelling the
+                    # stream (say, after a request that could not be parsed) waits for
+                    # it. It returns once the client reads or the call is over.
+                    with anyio.CancelScope(shield=True):
+                        await self._write(message)
             except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
                 logger.debug("subscribe stream write failed: %r", exc)
                 break
@@ -358,7 +384,7 @@ class SubscribeStream:
                 flush()
                 messages.append(payload)  # type: ignore[arg-type]
                 continue
-            items: list[object] = payload  # type: ignore[assignment]
+            items: Sequence[object] = payload
             self._queued_items -= len(items)
             if entry.closed or not items:
                 continue
@@ -378,8 +404,10 @@ class SubscribeStream:
                     if item.heartbeat_id > self._last_heartbeat:
                         self._last_heartbeat = item.heartbeat_id
                         flush()
+                        latest, epochs = self._latest()
                         messages.append(encode_heartbeat(
-                            item.heartbeat_id, self._latest(), item.epoch))
+                            item.heartbeat_id, latest, item.epoch or _one(epochs.values()),
+                            epochs))
                 else:
                     flush()
                     message = encode_item_notice(entry.id, item)
@@ -403,9 +431,27 @@ class SubscribeStream:
             del self._subs[entry.id]
             self._tight -= entry.tight
 
-    def _latest(self) -> dict[str, int]:
+    def _latest(self) -> tuple[dict[str, int], dict[str, str]]:
         latest: dict[str, int] = {}
+        epochs: dict[str, str] = {}
         for entry in self._subs.values():
             for name, cursor in entry.sub.cursors.items():
                 latest[name] = cursor.ns.log.head
-        return latest
+                epochs[name] = cursor.ns.epoch
+        return latest, epochs
+
+
+def _epochs(add: pb.SubscribeRequest.Add) -> str | dict[str, str] | None:
+    """The epochs of an Add's ``since`` values: per namespace (``epochs``, falling back
+    on the single ``epoch`` for the other ``since`` namespaces), or one for all."""
+    if not add.epochs:
+        return add.epoch or None
+    epochs = dict.fromkeys(add.since, add.epoch) if add.epoch else {}
+    epochs.update(add.epochs)
+    return epochs
+
+
+def _one(values: Iterable[str]) -> str:
+    """The value all of *values* share, else ``""``."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else ""

@@ -1,25 +1,20 @@
 """Server figures: open streams, requests by method and code, rejections by reason.
 
-A server interceptor wraps every RPC handler (ours, containerd's, health, reflection),
-so the counts cover all services. The figures are exported as Prometheus metrics through
-the ``extra`` hook of :func:`broadcaster._metrics.register_metrics`.
+The server's interceptor (:mod:`._interceptor`) wraps every RPC handler (ours,
+containerd's, health, reflection), so the counts cover all services. The figures are
+exported as Prometheus metrics through the ``extra`` hook of
+:func:`broadcaster._metrics.register_metrics`.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import grpc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-__all__ = ["Telemetry", "TelemetryInterceptor"]
-
-logger = logging.getLogger("broadcaster.grpc.access")
+__all__ = ["Telemetry"]
 
 
 class Telemetry:
@@ -62,91 +57,3 @@ class Telemetry:
         yield GaugeMetricFamily(
             "broadcaster_uptime_seconds", "Seconds since the server started.",
             value=self.uptime())
-
-
-def _code_of(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
-    if isinstance(exc, BaseException) and not isinstance(exc, Exception):
-        return "CANCELLED"
-    code = context.code()
-    if code is None:
-        return "UNKNOWN" if exc is not None else "OK"
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.name
-    return str(code)
-
-
-class TelemetryInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every RPC and every open stream into *telemetry*."""
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        self._telemetry = telemetry
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        streaming = handler.request_streaming or handler.response_streaming
-        if handler.unary_unary is not None:
-            kind, behavior = "unary_unary", handler.unary_unary
-        elif handler.unary_stream is not None:
-            kind, behavior = "unary_stream", handler.unary_stream
-        elif handler.stream_unary is not None:
-            kind, behavior = "stream_unary", handler.stream_unary
-        else:
-            kind, behavior = "stream_stream", handler.stream_stream
-        wrapped = self._wrap(behavior, method, streaming)
-        return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
-
-    def _wrap(self, behavior: Callable[..., Any], method: str, streaming: bool) -> Any:
-        telemetry = self._telemetry
-
-        def enter() -> None:
-            if streaming:
-                telemetry.open_streams[method] += 1
-
-        def leave(context: Any, exc: BaseException | None) -> None:
-            if streaming:
-                telemetry.open_streams[method] -= 1
-                if not telemetry.open_streams[method]:
-                    del telemetry.open_streams[method]
-            code = _code_of(context, exc)
-            telemetry.requests[(method, code)] += 1
-            if code not in ("OK", "CANCELLED"):
-                logger.info("rpc finished method=%s code=%s", method, code)
-
-        if inspect.isasyncgenfunction(behavior):
-            async def gen_wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
-                enter()
-                exc: BaseException | None = None
-                try:
-                    async for response in behavior(request, context):
-                        yield response
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    leave(context, exc)
-            return gen_wrapper
-
-        if not inspect.iscoroutinefunction(behavior):
-            return behavior  # a sync handler (not used here): left uncounted
-
-        async def wrapper(request: Any, context: Any) -> Any:
-            enter()
-            exc: BaseException | None = None
-            try:
-                return await behavior(request, context)
-            except BaseException as e:
-                exc = e
-                raise
-            finally:
-                leave(context, exc)
-        return wrapper

@@ -8,10 +8,15 @@ Concepts
     topic (like "/tasks/exit"). Each namespace has its own log: the server
     gives every event a per-namespace sequence number, starting at 1 and
     strictly increasing by 1. Sequence 0 means "no event".
-  * The epoch identifies one incarnation of the server's event log. Sequence
+  * The epoch identifies one incarnation of a namespace's event log. Sequence
     numbers are only comparable within one epoch: if the server restarts with
     an empty log it picks a new epoch, and a client resuming with cursors from
     an older epoch gets a ResyncNotice instead of silently missing events.
+    With the memory and local logs every namespace of a server shares one
+    epoch (the single `epoch` fields); with the jetstream log each namespace
+    has its own (its stream's incarnation, the same on every node), carried in
+    the `epochs` maps, and the single fields are empty unless one namespace is
+    concerned. Clients send back per-namespace epochs in Add.epochs.
   * A Subscribe stream carries any number of subscriptions. Each one has a
     client-chosen id, a namespace set, filters and an overflow policy. Drops
     are never silent: every dropped event is counted in a DropNotice.
@@ -107,12 +112,20 @@ class PublishRequest(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """Namespace to publish into. Required; same rules as containerd namespace
     names (e.g. "default", "k8s.io").
     """
     topic: _builtins.str
     """Topic of the event, e.g. "/tasks/exit". Required; must start with "/"."""
+    event_id: _builtins.str
+    """Client-chosen id of the event (1-128 printable ASCII characters, no spaces).
+    Optional. An event whose id was already stored in its namespace within the
+    server's deduplication window (2 minutes by default) is not stored again:
+    the publish returns the original sequence. Set one per event so that a
+    publish retried after a timeout, a failover or a restart is stored once.
+    """
     @_builtins.property
     def payload(self) -> _any_pb2.Any:
         """The event body. Its type_url is kept verbatim, so both containerd's bare
@@ -137,10 +150,11 @@ class PublishRequest(_message.Message):
         payload: _any_pb2.Any | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         timestamp: _timestamp_pb2.Timestamp | None = ...,
+        event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "namespace", b"namespace", "payload", b"payload", "timestamp", b"timestamp", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "labels", b"labels", "namespace", b"namespace", "payload", b"payload", "timestamp", b"timestamp", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -209,14 +223,37 @@ Global___PublishStreamRequest: _TypeAlias = PublishStreamRequest  # noqa: Y015
 class PublishStreamResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class EpochsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     BATCH_ID_FIELD_NUMBER: _builtins.int
     SEQUENCES_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    EPOCHS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     """batch_id of the request this acknowledges."""
     epoch: _builtins.str
-    """Epoch the sequences belong to."""
+    """Epoch the sequences belong to, when the batch's namespaces share one (else
+    empty: see epochs).
+    """
     @_builtins.property
     def sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Sequence numbers of the batch's events, in request order (each within its
@@ -225,7 +262,14 @@ class PublishStreamResponse(_message.Message):
 
     @_builtins.property
     def error(self) -> Global___Error:
-        """Set if the batch was rejected; none of its events was published then."""
+        """Set if the batch was rejected; none of its events was published then,
+        except with code UNAVAILABLE from a jetstream log, which may have stored a
+        part: send the batch again with the same event ids.
+        """
+
+    @_builtins.property
+    def epochs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Epoch of each namespace of the batch."""
 
     def __init__(
         self,
@@ -234,10 +278,11 @@ class PublishStreamResponse(_message.Message):
         sequences: _abc.Iterable[_builtins.int] | None = ...,
         error: Global___Error | None = ...,
         epoch: _builtins.str = ...,
+        epochs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "epoch", b"epoch", "error", b"error", "sequences", b"sequences"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "epoch", b"epoch", "epochs", b"epochs", "error", b"error", "sequences", b"sequences"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -390,6 +435,26 @@ class SubscribeRequest(_message.Message):
             def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
             def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+        @_typing.final
+        class EpochsEntry(_message.Message):
+            DESCRIPTOR: _descriptor.Descriptor
+
+            KEY_FIELD_NUMBER: _builtins.int
+            VALUE_FIELD_NUMBER: _builtins.int
+            key: _builtins.str
+            value: _builtins.str
+            def __init__(
+                self,
+                *,
+                key: _builtins.str = ...,
+                value: _builtins.str = ...,
+            ) -> None: ...
+            _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+            def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+            _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+            def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+            def WhichOneof(self, oneof_group: _Never) -> None: ...
+
         SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
         NAMESPACES_FIELD_NUMBER: _builtins.int
         FILTERS_FIELD_NUMBER: _builtins.int
@@ -397,6 +462,7 @@ class SubscribeRequest(_message.Message):
         SINCE_FIELD_NUMBER: _builtins.int
         EPOCH_FIELD_NUMBER: _builtins.int
         REPLAY_UNLISTED_FIELD_NUMBER: _builtins.int
+        EPOCHS_FIELD_NUMBER: _builtins.int
         subscription_id: _builtins.str
         """Client-chosen id, unique among the stream's live subscriptions. Echoed in
         every Delivery, notice and result concerning this subscription.
@@ -438,6 +504,13 @@ class SubscribeRequest(_message.Message):
             at the oldest retained event.
             """
 
+        @_builtins.property
+        def epochs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+            """Per-namespace epochs of the `since` values (from AddResult.epochs,
+            Heartbeat.epochs or ResyncNotice.epoch). An entry here takes precedence
+            over `epoch`; a namespace with neither is resumed without an epoch check.
+            """
+
         def __init__(
             self,
             *,
@@ -448,10 +521,11 @@ class SubscribeRequest(_message.Message):
             since: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
             epoch: _builtins.str = ...,
             replay_unlisted: _builtins.bool = ...,
+            epochs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "filters", b"filters", "namespaces", b"namespaces", "policy", b"policy", "replay_unlisted", b"replay_unlisted", "since", b"since", "subscription_id", b"subscription_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "epochs", b"epochs", "filters", b"filters", "namespaces", b"namespaces", "policy", b"policy", "replay_unlisted", b"replay_unlisted", "since", b"since", "subscription_id", b"subscription_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -540,6 +614,7 @@ class SubscribeResponse(_message.Message):
     SUBSCRIPTION_ENDED_FIELD_NUMBER: _builtins.int
     ADD_RESULT_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    AVAILABILITY_NOTICE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event_batch(self) -> Global___EventBatch:
         """Events for one or more of the stream's subscriptions."""
@@ -568,6 +643,10 @@ class SubscribeResponse(_message.Message):
     def removed(self) -> Global___Removed:
         """Confirmation of a SubscribeRequest.Remove."""
 
+    @_builtins.property
+    def availability_notice(self) -> Global___AvailabilityNotice:
+        """A namespace's log became unavailable, or available again."""
+
     def __init__(
         self,
         *,
@@ -578,12 +657,13 @@ class SubscribeResponse(_message.Message):
         subscription_ended: Global___SubscriptionEnded | None = ...,
         add_result: Global___AddResult | None = ...,
         removed: Global___Removed | None = ...,
+        availability_notice: Global___AvailabilityNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_result", b"add_result", "drop_notice", b"drop_notice", "event_batch", b"event_batch", "heartbeat", b"heartbeat", "kind", b"kind", "removed", b"removed", "resync_notice", b"resync_notice", "subscription_ended", b"subscription_ended"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_result", b"add_result", "availability_notice", b"availability_notice", "drop_notice", b"drop_notice", "event_batch", b"event_batch", "heartbeat", b"heartbeat", "kind", b"kind", "removed", b"removed", "resync_notice", b"resync_notice", "subscription_ended", b"subscription_ended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_result", b"add_result", "drop_notice", b"drop_notice", "event_batch", b"event_batch", "heartbeat", b"heartbeat", "kind", b"kind", "removed", b"removed", "resync_notice", b"resync_notice", "subscription_ended", b"subscription_ended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_result", b"add_result", "availability_notice", b"availability_notice", "drop_notice", b"drop_notice", "event_batch", b"event_batch", "heartbeat", b"heartbeat", "kind", b"kind", "removed", b"removed", "resync_notice", b"resync_notice", "subscription_ended", b"subscription_ended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["event_batch", "heartbeat", "drop_notice", "resync_notice", "subscription_ended", "add_result", "removed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["event_batch", "heartbeat", "drop_notice", "resync_notice", "subscription_ended", "add_result", "removed", "availability_notice"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -756,18 +836,45 @@ class Heartbeat(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class EpochsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     HEARTBEAT_ID_FIELD_NUMBER: _builtins.int
     LATEST_SEQUENCES_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    EPOCHS_FIELD_NUMBER: _builtins.int
     heartbeat_id: _builtins.int
     """Id to echo in the Ack; increases per stream."""
     epoch: _builtins.str
-    """Current epoch of the server's log."""
+    """The epoch the namespaces share (memory and local logs); empty when each
+    has its own (see epochs).
+    """
     @_builtins.property
     def latest_sequences(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Head (latest assigned) sequence of every namespace the stream's
         subscriptions cover, for lag estimation and cursor checkpoints.
         """
+
+    @_builtins.property
+    def epochs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Epoch of every namespace in latest_sequences."""
 
     def __init__(
         self,
@@ -775,10 +882,11 @@ class Heartbeat(_message.Message):
         heartbeat_id: _builtins.int = ...,
         latest_sequences: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         epoch: _builtins.str = ...,
+        epochs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "heartbeat_id", b"heartbeat_id", "latest_sequences", b"latest_sequences"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "epochs", b"epochs", "heartbeat_id", b"heartbeat_id", "latest_sequences", b"latest_sequences"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -871,6 +979,46 @@ class ResyncNotice(_message.Message):
 Global___ResyncNotice: _TypeAlias = ResyncNotice  # noqa: Y015
 
 @_typing.final
+class AvailabilityNotice(_message.Message):
+    """A namespace's log became unable to store and feed events (the jetstream log
+    when NATS is unreachable), or able again. While it is unavailable, publishing
+    into the namespace fails with UNAVAILABLE and no events arrive; the
+    subscription stays open and continues where it stopped when it is available
+    again. Sent to every subscription of the namespace when it changes, and when
+    a subscription is added while it is unavailable.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    """Subscription concerned."""
+    namespace: _builtins.str
+    """Namespace of the log."""
+    available: _builtins.bool
+    """False: unavailable from now on; true: available again."""
+    reason: _builtins.str
+    """Why, e.g. "NATS connection lost"."""
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        available: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "namespace", b"namespace", "reason", b"reason", "subscription_id", b"subscription_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AvailabilityNotice: _TypeAlias = AvailabilityNotice  # noqa: Y015
+
+@_typing.final
 class SubscriptionEnded(_message.Message):
     """The server ended a subscription; no more messages for its id follow."""
 
@@ -928,17 +1076,40 @@ class AddResult(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class EpochsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     OK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     START_SEQUENCES_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    EPOCHS_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
     """Id from the Add."""
     ok: _builtins.bool
     """True if the subscription was created (any `since` replay follows)."""
     epoch: _builtins.str
-    """When ok: the server's epoch, to send back with `since` when resuming."""
+    """When ok: the server's epoch, to send back with `since` when resuming (empty
+    when the subscription's namespaces have epochs of their own: see epochs).
+    """
     @_builtins.property
     def error(self) -> Global___Error:
         """Set when ok is false. The message names the offending field, e.g.
@@ -953,6 +1124,12 @@ class AddResult(_message.Message):
         missed.
         """
 
+    @_builtins.property
+    def epochs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """When ok: the epoch of each namespace of the subscription, to send back in
+        Add.epochs when resuming.
+        """
+
     def __init__(
         self,
         *,
@@ -961,10 +1138,11 @@ class AddResult(_message.Message):
         error: Global___Error | None = ...,
         start_sequences: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         epoch: _builtins.str = ...,
+        epochs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "ok", b"ok", "start_sequences", b"start_sequences", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "epochs", b"epochs", "error", b"error", "ok", b"ok", "start_sequences", b"start_sequences", "subscription_id", b"subscription_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1076,6 +1254,9 @@ class NamespaceStats(_message.Message):
     RETAINED_EVENTS_FIELD_NUMBER: _builtins.int
     RETAINED_BYTES_FIELD_NUMBER: _builtins.int
     MAX_LAG_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    DEDUPLICATED_FIELD_NUMBER: _builtins.int
+    LOG_UNAVAILABLE_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """The namespace."""
     published: _builtins.int
@@ -1097,6 +1278,12 @@ class NamespaceStats(_message.Message):
     (published but neither delivered nor dropped; an upper bound), as the
     broadcaster_subscriber_max_lag_events metric.
     """
+    epoch: _builtins.str
+    """Epoch its sequences belong to."""
+    deduplicated: _builtins.int
+    """Publishes of an event_id already stored (not stored again)."""
+    log_unavailable: _builtins.bool
+    """True while its log cannot store and feed events (NATS unreachable)."""
     @_builtins.property
     def dropped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Dropped deliveries by reason (same strings as DropNotice.reason)."""
@@ -1119,10 +1306,13 @@ class NamespaceStats(_message.Message):
         retained_events: _builtins.int = ...,
         retained_bytes: _builtins.int = ...,
         max_lag: _builtins.int = ...,
+        epoch: _builtins.str = ...,
+        deduplicated: _builtins.int = ...,
+        log_unavailable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered", "dropped", b"dropped", "evicted", b"evicted", "head_sequence", b"head_sequence", "max_lag", b"max_lag", "namespace", b"namespace", "oldest_sequence", b"oldest_sequence", "published", b"published", "retained_bytes", b"retained_bytes", "retained_events", b"retained_events", "subscribers", b"subscribers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deduplicated", b"deduplicated", "delivered", b"delivered", "dropped", b"dropped", "epoch", b"epoch", "evicted", b"evicted", "head_sequence", b"head_sequence", "log_unavailable", b"log_unavailable", "max_lag", b"max_lag", "namespace", b"namespace", "oldest_sequence", b"oldest_sequence", "published", b"published", "retained_bytes", b"retained_bytes", "retained_events", b"retained_events", "subscribers", b"subscribers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1146,7 +1336,9 @@ class StatsResponse(_message.Message):
     uptime_seconds: _builtins.float
     """Seconds since the server started."""
     epoch: _builtins.str
-    """Current epoch of the server's log."""
+    """The epoch every namespace shares (memory and local logs); empty when each
+    has its own (NamespaceStats.epoch).
+    """
     @_builtins.property
     def namespaces(self) -> _containers.RepeatedCompositeFieldContainer[Global___NamespaceStats]:
         """One entry per namespace, sorted by name."""

@@ -8,10 +8,15 @@ Concepts
     topic (like "/tasks/exit"). Each namespace has its own log: the server
     gives every event a per-namespace sequence number, starting at 1 and
     strictly increasing by 1. Sequence 0 means "no event".
-  * The epoch identifies one incarnation of the server's event log. Sequence
+  * The epoch identifies one incarnation of a namespace's event log. Sequence
     numbers are only comparable within one epoch: if the server restarts with
     an empty log it picks a new epoch, and a client resuming with cursors from
     an older epoch gets a ResyncNotice instead of silently missing events.
+    With the memory and local logs every namespace of a server shares one
+    epoch (the single `epoch` fields); with the jetstream log each namespace
+    has its own (its stream's incarnation, the same on every node), carried in
+    the `epochs` maps, and the single fields are empty unless one namespace is
+    concerned. Clients send back per-namespace epochs in Add.epochs.
   * A Subscribe stream carries any number of subscriptions. Each one has a
     client-chosen id, a namespace set, filters and an overflow policy. Drops
     are never silent: every dropped event is counted in a DropNotice.

@@ -223,3 +223,21 @@ def test_cli_writes_json_and_summary(tmp_path: Path) -> None:
     assert record["machine"]["nproc"] >= 1
     assert record["passed"] in (True, False)
     assert "core_churn" in (tmp_path / "summary.md").read_text()
+
+
+def test_log_backend_setups_over_loopback() -> None:
+    """The log scenarios' pieces: our server on the jetstream log of a 1-node NATS (ack
+    round trips and a load through net_run), and the JetStream peer (ordered push
+    consumers, pipelined js.publish_async)."""
+    _need_peer("nats-server")
+    from bench._logs import SETUPS, _run_setup
+
+    phases = [{"rate": None, "events": 200}, {"rate": 500, "events": 100}]
+    for label in ("jetstream 1 node", "js 1 node"):
+        setup = next(s for s in SETUPS if s.label == label)
+        result = _run_setup(setup, subscribers=3, phases=phases, acks=20, latency=True)
+        assert result["ack_ms"]["p50"] > 0, label
+        unpaced, paced = result["run"]["phases"]
+        assert (unpaced["published"], unpaced["delivered"]) == (200, 600), label
+        assert (paced["published"], paced["delivered"]) == (100, 300), label
+        assert paced["latency_ms"]["p50"] > 0, label

@@ -1,10 +1,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 
-from broadcaster import DropNotice, Event, Heartbeat, Item, Subscription
+import broadcaster
+from broadcaster import DropNotice, Event, Heartbeat, HubConfig, Item, Subscription
+from broadcaster._core._log import LogFactory, MemoryLog
+
+from .._backends import StoreFactory
+
+#: the stores of the current test's log backend (set by conftest's ``hub_stores``)
+STORES: StoreFactory | None = None
+
+
+class Broadcaster(broadcaster.Broadcaster):
+    """The hub on the current test's log backend (``tests/core/conftest.py``)."""
+
+    def __init__(self, config: HubConfig | None = None, *,
+                 log_factory: LogFactory = MemoryLog, **kwargs: Any) -> None:
+        if "store" not in kwargs and STORES is not None:
+            kwargs["store"] = STORES()
+        super().__init__(config, log_factory=log_factory, **kwargs)
 
 
 def events_of(items: list[Item]) -> list[Event]:
@@ -28,9 +46,26 @@ def drain(sub: Subscription) -> list[Item]:
 async def until(condition: Callable[[], bool], turns: int = 50) -> None:
     """Let the other tasks run until *condition* holds, without sleeping for time: each
     turn waits until every other task is blocked (``anyio.wait_all_tasks_blocked``; on
-    trio's autojumping clock this never moves time). Bounded by *turns*."""
+    trio's autojumping clock this never moves time). Bounded by *turns*.
+
+    A durable log's engine may work outside the event loop (the local log's worker
+    thread, the jetstream log's connection to NATS), where a task waiting for it counts
+    as blocked: on such a log the turns go on until *condition* holds, bounded by 10 s
+    of the clock."""
     for _ in range(turns):
         if condition():
             return
         await anyio.wait_all_tasks_blocked()
+    if STORES is not None and STORES.outside_loop:
+        with anyio.fail_after(10):
+            while not condition():
+                await anyio.wait_all_tasks_blocked()
     assert condition(), "still false once every other task was blocked"
+
+
+async def open_all(hub: broadcaster.Broadcaster, *subs: Subscription) -> None:
+    """Open *subs* as an edge does: ``await hub.prepare(sub)`` (opens a durable log the
+    first time a namespace is used), then ``sub.open()``."""
+    for sub in subs:
+        await hub.prepare(sub)
+        sub.open()

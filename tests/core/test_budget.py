@@ -10,7 +10,6 @@ import tracemalloc
 import pytest
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     Event,
@@ -21,7 +20,7 @@ from broadcaster import (
     ResyncReason,
 )
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +31,10 @@ async def _size_of_one(payload: bytes) -> int:
         return probe._namespaces["probe"].log.read(1, 2)[0].size
 
 
+@pytest.mark.memory_only(
+    "max_retained_bytes bounds the memory log; a durable log keeps its "
+    "events in the store and bounds the ones it caches itself"
+)
 async def test_the_oldest_events_go_first_across_namespaces() -> None:
     size = await _size_of_one(b"p" * 100)
     async with Broadcaster(HubConfig(max_retained_bytes=10 * size)) as hub:
@@ -71,6 +74,10 @@ async def test_an_event_larger_than_the_budget_is_refused() -> None:
         assert hub.namespace_names() == []
 
 
+@pytest.mark.memory_only(
+    "max_retained_bytes bounds the memory log; a durable log keeps its "
+    "events in the store and bounds the ones it caches itself"
+)
 async def test_the_budget_bounds_the_memory_of_retained_events() -> None:
     """Many namespaces filling their (default, 64 MiB) retention used to take ~71 MiB of
     RSS each with nothing bounding the sum. Mixed events, labels, and an edge caching a

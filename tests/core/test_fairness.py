@@ -8,9 +8,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from broadcaster import Broadcaster, Event, HubConfig, Policy, PublishItem
+from broadcaster import Event, HubConfig, Policy, PublishItem
 
-from ._util import until
+from ._util import Broadcaster, open_all, until
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +59,10 @@ async def test_flood_in_one_namespace_does_not_starve_another() -> None:
         assert flooded < FLOOD_LIMIT
 
 
+@pytest.mark.memory_only(
+    "slices of a batch are the memory log's; a durable log stores a batch "
+    "in one append, awaited, so other tasks run meanwhile anyway"
+)
 async def test_a_huge_batch_yields_to_other_tasks_during_the_batch() -> None:
     """One PublishStream batch of 349,520 events stalled other namespaces for 1.4 s:
     a batch is checked and appended ``publish_yield_every`` events at a time, and its
@@ -115,6 +119,11 @@ async def test_a_huge_batch_yields_to_other_tasks_during_the_batch() -> None:
         assert len([h for h in heads if 0 < h < total]) >= total // every // 2
 
 
+@pytest.mark.memory_only(
+    "only a memory publish returns before the notifier runs, so that the "
+    "test can watch the slices; a durable publish waits for the store while "
+    "they are woken"
+)
 async def test_waking_thousands_of_subscribers_happens_in_slices() -> None:
     """Fan-out of one event to 5,000 streams held Health for 0.67-1.6 s: the notifier
     wakes ``wake_batch`` parked subscriptions, then lets other tasks run."""
@@ -127,8 +136,8 @@ async def test_waking_thousands_of_subscribers_happens_in_slices() -> None:
                 woken[0] += 1
 
         subs = [hub.subscribe("a") for _ in range(2000)]
+        await open_all(hub, *subs)
         for sub in subs:
-            sub.open()
             sub.park_waker(Waker())
         observed: list[int] = []
         served_at: list[int] = []

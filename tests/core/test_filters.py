@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster import Broadcaster, Event, HubConfig, InvalidFilter, compile_filters
+from broadcaster import Event, HubConfig, InvalidFilter, compile_filters
 from broadcaster._core._config import FilterConfig
 from broadcaster._core._filter_syntax import (
     EQUAL,
@@ -22,7 +22,7 @@ from broadcaster._core._filter_syntax import (
 )
 from broadcaster._core._filters import compile_field_filter, compile_filter_list, topics_of
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of
 
 # -- containerd's filters/filter_test.go, TestFilters ------------------------------------
 

@@ -7,7 +7,6 @@ import pytest
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     Ended,
     EndReason,
     Event,
@@ -16,6 +15,8 @@ from broadcaster import (
     NamespaceConfig,
     Policy,
 )
+
+from ._util import Broadcaster
 
 CONFIG = HubConfig(heartbeat_interval=1.0, max_missed_heartbeats=3)
 
@@ -31,7 +32,8 @@ async def test_heartbeat_carries_the_latest_sequences(
         sub.receive_batch_nowait()
         start = anyio.current_time()
         item = await sub.receive()
-        assert item == Heartbeat(1, {"a": 2, "b": 1}, hub.epoch)
+        assert item == Heartbeat(1, {"a": 2, "b": 1}, hub.epoch,
+                                 {"a": hub.epoch_of("a"), "b": hub.epoch_of("b")})
         assert anyio.current_time() - start == pytest.approx(1.0)
 
 
@@ -96,7 +98,7 @@ async def test_acks_count_only_for_heartbeats_the_subscription_was_given(
         assert not sub.ack(True)  # type: ignore[arg-type]
         assert hub.statistics().heartbeat_acks_ignored == 3
         [heartbeat] = sub.receive_batch_nowait()
-        assert heartbeat == Heartbeat(1, {"a": 0}, hub.epoch)
+        assert heartbeat == Heartbeat(1, {"a": 0}, hub.epoch, {"a": hub.epoch_of("a")})
         assert sub.ack(1)
         assert sub.acked_at == anyio.current_time()
         assert not sub.ack(1)  # once: repeating it proves nothing new

@@ -12,10 +12,10 @@ import json
 import anyio
 import pytest
 
-from broadcaster import Broadcaster, Event, FilterConfig, HubConfig
+from broadcaster import Event, FilterConfig, HubConfig
 from broadcaster._core._payload import json_fields
 
-from ._util import events_of
+from ._util import Broadcaster, events_of
 
 pytestmark = pytest.mark.anyio
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from broadcaster import Broadcaster, HubConfig, Policy
+from broadcaster import HubConfig, Policy
 from broadcaster._metrics import register_metrics
 
-from ._util import drain
+from ._util import Broadcaster, drain
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +39,10 @@ async def test_metrics_expose_counts_by_namespace_and_reason() -> None:
         assert "k8s.io" not in generate_latest(registry_2).decode()
 
 
+@pytest.mark.memory_only(
+    "it fills the server-wide retention budget, which bounds memory logs "
+    "only"
+)
 async def test_metrics_expose_the_server_wide_figures() -> None:
     registry = CollectorRegistry()
     config = HubConfig(max_cursors=1000, max_retained_bytes=10_000)

@@ -11,7 +11,6 @@ import pytest
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     Ended,
@@ -29,7 +28,7 @@ from broadcaster import (
     Retention,
 )
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of, open_all
 
 
 @pytest.mark.anyio
@@ -146,6 +145,10 @@ async def test_undelivered_events_of_an_all_namespaces_subscriber_keep_a_namespa
 
 
 @pytest.mark.trio
+@pytest.mark.memory_only(
+    "the heads of removed namespaces are remembered for memory logs; a durable log keeps "
+    "its own head"
+)
 async def test_when_the_memory_of_heads_is_full_resumes_are_told(
     autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -238,8 +241,7 @@ async def test_a_scrape_settles_only_cursors_that_have_drops_due() -> None:
     drops are counted before its subscriber reads, as before."""
     async with Broadcaster() as hub:
         roomy = [hub.subscribe("a") for _ in range(100)]
-        for sub in roomy:
-            sub.open()
+        await open_all(hub, *roomy)
         async with hub.subscribe("a", policy=Policy.drop_oldest(2)) as tight:
             for _ in range(5):
                 await hub.publish("a", "/x")

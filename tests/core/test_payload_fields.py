@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from broadcaster import Broadcaster, Event, HubConfig
+from broadcaster import Event, HubConfig
 from broadcaster._core._config import FilterConfig
 from broadcaster._core._payload import FieldCache, is_json_type, json_fields
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of, open_all
 
 DOC = {
     "id": "c1",
@@ -129,8 +129,7 @@ async def test_payloads_are_decoded_once_for_every_subscription_and_never_at_pub
         watchers = [hub.subscribe("ns", filters=[f"event.id==c{i}"]) for i in range(10)]
         plain = hub.subscribe("ns", filters=['topic=="/t",labels.k'])
         everything = hub.subscribe("ns")
-        for sub in [*watchers, plain, everything]:
-            sub.open()
+        await open_all(hub, *watchers, plain, everything)
         for i in range(10):
             await hub.publish("ns", "/t", json.dumps({"id": f"c{i}"}).encode(),
                               type_url="application/json")
@@ -149,8 +148,7 @@ async def test_unknown_or_undecodable_payloads_have_no_fields() -> None:
         eq = hub.subscribe("ns", filters=["event.id==c1"])
         present = hub.subscribe("ns", filters=["event.id"])
         ne = hub.subscribe("ns", filters=["event.id!=c1"])
-        for sub in (eq, present, ne):
-            sub.open()
+        await open_all(hub, eq, present, ne)
         await hub.publish("ns", "/t", b'{"id": "c1"}', type_url="containerd.events.TaskExit")
         await hub.publish("ns", "/t", b'{"id": "c1"', type_url="application/json")
         await hub.publish("ns", "/t", b'{"id": "c1"}', type_url="application/json")

@@ -8,7 +8,6 @@ import pytest
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     Ended,
@@ -21,7 +20,7 @@ from broadcaster import (
     PublishItem,
 )
 
-from ._util import drain, events_of, notices_of
+from ._util import Broadcaster, drain, events_of, notices_of
 
 
 async def publish_n(hub: Broadcaster, ns: str, n: int) -> None:

@@ -25,7 +25,6 @@ import pytest
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     Ended,
@@ -37,6 +36,8 @@ from broadcaster import (
     Policy,
 )
 from broadcaster._core._overflow import overflow_policy
+
+from ._util import Broadcaster
 
 BOUND = 4
 

@@ -9,7 +9,9 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcaster import Broadcaster, DropNotice, Event, Policy
+from broadcaster import DropNotice, Event, Policy
+
+from ._util import Broadcaster
 
 NAMESPACES = ("a", "b")
 SUBSCRIPTIONS = [

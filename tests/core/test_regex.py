@@ -6,10 +6,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from broadcaster import Broadcaster, Event, InvalidFilter, compile_filters
+from broadcaster import Event, InvalidFilter, compile_filters
 from broadcaster._core._regex import compile_regex
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import pytest
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     DropNotice,
     DropReason,
     HubConfig,
@@ -18,7 +17,7 @@ from broadcaster import (
     Retention,
 )
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of
 
 
 def config(**retention: float) -> HubConfig:
@@ -34,7 +33,7 @@ async def publish_n(hub: Broadcaster, ns: str, n: int) -> None:
 async def test_resume_inside_retention_replays_then_goes_live() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 10)
-        async with hub.subscribe("a", since=4, epoch=hub.epoch) as sub:
+        async with hub.subscribe("a", since=4, epoch=hub.epoch_of("a")) as sub:
             assert [e.sequence for e in events_of(drain(sub))] == [5, 6, 7, 8, 9, 10]
             await publish_n(hub, "a", 1)
             assert [e.sequence for e in events_of(drain(sub))] == [11]
@@ -65,7 +64,7 @@ async def test_resume_older_than_retention_gets_a_resync_notice() -> None:
         await publish_n(hub, "a", 10)
         async with hub.subscribe("a", since=2) as sub:
             items = drain(sub)
-        assert items[0] == ResyncNotice("a", 2, 6, ResyncReason.COMPACTED, hub.epoch)
+        assert items[0] == ResyncNotice("a", 2, 6, ResyncReason.COMPACTED, hub.epoch_of("a"))
         assert [e.sequence for e in events_of(items)] == [6, 7, 8, 9, 10]
 
 
@@ -75,7 +74,7 @@ async def test_resume_from_another_epoch_replays_everything_retained() -> None:
         await publish_n(hub, "a", 3)
         async with hub.subscribe("a", since=2, epoch="an-old-server") as sub:
             items = drain(sub)
-        assert items[0] == ResyncNotice("a", 2, 1, ResyncReason.EPOCH_CHANGED, hub.epoch)
+        assert items[0] == ResyncNotice("a", 2, 1, ResyncReason.EPOCH_CHANGED, hub.epoch_of("a"))
         assert [e.sequence for e in events_of(items)] == [1, 2, 3]
 
 
@@ -130,7 +129,7 @@ async def test_retention_by_age(
         await anyio.sleep(3)  # the first three are now older than 5 s
         async with hub.subscribe("a", since=0) as sub:
             items = drain(sub)
-        assert items[0] == ResyncNotice("a", 0, 4, ResyncReason.COMPACTED, hub.epoch)
+        assert items[0] == ResyncNotice("a", 0, 4, ResyncReason.COMPACTED, hub.epoch_of("a"))
         assert [e.sequence for e in events_of(items)] == [4]
 
 

@@ -14,7 +14,6 @@ import trio
 import trio.testing
 
 from broadcaster import (
-    Broadcaster,
     Ended,
     EndReason,
     Event,
@@ -23,7 +22,7 @@ from broadcaster import (
     PublishItem,
 )
 
-from ._util import drain, events_of
+from ._util import Broadcaster, drain, events_of, open_all
 
 QUIET = HubConfig(heartbeat_interval=3600.0, notify_linger=0)
 
@@ -91,6 +90,8 @@ async def test_a_publish_cancelled_while_blocked_publishes_nothing(
 
 
 @pytest.mark.trio
+@pytest.mark.memory_only("a batch goes in slice by slice into the memory log; a durable "
+                         "log stores it in one append")
 async def test_a_batch_is_all_or_none_under_a_trio_cancel_scope(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -146,7 +147,7 @@ async def test_cancelling_the_nursery_that_runs_the_hub_ends_its_subscribers(
         await ready.wait()
         hub = holder[0]
         sub = hub.subscribe("a")
-        sub.open()
+        await open_all(hub, sub)
         await hub.publish("a", "/x")
 
         async def consume() -> None:

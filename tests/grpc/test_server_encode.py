@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from broadcaster import Event
@@ -15,6 +15,7 @@ from broadcaster.grpc._encode import (
     pack_run,
     varint,
 )
+from broadcaster.grpc._timestamps import MAX_SECONDS, MIN_SECONDS
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 
@@ -70,8 +71,12 @@ _texts = st.text(max_size=12)
 
 @given(ns=_texts, topic=_texts, type_url=_texts, payload=st.binary(max_size=300),
        labels=st.dictionaries(st.text(min_size=1, max_size=8), _texts, max_size=4),
-       timestamp_ns=st.integers(min_value=0, max_value=2**62),
+       timestamp_ns=st.integers(min_value=MIN_SECONDS * 10**9,
+                                max_value=MAX_SECONDS * 10**9 + 999_999_999),
        seq=st.integers(min_value=0, max_value=2**63))
+@example(ns="", topic="", type_url="", payload=b"", labels={}, timestamp_ns=-1, seq=0)
+@example(ns="", topic="", type_url="", payload=b"", labels={},
+         timestamp_ns=MIN_SECONDS * 10**9, seq=0)
 def test_hand_spliced_event_equals_protobuf(ns: str, topic: str, type_url: str, payload: bytes,
                                             labels: dict[str, str], timestamp_ns: int,
                                             seq: int) -> None:

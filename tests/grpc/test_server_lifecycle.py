@@ -70,6 +70,14 @@ async def test_health_turns_not_serving_on_stop(make_server: Any) -> None:
         watch.cancel()
 
 
+async def test_health_lists_every_service(server: Server) -> None:
+    async with grpc.aio.insecure_channel(server.addresses[1]) as channel:
+        listed = await health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest())
+    assert set(listed.statuses) == {"", *server.service_names}
+    assert {s.status for s in listed.statuses.values()} == {
+        health_pb2.HealthCheckResponse.SERVING}
+
+
 async def test_metrics_http_and_healthz(make_server: Any) -> None:
     registry = CollectorRegistry()
     server = await make_server(metrics_listen="127.0.0.1:0", registry=registry)

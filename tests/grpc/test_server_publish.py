@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import grpc
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 
 from broadcaster import HubConfig, NamespaceConfig
 from broadcaster.grpc import Server
+from broadcaster.grpc._service import _runs
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 from ._helpers import add, publish, read_events, read_kind, stub
@@ -47,6 +50,8 @@ async def test_publish_keeps_payload_type_url_and_timestamp(server: Server) -> N
          grpc.StatusCode.INVALID_ARGUMENT, "timestamp:"),
         (_req(namespace="small", payload=any_pb2.Any(value=b"x" * 200)),
          grpc.StatusCode.RESOURCE_EXHAUSTED, "payload:"),
+        (_req(event_id="with space"), grpc.StatusCode.INVALID_ARGUMENT, "event_id:"),
+        (_req(event_id="x" * 129), grpc.StatusCode.INVALID_ARGUMENT, "event_id:"),
     ],
 )
 async def test_publish_rejects_bad_input_naming_the_field(
@@ -78,7 +83,9 @@ async def test_publish_stream_acks_batches_and_survives_a_bad_one(server: Server
         call = stub(channel).PublishStream()
         await call.write(pb.PublishStreamRequest(batch_id=7, events=[_req(), _req()]))
         ok = await call.read()
-        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], server.hub.epoch)
+        epoch = server.hub.epoch_of("default")
+        assert (ok.batch_id, list(ok.sequences), ok.epoch) == (7, [1, 2], epoch)
+        assert dict(ok.epochs) == {"default": epoch}
         await call.write(pb.PublishStreamRequest(
             batch_id=8, events=[_req(), _req(topic="bad"), _req()]))
         bad = await call.read()
@@ -144,3 +151,72 @@ async def test_stats_reports_the_largest_lag_of_a_namespace(server: Server) -> N
         assert lags == {"idle": 0, "lagging": 5}
         after = await stub(channel).Stats(pb.StatsRequest(namespaces=["lagging"]))
         assert after.namespaces[0].max_lag == 0  # no subscriber left
+
+
+async def test_an_event_id_is_stored_once_by_publish_and_publish_stream(server: Server) -> None:
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        first = await publish(channel, "default", "/tasks/exit", event_id="exit-1")
+        again = await publish(channel, "default", "/tasks/exit", event_id="exit-1")
+        assert first.sequence == again.sequence == 1
+        call = stub(channel).PublishStream()
+        batch = [_req(event_id="exit-1"), _req(event_id="exit-2"), _req(event_id="exit-2")]
+        await call.write(pb.PublishStreamRequest(batch_id=1, events=batch))
+        assert list((await call.read()).sequences) == [1, 2, 2]
+        # sent again after a failure: the original sequences, nothing stored twice
+        await call.write(pb.PublishStreamRequest(batch_id=2, events=batch))
+        assert list((await call.read()).sequences) == [1, 2, 2]
+        bad = [_req(event_id="ok"), _req(event_id="bad id")]
+        await call.write(pb.PublishStreamRequest(batch_id=3, events=bad))
+        answer = await call.read()
+        assert answer.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert answer.error.message.startswith("events[1].event_id:")
+        call.cancel()
+        stats = await stub(channel).Stats(pb.StatsRequest(namespaces=["default"]))
+        # 1 unary, 1 in the first batch (its own repeat), 3 in the second
+        assert (stats.namespaces[0].head_sequence, stats.namespaces[0].deduplicated) == (2, 6)
+
+
+async def test_publish_stream_refuses_a_batch_over_the_limit_and_goes_on(
+        make_server: Any) -> None:
+    server = await make_server(publish_batch_max_events=100)
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = stub(channel).PublishStream()
+        await call.write(pb.PublishStreamRequest(batch_id=1, events=[_req()] * 101))
+        refused = await call.read()
+        assert refused.batch_id == 1 and not refused.sequences
+        assert refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert refused.error.message == (
+            "events: 101 events exceed the limit of 100 per batch "
+            "(publish_batch_max_events); split the batch")
+        assert "default" not in server.hub.statistics().namespaces  # nothing published
+        await call.write(pb.PublishStreamRequest(batch_id=2, events=[_req()] * 100))
+        accepted = await call.read()
+        assert accepted.batch_id == 2 and list(accepted.sequences) == list(range(1, 101))
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK
+    assert server.telemetry.rejected["batch_too_large"] == 1
+
+
+async def test_converting_a_large_batch_lets_other_tasks_run() -> None:
+    events = [_req(topic=f"/t{i % 7}") for i in range(3 * 1024 + 5)]
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        while not ticks:
+            await anyio.lowlevel.checkpoint()
+        before = ticks
+        runs = await _runs(events)
+        during = ticks - before
+        done = True
+    assert during >= 3  # it yielded between slices of 1024 events
+    [(offset, ns, items)] = runs
+    assert (offset, ns, len(items)) == (0, "default", len(events))
+    assert [item.topic for item in items[:8]] == [f"/t{i % 7}" for i in range(8)]

@@ -39,13 +39,13 @@ def socket_path(tmp_path: Path) -> str:
 
 @asynccontextmanager
 async def containerd_server(
-    path: str, config: HubConfig | None = None
+    path: str, config: HubConfig | None = None, **server_options: Any
 ) -> AsyncIterator[Broadcaster]:
-    """Run the broadcaster :class:`Server` (every service) on the unix socket *path*;
-    yield the hub behind it."""
+    """Run the broadcaster :class:`Server` (every service) on the unix socket *path*,
+    with :class:`ServerConfig` fields *server_options*; yield the hub behind it."""
     server_config = ServerConfig(
         listen=[f"unix:{path}"], metrics_listen=None, hub=config or HubConfig(),
-        grace_period=1.0,
+        grace_period=1.0, **server_options,
     )
     async with Server(server_config, registry=CollectorRegistry()) as server:
         yield server.hub

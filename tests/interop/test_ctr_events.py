@@ -282,6 +282,33 @@ async def test_ctr_skips_an_unknown_type_and_goes_on(
         '{"type_url":"example.com/Unknown","payload_base64":"CgF4"}')
 
 
+async def test_ctr_prints_the_extremes_of_the_timestamp_range_and_never_sees_beyond(
+    hub: Broadcaster, sock: str, channel: grpc.aio.Channel, tmp_path: Path
+) -> None:
+    v1 = broadcaster_pb2_grpc.BroadcasterStub(channel)
+
+    async def publish(seconds: int, nanos: int) -> grpc.StatusCode:
+        try:
+            await v1.Publish(broadcaster_pb2.PublishRequest(
+                namespace="ns", topic="/t",
+                timestamp=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    async with ctr_events(hub, sock, tmp_path=tmp_path) as ctr:
+        assert await publish(253_402_300_800, 0) == grpc.StatusCode.INVALID_ARGUMENT  # 10000
+        assert await publish(253_402_300_799, 999_999_999) == grpc.StatusCode.OK
+        assert await publish(-62_135_596_801, 0) == grpc.StatusCode.INVALID_ARGUMENT  # year 0
+        assert await publish(-62_135_596_800, 1) == grpc.StatusCode.OK
+        assert await ctr.lines(2) == [
+            "9999-12-31 23:59:59.999999999 +0000 UTC ns /t ",
+            "0001-01-01 00:00:00.000000001 +0000 UTC ns /t ",
+        ]
+    # Only what ctr printed was published (and counted).
+    assert hub.statistics().namespaces["ns"].published == 2
+
+
 async def test_ctr_leaving_closes_its_subscription_at_once(
     hub: Broadcaster, sock: str, tmp_path: Path
 ) -> None:

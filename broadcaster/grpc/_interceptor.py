@@ -1,0 +1,234 @@
+"""The interceptor around every RPC handler (ours, containerd's, health, reflection).
+
+For every call it
+
+* answers a request message that cannot be parsed with ``INVALID_ARGUMENT`` naming the
+  method (gRPC itself would answer ``UNKNOWN`` with an internal exception text): the
+  handler's deserializer is wrapped so that it never raises;
+* bounds the RPCs one client address keeps open (``max_rpcs_per_peer``; TCP only);
+* counts open streams and finished RPCs by method and code (:class:`Telemetry`);
+* logs failed RPCs, at most one line per method and code per interval.
+
+Wrapped handlers are built once per method and reused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+
+from ._peers import PeerLimiter, peer_address
+from ._ratelog import RateLimitedLog
+from ._telemetry import Telemetry
+
+__all__ = ["MalformedRequest", "ServerInterceptor"]
+
+logger = logging.getLogger("broadcaster.grpc.access")
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
+class _Unparsed:
+    """What the wrapped deserializer returns for bytes that are not a valid message."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class MalformedRequest(Exception):
+    """Raised from a request iterator in place of a message that could not be parsed;
+    the interceptor turns it into ``INVALID_ARGUMENT``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, or anything a parser raises
+            return _Unparsed(str(exc) or type(exc).__name__)
+    return deserialize
+
+
+def _unparsed_message(method: str, unparsed: _Unparsed) -> str:
+    return f"{method}: the request message could not be parsed ({unparsed.reason})"
+
+
+def _find_malformed(exc: BaseException) -> MalformedRequest | None:
+    if isinstance(exc, MalformedRequest):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_malformed(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _code_of(context: _Context, exc: BaseException | None) -> str:
+    if isinstance(exc, BaseException) and not isinstance(exc, Exception):
+        return "CANCELLED"
+    code = context.code()
+    if code is None:
+        return "UNKNOWN" if exc is not None else "OK"
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.name
+    return str(code)
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Parse errors, per-address RPC bounds, figures and the failed-RPC log.
+
+    :param telemetry: where streams, requests and rejections are counted
+    :param peers: the per-address bound, or None for none (unix sockets)
+    :param error_log: where failed RPCs are logged (rate-limited)
+    """
+
+    def __init__(self, telemetry: Telemetry, *, peers: PeerLimiter | None = None,
+                 error_log: RateLimitedLog | None = None) -> None:
+        self._telemetry = telemetry
+        self._peers = peers
+        self._error_log = error_log or RateLimitedLog(logger, 10.0)
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler[Any, Any],
+                                     grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap_handler(handler, method)
+        if len(self._cache) < 1024:  # registered methods only reach here: a fixed set
+            self._cache[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(self, handler: Any, method: str) -> grpc.RpcMethodHandler[Any, Any]:
+        kind = next(k for k in _KINDS if getattr(handler, k) is not None)
+        behavior = getattr(handler, kind)
+        changes: dict[str, Any] = {kind: self._wrap(behavior, method, handler)}
+        if handler.request_deserializer is not None:
+            changes["request_deserializer"] = _tolerant(handler.request_deserializer)
+        wrapped: grpc.RpcMethodHandler[Any, Any] = handler._replace(**changes)
+        return wrapped
+
+    def _wrap(self, behavior: Callable[..., Any], method: str, handler: Any) -> Any:
+        telemetry, peers, error_log = self._telemetry, self._peers, self._error_log
+        streaming = handler.request_streaming or handler.response_streaming
+        request_streaming = handler.request_streaming
+
+        async def reject(context: _Context, code: grpc.StatusCode, message: str,
+                         reason: str) -> NoReturn:
+            telemetry.reject(reason)
+            await context.abort(code, message)
+            raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+        async def admit(context: _Context) -> str | None:
+            """Count the call (and its client address, if bounded: returned, to release)."""
+            if streaming:
+                telemetry.open_streams[method] += 1
+            if peers is None:
+                return None
+            address = peer_address(context.peer())
+            if not peers.acquire(address):
+                await reject(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"{method}: {address} has {peers.limit} RPCs open, the "
+                             "most one client address may (max_rpcs_per_peer)",
+                             "peer_rpc_limit")
+            return address
+
+        async def parsed(request: Any, context: _Context) -> Any:
+            """The request for the handler: checked if unary, checked as it is read if
+            streamed."""
+            if request_streaming:
+                return _checked(request, method)
+            if type(request) is _Unparsed:
+                await reject(context, grpc.StatusCode.INVALID_ARGUMENT,
+                             _unparsed_message(method, request), "malformed_request")
+            return request
+
+        def leave(context: _Context, exc: BaseException | None, address: str | None) -> None:
+            if address is not None:
+                peers.release(address)  # type: ignore[union-attr]
+            if streaming:
+                telemetry.open_streams[method] -= 1
+                if not telemetry.open_streams[method]:
+                    del telemetry.open_streams[method]
+            code = _code_of(context, exc)
+            telemetry.requests[(method, code)] += 1
+            if code not in ("OK", "CANCELLED"):
+                error_log.log(logging.INFO, (method, code),
+                              "rpc failed method=%s code=%s", method, code)
+
+        async def malformed(context: _Context, exc: BaseException) -> None:
+            found = _find_malformed(exc)
+            if found is None:
+                raise exc
+            await reject(context, grpc.StatusCode.INVALID_ARGUMENT, found.message,
+                         "malformed_request")
+
+        if inspect.isasyncgenfunction(behavior):
+            async def gen_wrapper(request: Any, context: _Context) -> AsyncIterator[Any]:
+                address: str | None = None
+                exc: BaseException | None = None
+                try:
+                    address = await admit(context)
+                    request = await parsed(request, context)
+                    try:
+                        async for response in behavior(request, context):
+                            yield response
+                    except Exception as e:
+                        await malformed(context, e)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    leave(context, exc, address)
+            return gen_wrapper
+
+        if not inspect.iscoroutinefunction(behavior):
+            return behavior  # a sync handler (not used here): left as it is
+
+        async def wrapper(request: Any, context: _Context) -> Any:
+            address: str | None = None
+            exc: BaseException | None = None
+            try:
+                address = await admit(context)
+                request = await parsed(request, context)
+                try:
+                    return await behavior(request, context)
+                except Exception as e:
+                    await malformed(context, e)
+            except BaseException as e:
+                exc = e
+                raise
+            finally:
+                leave(context, exc, address)
+        return wrapper
+
+
+async def _checked(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    async for request in requests:
+        if type(request) is _Unparsed:
+            raise MalformedRequest(_unparsed_message(method, request))
+        yield request

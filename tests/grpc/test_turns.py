@@ -1,0 +1,141 @@
+"""Turns of the event loop shared by Subscribe streams: a fan-out to many streams is
+written a bounded number of streams per turn, so other tasks advance in between."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from broadcaster import Broadcaster, HubConfig
+from broadcaster.grpc._subscribe_stream import StreamLimits, SubscribeStream
+from broadcaster.grpc._turns import Turns
+from broadcaster.v1 import broadcaster_pb2 as pb
+
+from ._helpers import add
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
+
+
+class _Ticker:
+    """Counts turns of the event loop (one checkpoint per turn) while running."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self.running = True
+
+    async def run(self) -> None:
+        while self.running:
+            self.turn += 1
+            await anyio.lowlevel.checkpoint()
+
+
+async def test_take_admits_per_turn_in_arrival_order() -> None:
+    turns = Turns(3)
+    ticker = _Ticker()
+    admitted: list[tuple[int, int]] = []
+
+    async def stream(index: int) -> None:
+        await turns.take()
+        admitted.append((index, ticker.turn))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker.run)
+        await anyio.lowlevel.checkpoint()
+        for i in range(10):
+            tg.start_soon(stream, i)
+        with anyio.fail_after(10):
+            while len(admitted) < 10:
+                await anyio.lowlevel.checkpoint()
+        ticker.running = False
+    assert [i for i, _ in admitted] == list(range(10))  # first come, first served
+    per_turn: dict[int, int] = {}
+    for _, turn in admitted:
+        per_turn[turn] = per_turn.get(turn, 0) + 1
+    assert max(per_turn.values()) <= 2 * 3  # this turn's room and the woken ones
+    assert len(per_turn) >= 10 // 6 + 1
+
+
+async def test_take_is_immediate_without_contention() -> None:
+    turns = Turns(4)
+    for _ in range(4):
+        with anyio.fail_after(1):
+            await turns.take()  # no yield needed
+    assert turns.waiting == 0
+    with pytest.raises(ValueError, match="per_turn"):
+        Turns(0)
+
+
+async def test_a_cancelled_waiter_does_not_block_the_others() -> None:
+    turns = Turns(1)
+    done: list[int] = []
+
+    async def stream(index: int) -> None:
+        await turns.take()
+        done.append(index)
+
+    async with anyio.create_task_group() as tg:
+        await turns.take()  # this turn is used
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await turns.take()  # cancelled while waiting
+        for i in range(3):
+            tg.start_soon(stream, i)
+    assert done == [0, 1, 2]
+
+
+async def _requests(messages: list[pb.SubscribeRequest]) -> AsyncIterator[pb.SubscribeRequest]:
+    for message in messages:
+        yield message
+    await anyio.sleep_forever()
+
+
+async def _fan_out(streams: int, turns: Turns | None) -> list[int]:
+    """Publish one event to *streams* Subscribe streams (fake writes, real hub); return
+    the turn of the event loop (counted by a bystander task that checkpoints once per
+    turn) at which each stream wrote its event."""
+    ticker = _Ticker()
+    written: list[int] = []
+    async with Broadcaster(HubConfig(heartbeat_interval=3600)) as hub:
+        async with anyio.create_task_group() as tg:
+            ready = 0
+
+            def writer() -> Any:
+                async def write(data: bytes) -> None:
+                    nonlocal ready
+                    response = pb.SubscribeResponse.FromString(data)
+                    if response.WhichOneof("kind") == "add_result":
+                        ready += 1
+                    elif response.WhichOneof("kind") == "event_batch":
+                        written.append(ticker.turn)
+                return write
+
+            limits = StreamLimits(batch_linger=0)
+            for _ in range(streams):
+                stream = SubscribeStream(hub, limits, writer(), turns=turns)
+                tg.start_soon(stream.run, _requests([add("s", ("fan",))]))
+            with anyio.fail_after(20):
+                while ready < streams:
+                    await anyio.sleep(0.001)
+            tg.start_soon(ticker.run)
+            await hub.publish("fan", "/e")
+            with anyio.fail_after(20):
+                while len(written) < streams:
+                    await anyio.lowlevel.checkpoint()
+            ticker.running = False
+            tg.cancel_scope.cancel()
+    return written
+
+
+async def test_a_fan_out_is_written_a_few_streams_per_turn() -> None:
+    per_turn_limit = 4
+    gated = await _fan_out(200, Turns(per_turn_limit))
+    assert max(gated.count(turn) for turn in set(gated)) <= 2 * per_turn_limit
+    # The bystander ran between the first write and the last.
+    assert max(gated) - min(gated) >= 200 // (2 * per_turn_limit)
+    # Without turns, every stream writes in the same turn: nothing else runs meanwhile.
+    ungated = await _fan_out(200, None)
+    assert max(ungated) - min(ungated) <= 1
