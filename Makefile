@@ -26,7 +26,7 @@ serve: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy broadcaster/_core broadcaster/_metrics.py broadcaster/client broadcaster/grpc broadcaster/_config_file.py broadcaster/_jetstream broadcaster/_log_backend.py
+	$(VENV)/bin/mypy broadcaster
 
 test: venv lint
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"

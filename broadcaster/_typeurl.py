@@ -29,6 +29,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from ._core._errors import InvalidArgument
+from ._proto import MAX_SECONDS, MIN_SECONDS
 from .containerd.events import (
     container_pb2,
     content_pb2,
@@ -56,9 +57,6 @@ __all__ = [
 GOOGLE_PREFIX = "type.googleapis.com/"
 _CONTAINERD = "containerd."
 _TIMESTAMP = "google.protobuf.Timestamp"
-# Go's time.Time range that gogo accepts (0001-01-01 .. 9999-12-31T23:59:59.999999999).
-_MIN_SECONDS = -62_135_596_800
-_MAX_SECONDS = 253_402_300_799
 _EPOCH = dt.datetime(1970, 1, 1)
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -215,7 +213,7 @@ def _is_map(field: _Field) -> bool:
 
 
 def _datetime(seconds: int, nanos: int) -> dt.datetime:
-    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
         raise _BadTimestamp(f"timestamp seconds {seconds} out of range")
     if not 0 <= nanos < 1_000_000_000:
         raise _BadTimestamp(f"timestamp nanos {nanos} out of range")

@@ -13,7 +13,7 @@ import sys
 import time
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2
 
 from ..client import grpc_target
 from ._publish import add_address_argument
@@ -21,6 +21,8 @@ from ._publish import add_address_argument
 __all__ = ["add_parser", "check", "run"]
 
 _RETRY_EVERY = 0.2
+#: grpcio-health-checking's HealthStub has no typed methods: the call is made by name
+_CHECK = "/grpc.health.v1.Health/Check"
 _STATUSES = ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
 
 
@@ -44,9 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def check(channel: grpc.Channel, service: str, timeout: float) -> str:
     """One health check: the status name, or ``CODE: details`` when the call failed."""
-    stub = health_pb2_grpc.HealthStub(channel)
+    call = channel.unary_unary(
+        _CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString)
     try:
-        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        response = call(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:  # the server knows no such service
             return "SERVICE_UNKNOWN"

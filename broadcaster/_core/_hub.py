@@ -37,6 +37,7 @@ from ._namespace import NamespaceState, check_burst
 from ._notifier import Notifier
 from ._payload import FieldCache, json_fields
 from ._policy import Policy
+from ._publish_check import check_batches
 from ._registry import NamespaceTable
 from ._stats import HubStatistics
 from ._subscription import Liveness, Subscription
@@ -278,9 +279,9 @@ class Broadcaster:
         self._table.remove(ns)
 
     def account_cached(self, event: Event, size: int) -> None:
-        """Note that an edge keeps *size* bytes of a serialized copy of *event* (in
-        ``Event.encoded``): retention bounds and ``max_retained_bytes`` count them while
-        the event is retained, so that they bound memory."""
+        """Note that an edge keeps *size* bytes derived from *event* (a serialized copy,
+        kept while the event lives): retention bounds and ``max_retained_bytes`` count
+        them while the event is retained, so that they bound memory."""
         ns = self._namespaces.get(event.namespace)
         if ns is not None:
             ns.charge(event, size)
@@ -516,6 +517,29 @@ class Broadcaster:
             self._table.check_room((name,), "namespace")
             ns = self._create(name)
         return ns
+
+    async def check_publish(self, batches: Sequence[tuple[str, Sequence[PublishItem]]]
+                            ) -> None:
+        """Check a publish of several batches, ``publish_many(namespace, items)`` for each
+        ``(namespace, items)`` in turn, without publishing or creating anything: every
+        check those calls would make, each batch counted as if the earlier ones had been
+        published (their new namespaces against ``max_namespaces``, their events against
+        the rate quota of the same namespace). For an edge that accepts a request
+        spanning namespaces all or none: once this passes, the calls fail only if the hub
+        closes or another publisher takes the namespace limit or a rate quota meanwhile.
+
+        Fields are named as one ``publish_many`` of all the items would name them:
+        ``items[i]`` counts across batches (bare ``topic`` etc. for the very first item),
+        and a batch's namespace is named after its first item (``items[i].namespace``;
+        ``namespace`` for the first batch).
+
+        :raises: as :meth:`publish_many`
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await check_batches(batches, config=self.config, live=self._namespaces,
+                            items=self._items, table=self._table, now=self.now())
 
     def _appended(self, ns: NamespaceState, count: int) -> None:
         self._notifier.mark(ns)  # its parked readers are woken by the notifier's task

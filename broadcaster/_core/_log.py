@@ -72,7 +72,8 @@ class EventLog(Protocol):
 
     def charge(self, event: Event, size: int) -> None:
         """Count *size* more bytes for *event*, which is retained: a copy an edge keeps
-        of it (``Event.encoded``). They leave ``retained_bytes`` with the event."""
+        of it (see :meth:`Broadcaster.account_cached`). They leave ``retained_bytes``
+        with the event."""
         ...
 
 
@@ -85,7 +86,7 @@ LogFactory = Callable[[str, Retention, int], EventLog]
 def event_size(topic: str, payload: bytes, type_url: str, labels: Mapping[str, str]) -> int:
     """The bytes an event counts for in byte bounds and retention: its contents plus the
     measured overhead of holding it (an upper bound of the hub's memory for it; an edge
-    that caches a serialized copy in ``Event.encoded`` adds that copy's size)."""
+    that keeps a serialized copy adds that copy's size)."""
     size = EVENT_OVERHEAD + len(topic) + len(payload) + len(type_url)
     if labels:
         size += LABELS_OVERHEAD

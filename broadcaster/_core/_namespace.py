@@ -178,6 +178,18 @@ class NamespaceState:
             raise _over_rate(self.name, rate)
         self.tokens -= count
 
+    def check_tokens(self, now: float, count: int) -> None:
+        """Whether :meth:`take_token` could take *count* now, taking nothing.
+
+        :raises QuotaExceeded: as :meth:`take_token` would
+        """
+        rate = self.config.max_publish_rate
+        if rate is None:
+            return
+        tokens = min(self.config.publish_burst, self.tokens + (now - self.tokens_at) * rate)
+        if tokens < count:
+            raise _over_rate(self.name, rate)
+
     # -- the log ---------------------------------------------------------------------
 
     def append(self, items: Sequence[CheckedItem], now: float,

@@ -495,6 +495,28 @@ class Subscription:
     def _has_buffered(self) -> bool:
         return any(c.buf or c.notices or c.replaying for c in self._order)
 
+    # -- what an edge reads -------------------------------------------------------------
+
+    def latest_sequences(self) -> dict[str, int]:
+        """The newest sequence of each namespace this subscription reads (what its next
+        :class:`Heartbeat` carries)."""
+        return {cursor.ns.name: cursor.ns.log.head for cursor in self._order}
+
+    def policy_bounds(self) -> tuple[int, int]:
+        """The tightest bounds its overflow policies put on what it may hold unread:
+        ``(max_events, max_bytes)``, the smallest of each over the namespaces it reads
+        and, for an all-namespaces subscription, those it would get in namespaces created
+        later; ``max_bytes`` is 0 when no policy bounds bytes."""
+        policies = [cursor.policy for cursor in self._order]
+        if self.namespaces is None and not self._closed:
+            config = self._hub.config
+            for ns_config in (config.default_namespace, *config.namespaces.values()):
+                policies.append(ns_config.clamp_policy(self.policy or ns_config.default_policy))
+        if not policies:
+            return 0, 0
+        byte_bounds = [p.max_bytes for p in policies if p.max_bytes]
+        return min(p.max_events for p in policies), min(byte_bounds, default=0)
+
     # -- figures -------------------------------------------------------------------------
 
     def statistics(self) -> SubscriptionStatistics:

@@ -63,11 +63,14 @@ class ResyncReason(StrEnum):
     AHEAD = "ahead_of_head"
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class Event:
     """One published event.
 
-    Sequences are per namespace: 1, 2, 3... with no gaps in what was published.
+    Sequences are per namespace: 1, 2, 3... with no gaps in what was published. Events
+    compare and hash by identity, and can be weakly referenced: an edge keeps what it
+    derives from an event (its serialized bytes) keyed weakly by it, for as long as the
+    event lives, and reports the size with :meth:`Broadcaster.account_cached`.
 
     :ivar namespace: the namespace it was published in
     :ivar topic: a ``/``-rooted path such as ``/tasks/exit``
@@ -78,9 +81,6 @@ class Event:
     :ivar sequence: position in the namespace's log
     :ivar published_at: the hub's monotonic clock at publish (for latency figures)
     :ivar size: the bytes this event counts for in byte bounds and retention
-    :ivar encoded: a cache for edge adapters: the event serialized once, reused for every
-        subscriber (the core never reads or writes it; an edge reports its size with
-        :meth:`Broadcaster.account_cached` so that retention counts it)
     :ivar cached_bytes: bytes of edge caches counted with the event while it is retained
     """
 
@@ -93,7 +93,6 @@ class Event:
     sequence: int
     published_at: float
     size: int
-    encoded: bytes | None = field(default=None, repr=False)
     cached_bytes: int = field(default=0, repr=False)
 
 

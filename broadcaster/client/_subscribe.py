@@ -29,6 +29,7 @@ import grpc.aio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._core._policy import Policy
+from .._proto import policy_to_proto
 from ..v1 import broadcaster_pb2 as pb
 from ._backoff import Backoff
 from ._endpoints import Endpoints
@@ -41,7 +42,6 @@ from ._wire import (
     decode_ended,
     decode_event,
     decode_resync,
-    policy_to_proto,
 )
 
 __all__ = ["SubscribeStream", "SubscriptionState"]

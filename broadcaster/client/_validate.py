@@ -14,6 +14,7 @@ from .._core._validation import (
     validate_namespace,
     validate_topic,
 )
+from .._proto import MAX_NS, MIN_NS
 from ._errors import InvalidArgumentError
 from ._wire import Payload, payload_of, timestamp_ns_of
 
@@ -72,11 +73,6 @@ def check_payload(payload: Payload, type_url: str | None) -> tuple[str, bytes]:
         raise InvalidArgumentError("payload", str(exc).removeprefix("payload: ")) from exc
 
 
-#: protobuf Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z
-_TIMESTAMP_MIN_NS = -62_135_596_800 * 1_000_000_000
-_TIMESTAMP_MAX_NS = 253_402_300_800 * 1_000_000_000 - 1
-
-
 def check_timestamp(timestamp: datetime | int | float | None) -> int | None:
     """Nanoseconds since the Unix epoch of a datetime, int (ns) or float (seconds),
     within protobuf Timestamp's range (years 1 to 9999)."""
@@ -86,7 +82,7 @@ def check_timestamp(timestamp: datetime | int | float | None) -> int | None:
         raise InvalidArgumentError(
             "timestamp", f"expected a datetime, int ns or float seconds ({exc})"
         ) from exc
-    if ns is not None and not _TIMESTAMP_MIN_NS <= ns <= _TIMESTAMP_MAX_NS:
+    if ns is not None and not MIN_NS <= ns <= MAX_NS:
         raise InvalidArgumentError("timestamp", "must be between years 1 and 9999")
     return ns
 

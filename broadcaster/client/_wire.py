@@ -13,7 +13,7 @@ from datetime import datetime
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from .._core._policy import Policy, PolicyKind
+from .._proto import timestamp_body, varint
 from ..v1 import broadcaster_pb2 as pb
 from ._types import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
 
@@ -26,30 +26,10 @@ __all__ = [
     "decode_resync",
     "encode_batch",
     "payload_of",
-    "policy_to_proto",
     "timestamp_ns_of",
 ]
 
 Payload = bytes | bytearray | memoryview | Message
-
-
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL = tuple(_varint(i) for i in range(1 << 14))
-
-
-def varint(n: int) -> bytes:
-    """The protobuf base-128 varint encoding of a non-negative int."""
-    return _SMALL[n] if n < 16384 else _varint(n)
 
 
 def _len_field(tag: int, data: bytes) -> bytes:
@@ -121,11 +101,7 @@ class EventEncoder:
                 entry = _len_field(0x0A, key.encode()) + _len_field(0x12, val.encode())
                 parts.append(b"\x22" + varint(len(entry)) + entry)
         if timestamp_ns is not None:
-            seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
-            # int64 seconds: a negative one (before 1970) as its 64-bit two's complement
-            ts = (b"\x08" + varint(seconds & 0xFFFF_FFFF_FFFF_FFFF) if seconds else b"") + (
-                b"\x10" + varint(nanos) if nanos else b""
-            )
+            ts = timestamp_body(timestamp_ns)  # seconds before 1970: 64-bit two's complement
             parts.append(b"\x2a" + varint(len(ts)) + ts)
         if event_id:
             parts.append(_len_field(0x32, event_id.encode()))
@@ -167,29 +143,3 @@ def decode_availability(msg: pb.AvailabilityNotice) -> AvailabilityNotice:
 
 def decode_ended(msg: pb.SubscriptionEnded) -> Ended:
     return Ended(msg.reason, msg.message)
-
-
-_KINDS = {
-    PolicyKind.DROP_NEWEST: pb.OverflowPolicy.DROP_NEWEST,
-    PolicyKind.DROP_OLDEST: pb.OverflowPolicy.DROP_OLDEST,
-    PolicyKind.BLOCK: pb.OverflowPolicy.BLOCK,
-    PolicyKind.RETRY: pb.OverflowPolicy.RETRY,
-    PolicyKind.DISCONNECT: pb.OverflowPolicy.DISCONNECT,
-}
-
-
-def policy_to_proto(policy: Policy) -> pb.OverflowPolicy:
-    """The ``OverflowPolicy`` message of a :class:`broadcaster.Policy`."""
-    msg = pb.OverflowPolicy(
-        kind=_KINDS[policy.kind], max_events=policy.max_events, max_bytes=policy.max_bytes
-    )
-    if policy.kind is PolicyKind.BLOCK:
-        msg.block_timeout.FromNanoseconds(round(policy.block_timeout * 1e9))
-        msg.fallback = _KINDS[policy.fallback]
-    elif policy.kind is PolicyKind.RETRY:
-        msg.initial_backoff.FromNanoseconds(round(policy.initial_backoff * 1e9))
-        msg.max_backoff.FromNanoseconds(round(policy.max_backoff * 1e9))
-        msg.multiplier = policy.multiplier
-        msg.max_attempts = policy.max_attempts
-        msg.jitter = policy.jitter
-    return msg

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core._config import HubConfig
-from .._core._errors import BroadcasterError, InvalidArgument
-from .._core._policy import Policy, PolicyKind
+from .. import BroadcasterError, HubConfig, InvalidArgument, Policy, PolicyKind
 from .._log_backend import LogConfig
 from ._containerd import default_policy
 from ._subscribe_stream import StreamLimits

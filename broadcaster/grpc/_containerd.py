@@ -31,26 +31,31 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import anyio
 import grpc
 from google.protobuf import empty_pb2
 
-from .._core._config import HubConfig
-from .._core._errors import BroadcasterError, InvalidArgument
-from .._core._hub import Broadcaster
-from .._core._policy import Policy
-from .._core._subscription import Subscription
-from .._core._types import AvailabilityNotice, DropNotice, Ended, EndReason, Event
-from .._core._validation import validate_namespace, validate_topic
-from .._typeurl import containerd_type_url
+from .. import (
+    AvailabilityNotice,
+    Broadcaster,
+    DropNotice,
+    Ended,
+    EndReason,
+    Event,
+    HubConfig,
+    Policy,
+    Subscription,
+    validate_namespace,
+    validate_topic,
+)
+from .._proto import MIN_SECONDS, check_timestamp
 from ..containerd.services.events.v1 import events_pb2
 from ..containerd.services.introspection.v1 import introspection_pb2
+from ._envelope import EnvelopeEncoder
+from ._errors import SHUTTING_DOWN, Rename, RpcError, abort, answering, map_core_errors
 from ._ratelog import RateLimitedLog
-from ._status import status_of
-from ._timestamps import MAX_SECONDS, MIN_SECONDS, check_timestamp
 from ._turns import Turns
 
 __all__ = [
@@ -74,33 +79,21 @@ NAMESPACE_METADATA = "containerd-namespace"
 DEFAULT_MAX_EVENTS = 4096
 
 _EMPTY = empty_pb2.Empty()
-_MISSING = object()
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class _Reject(Exception):
-    """A call to answer with an error status: raised in the handlers' helpers, turned
-    into ``context.abort`` by the handler."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+def _renaming(names: Mapping[str, str]) -> Rename:
+    """Core field names as containerd's messages spell them."""
+    return lambda field: names.get(field, field)
 
 
-def _reject_core(exc: BroadcasterError, renames: dict[str, str]) -> _Reject:
-    field = renames.get(exc.field, exc.field)
-    return _Reject(status_of(exc), f"{field}: {exc.message}")
-
-
-async def _abort(context: Context, reject: _Reject) -> NoReturn:
-    await context.abort(reject.code, reject.message)
-    raise AssertionError("unreachable: abort raises")  # pragma: no cover
-
-
-def _closed() -> _Reject:
-    return _Reject(grpc.StatusCode.UNAVAILABLE, "the broadcaster is shutting down")
+#: Core fields of a publish, named as in containerd's PublishRequest and its metadata.
+_PUBLISH_FIELDS = _renaming({"payload": "event", "type_url": "event.type_url",
+                             "namespace": NAMESPACE_METADATA})
+#: ... and as in a ForwardRequest.
+_FORWARD_FIELDS = _renaming({"payload": "envelope.event", "type_url": "envelope.event.type_url",
+                             "topic": "envelope.topic", "namespace": "envelope.namespace"})
 
 
 class ContainerdEvents:
@@ -110,11 +103,12 @@ class ContainerdEvents:
     :param policy: overflow policy of Subscribe streams (``disconnect`` at 4096 events
         by default, capped to the hub's namespace limits)
     :param max_batch: events taken from the hub per wake-up of a Subscribe stream
-    :param cache_size: envelopes kept serialized for other subscribers of the same event
     :param drop_log: where drops and unsendable events are logged (one line per
         namespace and interval; 10 s by default)
     :param turns: turns of the event loop shared by the server's Subscribe streams: each
         write takes one
+    :param on_reject: called with the reason of every call refused (the server counts
+        them in ``broadcaster_grpc_rejected_total``)
     """
 
     def __init__(
@@ -123,16 +117,20 @@ class ContainerdEvents:
         *,
         policy: Policy | None = None,
         max_batch: int = 256,
-        cache_size: int = 4096,
         drop_log: RateLimitedLog | None = None,
         turns: Turns | None = None,
+        on_reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._hub = hub
+        self._on_reject = on_reject
         self._turns = turns
         self._policy = policy or default_policy(hub.config)
         self._max_batch = max_batch
-        self._cache: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
-        self._cache_size = cache_size
+        # each event's envelope built once and kept while it lives, counted with the
+        # event's retained bytes; only while there are streams to share it with
+        self._envelopes = EnvelopeEncoder(hub.account_cached, self._unsendable)
+        self._envelopes.cache.enabled = False
+        self._streams = 0
         self._log = drop_log or RateLimitedLog(logger, 10.0)
         #: events that could not be sent (timestamp outside Go's range)
         self.unsendable = 0
@@ -143,48 +141,22 @@ class ContainerdEvents:
         self, request: events_pb2.PublishRequest, context: Context
     ) -> empty_pb2.Empty:
         """Publish ``request.event`` to ``request.topic`` in the metadata's namespace."""
-        try:
-            namespace = _namespace_of(context)
+        async with answering(context, self._on_reject, _PUBLISH_FIELDS):
             event = request.event
-            await self._publish(namespace, request.topic, event.value, event.type_url, None,
-                                {"payload": "event", "namespace": NAMESPACE_METADATA})
-        except _Reject as reject:
-            await _abort(context, reject)
+            await self._hub.publish(_namespace_of(context), request.topic, event.value,
+                                    type_url=event.type_url)
         return _EMPTY
 
     async def Forward(
         self, request: events_pb2.ForwardRequest, context: Context
     ) -> empty_pb2.Empty:
         """Publish a complete envelope, keeping its namespace and timestamp."""
-        try:
+        async with answering(context, self._on_reject, _FORWARD_FIELDS):
             env = request.envelope
-            _check_forwarded(request)
-            timestamp_ns = env.timestamp.seconds * 1_000_000_000 + env.timestamp.nanos
-            renames = {"payload": "envelope.event", "topic": "envelope.topic",
-                       "namespace": "envelope.namespace"}
-            await self._publish(env.namespace, env.topic, env.event.value, env.event.type_url,
-                                timestamp_ns, renames)
-        except _Reject as reject:
-            await _abort(context, reject)
+            timestamp_ns = _check_forwarded(request)
+            await self._hub.publish(env.namespace, env.topic, env.event.value,
+                                    type_url=env.event.type_url, timestamp_ns=timestamp_ns)
         return _EMPTY
-
-    async def _publish(
-        self,
-        namespace: str,
-        topic: str,
-        payload: bytes,
-        type_url: str,
-        timestamp_ns: int | None,
-        renames: dict[str, str],
-    ) -> None:
-        try:
-            await self._hub.publish(
-                namespace, topic, payload, type_url=type_url, timestamp_ns=timestamp_ns
-            )
-        except BroadcasterError as exc:
-            raise _reject_core(exc, renames) from None
-        except anyio.ClosedResourceError:
-            raise _closed() from None
 
     # -- Subscribe ----------------------------------------------------------------------
 
@@ -193,30 +165,22 @@ class ContainerdEvents:
     ) -> None:
         """Stream every matching event of every namespace as an ``Envelope``, until the
         client goes away or the hub ends the subscription."""
-        try:
-            await self._stream(list(request.filters), context)
-        except _Reject as reject:
-            await _abort(context, reject)
-
-    async def _stream(self, filters: list[str], context: Context) -> None:
-        try:
-            sub = self._hub.subscribe(None, filters=filters, policy=self._policy)
-        except BroadcasterError as exc:
-            raise _reject_core(exc, {}) from None
-        try:
+        async with answering(context, self._on_reject):
+            sub = self._hub.subscribe(None, filters=list(request.filters), policy=self._policy)
             async with sub:
-                await self._pump(sub, context)
-        except anyio.ClosedResourceError:
-            raise _closed() from None
+                self._streams += 1
+                self._envelopes.cache.enabled = self._streams > 1
+                try:
+                    await self._pump(sub, context)
+                finally:
+                    self._streams -= 1
+                    self._envelopes.cache.enabled = self._streams > 1
 
     async def _pump(self, sub: Subscription, context: Context) -> None:
-        write, encode, receive = context.write, self._encode, sub.receive_batch
+        write, encode, receive = context.write, self._envelopes.envelope, sub.receive_batch
         max_batch, turns = self._max_batch, self._turns
         while True:
-            try:
-                items = await receive(max_batch)
-            except anyio.EndOfStream:  # pragma: no cover (Ended is handled first)
-                raise _closed() from None
+            items = await receive(max_batch)  # Ended comes before EndOfStream
             for item in items:
                 if type(item) is Event:
                     data = encode(item)
@@ -232,64 +196,38 @@ class ContainerdEvents:
                         "reason=%s", context.peer(), item.namespace, item.count,
                         item.first_sequence, item.last_sequence, item.reason,
                     )
-                elif isinstance(item, AvailabilityNotice):
+                elif isinstance(item, AvailabilityNotice):  # not a refusal: not counted
                     logger.warning(
                         "containerd subscriber %s: the log of namespace %r is %s (%s): the "
                         "containerd API cannot say so", context.peer(), item.namespace,
                         "available again" if item.available else "unavailable", item.reason,
                     )
-                elif isinstance(item, Ended):
-                    raise _ended(item, self._policy)
+                elif isinstance(item, Ended):  # an end, not a refusal: not counted
+                    await abort(context, _ended(item, self._policy))
 
-    def _encode(self, event: Event) -> bytes | None:
-        """The serialized Envelope of *event*, built once for all containerd streams."""
-        key = (event.namespace, event.sequence)
-        cache = self._cache
-        cached = cache.get(key, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        data = _envelope_bytes(event)
-        if data is None:
-            self.unsendable += 1
-            self._log.log(
-                logging.WARNING, ("unsendable", event.namespace),
-                "cannot send an event to containerd subscribers: its timestamp is outside "
-                "protobuf's range namespace=%s sequence=%d timestamp_ns=%d",
-                event.namespace, event.sequence, event.timestamp_ns,
-            )
-        cache[key] = data
-        if len(cache) > self._cache_size:
-            cache.popitem(last=False)
-        return data
+    def _unsendable(self, event: Event) -> None:
+        self.unsendable += 1
+        self._log.log(
+            logging.WARNING, ("unsendable", event.namespace),
+            "cannot send an event to containerd subscribers: its timestamp is outside "
+            "protobuf's range namespace=%s sequence=%d timestamp_ns=%d",
+            event.namespace, event.sequence, event.timestamp_ns,
+        )
 
 
-def _envelope_bytes(event: Event) -> bytes | None:
-    seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
-    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        return None  # a Go client would fail to decode the whole stream
-    env = events_pb2.Envelope(namespace=event.namespace, topic=event.topic)
-    ts = env.timestamp
-    ts.seconds = seconds
-    ts.nanos = nanos
-    if event.type_url or event.payload:
-        any_ = env.event
-        any_.type_url = containerd_type_url(event.type_url)
-        any_.value = bytes(event.payload)
-    return env.SerializeToString()
-
-
-def _ended(item: Ended, policy: Policy) -> _Reject:
+def _ended(item: Ended, policy: Policy) -> RpcError:
+    """The status that ends a stream whose subscription the hub ended."""
     if item.reason is EndReason.HUB_CLOSED:
-        return _closed()
+        return RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     if item.reason is EndReason.SLOW_CONSUMER:
         bound = f"{policy.max_events} events" + (
             f" or {policy.max_bytes} bytes" if policy.max_bytes else "")
-        return _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"subscription ended (slow_consumer): the subscriber fell more than "
-                       f"{bound} behind and events were not delivered; subscribe again "
-                       f"(the server's containerd_policy is disconnect): {item.message}")
-    return _Reject(grpc.StatusCode.UNAVAILABLE, f"subscription ended ({item.reason}): "
-                   f"{item.message}")
+        return RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"subscription ended (slow_consumer): the subscriber fell more than "
+                        f"{bound} behind and events were not delivered; subscribe again "
+                        f"(the server's containerd_policy is disconnect): {item.message}")
+    return RpcError(grpc.StatusCode.UNAVAILABLE, f"subscription ended ({item.reason}): "
+                    f"{item.message}")
 
 
 def default_policy(config: HubConfig) -> Policy:
@@ -300,39 +238,39 @@ def default_policy(config: HubConfig) -> Policy:
 
 
 def _namespace_of(context: Context) -> str:
+    """The namespace of a call, from its metadata.
+
+    :raises RpcError: if it is missing; :raises InvalidNamespace: if it is malformed
+    """
     value = next(
         (v for k, v in context.invocation_metadata() or () if k == NAMESPACE_METADATA), ""
     )
     if not value:
-        raise _Reject(
+        raise RpcError(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"{NAMESPACE_METADATA}: namespace is required (set the gRPC metadata key "
             f"{NAMESPACE_METADATA!r})",
         )
-    try:
-        return validate_namespace(str(value), NAMESPACE_METADATA)
-    except BroadcasterError as exc:
-        raise _reject_core(exc, {}) from None
+    return validate_namespace(str(value), NAMESPACE_METADATA)
 
 
-def _check_forwarded(request: events_pb2.ForwardRequest) -> None:
-    """containerd's exchange.validateEnvelope: valid namespace and topic, timestamp set."""
+def _check_forwarded(request: events_pb2.ForwardRequest) -> int:
+    """containerd's exchange.validateEnvelope: valid namespace and topic, timestamp set.
+
+    :returns: the timestamp in nanoseconds since the Unix epoch
+    :raises RpcError, InvalidArgument: naming the field at fault
+    """
     if not request.HasField("envelope"):
-        raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "envelope: is required")
+        raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "envelope: is required")
     env = request.envelope
-    try:
+    with map_core_errors():  # these name envelope.* themselves
         validate_namespace(env.namespace, "envelope.namespace")
         validate_topic(env.topic, "envelope.topic")
-    except InvalidArgument as exc:
-        raise _reject_core(exc, {}) from None
-    ts = env.timestamp
-    if not env.HasField("timestamp") or (ts.seconds, ts.nanos) == (MIN_SECONDS, 0):
-        raise _Reject(grpc.StatusCode.INVALID_ARGUMENT,
-                      "envelope.timestamp: must be set on a forwarded event")
-    try:
-        check_timestamp(ts.seconds, ts.nanos, "envelope.timestamp")
-    except InvalidArgument as exc:
-        raise _reject_core(exc, {}) from None
+        ts = env.timestamp
+        if not env.HasField("timestamp") or (ts.seconds, ts.nanos) == (MIN_SECONDS, 0):
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "envelope.timestamp: must be set on a forwarded event")
+        return check_timestamp(ts.seconds, ts.nanos, "envelope.timestamp")
 
 
 class ContainerdIntrospection:

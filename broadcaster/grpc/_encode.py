@@ -2,8 +2,8 @@
 
 See the "ZERO-COPY FAN-OUT LAYOUT" note in ``protos/broadcaster/v1/broadcaster.proto``::
 
-    E = Event.SerializeToString()                  (0x12 varint(len(E)) E cached
-                                                    in core Event.encoded)
+    E = Event.SerializeToString()                  (0x12 varint(len(E)) E kept by
+                                                    the EventEncoder while the event lives)
     D = (0x0A varint(len(id)) id)* 0x12 varint(len(E)) E
     B = (0x0A varint(len(D)) D)*
     R = 0x0A varint(len(B)) B                      (a SubscribeResponse)
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .._core._types import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
+from .. import AvailabilityNotice, DropNotice, Ended, Event, ResyncNotice
+from .._proto import timestamp_seconds, varint
 from ..v1 import broadcaster_pb2 as pb
+from ._event_cache import EncodedCache
 
 __all__ = [
     "EventEncoder",
@@ -32,48 +34,10 @@ __all__ = [
     "encode_resync_notice",
     "event_field",
     "id_prefix",
-    "int64",
     "pack_batches",
     "pack_run",
-    "varint",
+    "single_epoch",
 ]
-
-#: ``Event.encoded`` holds the ``Delivery.event`` field of the event: ``0x12 varint(len(E))
-#: E``, ready to splice after the subscription ids. Its first byte (the field's tag) marks
-#: it as ours: another edge caching some other encoding in the slot must not start with it.
-_MARK = b"\x12"
-
-_SMALL = tuple(bytes((i,)) for i in range(0x80)) + tuple(
-    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(0x80, 1 << 14))
-
-
-def _varint(value: int) -> bytes:
-    if value < 1 << 28:
-        if value < 1 << 21:
-            return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80, value >> 14))
-        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80,
-                      (value >> 14 & 0x7F) | 0x80, value >> 21))
-    if value < 1 << 35:
-        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80,
-                      (value >> 14 & 0x7F) | 0x80, (value >> 21 & 0x7F) | 0x80, value >> 28))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def varint(value: int) -> bytes:
-    """The protobuf base-128 varint of a non-negative *value*."""
-    return _SMALL[value] if value < 16384 else _varint(value)
-
-
-def int64(value: int) -> bytes:
-    """The varint of an ``int64`` field: negative values as their 64-bit two's
-    complement (ten bytes), as protobuf encodes them."""
-    return varint(value) if value >= 0 else _varint(value + (1 << 64))
-
 
 def _text(tag: bytes, text: str) -> bytes:
     raw = text.encode()
@@ -81,36 +45,45 @@ def _text(tag: bytes, text: str) -> bytes:
 
 
 class EventEncoder:
-    """Serializes core events as ``Delivery.event`` fields, remembering the encoded
-    namespace, topic and type_url of recent events (at most *max_heads*) and the varint of
-    the current second. One per server; not thread-safe.
+    """Serializes core events as ``Delivery.event`` fields (``0x12 varint(len(E)) E``,
+    ready to splice after the subscription ids), each event once: the field is kept in
+    :attr:`cache` while the event lives. Remembers the encoded namespace, topic and
+    type_url of recent events (at most *max_heads*) and the varint of the current second.
+    One per server; not thread-safe.
 
     :param max_heads: bound of the (namespace, topic, type_url) cache
-    :param on_cache: called with each event and the size of the copy cached in its
-        ``encoded`` (the server passes ``Broadcaster.account_cached``)
+    :param on_cache: told each event and what keeping its field costs (the server passes
+        ``Broadcaster.account_cached``)
     """
 
-    __slots__ = ("_heads", "_max_heads", "_on_cache", "_second", "_second_bytes")
+    __slots__ = ("_heads", "_max_heads", "_second", "_second_bytes", "cache")
 
     def __init__(self, max_heads: int = 4096,
                  on_cache: Callable[[Event, int], None] | None = None) -> None:
-        self._on_cache = on_cache  # told the size of each copy cached in event.encoded
+        #: the field of every event encoded and still alive
+        self.cache = EncodedCache(on_cache)
         self._heads: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
         self._max_heads = max_heads
         self._second: int | None = None  # any int is a valid second (before 1970: < 0)
         self._second_bytes = b""
 
     def field(self, event: Event) -> bytes:
-        """``0x12 varint(len(E)) E``, computed once and cached in ``event.encoded``."""
-        cached = event.encoded
-        if cached is not None and cached[:1] == _MARK:
-            return cached
+        """``0x12 varint(len(E)) E``, computed once per event."""
+        field = self.cache.get(event)
+        return self._new_field(event) if field is None else field
+
+    def fields(self, events: Sequence[Event]) -> list[bytes]:
+        """:meth:`field` of each event, in order (those already encoded in one C loop)."""
+        fields = self.cache.get_many(events)
+        if all(fields):  # every one cached (a field is never empty)
+            return fields  # type: ignore[return-value]
+        new = self._new_field
+        return [f if f is not None else new(e) for f, e in zip(fields, events, strict=True)]
+
+    def _new_field(self, event: Event) -> bytes:
         data = self.serialize(event)
         field = b"\x12" + varint(len(data)) + data
-        if cached is None:
-            event.encoded = field
-            if self._on_cache is not None:
-                self._on_cache(event, len(field))
+        self.cache.put(event, field)
         return field
 
     def serialize(self, event: Event) -> bytes:
@@ -139,7 +112,7 @@ class EventEncoder:
         seconds, nanos = divmod(event.timestamp_ns, 1_000_000_000)
         if seconds != self._second:
             self._second = seconds
-            self._second_bytes = b"\x08" + int64(seconds) if seconds else b""
+            self._second_bytes = timestamp_seconds(seconds)
         ts = self._second_bytes + (b"\x10" + varint(nanos) if nanos else b"")
         parts.append(b"\x2a" + varint(len(ts)) + ts)
         if event.sequence:
@@ -148,14 +121,14 @@ class EventEncoder:
 
 
 def event_field(event: Event, encoder: EventEncoder | None = None) -> bytes:
-    """The ``Delivery.event`` field of *event* (``0x12 varint(len(E)) E``), computed once
-    and cached in ``event.encoded``."""
+    """The ``Delivery.event`` field of *event* (``0x12 varint(len(E)) E``), by *encoder*
+    (kept in its cache) or by a new one."""
     return (encoder or EventEncoder()).field(event)
 
 
-def encode_event(event: Event) -> bytes:
-    """``broadcaster.v1.Event`` bytes of *event* (cached on it, see :func:`event_field`)."""
-    field = event_field(event)
+def encode_event(event: Event, encoder: EventEncoder | None = None) -> bytes:
+    """``broadcaster.v1.Event`` bytes of *event* (see :func:`event_field`)."""
+    field = event_field(event, encoder)
     _, _, data = _split_len(field, 1)
     return data
 
@@ -181,6 +154,7 @@ def encode_batches(
     deliveries: Iterable[tuple[Event, Sequence[bytes]]],
     max_events: int,
     max_bytes: int,
+    encoder: EventEncoder | None = None,
 ) -> list[bytes]:
     """Serialized ``SubscribeResponse{event_batch}`` messages for *deliveries*.
 
@@ -189,9 +163,11 @@ def encode_batches(
     :param max_events: most deliveries in one message
     :param max_bytes: a message is closed once its body reaches this size (one delivery
         larger than it still goes out alone)
+    :param encoder: encodes the events (a new one when None)
     """
+    field = (encoder or EventEncoder()).field
     return pack_batches(
-        ((event_field(event), b"".join(prefixes)) for event, prefixes in deliveries),
+        ((field(event), b"".join(prefixes)) for event, prefixes in deliveries),
         max_events, max_bytes)
 
 
@@ -221,25 +197,45 @@ def pack_batches(
     return out
 
 
+#: Runs at least this long are spliced with C loops when they fit one message.
+_SPLICE_RUN = 8
+
+
 def pack_run(
     events: Sequence[Event], ids: bytes, max_events: int, max_bytes: int,
     encoder: EventEncoder | None = None,
 ) -> list[bytes]:
     """As :func:`pack_batches` for *events* that all go to the same subscriptions (*ids*,
     their concatenated :func:`id_prefix`): the common case of a stream whose
-    subscriptions read the same events."""
-    heads: dict[int, bytes] = {}
-    field_of = (encoder or EventEncoder()).field
-    fields = [c if (c := e.encoded) is not None and c[:1] == _MARK else field_of(e)
-              for e in events]
+    subscriptions read the same events. A run of one event, and a longer run that fits
+    one message (the usual cases), are spliced without a Python loop per event."""
+    encoder = encoder or EventEncoder()
+    if len(events) == 1:  # at low rates, every run
+        field = encoder.field(events[0])
+        body = b"\x0a" + varint(len(ids) + len(field)) + ids + field
+        return [b"\x0a" + varint(len(body)) + body]
+    fields = encoder.fields(events)
+    count = len(fields)
+    if count >= _SPLICE_RUN and count <= max_events:
+        lens = list(map(len, fields))
+        by_length = {flen: b"\x0a" + varint(len(ids) + flen) + ids for flen in set(lens)}
+        heads = list(map(by_length.__getitem__, lens))
+        size = sum(lens) + sum(map(len, heads))
+        if size <= max_bytes:
+            parts = [b""] * (2 * count + 1)
+            parts[0] = b"\x0a" + varint(size)
+            parts[1::2] = heads
+            parts[2::2] = fields
+            return [b"".join(parts)]
+    heads_of: dict[int, bytes] = {}
     out: list[bytes] = []
-    parts: list[bytes] = []
+    parts = []
     size = count = 0
     for field in fields:
         flen = len(field)
-        head = heads.get(flen)
+        head = heads_of.get(flen)
         if head is None:
-            head = heads[flen] = b"\x0a" + varint(len(ids) + flen) + ids
+            head = heads_of[flen] = b"\x0a" + varint(len(ids) + flen) + ids
         n = len(head) + flen
         if count and (count >= max_events or size + n > max_bytes):
             out.append(_wrap(parts, size))
@@ -257,6 +253,16 @@ def pack_run(
 def _wrap(parts: list[bytes], size: int) -> bytes:
     parts.insert(0, b"\x0a" + varint(size))
     return b"".join(parts)
+
+
+def single_epoch(epoch: str, epochs: Iterable[str]) -> str:
+    """The single ``epoch`` field of a message (kept beside the per-namespace ``epochs``
+    maps): *epoch*, the hub's, when every namespace shares it; else the one value all of
+    *epochs* share (under jetstream each namespace has its own), else ``""``."""
+    if epoch:
+        return epoch
+    distinct = set(epochs)
+    return distinct.pop() if len(distinct) == 1 else ""
 
 
 def encode_heartbeat(heartbeat_id: int, latest: dict[str, int], epoch: str,

@@ -6,6 +6,8 @@ For every call it
   method (gRPC itself would answer ``UNKNOWN`` with an internal exception text): the
   handler's deserializer is wrapped so that it never raises;
 * bounds the RPCs one client address keeps open (``max_rpcs_per_peer``; TCP only);
+* answers an :class:`RpcError` raised by its own checks or escaping the handler (from a
+  task group, too) with its status, as the handlers answer theirs (:mod:`._errors`);
 * counts open streams and finished RPCs by method and code (:class:`Telemetry`);
 * logs failed RPCs, at most one line per method and code per interval.
 
@@ -17,10 +19,11 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 
+from ._errors import RpcError, abort
 from ._peers import PeerLimiter, peer_address
 from ._ratelog import RateLimitedLog
 from ._telemetry import Telemetry
@@ -42,13 +45,12 @@ class _Unparsed:
         self.reason = reason
 
 
-class MalformedRequest(Exception):
-    """Raised from a request iterator in place of a message that could not be parsed;
-    the interceptor turns it into ``INVALID_ARGUMENT``."""
+class MalformedRequest(RpcError):
+    """Raised from a request iterator in place of a message that could not be parsed:
+    ``INVALID_ARGUMENT`` naming the method."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message, "malformed_request")
 
 
 def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -64,12 +66,13 @@ def _unparsed_message(method: str, unparsed: _Unparsed) -> str:
     return f"{method}: the request message could not be parsed ({unparsed.reason})"
 
 
-def _find_malformed(exc: BaseException) -> MalformedRequest | None:
-    if isinstance(exc, MalformedRequest):
+def _find_rpc_error(exc: BaseException) -> RpcError | None:
+    """*exc* if it is an RpcError, or the first one inside an exception group."""
+    if isinstance(exc, RpcError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _find_malformed(inner)
+            found = _find_rpc_error(inner)
             if found is not None:
                 return found
     return None
@@ -137,12 +140,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         streaming = handler.request_streaming or handler.response_streaming
         request_streaming = handler.request_streaming
 
-        async def reject(context: _Context, code: grpc.StatusCode, message: str,
-                         reason: str) -> NoReturn:
-            telemetry.reject(reason)
-            await context.abort(code, message)
-            raise AssertionError("unreachable: abort raises")  # pragma: no cover
-
         async def admit(context: _Context) -> str | None:
             """Count the call (and its client address, if bounded: returned, to release)."""
             if streaming:
@@ -151,10 +148,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 return None
             address = peer_address(context.peer())
             if not peers.acquire(address):
-                await reject(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                             f"{method}: {address} has {peers.limit} RPCs open, the "
-                             "most one client address may (max_rpcs_per_peer)",
-                             "peer_rpc_limit")
+                await abort(context, RpcError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{method}: {address} has {peers.limit} RPCs open, the most one client "
+                    "address may (max_rpcs_per_peer)", "peer_rpc_limit"), telemetry.reject)
             return address
 
         async def parsed(request: Any, context: _Context) -> Any:
@@ -163,8 +160,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             if request_streaming:
                 return _checked(request, method)
             if type(request) is _Unparsed:
-                await reject(context, grpc.StatusCode.INVALID_ARGUMENT,
-                             _unparsed_message(method, request), "malformed_request")
+                await abort(context, MalformedRequest(_unparsed_message(method, request)),
+                            telemetry.reject)
             return request
 
         def leave(context: _Context, exc: BaseException | None, address: str | None) -> None:
@@ -180,12 +177,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 error_log.log(logging.INFO, (method, code),
                               "rpc failed method=%s code=%s", method, code)
 
-        async def malformed(context: _Context, exc: BaseException) -> None:
-            found = _find_malformed(exc)
+        async def answer(context: _Context, exc: Exception) -> None:
+            found = _find_rpc_error(exc)
             if found is None:
                 raise exc
-            await reject(context, grpc.StatusCode.INVALID_ARGUMENT, found.message,
-                         "malformed_request")
+            await abort(context, found, telemetry.reject)
 
         if inspect.isasyncgenfunction(behavior):
             async def gen_wrapper(request: Any, context: _Context) -> AsyncIterator[Any]:
@@ -198,7 +194,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                         async for response in behavior(request, context):
                             yield response
                     except Exception as e:
-                        await malformed(context, e)
+                        await answer(context, e)
                 except BaseException as e:
                     exc = e
                     raise
@@ -218,7 +214,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     return await behavior(request, context)
                 except Exception as e:
-                    await malformed(context, e)
+                    await answer(context, e)
             except BaseException as e:
                 exc = e
                 raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import TracebackType
 
@@ -22,8 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client.registry import CollectorRegistry
 
-from .._core._hub import Broadcaster
-from .._core._log import LogFactory, MemoryLog
+from .. import Broadcaster, LogFactory, MemoryLog
 from .._metrics import HubCollector
 from ..payloads import CONTAINERD_PAYLOADS
 from ._config import ServerConfig, check_address
@@ -57,8 +57,8 @@ def _bound(address: str, port: int) -> str:
 
 class Server:
     """A running broadcaster server. Use as an async context manager (asyncio only):
-    entering starts the hub, the gRPC server and the metrics endpoint; leaving stops them
-    gracefully.
+    entering starts the hub, the gRPC servers and the metrics endpoint; leaving stops
+    them gracefully, then the hub.
 
     :param config: the settings
     :param registry: Prometheus registry the server's metrics are registered in (a fresh
@@ -91,7 +91,7 @@ class Server:
         self._containerd = ContainerdEvents(
             self.hub, policy=self.config.containerd_subscribe_policy(),
             drop_log=RateLimitedLog(containerd_logger, self.config.rpc_error_log_interval),
-            turns=turns)
+            turns=turns, on_reject=self.telemetry.reject)
         #: the connection quota per TCP address in force (``max_connections`` fitted
         #: under the open-file limit), known once started
         self.max_connections: int | None = None
@@ -101,7 +101,7 @@ class Server:
         self._serving = False
         self._stopping = False
         self._closed = anyio.Event()
-        self._hub_entered = False
+        self._lifetime: contextlib.AbstractAsyncContextManager[None] | None = None
 
     @property
     def serving(self) -> bool:
@@ -114,39 +114,56 @@ class Server:
         return self._service.subscribe_streams
 
     async def __aenter__(self) -> Server:
-        await self.start()
+        """Start the hub, bind every address and start serving.
+
+        :raises OSError: if an address cannot be bound (nothing is left running)
+        :raises LogUnavailable, StorageError: if the event log cannot open (nothing is
+            left running)
+        """
+        running = self._running()
+        await running.__aenter__()
+        self._lifetime = running
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
-        finally:
-            await self._exit_hub()
+        """Shut down gracefully (:meth:`stop`), then leave the hub."""
+        running, self._lifetime = self._lifetime, None
+        if running is not None:
+            await running.__aexit__(exc_type, exc, tb)
 
-    async def start(self) -> None:
-        """Start the hub, bind every address and start serving.
-
-        :raises OSError: if an address cannot be bound
-        """
-        await self.hub.__aenter__()  # LogUnavailable, StorageError: the log cannot open
-        self._hub_entered = True
-        self._check_backplane()
-        try:
-            await self._start_grpc()
-            self._start_metrics()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.stop(0)
-            await self._exit_hub()
-            raise
-        self._serving = True
-        logger.info("serving addresses=%s metrics=%s log=%s epoch=%s max_connections=%s "
-                    "max_rpcs_per_peer=%s max_connection_idle=%s", ",".join(self.addresses),
-                    self.metrics_address, self.config.log.backend,
-                    self.hub.epoch or "per-namespace", self.max_connections,
-                    self.config.max_rpcs_per_peer, self.config.max_connection_idle)
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The server's life: the hub's ``async with`` encloses everything else, so it
+        is entered first and left last, whatever happens in between. An exception (from
+        starting, or from the user's block) leaves the hub first and is raised as it is:
+        the hub's task group would wrap it in an exception group. Entering the hub opens
+        its log (``LogUnavailable``, ``StorageError``: it cannot)."""
+        raised: BaseException | None = None
+        async with self.hub:
+            started = False
+            try:
+                try:
+                    self._check_backplane()
+                    await self._start_grpc()
+                    self._start_metrics()
+                    started = True
+                    self._serving = True
+                    logger.info(
+                        "serving addresses=%s metrics=%s log=%s epoch=%s max_connections=%s "
+                        "max_rpcs_per_peer=%s max_connection_idle=%s",
+                        ",".join(self.addresses), self.metrics_address,
+                        self.config.log.backend, self.hub.epoch or "per-namespace",
+                        self.max_connections, self.config.max_rpcs_per_peer,
+                        self.config.max_connection_idle)
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.stop(None if started else 0)
+            except BaseException as exc:
+                raised = exc
+        if raised is not None:
+            raise raised
 
     def _check_backplane(self) -> None:
         """Warn when NATS' max_payload cannot carry the largest event a namespace
@@ -265,11 +282,6 @@ class Server:
         if self._metrics is not None:
             await anyio.to_thread.run_sync(self._metrics.close)
         self.hub.close()
-
-    async def _exit_hub(self) -> None:
-        if self._hub_entered:
-            self._hub_entered = False
-            await self.hub.__aexit__(None, None, None)
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`stop` has finished."""

@@ -6,29 +6,23 @@ Subscribe can send pre-serialized bytes: its response serializer is the identity
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import grpc
 
-from .._core._errors import BroadcasterError, PayloadTooLarge
-from .._core._hub import Broadcaster, PublishItem
-from .._core._validation import (
-    validate_event_id,
-    validate_labels,
-    validate_namespace,
-    validate_topic,
-)
+from .. import Broadcaster, PublishItem, validate_namespace
+from .._proto import check_timestamp
 from ..v1 import broadcaster_pb2 as pb
-from ._encode import EventEncoder
-from ._status import status_of
+from ._encode import EventEncoder, single_epoch
+from ._errors import SHUTTING_DOWN, RpcError, answering, map_core_errors
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
-from ._timestamps import check_timestamp
 from ._turns import Turns
 
 __all__ = ["SERVICE_NAME", "BroadcasterService"]
@@ -55,15 +49,6 @@ def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
     payload = event.payload
     return PublishItem(event.topic, payload.value, payload.type_url,
                        dict(labels) if labels else {}, timestamp_ns, event.event_id or None)
-
-
-def common_epoch(hub: Broadcaster, namespaces: Iterable[str]) -> str:
-    """The single ``epoch`` field of a response about *namespaces*: the hub's, or the
-    one epoch they share (each namespace has its own under jetstream), else ``""``."""
-    if hub.epoch:
-        return hub.epoch
-    epochs = {hub.epoch_of(name) for name in namespaces}
-    return epochs.pop() if len(epochs) == 1 else ""
 
 
 #: Events converted between two yields to the event loop while a batch is read.
@@ -98,15 +83,15 @@ async def _runs(events: Sequence[pb.PublishRequest]) -> list[tuple[int, str, lis
     return runs
 
 
-def _renamed(exc: BroadcasterError, offset: int) -> str:
-    """The core names fields of ``publish_many`` as ``items[i].x`` (``x`` for i = 0)."""
-    field = exc.field
+def _renamed(field: str, offset: int = 0) -> str:
+    """The request's name of a field the core names as ``publish_many`` does:
+    ``items[i].x`` (``x`` for i = 0) of a batch that starts at ``events[offset]``."""
     if field.startswith("items["):
         index, _, rest = field[len("items["):].partition("]")
-        field = f"events[{offset + int(index)}]{rest}"
-    elif not field.startswith("events["):
-        field = f"events[{offset}].{field}"
-    return f"{field}: {exc.message}"
+        return f"events[{offset + int(index)}]{rest}"
+    if field.startswith("events["):  # named by the conversion (timestamps)
+        return field
+    return f"events[{offset}].{field}"
 
 
 class BroadcasterService:
@@ -129,7 +114,10 @@ class BroadcasterService:
         self._streams: set[SubscribeStream] = set()
         self._publishers: set[anyio.CancelScope] = set()
         self._stopping = False
+        # each event serialized once for all streams, kept while the event lives and
+        # counted with its retained bytes; only while there are streams to share it with
         self._encoder = EventEncoder(on_cache=hub.account_cached)
+        self._encoder.cache.enabled = False
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to add to a ``grpc.aio.Server``."""
@@ -168,30 +156,15 @@ class BroadcasterService:
     def subscribe_streams(self) -> int:
         return len(self._streams)
 
-    async def _abort(self, context: _Context, code: grpc.StatusCode, message: str,
-                     reason: str) -> NoReturn:
-        self._telemetry.reject(reason)
-        await context.abort(code, message)
-        raise AssertionError("unreachable")
-
-    async def _abort_core(self, context: _Context, exc: BaseException) -> NoReturn:
-        if isinstance(exc, BroadcasterError):
-            code = status_of(exc)
-            await self._abort(context, code, str(exc), code.name.lower())
-        await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
-                          "unavailable")
-
     # -- Publish ------------------------------------------------------------------------
 
     async def publish(self, request: pb.PublishRequest, context: _Context) -> pb.PublishResponse:
-        try:
+        async with answering(context, self._telemetry.reject):
             item = _item(request)
             seq = await self._hub.publish(
                 request.namespace, item.topic, item.payload, type_url=item.type_url,
                 labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
             )
-        except (BroadcasterError, anyio.ClosedResourceError) as exc:
-            await self._abort_core(context, exc)
         return pb.PublishResponse(namespace=request.namespace, sequence=seq,
                                   epoch=self._hub.epoch_of(request.namespace))
 
@@ -204,19 +177,19 @@ class BroadcasterService:
             return await self._publish_stream_pipelined(requests, context)
         reading = anyio.CancelScope()
         self._publishers.add(reading)
-        try:
-            with reading:
-                async for request in requests:
-                    self._publishers.discard(reading)
-                    await context.write(await self._publish_batch(request))
-                    if self._stopping:
-                        break
-                    self._publishers.add(reading)
-        finally:
-            self._publishers.discard(reading)
-        if self._stopping:
-            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
-                              "unavailable")
+        async with answering(context, self._telemetry.reject):
+            try:
+                with reading:
+                    async for request in requests:
+                        self._publishers.discard(reading)
+                        await context.write(await self._publish_batch(request))
+                        if self._stopping:
+                            break
+                        self._publishers.add(reading)
+            finally:
+                self._publishers.discard(reading)
+            if self._stopping:
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
     async def _publish_stream_pipelined(
         self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
@@ -245,92 +218,87 @@ class BroadcasterService:
                     await context.write(box[0])
 
         reading = anyio.CancelScope()
-        failed: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(answer)
-            self._publishers.add(reading)
-            try:
-                with send, reading:
-                    async for request in requests:
-                        self._publishers.discard(reading)
-                        await slots.acquire()
-                        submitted, done = anyio.Event(), anyio.Event()
-                        box: list[pb.PublishStreamResponse] = []
-                        send.send_nowait((done, box))
-                        tg.start_soon(run, request, submitted, done, box)
-                        await submitted.wait()
-                        if self._stopping:
-                            break
-                        self._publishers.add(reading)
-            except Exception as exc:  # a malformed request: answer the batches in flight
-                failed = exc          # first (no write may be pending when the call ends)
-            finally:
-                self._publishers.discard(reading)
-        if failed is not None:
-            raise failed
-        if self._stopping:
-            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
-                              "unavailable")
+        async with answering(context, self._telemetry.reject):
+            failed: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(answer)
+                self._publishers.add(reading)
+                try:
+                    with send, reading:
+                        async for request in requests:
+                            self._publishers.discard(reading)
+                            await slots.acquire()
+                            submitted, done = anyio.Event(), anyio.Event()
+                            box: list[pb.PublishStreamResponse] = []
+                            send.send_nowait((done, box))
+                            tg.start_soon(run, request, submitted, done, box)
+                            await submitted.wait()
+                            if self._stopping:
+                                break
+                            self._publishers.add(reading)
+                except Exception as exc:
+                    # a malformed request: the batches in flight are answered first (no
+                    # write may be pending when the call ends)
+                    failed = exc
+                finally:
+                    self._publishers.discard(reading)
+            if failed is not None:
+                raise failed
+            if self._stopping:
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
     async def _publish_batch(self, request: pb.PublishStreamRequest,
                              submitted: Callable[[], None] | None = None
                              ) -> pb.PublishStreamResponse:
+        """The answer to one batch: its sequences and the epochs of its namespaces, or
+        the in-band error that refused it (the stream goes on).
+
+        :param submitted: called once the batch's place in the log is fixed (see
+            ``Broadcaster.publish_many``)
+        """
         hub = self._hub
         response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
-        events = request.events
-        if len(events) > self._max_batch_events:  # before any work per event
-            self._telemetry.reject("batch_too_large")
-            response.error.code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-            response.error.message = (
-                f"events: {len(events)} events exceed the limit of {self._max_batch_events} "
-                "per batch (publish_batch_max_events); split the batch")
-            return response
-        offset = 0
         try:
-            runs = await _runs(events)
-            if len(runs) > 1:
-                await self._precheck(runs)
-            sequences: list[int] = []
-            last = len(runs) - 1
-            for i, (offset, ns, items) in enumerate(runs):  # noqa: B007 (offset: errors)
-                sequences += await self._hub.publish_many(
-                    ns, items, submitted=submitted if i == last else None)
-        except BroadcasterError as exc:
-            code = status_of(exc)
-            self._telemetry.reject(code.name.lower())
-            response.error.code = code.value[0]
-            response.error.message = _renamed(exc, offset)
-            return response
-        except anyio.ClosedResourceError:
-            self._telemetry.reject("unavailable")
-            response.error.code = grpc.StatusCode.UNAVAILABLE.value[0]
-            response.error.message = "server: shutting down"
+            sequences, names = await self._publish_events(request.events, submitted)
+        except RpcError as exc:
+            self._telemetry.reject(exc.reason)
+            response.error.code = exc.wire_code
+            response.error.message = exc.message
             return response
         response.sequences.extend(sequences)
-        names = {ns for _, ns, _ in runs}
-        response.epochs.update({ns: hub.epoch_of(ns) for ns in names})
-        if not hub.epoch:
-            response.epoch = common_epoch(hub, names)
+        epochs = {ns: hub.epoch_of(ns) for ns in names}
+        response.epochs.update(epochs)
+        response.epoch = single_epoch(hub.epoch, epochs.values())
         return response
 
-    async def _precheck(self, runs: list[tuple[int, str, list[PublishItem]]]) -> None:
-        """Validate a batch spanning namespaces before publishing any of it (all or none;
-        only a rate quota hit after the first namespace can still split it)."""
-        config = self._hub.config
-        for offset, ns, items in runs:
-            validate_namespace(ns, f"events[{offset}].namespace")
-            limit = config.namespace(ns).max_payload_bytes
-            for i, item in enumerate(items, offset):
-                if i % _SLICE == _SLICE - 1:
-                    await anyio.lowlevel.checkpoint()
-                validate_topic(item.topic, f"events[{i}].topic")
-                validate_labels(item.labels, f"events[{i}].labels")
-                if item.event_id is not None:
-                    validate_event_id(item.event_id, f"events[{i}].event_id")
-                if len(item.payload) > limit:
-                    raise PayloadTooLarge(
-                        f"events[{i}].payload",
-                        f"{len(item.payload)} bytes exceed the limit of {limit}")
+    async def _publish_events(self, events: Sequence[pb.PublishRequest],
+                              submitted: Callable[[], None] | None = None
+                              ) -> tuple[list[int], set[str]]:
+        """Publish a batch all or none (only a rate quota or the namespace limit taken
+        by another publisher between the check and the publish, or a durable log failing
+        between two namespaces, can still split a batch that spans namespaces). Returns
+        the sequences and the namespaces published into.
+
+        :param submitted: given to the ``publish_many`` of the batch's last namespace
+        :raises RpcError: naming ``events[i]``
+        """
+        if len(events) > self._max_batch_events:  # before any work per event
+            raise RpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"events: {len(events)} events exceed the limit of {self._max_batch_events} "
+                "per batch (publish_batch_max_events); split the batch", "batch_too_large")
+        hub = self._hub
+        with map_core_errors(_renamed):
+            runs = await _runs(events)
+            if len(runs) > 1:
+                await hub.check_publish([(ns, items) for _, ns, items in runs])
+        sequences: list[int] = []
+        last = len(runs) - 1
+        for i, (offset, ns, items) in enumerate(runs):
+            with map_core_errors(functools.partial(_renamed, offset=offset)):
+                sequences += await hub.publish_many(
+                    ns, items, submitted=submitted if i == last else None)
+        return sequences, {ns for _, ns, _ in runs}
 
     # -- Subscribe ----------------------------------------------------------------------
 
@@ -338,29 +306,29 @@ class BroadcasterService:
         self, requests: AsyncIterator[pb.SubscribeRequest], context: _Context
     ) -> None:
         if self._stopping:
-            await self._abort(context, grpc.StatusCode.UNAVAILABLE, "server: shutting down",
-                              "unavailable")
+            async with answering(context, self._telemetry.reject):
+                raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         stream = SubscribeStream(self._hub, self._limits, context.write,
                                  self._telemetry.reject, self._encoder, self._turns)
         self._streams.add(stream)
+        self._encoder.cache.enabled = len(self._streams) > 1  # others to share with
         try:
             await stream.run(requests)
         finally:
             self._streams.discard(stream)
+            self._encoder.cache.enabled = len(self._streams) > 1
 
     # -- Stats --------------------------------------------------------------------------
 
     async def stats(self, request: pb.StatsRequest, context: _Context) -> pb.StatsResponse:
         stats = self._hub.statistics()
         wanted = list(request.namespaces)
-        for i, name in enumerate(wanted):
-            try:
+        async with answering(context, self._telemetry.reject):
+            for i, name in enumerate(wanted):
                 validate_namespace(name, f"namespaces[{i}]")
-            except BroadcasterError as exc:
-                await self._abort_core(context, exc)
-            if name not in stats.namespaces:
-                await self._abort(context, grpc.StatusCode.NOT_FOUND,
-                                  f"namespaces[{i}]: no namespace {name!r}", "not_found")
+                if name not in stats.namespaces:
+                    raise RpcError(grpc.StatusCode.NOT_FOUND,
+                                   f"namespaces[{i}]: no namespace {name!r}")
         response = pb.StatsResponse(
             subscriptions=stats.subscriptions,
             streams=self._telemetry.streams,

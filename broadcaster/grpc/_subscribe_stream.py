@@ -4,15 +4,20 @@ Shape of a stream::
 
     reader (the RPC's task)   Add / Remove / Ack  -> opens or closes hub subscriptions
     pump (one for all subscriptions)  receive_batch_nowait() of the subscriptions the hub
-                              woke (a ReadyQueue)  -> the stream's queue (bounded)
-    writer                    queue -> EventBatch messages -> context.write(bytes)
+                              woke (a ReadyQueue)  -> the stream's Drain (bounded)
+    writer                    Drain.take(): EventBatch messages -> context.write(bytes)
 
 Woken by the hub, the pump lingers briefly (``batch_linger``) so that a burst of
 publishes is read in one pass, then reads every woken subscription without yielding;
 the writer sends what that pass queued as one spliced ``EventBatch``, each event once
-with the ids of every subscription it matched. A slow client blocks ``context.write``;
-the queue then fills, the pump stops reading, and the hub's overflow policy of each
-subscription applies (drops are reported in-band).
+with the ids of every subscription it matched (the batching is :class:`Drain`'s, a plain
+class tested without a server). The stream reads the hub only through its public API
+(``prepare``, ``receive_batch_nowait``, ``policy_bounds``, ``latest_sequences``,
+``epochs``, ``ack``); a rejected Add is answered in band, from the edge's one error
+mapping. An Add waits for its namespaces' durable logs to open (``prepare``), and the
+stream's next requests wait with it. A slow client blocks ``context.write``; the queue
+then fills, the pump stops reading, and the hub's overflow policy of each subscription
+applies (drops are reported in-band).
 
 Every read pass and every write first takes a turn from the server's :class:`Turns`,
 so that an event fanned out to thousands of streams is read and written a bounded
@@ -23,32 +28,19 @@ advance in between.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 import grpc
 from anyio.abc import TaskGroup
 
-from .._core._errors import BroadcasterError
-from .._core._hub import Broadcaster
-from .._core._ready import ReadyQueue
-from .._core._subscription import Subscription
-from .._core._types import Ended, Event, Heartbeat
+from .. import Broadcaster, Ended, ReadyQueue, Subscription
+from .._proto import policy_from_proto
 from ..v1 import broadcaster_pb2 as pb
-from ._encode import (
-    EventEncoder,
-    encode_add_result,
-    encode_heartbeat,
-    encode_item_notice,
-    encode_removed,
-    id_prefix,
-    pack_batches,
-    pack_run,
-)
-from ._policy import policy_from_proto
-from ._status import status_of
+from ._drain import Drain, Recipient
+from ._encode import EventEncoder, encode_add_result, encode_removed, single_epoch
+from ._errors import RpcError, map_core_errors
 from ._turns import Turns
 
 __all__ = ["StreamLimits", "SubscribeStream"]
@@ -80,32 +72,17 @@ class StreamLimits:
     batch_linger: float = 0.002
 
 
-class _Entry:
+class _Entry(Recipient):
     """One subscription of the stream."""
 
-    __slots__ = ("closed", "id", "prefix", "sub", "tight")
+    __slots__ = ("sub", "tight")
 
-    def __init__(self, subscription_id: str, sub: Subscription, tight: bool) -> None:
-        self.id = subscription_id
-        self.prefix = id_prefix(subscription_id)
+    def __init__(self, subscription_id: str, sub: Subscription) -> None:
+        super().__init__(subscription_id)
         self.sub = sub
-        self.closed = False
-        self.tight = tight  # its policy bound is too small for the pump to linger
-
-
-def _is_tight(sub: Subscription, hub: Broadcaster) -> bool:
-    policies = [cursor.policy for cursor in sub.cursors.values()]
-    if sub.namespaces is None:  # namespaces created later get their own default policy
-        config = hub.config
-        policies.append(sub.policy or config.default_namespace.default_policy)
-        if sub.policy is None:
-            policies.extend(ns.default_policy for ns in config.namespaces.values())
-    return any(p.max_events < _LINGER_MIN_EVENTS
-               or 0 < p.max_bytes < _LINGER_MIN_BYTES for p in policies)
-
-
-#: Queue entries: (subscription, items) from the pump, or (None, message) from the reader.
-_Chunk = tuple[_Entry, Sequence[object]] | tuple[None, bytes]
+        max_events, max_bytes = sub.policy_bounds()
+        # its policy bound is too small for the pump to linger
+        self.tight = max_events < _LINGER_MIN_EVENTS or 0 < max_bytes < _LINGER_MIN_BYTES
 
 
 class SubscribeStream:
@@ -119,6 +96,10 @@ class SubscribeStream:
         type and second)
     :param turns: shared by every stream of the server (None: none taken)
     """
+
+    __slots__ = ("__weakref__", "_drain", "_encoder", "_high_water", "_hub", "_input_done",
+                 "_limits", "_on_reject", "_ready", "_room", "_stopping", "_subs", "_tg",
+                 "_tight", "_turns", "_wake", "_write")
 
     def __init__(
         self,
@@ -138,12 +119,10 @@ class SubscribeStream:
         self._subs: dict[str, _Entry] = {}
         self._tight = 0  # live subscriptions with a tight policy bound
         self._ready: ReadyQueue[_Entry] = ReadyQueue()
-        self._queue: deque[_Chunk] = deque()
-        self._queued_items = 0
+        self._drain = Drain(self._encoder, limits.batch_max_events, limits.batch_max_bytes)
         self._high_water = 2 * limits.batch_max_events
         self._wake: anyio.Event | None = None
         self._room: anyio.Event | None = None
-        self._last_heartbeat = 0
         self._input_done = False
         self._stopping = False
         self._tg: TaskGroup | None = None
@@ -192,28 +171,45 @@ class SubscribeStream:
                 entry.sub.ack(request.ack.heartbeat_id)
         else:
             # An empty request: answer as a rejected Add so the client learns why.
-            self._reject("", grpc.StatusCode.INVALID_ARGUMENT,
-                         "kind: one of add, remove or ack must be set", "invalid_argument")
+            self._reject("", RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                                      "kind: one of add, remove or ack must be set"))
 
     async def _add(self, add: pb.SubscribeRequest.Add) -> None:
         sid = add.subscription_id
+        try:
+            sub = await self._open(sid, add)
+        except RpcError as exc:
+            return self._reject(sid, exc)
+        entry = _Entry(sid, sub)
+        self._subs[sid] = entry
+        self._tight += entry.tight
+        epochs = sub.epochs()
+        self._control(encode_add_result(
+            sid, start_sequences=sub.start_positions(), epochs=epochs,
+            epoch=single_epoch(self._hub.epoch, epochs.values())))
+        self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
+
+    async def _open(self, sid: str, add: pb.SubscribeRequest.Add) -> Subscription:
+        """The registered subscription of *add*, its durable logs open (the stream's
+        next requests wait meanwhile).
+
+        :raises RpcError: naming the field at fault; UNAVAILABLE if a log cannot open
+        """
         if not sid:
-            return self._reject(sid, grpc.StatusCode.INVALID_ARGUMENT,
-                                "subscription_id: must not be empty", "invalid_argument")
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "subscription_id: must not be empty")
         if len(sid) > _MAX_ID_LENGTH:
-            return self._reject(sid, grpc.StatusCode.INVALID_ARGUMENT,
-                                f"subscription_id: longer than {_MAX_ID_LENGTH} characters",
-                                "invalid_argument")
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"subscription_id: longer than {_MAX_ID_LENGTH} characters")
         if sid in self._subs:
-            return self._reject(sid, grpc.StatusCode.ALREADY_EXISTS,
-                                "subscription_id: already in use on this stream",
-                                "already_exists")
+            raise RpcError(grpc.StatusCode.ALREADY_EXISTS,
+                           "subscription_id: already in use on this stream")
         if len(self._subs) >= self._limits.max_subscriptions:
-            return self._reject(
-                sid, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise RpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"subscription_id: the stream has its maximum of "
                 f"{self._limits.max_subscriptions} subscriptions", "stream_subscription_limit")
-        try:
+        with map_core_errors():
             namespaces = list(add.namespaces) or None
             policy = policy_from_proto(add.policy, self._hub.config, namespaces) \
                 if add.HasField("policy") else None
@@ -222,27 +218,14 @@ class SubscribeStream:
                 since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
                 epoch=_epochs(add), liveness="ack",
             )
-            # opens the durable logs not open yet (the stream's next requests wait)
             await self._hub.prepare(sub)
             sub.open()
-        except BroadcasterError as exc:
-            code = status_of(exc)
-            return self._reject(sid, code, str(exc), code.name.lower())
-        except anyio.ClosedResourceError:
-            return self._reject(sid, grpc.StatusCode.UNAVAILABLE,
-                                "server: shutting down", "unavailable")
-        entry = _Entry(sid, sub, _is_tight(sub, self._hub))
-        self._subs[sid] = entry
-        self._tight += entry.tight
-        epochs = sub.epochs()
-        self._control(encode_add_result(
-            sid, start_sequences=sub.start_positions(), epochs=epochs,
-            epoch=self._hub.epoch or _one(epochs.values())))
-        self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
+        return sub
 
-    def _reject(self, sid: str, code: grpc.StatusCode, message: str, reason: str) -> None:
-        self._on_reject(reason)
-        self._control(encode_add_result(sid, code.value[0], message))
+    def _reject(self, sid: str, error: RpcError) -> None:
+        """Answer an Add (or a request of no kind) with *error*, in band."""
+        self._on_reject(error.reason)
+        self._control(encode_add_result(sid, error.wire_code, error.message))
 
     def _remove(self, sid: str) -> None:
         entry = self._subs.pop(sid, None)
@@ -268,8 +251,9 @@ class SubscribeStream:
                     await anyio.sleep(linger)       # read per subscription for all of it
             elif turns is not None:
                 await turns.take()
+            drain = self._drain
             for entry, sub in ready.take():
-                while self._queued_items >= self._high_water:
+                while drain.queued_items >= self._high_water:
                     room = self._room = self._room or anyio.Event()
                     await room.wait()
                 if entry.closed:
@@ -283,8 +267,7 @@ class SubscribeStream:
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     sub.close()
                     continue
-                self._queue.append((entry, items))
-                self._queued_items += len(items)
+                drain.put(entry, items)
                 self._notify()
                 if type(items[-1]) is Ended:
                     sub.close()  # nothing follows Ended
@@ -294,7 +277,7 @@ class SubscribeStream:
                     ready.watch(entry, sub)  # everything ready was taken
 
     def _control(self, message: bytes) -> None:
-        self._queue.append((None, message))
+        self._drain.put_message(message)
         self._notify()
 
     def _notify(self) -> None:
@@ -305,8 +288,9 @@ class SubscribeStream:
     # -- the writer --------------------------------------------------------------------
 
     async def _writer(self) -> None:
+        drain = self._drain
         while True:
-            if not self._queue:
+            if not drain:
                 if (self._input_done or self._stopping) and not self._subs:
                     break
                 wake = self._wake = anyio.Event()
@@ -314,7 +298,9 @@ class SubscribeStream:
                 continue
             turns = self._turns
             try:
-                for message in self._drain():
+                messages = drain.take(self._latest, self._ended)
+                self._made_room()
+                for message in messages:
                     if turns is not None:
                         await turns.take()
                     # A write is never abandoned half way: gRPC cannot end the call (send
@@ -329,115 +315,26 @@ class SubscribeStream:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()  # stop reading requests: the stream is over
 
-    def _drain(self) -> list[bytes]:
-        """Turn everything queued into messages, in order.
-
-        Subscriptions of a stream mostly read the very same events (same namespaces,
-        filters that match alike): a chunk equal to one already seen (same Event objects,
-        compared in C) only adds its subscription's id to that run, so a delivery costs
-        per *event* rather than per event and subscription."""
-        queue, limits, encoder = self._queue, self._limits, self._encoder
-        messages: list[bytes] = []
-        runs: dict[tuple[int, ...], tuple[list[Event], list[bytes]]] = {}
-        contributors: set[_Entry] = set()
-
-        def add_run(entry: _Entry, events: list[Event]) -> None:
-            key: tuple[int, ...] = (id(events[0]), id(events[-1]), len(events))
-            run = runs.get(key)
-            if run is not None and run[0] == events:
-                run[1].append(entry.prefix)
-            else:
-                if run is not None:  # same ends and length, other events (filters)
-                    key = (*key, len(runs))
-                runs[key] = (events, [entry.prefix])
-            contributors.add(entry)
-
-        def flush() -> None:
-            if not runs:
-                return
-            if len(runs) == 1:
-                [(events, prefixes)] = runs.values()
-                messages.extend(pack_run(events, b"".join(prefixes), limits.batch_max_events,
-                                         limits.batch_max_bytes, encoder))
-            else:
-                deliveries: dict[int, tuple[Event, list[bytes]]] = {}
-                for events, prefixes in runs.values():
-                    ids = b"".join(prefixes)
-                    for event in events:
-                        found = deliveries.get(id(event))
-                        if found is None:
-                            deliveries[id(event)] = (event, [ids])
-                        else:
-                            found[1].append(ids)
-                values = list(deliveries.values())
-                if len(contributors) > 1:
-                    values.sort(key=lambda d: (d[0].namespace, d[0].sequence))
-                messages.extend(pack_batches(
-                    ((encoder.field(event), b"".join(ids)) for event, ids in values),
-                    limits.batch_max_events, limits.batch_max_bytes))
-            runs.clear()
-            contributors.clear()
-
-        while queue:
-            entry, payload = queue.popleft()
-            if entry is None:
-                flush()
-                messages.append(payload)  # type: ignore[arg-type]
-                continue
-            items: Sequence[object] = payload
-            self._queued_items -= len(items)
-            if entry.closed or not items:
-                continue
-            run = runs.get((id(items[0]), id(items[-1]), len(items)))
-            if run is not None and run[0] == items:  # the common case: O(1) per chunk
-                run[1].append(entry.prefix)
-                contributors.add(entry)
-                continue
-            start = 0
-            for i, item in enumerate(items):
-                if type(item) is Event:
-                    continue
-                if i > start:
-                    add_run(entry, items[start:i])  # type: ignore[arg-type]
-                start = i + 1
-                if type(item) is Heartbeat:
-                    if item.heartbeat_id > self._last_heartbeat:
-                        self._last_heartbeat = item.heartbeat_id
-                        flush()
-                        latest, epochs = self._latest()
-                        messages.append(encode_heartbeat(
-                            item.heartbeat_id, latest, item.epoch or _one(epochs.values()),
-                            epochs))
-                else:
-                    flush()
-                    message = encode_item_notice(entry.id, item)
-                    if message is not None:
-                        messages.append(message)
-                    if type(item) is Ended:
-                        self._ended(entry)
-            if start == 0:
-                add_run(entry, items)  # type: ignore[arg-type]
-            elif start < len(items):
-                add_run(entry, items[start:])  # type: ignore[arg-type]
-        flush()
+    def _made_room(self) -> None:
         if self._room is not None:
             self._room.set()
             self._room = None
-        return messages
 
-    def _ended(self, entry: _Entry) -> None:
-        entry.closed = True
-        if self._subs.get(entry.id) is entry:
+    def _ended(self, recipient: Recipient) -> None:
+        """Its Ended was taken: the subscription is over."""
+        entry = self._subs.get(recipient.id)
+        if entry is recipient:
             del self._subs[entry.id]
             self._tight -= entry.tight
 
     def _latest(self) -> tuple[dict[str, int], dict[str, str]]:
+        """The newest sequence and the epoch of each namespace the stream's
+        subscriptions read (a Heartbeat's)."""
         latest: dict[str, int] = {}
         epochs: dict[str, str] = {}
         for entry in self._subs.values():
-            for name, cursor in entry.sub.cursors.items():
-                latest[name] = cursor.ns.log.head
-                epochs[name] = cursor.ns.epoch
+            latest.update(entry.sub.latest_sequences())
+            epochs.update(entry.sub.epochs())
         return latest, epochs
 
 
@@ -449,9 +346,3 @@ def _epochs(add: pb.SubscribeRequest.Add) -> str | dict[str, str] | None:
     epochs = dict.fromkeys(add.since, add.epoch) if add.epoch else {}
     epochs.update(add.epochs)
     return epochs
-
-
-def _one(values: Iterable[str]) -> str:
-    """The value all of *values* share, else ``""``."""
-    distinct = set(values)
-    return distinct.pop() if len(distinct) == 1 else ""

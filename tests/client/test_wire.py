@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.client._wire import EventEncoder, encode_batch, varint
+from broadcaster._proto import varint
+from broadcaster.client._wire import EventEncoder, encode_batch
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 

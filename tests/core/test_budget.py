@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import random
 import tracemalloc
+import weakref
 
 import pytest
 
@@ -84,6 +85,7 @@ async def test_the_budget_bounds_the_memory_of_retained_events() -> None:
     serialized copy of every delivered event: what stays allocated is within the budget."""
     budget = 4 * 1024 * 1024
     rng = random.Random(7)
+    copies: weakref.WeakKeyDictionary[Event, bytes] = weakref.WeakKeyDictionary()
     async with Broadcaster(HubConfig(max_retained_bytes=budget)) as hub:
         async with hub.subscribe(None) as edge:
             gc.collect()
@@ -101,8 +103,8 @@ async def test_the_budget_bounds_the_memory_of_retained_events() -> None:
                         await hub.publish_many(f"ns{ns}", items)
                     for item in drain(edge):  # an edge serializing what it delivers
                         if isinstance(item, Event):
-                            item.encoded = bytes(len(item.payload) + 60)
-                            hub.account_cached(item, len(item.encoded))
+                            copies[item] = copy = bytes(len(item.payload) + 60)
+                            hub.account_cached(item, len(copy) + 100)  # + the dict entry
                 del items, item
                 gc.collect()
                 grown = tracemalloc.get_traced_memory()[0] - before

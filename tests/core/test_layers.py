@@ -99,15 +99,15 @@ def test_core_modules_import_each_other_without_a_circle() -> None:
 #: the layers of docs/design.md ("Inside the core"): each imports only modules before it
 LAYERS = [
     "_overflow", "_cursor", "_topics", "_budget", "_namespace", "_registry", "_subscription",
-    "_callbacks", "_ready", "_notifier", "_upkeep", "_admission", "_hub",
+    "_callbacks", "_ready", "_notifier", "_upkeep", "_admission", "_publish_check", "_hub",
 ]
 
 
 def test_the_layers_of_the_hub() -> None:
     """Policies know nothing of cursors; cursors nothing of namespaces, subscriptions or
     the hub; namespaces nothing of subscriptions or the hub; subscriptions and callbacks
-    nothing of the hub; the hub's parts (waking, upkeep, admission) are used by the hub
-    only; and nothing in the list imports what comes after it."""
+    nothing of the hub; the hub's parts (waking, upkeep, admission, checking a publish)
+    are used by the hub only; and nothing in the list imports what comes after it."""
     graph = import_graph()
     assert set(LAYERS) <= set(graph)
     for i, name in enumerate(LAYERS):
@@ -116,5 +116,5 @@ def test_the_layers_of_the_hub() -> None:
     # the modules below the layers (logs, filters, configuration, records) import none
     for name in set(graph) - set(LAYERS):
         assert not graph[name] & set(LAYERS), f"{name} imports {graph[name] & set(LAYERS)}"
-    parts = {"_notifier", "_upkeep", "_admission"}
+    parts = {"_notifier", "_upkeep", "_admission", "_publish_check"}
     assert {name for name, imported in graph.items() if imported & parts} <= {"_hub"}

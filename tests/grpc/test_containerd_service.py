@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import grpc
@@ -24,7 +25,9 @@ from broadcaster.containerd.services.introspection.v1 import (
     introspection_pb2,
     introspection_pb2_grpc,
 )
-from broadcaster.grpc._containerd import ContainerdEvents, add_containerd_services
+from broadcaster.grpc._containerd import add_containerd_services
+from broadcaster.grpc._envelope import EnvelopeEncoder
+from broadcaster.grpc._event_cache import ENTRY_OVERHEAD
 from tests.interop.harness import (
     bare_containerd_server,
     containerd_server,
@@ -130,6 +133,27 @@ async def test_publish_too_large_names_the_event(served: tuple[Broadcaster, Clie
     err = await _code_of(client.publish("tiny", "/t", any_pb2.Any(type_url="x", value=b"9" * 9)))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert _details(err).startswith("event: 9 bytes exceed the limit of 8")
+
+
+async def test_publish_names_the_type_url_in_containerds_terms(
+        served: tuple[Broadcaster, Client]) -> None:
+    _, client = served
+    payload = any_pb2.Any(type_url="x" * 5, value=b"9" * 4)
+    err = await _code_of(client.publish("tiny", "/t", payload))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _details(err).startswith("event.type_url: 5 bytes, with the payload's 4, exceed")
+
+
+async def test_refused_calls_are_counted_as_the_v1_api_counts_them(make_server: Any) -> None:
+    server = await make_server()
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        client = Client(channel)
+        await _code_of(client.publish(None, "/x"))
+        await _code_of(client.publish("a", "bad-topic"))
+        await _code_of(client.events.Subscribe(
+            events_pb2.SubscribeRequest(filters=["nope=="])).read())
+        await _code_of(client.events.Forward(events_pb2.ForwardRequest(), timeout=10))
+    assert server.telemetry.rejected == {"invalid_argument": 4}
 
 
 # -- Forward ----------------------------------------------------------------------------
@@ -325,14 +349,19 @@ async def test_slow_subscriber_loses_oldest_and_others_unaffected(tmp_path: Path
 
 
 def test_envelopes_are_serialized_once_for_all_streams() -> None:
-    hub = Broadcaster(HubConfig())
-    events = ContainerdEvents(hub)
+    charged: list[int] = []
+    unsendable: list[Event] = []
+    envelopes = EnvelopeEncoder(lambda event, size: charged.append(size), unsendable.append)
     event = Event("a", "/t", EXIT, TASK_EXIT, {}, 1_700_000_000 * 10**9, 1, 0.0, 0)
-    first = events._encode(event)
-    assert first is not None and events._encode(event) is first
+    first = envelopes.envelope(event)
+    assert first is not None and envelopes.envelope(event) is first
     env = events_pb2.Envelope.FromString(first)
     assert (env.namespace, env.topic, env.event.type_url, env.event.value) == (
         "a", "/t", TASK_EXIT, EXIT)
+    assert charged == [len(first) + ENTRY_OVERHEAD]  # counted once, with the event
+    future = Event("a", "/t", b"", "", {}, 300_000_000_000 * 10**9, 2, 0.0, 0)
+    assert envelopes.envelope(future) is None and envelopes.envelope(future) is None
+    assert unsendable == [future]  # reported once
 
 
 # -- Introspection and registration -------------------------------------------------------

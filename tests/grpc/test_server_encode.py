@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from broadcaster import Event
+from broadcaster._proto import MAX_SECONDS, MIN_SECONDS, varint
 from broadcaster.grpc._encode import (
     EventEncoder,
     encode_batches,
@@ -13,9 +15,7 @@ from broadcaster.grpc._encode import (
     event_field,
     id_prefix,
     pack_run,
-    varint,
 )
-from broadcaster.grpc._timestamps import MAX_SECONDS, MIN_SECONDS
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 
@@ -24,21 +24,19 @@ def _event(seq: int, payload: bytes = b"p", labels: dict[str, str] | None = None
                  labels or {}, 1_700_000_000_123_456_789, seq, 0.0, 10)
 
 
-@given(st.integers(min_value=1, max_value=2**64 - 1))
-def test_varint_matches_protobuf(value: int) -> None:
-    assert pb.Heartbeat(heartbeat_id=value).SerializeToString() == b"\x08" + varint(value)
-
-
-def test_event_is_encoded_once_and_cached() -> None:
+def test_event_is_encoded_once_per_encoder() -> None:
     event = _event(3, labels={"b": "2", "a": "1"})
-    data = encode_event(event)
+    encoder = EventEncoder()
+    data = encode_event(event, encoder)
     parsed = pb.Event.FromString(data)
     assert (parsed.sequence, parsed.payload.value, dict(parsed.labels)) == (
         3, b"p", {"a": "1", "b": "2"})
     assert parsed.timestamp.ToNanoseconds() == 1_700_000_000_123_456_789
-    assert event.encoded is not None
-    event.payload = b"changed"  # the cache is what is sent from now on
-    assert encode_event(event) == data
+    assert encoder.cache.get(event) == b"\x12" + varint(len(data)) + data
+    event.payload = b"changed"  # what the encoder keeps is what is sent from now on
+    assert encode_event(event, encoder) == data
+    assert encoder.fields([event, event]) == [encoder.field(event)] * 2
+    assert encode_event(event) != data  # another encoder encodes it afresh
 
 
 @given(st.lists(st.tuples(st.binary(max_size=300), st.lists(
@@ -102,3 +100,36 @@ def test_pack_run_equals_general_path() -> None:
     assert pack_run(events, b"".join(ids), 16, 2000) == general
     counts = [len(pb.SubscribeResponse.FromString(m).event_batch.deliveries) for m in general]
     assert sum(counts) == 40 and len(counts) > 2 and max(counts) <= 16
+
+
+@given(st.lists(st.binary(max_size=400), min_size=1, max_size=40),
+       st.integers(min_value=1, max_value=50), st.integers(min_value=1, max_value=20_000))
+@example([b"x"] * 8, 8, 1 << 20)  # a run spliced at once: exactly at max_events
+@example([b"x" * 100] * 9, 100, 1200)  # ... that does not fit max_bytes
+@example([b"x" * 3000], 1, 10)  # one delivery larger than max_bytes goes out alone
+def test_pack_run_equals_the_general_path_at_any_length_and_bound(
+        payloads: list[bytes], max_events: int, max_bytes: int) -> None:
+    """Runs of one, short runs and long runs take different paths; the bytes do not
+    differ."""
+    events = [_event(i + 1, payload) for i, payload in enumerate(payloads)]
+    ids = [id_prefix("a"), id_prefix("bb")]
+    encoder = EventEncoder()
+    general = encode_batches(((e, ids) for e in events), max_events, max_bytes, encoder)
+    assert pack_run(events, b"".join(ids), max_events, max_bytes, encoder) == general
+    delivered = [d.event.sequence for m in general
+                 for d in pb.SubscribeResponse.FromString(m).event_batch.deliveries]
+    assert delivered == list(range(1, len(events) + 1))
+
+
+@pytest.mark.parametrize("length", [1, 2, 8, 50])
+def test_a_run_is_split_exactly_at_its_bounds(length: int) -> None:
+    events = [_event(i + 1, b"x" * (10 + i % 3)) for i in range(length)]
+    ids = id_prefix("sub")
+    [whole] = pack_run(events, ids, length, 1 << 30)
+    body = len(whole) - 1 - len(varint(len(whole)))  # less the message's own head
+    for max_events, max_bytes, messages in [
+            (length, body, 1), (length, body - 1, 1 if length == 1 else 2),
+            (max(1, length - 1), body, 1 if length == 1 else 2)]:
+        packed = pack_run(events, ids, max_events, max_bytes)
+        assert packed == encode_batches(((e, [ids]) for e in events), max_events, max_bytes)
+        assert len(packed) == messages, (max_events, max_bytes)

@@ -18,10 +18,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from broadcaster.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from broadcaster.grpc import Server
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 from ._helpers import add, publish, read_kind, stub
+from .conftest import server_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
@@ -110,23 +112,66 @@ async def test_metrics_http_and_healthz(make_server: Any) -> None:
 
 
 async def test_stop_ends_an_idle_publish_stream_with_unavailable(make_server: Any) -> None:
+    """... and a containerd Subscribe stream: both APIs say it the same way."""
     server = await make_server(grace_period=30.0)
     async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
         call = stub(channel).PublishStream()
         await call.write(pb.PublishStreamRequest(batch_id=1, events=[
             pb.PublishRequest(namespace="default", topic="/x")]))
         assert list((await call.read()).sequences) == [1]
+        envelopes = events_pb2_grpc.EventsStub(channel).Subscribe(
+            events_pb2.SubscribeRequest())
+        with anyio.fail_after(10):
+            while server.hub.subscription_count < 1:
+                await anyio.sleep(0.005)
         with anyio.fail_after(10):  # far below the grace period: nothing waits for it
             await server.stop()
-        assert await call.code() == grpc.StatusCode.UNAVAILABLE
+        for ended in (call, envelopes):
+            assert (await ended.code(), await ended.details()) == (
+                grpc.StatusCode.UNAVAILABLE, "server: shutting down")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await publish(channel, "default", "/late")
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_bind_failure_is_reported(make_server: Any, server: Server) -> None:
-    with pytest.raises(OSError, match=r"listen\[0\]"):
-        await make_server(listen=[server.addresses[0]])
+async def test_bind_failure_is_reported_and_leaves_nothing_running(
+        tmp_path: Path, server: Server) -> None:
+    failed = Server(server_config(tmp_path, listen=[server.addresses[0]]),
+                    registry=CollectorRegistry())
+    with pytest.raises(OSError, match=r"listen\[0\]"):  # as it is, not in a group
+        await failed.__aenter__()
+    _assert_over(failed)
+
+
+def _assert_over(server: Server) -> None:
+    """The server stopped and its hub was left: its tasks ended, nothing registered."""
+    assert server._closed.is_set() and not server.serving
+    with pytest.raises(anyio.ClosedResourceError):
+        server.hub.task_group  # noqa: B018
+    assert server.hub.subscription_count == 0
+
+
+async def test_an_error_in_the_servers_block_leaves_the_hub_and_comes_out_as_it_is(
+        tmp_path: Path) -> None:
+    server = Server(server_config(tmp_path), registry=CollectorRegistry())
+    with pytest.raises(KeyError, match="mine"):
+        async with server:
+            async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+                call = stub(channel).Subscribe()
+                await call.write(add("a"))
+                await read_kind(call, "add_result")
+                raise KeyError("mine")
+    _assert_over(server)
+
+
+async def test_a_cancelled_server_block_stops_the_server_and_the_hub(tmp_path: Path) -> None:
+    server = Server(server_config(tmp_path), registry=CollectorRegistry())
+    with anyio.CancelScope() as scope:
+        async with server:
+            scope.cancel()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    _assert_over(server)
 
 
 def _cli(*args: str) -> list[str]:

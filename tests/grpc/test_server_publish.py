@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 
-from broadcaster import HubConfig, NamespaceConfig
+from broadcaster import HubConfig, NamespaceConfig, Retention
 from broadcaster.grpc import Server
 from broadcaster.grpc._service import _runs
 from broadcaster.v1 import broadcaster_pb2 as pb
@@ -151,6 +151,52 @@ async def test_stats_reports_the_largest_lag_of_a_namespace(server: Server) -> N
         assert lags == {"idle": 0, "lagging": 5}
         after = await stub(channel).Stats(pb.StatsRequest(namespaces=["lagging"]))
         assert after.namespaces[0].max_lag == 0  # no subscriber left
+
+
+_SPANNING = HubConfig(
+    max_namespaces=4,
+    namespaces={
+        "small": NamespaceConfig(max_payload_bytes=100),
+        "tiny": NamespaceConfig(retention=Retention(max_bytes=1000)),
+        "slow": NamespaceConfig(max_publish_rate=1.0, publish_burst=2),
+    },
+)
+
+
+@pytest.mark.parametrize(("events", "code", "message"), [
+    ([_req("a"), _req("small", payload=any_pb2.Any(type_url="t" * 41, value=b"x" * 60))],
+     grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "events[1].type_url: 41 bytes, with the payload's 60, exceed the limit of 100"),
+    ([_req("a"), _req("tiny", payload=any_pb2.Any(value=b"x" * 900))],
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "events[1].payload: event of "),
+    ([_req("a"), _req("b", labels={"": "v"})], grpc.StatusCode.INVALID_ARGUMENT,
+     "events[1].labels"),
+    ([_req("slow"), _req("a"), _req("slow"), _req("slow")], grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "events[2].namespace: namespace 'slow' is over its rate"),
+    ([_req(f"n{i}") for i in range(5)], grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "events[4].namespace: creating 5 new namespaces would exceed the hub's maximum of 4"),
+    ([_req("a"), _req("Bad!")], grpc.StatusCode.INVALID_ARGUMENT, "events[1].namespace: "),
+    ([_req("a"), _req("b"), _req("b", event_id="bad id")], grpc.StatusCode.INVALID_ARGUMENT,
+     "events[2].event_id: "),
+], ids=["type_url-with-payload", "retention", "labels", "rate", "namespaces", "name",
+        "event_id"])
+async def test_a_batch_spanning_namespaces_is_checked_whole_as_the_core_would(
+        make_server: Any, events: list[pb.PublishRequest], code: grpc.StatusCode,
+        message: str) -> None:
+    """Every check of the core's publish, on every namespace of the batch, before any of
+    it is published (the edge's own copy of the checks missed the type_url limit)."""
+    server = await make_server(hub=_SPANNING)
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = stub(channel).PublishStream()
+        await call.write(pb.PublishStreamRequest(batch_id=1, events=events))
+        refused = await call.read()
+        assert not refused.sequences
+        assert (refused.error.code, refused.error.message[:len(message)]) == (
+            code.value[0], message), refused.error.message
+        assert server.hub.namespace_names() == []  # none of it published
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK
+    assert server.telemetry.rejected[code.name.lower()] == 1
 
 
 async def test_an_event_id_is_stored_once_by_publish_and_publish_stream(server: Server) -> None:

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
+from broadcaster._proto import MAX_SECONDS, MIN_SECONDS
 from broadcaster.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from broadcaster.grpc import Server
-from broadcaster.grpc._timestamps import MAX_SECONDS, MIN_SECONDS
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 from ._helpers import add, publish, read_events, read_kind, stub, wait_until

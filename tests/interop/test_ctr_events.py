@@ -328,7 +328,7 @@ async def test_hub_shutdown_ends_ctr_with_unavailable(
         assert await ctr.line() == "2001-09-09 01:46:40 +0000 UTC ns /last "
         with anyio.fail_after(10):
             assert await ctr.process.wait() == 1
-    assert "code = Unavailable desc = the broadcaster is shutting down" in ctr.stderr()
+    assert "code = Unavailable desc = server: shutting down" in ctr.stderr()
 
 
 async def test_grpcurl_sees_introspection_through_reflection(
