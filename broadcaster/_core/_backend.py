@@ -88,6 +88,9 @@ class LogBackend:
         self.store = store
         self._hub = hub
         self.logs: dict[str, DurableLog] = {}
+        #: each open log's head when it was opened (loaded), before anything was appended
+        #: through it: where a subscription that waited for the opening starts
+        self.opened_heads: dict[str, int] = {}
         #: namespaces whose log reported itself unavailable, and why
         self.unavailable: dict[str, str] = {}
         self._opening: dict[str, anyio.Event] = {}
@@ -109,6 +112,7 @@ class LogBackend:
         opening = self._opening[name] = anyio.Event()
         try:
             log = await self.store.open_log(name, retention, self)
+            self.opened_heads[name] = log.head
             self.logs[name] = log
             return log
         finally:

@@ -627,8 +627,10 @@ class Broadcaster:
             self._plan(sub)
             for name in sub.namespaces:
                 if name not in self._namespaces and name not in backend.logs:
-                    log = await backend.open(name, self.config.namespace(name).retention)
-                    sub.opened_at(name, log.head)
+                    await backend.open(name, self.config.namespace(name).retention)
+                    # the head when the log opened, not now: while this task waited for
+                    # another to open it, that one may have published (and committed)
+                    sub.opened_at(name, backend.opened_heads[name])
         # a resume on a shared log: this node's view may lag behind the node the
         # subscriber was on; catch up before the cursors are positioned, so that a
         # `since` the log has is not taken for one ahead of it

@@ -3,8 +3,10 @@ BACKGROUND.md), errors, stuck-callback reporting."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -181,3 +183,34 @@ async def test_removing_a_callback_cancels_its_running_call_at_its_next_await() 
         await anyio.wait_all_tasks_blocked()
         assert hub.statistics().callback_errors == 0  # cancelled, not failed
     assert reached == ["started"]
+
+
+@pytest.mark.trio
+async def test_callbacks_waiting_for_the_log_to_open_miss_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Callbacks registered before the first publish of a namespace whose durable log is
+    not open yet: the publisher opens the log and the callbacks' tasks wait for it; one
+    that resumed after the publisher's first event was stored used to start after it
+    (``opened_at`` took the log's head at its resumption, not at the opening), and lost
+    it. Trio runs ready tasks in a random order: many hubs, each a fresh interleaving."""
+    for _ in range(20):
+        got: list[list[int]] = [[], [], []]
+        async with Broadcaster(NOW) as hub:
+            for seen in got:
+                hub.on_event(_recorder(seen), "a")
+            for _ in range(3):
+                await hub.publish("a", "/x")
+            await until(functools.partial(_each_has, got, 3))
+            assert got == [[1, 2, 3]] * 3
+
+
+def _recorder(seen: list[int]) -> Callable[[Item], None]:
+    def record(item: Item) -> None:
+        if isinstance(item, Event):
+            seen.append(item.sequence)
+    return record
+
+
+def _each_has(lists: list[list[int]], count: int) -> bool:
+    return all(len(seen) == count for seen in lists)
