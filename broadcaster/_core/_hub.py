@@ -845,6 +845,7 @@ class Broadcaster:
             max_retained_bytes=budget.max_retained_bytes,
             budget_trimmed_events=budget.trimmed_events,
             budget_trimmed_bytes=budget.trimmed_bytes,
+            subscription_wakeups=self._notifier.woken,
         )
 
 

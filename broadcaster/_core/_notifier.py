@@ -41,6 +41,7 @@ class Notifier:
         self._rewake: set[Waiter] = set()  # filters with more to match (defer)
         self.wildcard_waiting: set[Waiter] = set()  # parked all-namespaces subscriptions
         self._event: anyio.Event | None = None
+        self.woken = 0  # subscriptions woken so far
 
     def mark(self, ns: NamespaceState) -> None:
         """Note that *ns* has new events."""
@@ -95,6 +96,7 @@ class Notifier:
             if self.wildcard_waiting:
                 woken.extend(self.wildcard_waiting)
                 self.wildcard_waiting.clear()
+            self.woken += len(woken)
             await wake_in_slices(woken, self._batch)
             woken.clear()
 
