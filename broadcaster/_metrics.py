@@ -159,6 +159,11 @@ def _hub_families(stats: HubStatistics) -> Iterator[Metric]:
         "broadcaster_retention_budget_trimmed_events",
         "Retained events dropped, oldest first across namespaces, to keep within "
         "max_retained_bytes.", value=stats.budget_trimmed_events)
+    yield CounterMetricFamily(
+        "broadcaster_subscription_wakeups",
+        "Subscriptions woken to read after publishes (one filtering on topic== and "
+        "event.<field>== only by an event with that topic and field value).",
+        value=stats.subscription_wakeups)
 
 
 def _le(bound: float) -> str:

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from ._filters import Matcher
+from ._filters import Key, Matcher
 from ._log import EventLog
 from ._overflow import OverflowPolicy
 from ._policy import Policy
@@ -54,8 +54,9 @@ class Reader(Protocol):
         ...
 
     @property
-    def topics(self) -> frozenset[str] | None:
-        """The only topics its filter can match (None: any)."""
+    def keys(self) -> frozenset[Key] | None:
+        """What every event its filter matches has one of (None: not known; see
+        :mod:`._topics`)."""
         ...
 
     @property
@@ -98,9 +99,10 @@ class Source(Protocol):
     @property
     def unavailable_reason(self) -> str: ...
 
-    def quiet_since(self, topics: frozenset[str], start: int) -> bool: ...
+    def listing(self, keys: frozenset[Key], start: int, stop: int
+                ) -> tuple[list[int] | None, int]: ...
 
-    def lost_since(self, topics: frozenset[str], start: int) -> bool: ...
+    def lost_since(self, keys: frozenset[Key], start: int) -> bool: ...
 
     def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
                budget: float = 0.0) -> tuple[list[Event], int]: ...
@@ -224,32 +226,59 @@ class Cursor(Generic[S]):
         if start > head:
             self.behind = False
             return
-        topics = self.sub.topics
-        if topics is not None:  # the filter matches these topics only
-            if self.ns.quiet_since(topics, start):
-                self.accepted_end = head + 1  # nothing it could match: skip, unread
-                self.behind = False
-                return
-            if start < log.first and not self.ns.lost_since(topics, start):
-                start = log.first  # retention took only events it could not match
+        keys = self.sub.keys  # what every event its filter matches has one of
+        if keys is not None and start < log.first and not self.ns.lost_since(keys, start):
+            start = log.first  # retention took only events it could not match
         if start < log.first:
             self._lost_to_retention(start, log.first - 1)
             start = log.first
         self.accepted_end = head + 1
+        self.behind = False
         matcher = self.sub.matcher
         if matcher is None:
-            events = log.read(start, head + 1)
+            events: Sequence[Event] = log.read(start, head + 1)
             if len(events) <= head - start:  # a durable log's older history: in parts
                 events = self._read_on(events, start, head + 1)
         else:
-            clock, budget = self.sub.match_budget() if budgeted else (None, 0.0)
-            events, end = self.ns.filter(matcher, start, head + 1, clock, budget)  # shared
-            self.accepted_end = end
-            # more to match, unless the log has nothing more to give without waiting
-            # (then its history_loaded wakes the subscription)
-            self.behind = end <= head and bool(log.read(end, end + 1))
+            listed: list[Event] = []
+            if keys is not None and start <= head:
+                listed, start = self._read_listed(keys, matcher, start, head + 1)
+            if start <= head and self.accepted_end > head:
+                clock, budget = self.sub.match_budget() if budgeted else (None, 0.0)
+                more, end = self.ns.filter(matcher, start, head + 1, clock, budget)  # shared
+                self.accepted_end = end
+                # more to match, unless the log has nothing more to give without waiting
+                # (then its history_loaded wakes the subscription)
+                self.behind = end <= head and bool(log.read(end, end + 1))
+                events = listed + more if listed else more
+            else:
+                events = listed
         if events:
             self.overflow.admit(self, events, now)
+
+    def _read_listed(self, keys: frozenset[Key], matcher: Matcher, start: int, stop: int
+                     ) -> tuple[list[Event], int]:
+        """Match the events of ``[start, stop)`` that the namespace's index lists for
+        *keys* (skipping the rest unread); return them and where reading must go on
+        (*stop* if the index knew the whole range). Stops early, with ``accepted_end``
+        set, at :data:`_SETTLE_READ_MAX` events (``behind``) or at one the log cannot
+        give without waiting (its history_loaded wakes the subscription)."""
+        seqs, known = self.ns.listing(keys, start, stop)
+        if seqs is None:
+            return [], start
+        log = self.ns.log
+        out: list[Event] = []
+        for i, seq in enumerate(seqs):
+            if i == _SETTLE_READ_MAX:
+                self.accepted_end, self.behind = seq, True
+                return out, seq
+            got = log.read(seq, seq + 1)
+            if not got:
+                self.accepted_end = seq
+                return out, seq
+            if matcher(got[0]):
+                out.append(got[0])
+        return out, known
 
     def _read_on(self, events: Sequence[Event], start: int, stop: int) -> Sequence[Event]:
         """*events*, a prefix of ``[start, stop)`` that a durable log gave, with what it

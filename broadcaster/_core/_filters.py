@@ -44,6 +44,7 @@ from ._types import Event
 
 __all__ = [
     "CompiledFilters",
+    "Key",
     "Matcher",
     "compile_field_filter",
     "compile_filter_list",
@@ -52,6 +53,9 @@ __all__ = [
 ]
 
 Matcher = Callable[[Event], bool]
+#: ``(topic, field path, value)``: events of that topic whose payload field at that path
+#: has that value; the path is ``()`` for every event of the topic (see :mod:`._topics`)
+Key = tuple[str, tuple[str, ...], str]
 #: the fields of an event's payload (None: it has none that can be read)
 PayloadOf = Callable[[Event], "FieldLookup | None"]
 
@@ -85,12 +89,17 @@ class CompiledFilters:
     :ivar topics: the only topics the filters can match (None: any topic)
     :ivar memory: estimated bytes the compiled form holds
     :ivar reads_payload: some selector reads payload fields (``event.``)
+    :ivar keys: one key per filter that can match, which every event it matches has
+        (see :mod:`._topics`): ``(topic, (), "")`` for a filter requiring ``topic==X``,
+        ``(topic, path, value)`` when it also requires ``event.<path>==<value>``; None
+        when some filter requires no topic
     """
 
     matcher: Matcher | None
     topics: frozenset[str] | None
     memory: int
     reads_payload: bool
+    keys: frozenset[Key] | None = None
 
 
 def _absent(selector: Selector, rx: Callable[[str], bool] | None) -> bool:
@@ -269,7 +278,7 @@ def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAU
     if not filters:
         return CompiledFilters(None, None, 0, False)
     alternatives: list[list[_Test]] = []
-    topics: set[str] | None = set()
+    keys: set[Key] | None = set()
     memory = selectors = regexes = 0
     reads_payload = matches_all = False
     for i, text in enumerate(filters):
@@ -304,19 +313,40 @@ def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAU
         conj = sorted(tests.values(), key=lambda t: t.cost)
         alternatives.append(conj)
         reads_payload = reads_payload or any(t.cost >= _PAYLOAD_COST for t in conj)
-        required = [s.value for s in parsed if s.path[0] == "topic" and s.operator == EQUAL]
-        if topics is not None:
-            if required:
-                topics.add(required[0])
+        if keys is not None:
+            key = _key_of(parsed)
+            if key is None:
+                keys = None
             else:
-                topics = None
+                keys.add(key)
     memory += 512 * selectors + 2 * sum(len(f) for f in filters) + 256 * len(filters)
     if matches_all:
         return CompiledFilters(None, None, memory, False)
     if not alternatives:  # nothing can match: an empty topic set parks it for good
-        return CompiledFilters(lambda e: False, frozenset(), memory, False)
-    return CompiledFilters(_any(alternatives), None if topics is None else frozenset(topics),
-                           memory, reads_payload)
+        return CompiledFilters(lambda e: False, frozenset(), memory, False, frozenset())
+    if keys is None:
+        return CompiledFilters(_any(alternatives), None, memory, reads_payload)
+    return CompiledFilters(_any(alternatives), frozenset(k[0] for k in keys), memory,
+                           reads_payload, frozenset(keys))
+
+
+def _key_of(parsed: Sequence[Selector]) -> Key | None:
+    """The key every event a filter (a conjunction: *parsed*) matches has: its first
+    ``topic==`` value, with its first ``event.<path>==<value>`` if any; None if it
+    requires no topic."""
+    topic: str | None = None
+    field: tuple[tuple[str, ...], str] | None = None
+    for selector in parsed:
+        if selector.operator != EQUAL:
+            continue
+        head = selector.path[0]
+        if head == "topic" and topic is None:
+            topic = selector.value
+        elif head == "event" and len(selector.path) > 1 and field is None:
+            field = (selector.path[1:], selector.value)
+    if topic is None:
+        return None
+    return (topic, (), "") if field is None else (topic, *field)
 
 
 def compile_filters(filters: Sequence[str], *, limits: FilterConfig = _DEFAULT_LIMITS,

@@ -29,7 +29,7 @@ from ._durable import (
 )
 from ._errors import QuotaExceeded
 from ._filter_cache import FilterCache
-from ._filters import Matcher
+from ._filters import Key, Matcher
 from ._items import CheckedItem, ItemChecker, PublishItem
 from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
@@ -71,8 +71,6 @@ class Broadcaster:
         self._backend = LogBackend(store, self) if store is not None else None
         self._random = random.Random(self.config.seed)
         self._budget = Budget(self.config.max_cursors, self.config.max_retained_bytes)
-        self._table = NamespaceTable(self.config, log_factory, self._budget)
-        self._namespaces = self._table.live
         self._subs: set[Subscription] = set()
         self._wildcard: dict[Subscription, None] = {}  # all-namespaces ones, oldest first
         self._items = ItemChecker()
@@ -84,6 +82,9 @@ class Broadcaster:
             self.config.payload_fields or json_fields, max_events=limits.decode_cache_events,
             max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
         self.filter_cache = FilterCache(limits, self.payload_fields.fields)
+        self._table = NamespaceTable(self.config, log_factory, self._budget,
+                                     self.payload_fields.fields)
+        self._namespaces = self._table.live
         self._notifier = Notifier(self.config.notify_linger, self.config.wake_batch)
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -607,19 +608,20 @@ class Broadcaster:
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
         """
         names = check_arguments(namespaces, since, since_default, policy, liveness)
-        matcher, topics = self._matcher(filters)
+        matcher, keys = self._matcher(filters)
         return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness,
-                            topics, admit)
+                            keys, admit)
 
     def _matcher(self, filters: Sequence[str]
-                 ) -> tuple[Matcher | None, frozenset[str] | None]:
-        """Compile *filters*, and find the only topics they can match (None: any).
+                 ) -> tuple[Matcher | None, frozenset[Key] | None]:
+        """Compile *filters*, and find the keys an event they match must have (None: they
+        may match events without any key: see :mod:`._topics`).
 
         Identical filter lists share one matcher (within the bounds of
         ``HubConfig.filters``), so that their subscriptions share each filtered read of
         the log."""
         compiled = self.filter_cache.get(filters)
-        return compiled.matcher, compiled.topics
+        return compiled.matcher, compiled.keys
 
     async def prepare(self, sub: Subscription) -> None:
         """Open the durable logs of the namespaces *sub* names that have none open yet,
@@ -843,6 +845,7 @@ class Broadcaster:
             max_retained_bytes=budget.max_retained_bytes,
             budget_trimmed_events=budget.trimmed_events,
             budget_trimmed_bytes=budget.trimmed_bytes,
+            subscription_wakeups=self._notifier.woken,
         )
 
 

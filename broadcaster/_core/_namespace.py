@@ -20,9 +20,10 @@ from ._cursor import Cursor, evict_slow
 from ._dedup import DedupWindow
 from ._durable import DurableLog, Stored
 from ._errors import QuotaExceeded
-from ._filters import Matcher
+from ._filters import Key, Matcher
 from ._items import CheckedItem
 from ._log import EventLog
+from ._payload import FieldLookup
 from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._topics import TopicIndex
@@ -35,14 +36,19 @@ class Waiter(Protocol):
     """A subscription parked on a namespace, waiting for its events."""
 
     @property
-    def topics(self) -> frozenset[str] | None:
-        """Only a publish of one of these wakes it (None: any publish)."""
+    def keys(self) -> frozenset[Key] | None:
+        """Only an event with one of these keys wakes it (None: any publish; see
+        :mod:`._topics`)."""
         ...
 
     def wake(self) -> None: ...
 
 _FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing
 _FILTER_CACHE_ENTRIES = 1024  # distinct matchers remembered per namespace
+
+
+def _no_fields(event: Event) -> FieldLookup | None:
+    return None
 
 
 def check_burst(name: str, config: NamespaceConfig, count: int) -> None:
@@ -64,7 +70,8 @@ class NamespaceState:
     """Everything the hub keeps for one namespace."""
 
     def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
-                 budget: Budget, epoch: str = "", durable: DurableLog | None = None) -> None:
+                 budget: Budget, epoch: str = "", durable: DurableLog | None = None,
+                 payload_of: Callable[[Event], FieldLookup | None] | None = None) -> None:
         self.name = name
         self.config = config
         self.log = log
@@ -87,11 +94,12 @@ class NamespaceState:
         self.block_cursors: set[Cursor[NamespaceState]] = set()
         self.sweep_cursors: set[Cursor[NamespaceState]] = set()
         self.waiting: set[Waiter] = set()
-        # subscriptions whose filters only match some topics wait under those topics, and
-        # only a publish of one of them wakes them
-        self.waiting_topics: dict[str, set[Waiter]] = {}
-        self.burst_topics: set[str] = set()  # published since the last notify
-        self.topics = TopicIndex()  # of the topics its subscriptions filter on
+        # keyed subscriptions (filters requiring topics, maybe payload fields) wait under
+        # their keys, and only an event with one of them wakes them
+        self.waiting_keys: dict[Key, set[Waiter]] = {}
+        self.burst_keys: set[Key] = set()  # published (noted) since the last notify
+        # the keys its subscriptions have, and where events with them were published
+        self.topics = TopicIndex(payload_of or _no_fields, self.waiting_keys, self.burst_keys)
         # the last filtered read per matcher: subscriptions sharing a filter (interned by
         # the hub) and a position filter the log once between them
         self.filtered: dict[Matcher, tuple[int, int, list[Event], int]] = {}
@@ -114,9 +122,9 @@ class NamespaceState:
     def add(self, cursor: Cursor[NamespaceState]) -> None:
         if cursor in self.cursors:
             return
-        topics = cursor.sub.topics
-        if topics is not None:
-            self.topics.watch(topics, self.log.head)
+        keys = cursor.sub.keys
+        if keys is not None:
+            self.topics.watch(keys, self.log.head)
         self.cursors.add(cursor)
         self.budget.cursors += 1
         self.changed = True
@@ -130,9 +138,9 @@ class NamespaceState:
     def remove(self, cursor: Cursor[NamespaceState]) -> None:
         if cursor not in self.cursors:
             return
-        topics = cursor.sub.topics
-        if topics is not None:
-            self.topics.unwatch(topics)
+        keys = cursor.sub.keys
+        if keys is not None:
+            self.topics.unwatch(keys)
         self.cursors.discard(cursor)
         self.budget.cursors -= 1
         self.changed = True
@@ -206,7 +214,7 @@ class NamespaceState:
         self.budget.retained_bytes += log.retained_bytes - before
         self.changed = True
         if self.topics.watchers:
-            self.topics.note(appended, log.first, self.waiting_topics, self.burst_topics)
+            self.topics.note(appended, log.first)
         self.published += len(appended)
         if self.budget_entry is None:
             self.budget.track(self)
@@ -260,10 +268,10 @@ class NamespaceState:
 
     def arrived(self, events: Sequence[Event]) -> None:
         """Count *events*, which entered the durable log's history (published here or,
-        on a shared log, by another node), and note their topics."""
+        on a shared log, by another node), and note their keys."""
         self.changed = True
         if self.topics.watchers:
-            self.topics.note(events, self.log.first, self.waiting_topics, self.burst_topics)
+            self.topics.note(events, self.log.first)
         self.published += len(events)
 
     def reset(self, epoch: str) -> None:
@@ -348,50 +356,62 @@ class NamespaceState:
 
     def park(self, sub: Waiter) -> None:
         """Note that *sub* waits for this namespace's events."""
-        topics = sub.topics
-        if topics is None:
+        keys = sub.keys
+        if keys is None:
             self.waiting.add(sub)
             return
-        for topic in topics:
-            waiters = self.waiting_topics.get(topic)
+        for key in keys:
+            waiters = self.waiting_keys.get(key)
             if waiters is None:
-                waiters = self.waiting_topics[topic] = set()
+                waiters = self.waiting_keys[key] = set()
             waiters.add(sub)
 
     def unpark(self, sub: Waiter) -> None:
         self.waiting.discard(sub)
-        if sub.topics is not None:
-            for topic in sub.topics:
-                waiters = self.waiting_topics.get(topic)
+        if sub.keys is not None:
+            for key in sub.keys:
+                waiters = self.waiting_keys.get(key)
                 if waiters is not None:
                     waiters.discard(sub)
                     if not waiters:
-                        del self.waiting_topics[topic]
+                        del self.waiting_keys[key]
+
+    @property
+    def unnoted(self) -> bool:
+        """Whether events wait for the notifier to read their fields."""
+        return bool(self.topics.pending)
+
+    def note_fields(self, limit: int) -> bool:
+        """Read the fields of up to *limit* events waiting for it (see :mod:`._topics`);
+        return whether more wait."""
+        return self.topics.note_fields(self.log.first, limit)
 
     def take_waiters(self, out: list[Waiter]) -> None:
         """Move into *out* the subscriptions to wake after a burst (once per burst): those
-        waiting for this namespace, and those waiting for a topic published in it."""
+        waiting for this namespace, and those waiting for a key published in it."""
         if self.waiting:
             out.extend(self.waiting)
             self.waiting.clear()
-        if self.burst_topics:
-            for topic in self.burst_topics:
-                waiters = self.waiting_topics.pop(topic, None)
+        if self.burst_keys:
+            for key in self.burst_keys:
+                waiters = self.waiting_keys.pop(key, None)
                 if waiters:
                     out.extend(waiters)
-            self.burst_topics.clear()
+            self.burst_keys.clear()
 
     def trim_topics(self) -> None:
-        """Forget the sequences retention trimmed, for topics not published lately."""
+        """Forget the sequences retention trimmed, for keys not published lately."""
         self.topics.trim(self.log.first)
 
-    def quiet_since(self, topics: frozenset[str], start: int) -> bool:
-        """True if no event with one of *topics* was published at or after *start*."""
-        return self.topics.quiet_since(topics, start, self.log.first)
+    def listing(self, keys: frozenset[Key], start: int, stop: int
+                ) -> tuple[list[int] | None, int]:
+        """What a cursor with *keys* must read of ``[start, stop)``: see
+        :meth:`TopicIndex.listing`."""
+        return self.topics.listing(keys, start, stop)
 
-    def lost_since(self, topics: frozenset[str], start: int) -> bool:
-        """True if retention trimmed an event with one of *topics* at or after *start*."""
-        return self.topics.lost_since(topics, start, self.log.first)
+    def lost_since(self, keys: frozenset[Key], start: int) -> bool:
+        """True if retention trimmed an event with one of *keys* at or after *start*."""
+        return self.topics.lost_since(keys, start, self.log.first)
 
     def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
                budget: float = 0.0) -> tuple[list[Event], int]:

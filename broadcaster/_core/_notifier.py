@@ -5,6 +5,12 @@ whatever the number of subscribers); the notifier task wakes the subscriptions p
 on it, and every publish made before it runs (plus ``notify_linger``) shares that
 wake-up. Waking goes ``wake_batch`` subscriptions at a time with a checkpoint in
 between, so that a fan-out to thousands does not hold the event loop.
+
+Before waking a namespace's subscriptions, the notifier reads the payload fields of its
+new events that subscriptions' field keys need (``topic=="/tasks/exit",
+event.container_id==X``: see :mod:`._topics`), :data:`NOTE_SLICE` events at a time
+with a checkpoint in between: a subscription parked under such a key is woken only by
+an event that has it. Publishers never decode.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ import anyio
 
 from ._namespace import NamespaceState, Waiter
 
-__all__ = ["Notifier", "wake_in_slices"]
+__all__ = ["NOTE_SLICE", "Notifier", "wake_in_slices"]
+
+#: events whose fields the notifier reads between two checkpoints
+NOTE_SLICE = 64
 
 
 class Notifier:
@@ -32,10 +41,11 @@ class Notifier:
         self._rewake: set[Waiter] = set()  # filters with more to match (defer)
         self.wildcard_waiting: set[Waiter] = set()  # parked all-namespaces subscriptions
         self._event: anyio.Event | None = None
+        self.woken = 0  # subscriptions woken so far
 
     def mark(self, ns: NamespaceState) -> None:
         """Note that *ns* has new events."""
-        if ns.waiting or ns.burst_topics or self.wildcard_waiting:
+        if ns.waiting or ns.burst_keys or ns.unnoted or self.wildcard_waiting:
             self._dirty.add(ns)
             self._signal()
 
@@ -77,6 +87,8 @@ class Notifier:
                 await anyio.sleep(self._linger)
             dirty, self._dirty = self._dirty, set()
             for ns in dirty:
+                while ns.unnoted and ns.note_fields(NOTE_SLICE):
+                    await anyio.lowlevel.checkpoint()
                 ns.take_waiters(woken)
             if self._rewake:
                 woken.extend(self._rewake)
@@ -84,6 +96,7 @@ class Notifier:
             if self.wildcard_waiting:
                 woken.extend(self.wildcard_waiting)
                 self.wildcard_waiting.clear()
+            self.woken += len(woken)
             await wake_in_slices(woken, self._batch)
             woken.clear()
 

@@ -16,7 +16,7 @@ highest head it forgot: a client resuming from an older incarnation then gets a
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._backend import DurableView
 from ._budget import Budget
@@ -25,6 +25,8 @@ from ._durable import DurableLog
 from ._errors import QuotaExceeded
 from ._log import EventLog, LogFactory
 from ._namespace import NamespaceState
+from ._payload import FieldLookup
+from ._types import Event
 
 __all__ = ["NamespaceTable"]
 
@@ -36,8 +38,10 @@ class NamespaceTable:
     :ivar removed: how many namespaces were removed as idle
     """
 
-    def __init__(self, config: HubConfig, log_factory: LogFactory, budget: Budget) -> None:
+    def __init__(self, config: HubConfig, log_factory: LogFactory, budget: Budget,
+                 payload_of: Callable[[Event], FieldLookup | None] | None = None) -> None:
         self._config = config
+        self._payload_of = payload_of
         self._log_factory = log_factory
         self._budget = budget
         self.live: dict[str, NamespaceState] = {}
@@ -73,7 +77,7 @@ class NamespaceTable:
             head = self._heads.pop(name, self._floor)
             log = self._log_factory(name, config.retention, head)
         ns = self.live[name] = NamespaceState(name, config, log, now, self._budget, epoch,
-                                              durable)
+                                              durable, self._payload_of)
         return ns
 
     def idle(self, ns: NamespaceState, now: float) -> bool:

@@ -96,3 +96,6 @@ class HubStatistics:
     #: retained events (and their bytes) the server-wide budget trimmed, oldest first
     budget_trimmed_events: int = 0
     budget_trimmed_bytes: int = 0
+    #: subscriptions woken to read after publishes (a keyed subscription only by an
+    #: event with one of its keys: see :mod:`._topics`)
+    subscription_wakeups: int = 0

@@ -14,7 +14,7 @@ import anyio
 
 from ._config import HubConfig
 from ._cursor import Cursor, evict_slow
-from ._filters import Matcher
+from ._filters import Key, Matcher
 from ._lag import LoopMonitor
 from ._namespace import NamespaceState
 from ._overflow import OverflowPolicy, overflow_policy
@@ -86,8 +86,8 @@ class Subscription:
         "__weakref__", "_ack_due", "_after", "_closed", "_dropped_before", "_end_sent",
         "_ended", "_epoch", "_hub", "_next", "_order", "_overflow", "_pending", "_registered",
         "_rr", "_since", "_since_default", "_wake", "acked", "acked_at", "admit",
-        "consumed_at", "cursors", "delivered", "heartbeat_seen", "liveness", "matcher",
-        "namespaces", "policy", "topics",
+        "consumed_at", "cursors", "delivered", "heartbeat_seen", "keys", "liveness",
+        "matcher", "namespaces", "policy",
     )
 
     def __init__(
@@ -100,7 +100,7 @@ class Subscription:
         since_default: int | None,
         epoch: str | Mapping[str, str] | None,
         liveness: Liveness,
-        topics: frozenset[str] | None = None,
+        keys: frozenset[Key] | None = None,
         admit: Callable[[str], bool] | None = None,
     ) -> None:
         self._hub = hub
@@ -108,7 +108,8 @@ class Subscription:
         #: which namespaces an all-namespaces subscription may be attached to (None: all)
         self.admit = admit
         self.matcher = matcher
-        self.topics = topics  # the only topics *matcher* can accept (None: any)
+        # what every event *matcher* accepts has one of (None: not known); see _topics
+        self.keys = keys
         self.policy = policy
         self._since = since
         self._since_default = since_default
@@ -133,6 +134,12 @@ class Subscription:
         self.consumed_at = 0.0  # when it last read, or was seen waiting to read
         self.delivered = 0
         self._dropped_before = 0  # by cursors it no longer has
+
+    @property
+    def topics(self) -> frozenset[str] | None:
+        """The only topics its filters can match (None: any)."""
+        keys = self.keys
+        return None if keys is None else frozenset(key[0] for key in keys)
 
     # -- registration (called by the hub) ------------------------------------------
 

@@ -57,6 +57,39 @@ async def test_v1_subscribe_selects_on_payload_fields(server: Server) -> None:
     }
 
 
+async def test_v1_watchers_of_other_containers_are_not_woken(server: Server) -> None:
+    """Ten kubelet-like watchers, one stream each, each filtering its own container's
+    exits: exits of one container wake its watcher only (the hub's wake-up count), and
+    only its stream delivers."""
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        calls = []
+        for i in range(10):
+            call = stub(channel).Subscribe()
+            await call.write(add(f"c{i}", ("k8s.io",),
+                                 filters=[f'topic=="/tasks/exit",event.container_id==c{i}']))
+            assert (await read_kind(call, "add_result")).ok
+            calls.append(call)
+        hub = server.hub
+        await wait_until(lambda: hub.subscription_count == 10)
+        before = hub.statistics().subscription_wakeups
+        for _ in range(10):
+            await publish(channel, "k8s.io", "/tasks/start", payload=exit_any("c1"))
+            await publish(channel, "k8s.io", "/tasks/exit", payload=exit_any("c3"))
+        got = await read_events(calls[3], 10)
+        woken = hub.statistics().subscription_wakeups - before
+        # one wake-up per exit at most (fewer when one read took several); before the
+        # field index, every exit woke all ten parked watchers
+        assert 1 <= woken <= 10, woken
+        assert all(ids == ["c3"] for ids, _ in got)
+        assert {task_pb2.TaskExit.FromString(e.payload.value).container_id
+                for _, e in got} == {"c3"}
+        await publish(channel, "k8s.io", "/tasks/exit", payload=exit_any("c5"))
+        [(ids, _)] = await read_events(calls[5], 1)  # the others' streams are still served
+        assert ids == ["c5"]
+        for call in calls:
+            call.cancel()
+
+
 @pytest.mark.parametrize(
     ("filters", "field"),
     [
