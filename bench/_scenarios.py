@@ -4,9 +4,12 @@ and checks the target on the medians."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench import _kubelet, _logs
@@ -229,6 +232,49 @@ def grpc_publish_cost(full: bool) -> dict[str, Any]:
             "_detail": {"S=1": one, "idle": idle, "reading": reading}}
 
 
+def access_policy(rules: int, identity: str = "anonymous", namespace: str = "bench") -> str:
+    """A policy file of *rules* allow and deny patterns over 20 identities, those that
+    let *identity* publish and subscribe in *namespace* written last."""
+    lines: list[str] = []
+    written = 0
+    for i in range(20):
+        if written + 5 > rules - 4:
+            break
+        lines += [f'[identities."tenant-{i}"]',
+                  f'publish = {{ allow = ["tenant-{i}.*", "shared-{i}"], '
+                  f'deny = ["tenant-{i}.frozen"] }}',
+                  f'subscribe = ["tenant-{i}.*", "shared-*"]', ""]
+        written += 5
+    filler = max(0, rules - written - 4)
+    extra = ", ".join(f'"other-{j}-*"' for j in range(filler))
+    lines += [f'[identities."{identity}"]',
+              f'publish = {{ allow = [{extra}{", " if extra else ""}"{namespace}"], '
+              f'deny = ["{namespace}-frozen"] }}',
+              f'create = ["{namespace}"]', f'subscribe = ["{namespace}"]', ""]
+    return "\n".join(lines)
+
+
+def grpc_auth_cost(full: bool) -> dict[str, Any]:
+    """Publish rate (one publisher, S=1, as grpc_publish_cost) with no access policy,
+    then with a 100-rule policy (every event's namespace checked for ``publish``), then
+    without again: the policy's rate against the mean of the two without."""
+    events = 200_000 if full else 20_000
+    folder = Path(tempfile.mkdtemp(prefix="bench-policy-"))
+    try:
+        path = folder / "policy.toml"
+        path.write_text(access_policy(100))
+        secured = {**LOSSLESS_HUB, "security": {"policy_file": str(path)}}
+        runs = [net_run("grpc", 1, events, procs=1, policy="drop_newest",
+                        hub=secured if i == 1 else LOSSLESS_HUB) for i in range(3)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    without = (runs[0]["publish_per_s"] + runs[2]["publish_per_s"]) / 2
+    return {"no policy publish/s": without,
+            "100-rule policy publish/s": runs[1]["publish_per_s"],
+            "ratio": runs[1]["publish_per_s"] / without,
+            "_detail": {"none": runs[0], "policy": runs[1], "none again": runs[2]}}
+
+
 def _isolation(layout: str) -> Callable[[bool], dict[str, Any]]:
     def run(full: bool) -> dict[str, Any]:
         seconds = 5.0 if full else 0.5
@@ -414,6 +460,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("grpc_publish_cost", "gRPC publish rate, S=1 vs +1,000 idle-but-healthy "
              "subscribers (and vs 1,000 reading ones, multiplexed)", "ratio >= 0.5",
              grpc_publish_cost, _at_least("ratio", 0.5), needs_grpc=True, layout="mux"),
+    Scenario("grpc_auth_cost", "gRPC publish rate with a 100-rule access policy vs none "
+             "(same run: none, policy, none)", "ratio >= 0.9", grpc_auth_cost,
+             _at_least("ratio", 0.9), needs_grpc=True, layout="conn"),
     Scenario("grpc_isolation", "gRPC slow-subscriber isolation at 5,000 ev/s, S=100, one "
              "connection + stream per subscriber", "p99 with stalled <= 1.2x without",
              _isolation("conn"), _at_most("isolation ratio", 1.2), needs_grpc=True,
@@ -459,7 +508,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
 QUICK = ["core_fanout", "core_publish_cost", "core_latency_isolation", "core_fairness",
          "core_churn", "core_idle", "grpc_fanout", "grpc_fanout_mux", "nats_fanout",
          "redis_fanout", "grpc_latency", "nats_latency", "redis_latency", "grpc_ingest",
-         "nats_ingest", "redis_ingest", "grpc_churn", "grpc_idle"]
+         "nats_ingest", "redis_ingest", "grpc_auth_cost", "grpc_churn", "grpc_idle"]
 
 
 if __name__ == "__main__":  # debugging aid: python -m bench._scenarios NAME

@@ -5,6 +5,11 @@ Layout::
     [server]            ServerConfig fields (listen, metrics_listen, limits, keepalive...)
     [server.containerd_policy]  Policy of containerd Subscribe streams (kind, max_events,
                         max_bytes; kind disconnect, drop_oldest or drop_newest)
+    [security]          SecurityConfig fields (policy_file, token_file, tls_cert_file,
+                        tls_key_file, tls_client_ca_file, insecure, socket_mode,
+                        socket_group, metrics_token_file, reload_interval,
+                        denied_log_interval)
+    [security.listeners."ADDR"]  ListenerSecurity of one listen address (tls, auth)
     [log]               level, format (the server's own diagnostics); the event log:
                         backend ("memory", "local", "jetstream"), dedup_window,
                         dedup_max_ids
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._auth._config import AUTH_MODES, ListenerSecurity, SecurityConfig
 from ._core._config import FilterConfig, HubConfig, NamespaceConfig, Retention
 from ._core._dedup import DEFAULT_DEDUP_MAX_IDS, DEFAULT_DEDUP_WINDOW
 from ._core._durable import FsyncMode
@@ -281,6 +287,58 @@ _NAMESPACE: dict[str, Check] = {
 }
 
 
+def _file(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a file path")
+    return value
+
+
+def _mode(value: Any, key: str) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise ConfigError(key, "must be octal permission bits such as 0o600") from None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+        raise ConfigError(key, "must be permission bits between 0o000 and 0o777 (write 0o600)")
+    return value
+
+
+def _group(value: Any, key: str) -> str | int:
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "" or (
+            isinstance(value, int) and value < 0):
+        raise ConfigError(key, "must be a group name or id")
+    return value
+
+
+_SECURITY: dict[str, Check] = {
+    "policy_file": _file,
+    "token_file": _file,
+    "tls_cert_file": _file,
+    "tls_key_file": _file,
+    "tls_client_ca_file": _file,
+    "insecure": _bool,
+    "socket_mode": _mode,
+    "socket_group": _group,
+    "metrics_token_file": _file,
+    "reload_interval": _seconds,
+    "denied_log_interval": _seconds,
+}
+_LISTENER: dict[str, Check] = {"tls": _bool, "auth": _choice(AUTH_MODES)}
+
+
+def _security(table: Mapping[str, Any]) -> SecurityConfig:
+    values = _fields(table, _SECURITY, "security", ("listeners",))
+    listeners: dict[str, ListenerSecurity] = {}
+    for address, item in _table(table.get("listeners", {}), "security.listeners").items():
+        key = f'security.listeners."{address}"'
+        listeners[address] = ListenerSecurity(**_fields(_table(item, key), _LISTENER, key))
+    try:
+        return SecurityConfig(listeners=listeners, **values)
+    except BroadcasterError as exc:
+        raise ConfigError(exc.field, exc.message) from None
+
+
 def _table(value: Any, key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(key, "must be a table")
@@ -355,7 +413,7 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
 
     :raises ConfigError: naming the dotted key at fault
     """
-    known = ("server", "log", "process", "hub", "filters", "defaults", "namespaces")
+    known = ("server", "security", "log", "process", "hub", "filters", "defaults", "namespaces")
     for key in data:
         if key not in known:
             raise ConfigError(_quote(key), f"unknown section (expected one of {', '.join(known)})")
@@ -364,6 +422,7 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
     if "containerd_policy" in server_table:
         server["containerd_policy"] = _containerd_policy(
             server_table["containerd_policy"], "server.containerd_policy")
+    security = _security(_table(data.get("security", {}), "security"))
     log_table = _table(data.get("log", {}), "log")
     log = _fields(log_table, _LOG, "log", ("local", "jetstream"))
     process = _fields(_table(data.get("process", {}), "process"), _PROCESS, "process")
@@ -384,9 +443,13 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
                            **hub)
     log_config = _log_config(log, log_table)
     try:
-        server_config = ServerConfig(hub=hub_config, log=log_config, **server)
+        server_config = ServerConfig(hub=hub_config, log=log_config, security=security,
+                                     **server)
     except BroadcasterError as exc:
-        raise ConfigError(f"server.{exc.field}", exc.message) from None
+        field = exc.field
+        if not field.startswith("security."):
+            field = f"server.{field}"
+        raise ConfigError(field, exc.message) from None
     return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"),
                       process.get("gc_threshold", DEFAULT_GC_THRESHOLD))
 

@@ -28,9 +28,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from broadcaster import Policy
-from broadcaster.client import Client, DropNotice, Ended, Event, ResyncNotice
+from broadcaster.client import Client, ClientTLS, DropNotice, Ended, Event, ResyncNotice, read_token
 from broadcaster.containerd.events import task_pb2
 
 
@@ -58,10 +59,11 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-async def watch(address: str, namespace: str, state: Path, count: int | None) -> int:
+async def watch(address: str, namespace: str, state: Path, count: int | None,
+                **connect: Any) -> int:
     sequence, epoch = load_state(state)
     reported = 0
-    async with Client(address.split(",")) as client:  # several: the nodes of a cluster
+    async with Client(address.split(","), **connect) as client:  # several: the nodes of a cluster
         if epoch is None:  # the server's epoch, or (jetstream log) the namespace's own
             stats = await client.stats()
             epoch = stats.epoch or next(
@@ -100,16 +102,29 @@ async def watch(address: str, namespace: str, state: Path, count: int | None) ->
     return 1
 
 
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS and token settings of the Client, from the command line (docs/security.md)."""
+    tls = None
+    if args.tls_ca or args.tls_cert:
+        tls = ClientTLS(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+    return {"tls": tls, "token": read_token(args.token_file) if args.token_file else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default="127.0.0.1:50051",
                         help="ADDR[,ADDR...]: several for the nodes of a jetstream cluster")
+    parser.add_argument("--tls-ca", help="CA certificates (PEM) to verify the server with")
+    parser.add_argument("--tls-cert", help="client certificate (PEM), for mTLS")
+    parser.add_argument("--tls-key", help="its private key (PEM)")
+    parser.add_argument("--token-file", help="file holding a bearer token")
     parser.add_argument("--namespace", default="k8s.io")
     parser.add_argument("--state", type=Path, default=Path("kubelet_watcher.state.json"))
     parser.add_argument("--count", type=int, help="exit after reporting N exits")
     args = parser.parse_args()
     try:
-        sys.exit(asyncio.run(watch(args.address, args.namespace, args.state, args.count)))
+        sys.exit(asyncio.run(watch(args.address, args.namespace, args.state, args.count,
+                                   **connection(args))))
     except KeyboardInterrupt:
         sys.exit(0)
 

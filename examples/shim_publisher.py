@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from broadcaster.client import Client
+from broadcaster.client import Client, ClientTLS, read_token
 from broadcaster.containerd.events import task_pb2
 
 
@@ -34,11 +35,12 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 async def publish_lifecycles(
-    address: str, namespace: str, containers: int, wave: int, prefix: str, max_batch: int
+    address: str, namespace: str, containers: int, wave: int, prefix: str, max_batch: int,
+    **connect: Any,
 ) -> tuple[int, int]:
     """Publish create/start/exit of *containers*; returns (first, last) sequence."""
     futures = []
-    async with Client(address) as client, client.publisher(
+    async with Client(address, **connect) as client, client.publisher(
         namespace, max_batch=max_batch
     ) as pub:
         for start in range(0, containers, wave):
@@ -58,9 +60,21 @@ async def publish_lifecycles(
     return sequences[0], sequences[-1]
 
 
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS and token settings of the Client, from the command line (docs/security.md)."""
+    tls = None
+    if args.tls_ca or args.tls_cert:
+        tls = ClientTLS(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+    return {"tls": tls, "token": read_token(args.token_file) if args.token_file else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--tls-ca", help="CA certificates (PEM) to verify the server with")
+    parser.add_argument("--tls-cert", help="client certificate (PEM), for mTLS")
+    parser.add_argument("--tls-key", help="its private key (PEM)")
+    parser.add_argument("--token-file", help="file holding a bearer token")
     parser.add_argument("--namespace", default="k8s.io")
     parser.add_argument("--containers", type=int, default=1000)
     parser.add_argument("--wave", type=int, default=100, help="containers per wave")
@@ -69,7 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     first, last = asyncio.run(publish_lifecycles(
-        args.address, args.namespace, args.containers, args.wave, args.prefix, args.max_batch))
+        args.address, args.namespace, args.containers, args.wave, args.prefix, args.max_batch,
+        **connection(args)))
     elapsed = time.perf_counter() - started
     events = 3 * args.containers
     print(f"published {events} events, sequences {first}..{last} of {args.namespace}, "

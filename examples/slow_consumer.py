@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import urllib.request
+from typing import Any
 
 from broadcaster import Policy
-from broadcaster.client import Client, DropNotice, Event
+from broadcaster.client import Client, ClientTLS, DropNotice, Event, read_token
 
 
-async def demo(address: str, namespace: str, events: int, bound: int) -> None:
+async def demo(address: str, namespace: str, events: int, bound: int, **connect: Any) -> None:
     payload = b"x" * 4096
-    async with Client(address, buffer=1) as client:
+    async with Client(address, buffer=1, **connect) as client:
         sub = client.subscribe(namespace, policy=Policy.drop_newest(bound))
         async with sub:
             # Not reading now: the stream fills up and the server applies the policy.
@@ -50,15 +51,28 @@ def show_metrics(url: str) -> None:
             print(line)
 
 
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS and token settings of the Client, from the command line (docs/security.md)."""
+    tls = None
+    if args.tls_ca or args.tls_cert:
+        tls = ClientTLS(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+    return {"tls": tls, "token": read_token(args.token_file) if args.token_file else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--tls-ca", help="CA certificates (PEM) to verify the server with")
+    parser.add_argument("--tls-cert", help="client certificate (PEM), for mTLS")
+    parser.add_argument("--tls-key", help="its private key (PEM)")
+    parser.add_argument("--token-file", help="file holding a bearer token")
     parser.add_argument("--namespace", default="slow-demo")
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--bound", type=int, default=10, help="drop_newest max_events")
     parser.add_argument("--metrics-url", help="the server's /metrics URL")
     args = parser.parse_args()
-    asyncio.run(demo(args.address, args.namespace, args.events, args.bound))
+    asyncio.run(demo(args.address, args.namespace, args.events, args.bound,
+                     **connection(args)))
     if args.metrics_url:
         show_metrics(args.metrics_url)
 

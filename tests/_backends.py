@@ -47,6 +47,11 @@ class StoreFactory:
     def durable(self) -> bool:
         return self.log != "memory"
 
+    @property
+    def outside_loop(self) -> bool:
+        """Whether its engine works outside the event loop (a worker thread, a socket)."""
+        return self.log == "jetstream" or (self.log == "local" and self._threads)
+
     def local_config(self, **settings: Any) -> LocalConfig:
         """A LocalConfig in a fresh directory of the test's tmp dir."""
         path = self._base / f"local{next(self._count)}"

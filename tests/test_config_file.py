@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from broadcaster import FilterConfig, Policy, PolicyKind
+from broadcaster._auth import ListenerSecurity
 from broadcaster._config_file import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "broadcaster.toml"
@@ -40,6 +41,10 @@ def test_example_file_loads_every_documented_key() -> None:
     assert (hub.namespace_idle_timeout, hub.namespace_head_memory) == (300.0, 10_000)
     assert (hub.max_cursors, hub.max_retained_bytes) == (250_000, 512 * 1024 * 1024)
     assert (k8s.allow_block, k8s.max_block_timeout) == (True, 5.0)
+    security = server.security
+    assert security.policy_file == "examples/policy.toml" and security.token_file is None
+    assert (security.socket_mode, security.insecure) == (0o600, False)
+    assert (security.reload_interval, security.denied_log_interval) == (2.0, 60.0)
     log = server.log
     assert (log.backend, log.dedup_window, log.dedup_max_ids) == ("memory", 120.0, 100_000)
     assert log.local is not None and log.local.data_dir == Path("/var/lib/broadcaster")
@@ -164,6 +169,43 @@ def test_gc_threshold_from_the_command_line_wins(tmp_path: Path) -> None:
     assert load_config(path, {"process": {"gc_threshold": 0}}).gc_threshold == 0
 
 
+def test_security_section() -> None:
+    config = parse_config({
+        "server": {"listen": ["0.0.0.0:50051", "unix:/run/b.sock"]},
+        "security": {"tls_cert_file": "c.pem", "tls_key_file": "k.pem",
+                     "tls_client_ca_file": "ca.pem", "token_file": "tokens",
+                     "socket_mode": "0660", "socket_group": "broadcaster",
+                     "listeners": {"unix:/run/b.sock": {"auth": "token"}}},
+    })
+    security = config.server.security
+    assert security.socket_mode == 0o660 and security.socket_group == "broadcaster"
+    assert security.listener("0.0.0.0:50051") == ListenerSecurity(tls=True, auth="mtls")
+    assert security.listener("unix:/run/b.sock") == ListenerSecurity(auth="token")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"server": {"listen": ["0.0.0.0:1"]}},
+     r"^server\.listen\[0\]: '0\.0\.0\.0:1' is not a loopback address"),
+    ({"server": {"metrics_listen": "0.0.0.0:9464"}},
+     r"^server\.metrics_listen: '0\.0\.0\.0:9464' is not a loopback address"),
+    ({"security": {"socket_mode": 0o1000}}, r"^security\.socket_mode: must be permission bits"),
+    ({"security": {"socket_mode": "rw"}}, r"^security\.socket_mode: must be octal"),
+    ({"security": {"tls_cert_file": "c"}}, r"^security\.tls_key_file: the certificate and"),
+    ({"security": {"listeners": {"127.0.0.1:9": {"auth": "password"}}}},
+     r'^security\.listeners\."127\.0\.0\.1:9"\.auth: must be one of none, token, mtls'),
+    ({"security": {"listeners": {"127.0.0.1:9": {}}}},
+     r'^security\.listeners\."127\.0\.0\.1:9": is not one of the listen addresses'),
+    ({"security": {"polcy_file": "x"}}, r"^security\.polcy_file: unknown key"),
+])
+def test_security_errors_name_the_key(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_insecure_serves_any_address() -> None:
+    config = parse_config({"server": {"listen": ["0.0.0.0:1"], "metrics_listen": "[::]:2"},
+                           "security": {"insecure": True}})
+    assert config.server.listen == ("0.0.0.0:1",)
 def test_log_backends_from_the_file_and_the_command_line(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[log]\nbackend = "local"\ndedup_window = 30\n'

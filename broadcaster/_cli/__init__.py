@@ -1,4 +1,4 @@
-"""The ``broadcaster`` command: serve, publish, subscribe, stats, top, health."""
+"""The ``broadcaster`` command: serve, publish, subscribe, stats, top, health, token."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _health, _publish, _serve, _stats, _subscribe, _top
+from . import _health, _publish, _serve, _stats, _subscribe, _token, _top
 
 __all__ = ["main"]
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         "server with counted drops, overflow policies and containerd-compatible events.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (_serve, _publish, _subscribe, _stats, _top, _health):
+    for module in (_serve, _publish, _subscribe, _stats, _top, _health, _token):
         module.add_parser(sub)
     return parser
 

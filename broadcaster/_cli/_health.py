@@ -15,7 +15,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2
 
-from ..client import grpc_target
+from ._connect import channel
 from ._publish import add_address_argument
 
 __all__ = ["add_parser", "check", "run"]
@@ -60,15 +60,14 @@ def check(channel: grpc.Channel, service: str, timeout: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        target = grpc_target(args.address)
+        opened = channel(args, [("grpc.max_reconnect_backoff_ms", 1000)])
     except ValueError as exc:
         print(f"broadcaster health: {exc}", file=sys.stderr)
         return 2
     deadline = time.monotonic() + max(0.0, args.wait)
-    with grpc.insecure_channel(target, options=[("grpc.max_reconnect_backoff_ms", 1000)]
-                               ) as channel:
+    with opened:
         while True:
-            status = check(channel, args.service, args.timeout)
+            status = check(opened, args.service, args.timeout)
             left = deadline - time.monotonic()
             if status == "SERVING" or left <= 0:
                 break

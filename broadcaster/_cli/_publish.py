@@ -21,8 +21,9 @@ import sys
 from .._core._errors import BroadcasterError
 from .._typeurl import encode_json
 from ..client import Client, ClientError
+from ._connect import add_tls_arguments, client_options
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DEFAULT_ADDRESS", "add_address_argument", "add_parser", "run"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 JSON_TYPE_URL = "application/json"
@@ -42,8 +43,9 @@ class _Addresses(argparse.Action):
 
 
 def add_address_argument(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
-    """``--address``; with *several*, the nodes of one cluster (the client fails over to
-    the next when one breaks)."""
+    """``--address`` and the TLS and token options; with *several*, the nodes of one
+    cluster (the client fails over to the next when one breaks)."""
+    add_tls_arguments(parser)
     default = os.environ.get("BROADCASTER_ADDRESS", DEFAULT_ADDRESS)
     defaults = [a for a in default.split(",") if a] or [DEFAULT_ADDRESS]
     parser.set_defaults(address=defaults[0], addresses=defaults)
@@ -130,7 +132,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 async def _publish(args: argparse.Namespace, type_url: str, payload: bytes) -> int:
-    async with Client(args.addresses, timeout=args.timeout) as client:
+    async with Client(args.addresses, timeout=args.timeout, **client_options(args)) as client:
         return await client.publish(
             args.namespace, args.topic, payload, type_url=type_url, labels=_labels(args.label),
             event_id=args.event_id,

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from .._config_file import (
     load_config,
     parse_config,
 )
-from .._core._errors import BroadcasterError
+from .._core._errors import BroadcasterError, InvalidArgument
 from .._gc import tune_gc
 
 __all__ = ["add_parser", "configure_logging", "process_registry", "run"]
@@ -68,6 +69,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-connection-idle", type=float, metavar="SECONDS",
                         help="close connections without RPCs after this long (default 300; "
                         "0: never)")
+    security = parser.add_argument_group(
+        "security", "TLS, authentication and the access policy (docs/security.md); the "
+        "files are reloaded on SIGHUP and when they change")
+    security.add_argument("--policy-file", metavar="FILE",
+                          help="access policy and limits per identity (TOML, see "
+                          "examples/policy.toml); default: every caller may do everything")
+    security.add_argument("--token-file", metavar="FILE",
+                          help="SHA-256 hashes of bearer tokens and their identities "
+                          "(`broadcaster token` makes them); TCP listeners then require a "
+                          "token unless they use client certificates")
+    security.add_argument("--tls-cert", metavar="FILE",
+                          help="server certificate chain (PEM): TCP listeners serve TLS")
+    security.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    security.add_argument("--tls-client-ca", metavar="FILE",
+                          help="CA certificates (PEM) client certificates must chain to: TCP "
+                          "listeners require one (mTLS) and take the caller's identity from it")
+    security.add_argument("--insecure", action="store_true", default=None,
+                          help="serve non-loopback TCP addresses and metrics without TLS or "
+                          "authentication (refused otherwise)")
+    security.add_argument("--socket-mode", metavar="OCTAL",
+                          help="permission bits of the unix sockets (default 0600)")
+    security.add_argument("--socket-group", metavar="GROUP",
+                          help="group (name or id) given the unix sockets")
+    security.add_argument("--metrics-token-file", metavar="FILE",
+                          help="hashes of the bearer tokens /metrics accepts (their "
+                          "identities' stats permission decides which namespaces they see)")
     log = parser.add_argument_group(
         "event log", "where namespaces' history is kept (default: memory, lost on restart)")
     where = log.add_mutually_exclusive_group()
@@ -112,7 +139,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.replicas is not None:
         log.setdefault("jetstream", {})["replicas"] = args.replicas
     process = {} if args.gc_threshold is None else {"gc_threshold": args.gc_threshold}
-    return {"server": server, "hub": hub, "log": log, "process": process}
+    security = {key: getattr(args, attr) for key, attr in (
+        ("policy_file", "policy_file"), ("token_file", "token_file"),
+        ("tls_cert_file", "tls_cert"), ("tls_key_file", "tls_key"),
+        ("tls_client_ca_file", "tls_client_ca"), ("insecure", "insecure"),
+        ("socket_mode", "socket_mode"), ("metrics_token_file", "metrics_token_file"),
+    ) if getattr(args, attr) is not None}
+    if args.socket_group is not None:
+        group = args.socket_group
+        security["socket_group"] = int(group) if group.isdigit() else group
+    return {"server": server, "hub": hub, "log": log, "process": process,
+            "security": security}
 
 
 class _TextFormatter(logging.Formatter):
@@ -156,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
     options = {"use_uvloop": True} if args.uvloop else {}
     try:
         anyio.run(_serve, config, backend="asyncio", backend_options=options)
+    except InvalidArgument as exc:  # a policy, token or certificate file that is not usable
+        logger.error("cannot start error=%r", str(exc))
+        return 2
     except (OSError, BroadcasterError) as exc:  # BroadcasterError: the log cannot open
         logger.error("cannot start error=%r", str(exc))
         return 1
@@ -190,11 +230,23 @@ def _raise_open_files_limit() -> None:
 async def _serve(config: FileConfig) -> None:
     from ..grpc import Server  # grpc is imported only by the commands that need it
 
-    async with (Server(config.server, registry=process_registry()) as server,
-                anyio.create_task_group() as tg):
-        tg.start_soon(_stop_on_signal, server)
-        await server.wait_closed()
-        tg.cancel_scope.cancel()
+    # SIGHUP is caught from the start (its default action would end the process): one
+    # received while the server starts is applied once it serves
+    with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
+        async with (Server(config.server, registry=process_registry()) as server,
+                    anyio.create_task_group() as tg):
+            tg.start_soon(_stop_on_signal, server)
+            tg.start_soon(_reload_on_sighup, server, hangups)
+            await server.wait_closed()
+            tg.cancel_scope.cancel()
+
+
+async def _reload_on_sighup(server: Any, hangups: AsyncIterator[signal.Signals]) -> None:
+    """SIGHUP reloads the policy, token and certificate files (a bad one is refused and
+    logged; the one in force stays). The rest of the configuration needs a restart."""
+    async for _ in hangups:
+        logger.info("signal received signal=SIGHUP: reloading the security files")
+        server.reload_security()
 
 
 async def _stop_on_signal(server: Any) -> None:

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from ..client import grpc_target
 from ..v1 import broadcaster_pb2 as pb
 from ..v1 import broadcaster_pb2_grpc as pb_grpc
+from ._connect import channel
 from ._publish import add_address_argument
 
 __all__ = ["StatsError", "StatsReader", "add_parser", "as_dict", "format_table", "run"]
@@ -52,15 +53,19 @@ class StatsReader:
 
     :param address: ``HOST:PORT``, ``unix:PATH`` or a socket path
     :param timeout: seconds each call may take
+    :param args: the command's options, for TLS and the token (None: plaintext)
     """
 
-    def __init__(self, address: str, *, timeout: float) -> None:
+    def __init__(self, address: str, *, timeout: float,
+                 args: argparse.Namespace | None = None) -> None:
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(grpc_target(address), options=[
+        options: list[tuple[str, Any]] = [
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 1000),
-        ])
+        ]
+        self._channel = grpc.insecure_channel(grpc_target(address), options=options) \
+            if args is None else channel(args, options)
         self._stub = pb_grpc.BroadcasterStub(self._channel)
 
     def __enter__(self) -> StatsReader:
@@ -94,7 +99,7 @@ def as_dict(response: pb.StatsResponse) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with StatsReader(args.address, timeout=args.timeout) as reader:
+        with StatsReader(args.address, timeout=args.timeout, args=args) as reader:
             data = as_dict(reader.read(args.namespace or []))
     except (StatsError, ValueError) as exc:
         print(f"broadcaster stats: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ from ..client import (
     Item,
     ResyncNotice,
 )
+from ._connect import client_options
 from ._publish import JSON_TYPE_URL, add_address_argument
 
 __all__ = ["add_parser", "run"]
@@ -162,7 +163,8 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
             raise BroadcasterError("--since", "needs --namespace")
         since = args.since
     seen = 0
-    async with Client(args.addresses, timeout=args.timeout) as client, client.subscribe(
+    async with Client(args.addresses, timeout=args.timeout,
+                      **client_options(args)) as client, client.subscribe(
         args.namespace or None, filters=args.filter, policy=_policy(args), since=since,
         epoch=_epoch(args.epoch),
     ) as sub:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        reader = StatsReader(args.address, timeout=args.timeout)
+        reader = StatsReader(args.address, timeout=args.timeout, args=args)
     except ValueError as exc:
         print(f"broadcaster top: {exc}", file=sys.stderr)
         return 2

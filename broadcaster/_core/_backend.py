@@ -12,7 +12,7 @@ the hub.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
@@ -20,10 +20,20 @@ from ._config import Retention
 from ._durable import DurableLog, LogStore
 from ._types import Event
 
-if TYPE_CHECKING:
-    from ._hub import Broadcaster
+__all__ = ["DurableView", "LogBackend", "LogHost"]
 
-__all__ = ["DurableView", "LogBackend"]
+
+class LogHost(Protocol):
+    """The hub, as the backend sees it: what the engine reports goes there."""
+
+    def log_events_added(self, namespace: str, events: Sequence[Event]) -> None: ...
+
+    def log_history_loaded(self, namespace: str) -> None: ...
+
+    def log_history_reset(self, namespace: str, epoch: str) -> None: ...
+
+    def log_availability_changed(self, namespace: str, available: bool, reason: str
+                                 ) -> None: ...
 
 
 class DurableView:
@@ -74,10 +84,13 @@ class LogBackend:
     the store is) and forwards what the engine reports to the hub (a
     :class:`~._durable.LogListener`)."""
 
-    def __init__(self, store: LogStore, hub: Broadcaster) -> None:
+    def __init__(self, store: LogStore, hub: LogHost) -> None:
         self.store = store
         self._hub = hub
         self.logs: dict[str, DurableLog] = {}
+        #: each open log's head when it was opened (loaded), before anything was appended
+        #: through it: where a subscription that waited for the opening starts
+        self.opened_heads: dict[str, int] = {}
         #: namespaces whose log reported itself unavailable, and why
         self.unavailable: dict[str, str] = {}
         self._opening: dict[str, anyio.Event] = {}
@@ -99,6 +112,7 @@ class LogBackend:
         opening = self._opening[name] = anyio.Event()
         try:
             log = await self.store.open_log(name, retention, self)
+            self.opened_heads[name] = log.head
             self.logs[name] = log
             return log
         finally:

@@ -11,15 +11,29 @@ from __future__ import annotations
 
 import heapq
 from itertools import count
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ._namespace import NamespaceState
+__all__ = ["Budget", "Entry", "Holder"]
 
-__all__ = ["Budget"]
+
+class Holder(Protocol):
+    """A namespace, as the budget sees it: retained events it can shed, oldest first."""
+
+    #: its place on the budget's heap (None: not on it); set by the budget only
+    budget_entry: Entry | None
+
+    def oldest_published_at(self) -> float | None:
+        """When its oldest retained event was published (None: it retains none)."""
+        ...
+
+    def shed(self, until: float, excess: int) -> tuple[int, int]:
+        """Drop its oldest events published at or before *until* until *excess* bytes
+        are freed; return the events and bytes dropped."""
+        ...
+
 
 #: A heap entry: (publish time of the namespace's oldest retained event, tie-break, ns).
-Entry = tuple[float, int, "NamespaceState"]
+Entry = tuple[float, int, Holder]
 
 
 class Budget:
@@ -47,7 +61,7 @@ class Budget:
     def over(self) -> bool:
         return self.retained_bytes > self.max_retained_bytes
 
-    def track(self, ns: NamespaceState) -> None:
+    def track(self, ns: Holder) -> None:
         """Put *ns*, which holds retained events and is not tracked, on the heap."""
         oldest = ns.oldest_published_at()
         if oldest is not None:
@@ -79,7 +93,7 @@ class Budget:
             self.trimmed_bytes += freed
             self.track(ns)
 
-    def forget(self, ns: NamespaceState) -> None:
+    def forget(self, ns: Holder) -> None:
         """*ns* was removed: its heap entry is dropped (lazily, in bulk)."""
         if ns.budget_entry is None:
             return

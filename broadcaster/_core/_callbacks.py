@@ -14,23 +14,46 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
+from anyio.abc import TaskGroup
 
+from ._config import HubConfig
 from ._durable import LogUnavailable, StorageError
 from ._errors import BroadcasterError
+from ._subscription import Subscription
 from ._types import Heartbeat, Item
 
-if TYPE_CHECKING:
-    from ._hub import Broadcaster
-    from ._subscription import Subscription
-
-__all__ = ["Callback", "CallbackHandle", "CallbackRunner"]
+__all__ = ["Callback", "CallbackHandle", "CallbackRunner", "Host"]
 
 logger = logging.getLogger("broadcaster.callbacks")
 
 Callback = Callable[[Item], Awaitable[None] | None]
+
+
+class Host(Protocol):
+    """The hub, as its callbacks' runner sees it."""
+
+    @property
+    def task_group(self) -> TaskGroup:
+        """Where callbacks run (raises ``anyio.ClosedResourceError`` once closed)."""
+        ...
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    def needs_prepare(self, sub: Subscription) -> bool:
+        """Whether *sub* names a namespace whose durable log is not open yet."""
+        ...
+
+    def check_subscription(self, sub: Subscription) -> None:
+        """Check *sub* as registering it would, creating nothing."""
+        ...
+
+    async def prepare(self, sub: Subscription) -> None:
+        """Open the durable logs *sub* needs before it registers."""
+        ...
 
 
 class CallbackHandle:
@@ -65,7 +88,7 @@ class _Running:
 class CallbackRunner:
     """Runs callbacks for a hub and watches them."""
 
-    def __init__(self, hub: Broadcaster) -> None:
+    def __init__(self, hub: Host) -> None:
         self._hub = hub
         self._ids = itertools.count()
         self._running: dict[int, _Running] = {}

@@ -2,33 +2,41 @@
 
 The namespace log is shared: publishing appends once, whatever the number of
 subscribers. Each cursor *settles* the events published since it last looked (on
-read, before a blocking publish, and in the hub's sweeps): it filters them and admits
-them into its bounded buffer under its policy, recording every drop. Room in the
-buffer only appears when the subscriber reads, so settling lazily decides exactly as an
-eager per-subscriber queue would, at a cost the publisher never pays.
+read, before a blocking publish, and in the hub's sweeps): it filters them and hands
+them to its overflow policy (:mod:`._overflow`), which buffers what fits and decides
+about the rest. Room in the buffer only appears when the subscriber reads, so settling
+lazily decides exactly as an eager per-subscriber queue would, at a cost the publisher
+never pays.
+
+A cursor writes into nothing but itself: it keeps its notices, counts what it dropped
+(``dropped``) and remembers that its policy gave up on the subscriber (``slow``); whoever
+settles it reads those. It reaches its subscription and its namespace through two small
+protocols, :class:`Reader` and :class:`Source`, and tells its namespace only what the
+namespace counts (drops by reason, deliveries, retries waiting).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
-from ._policy import Policy, PolicyKind
+from ._filters import Matcher
+from ._log import EventLog
+from ._overflow import OverflowPolicy
+from ._policy import Policy
+from ._scan import Clock
 from ._types import (
     AvailabilityNotice,
     DropNotice,
     DropReason,
+    EndReason,
     Event,
     ResyncNotice,
     ResyncReason,
 )
 
-if TYPE_CHECKING:
-    from ._namespace import NamespaceState
-    from ._subscription import Subscription
-
-__all__ = ["Cursor"]
+__all__ = ["Cursor", "Notice", "Reader", "Source", "evict_slow"]
 
 Notice = DropNotice | ResyncNotice | AvailabilityNotice
 
@@ -36,27 +44,98 @@ Notice = DropNotice | ResyncNotice | AvailabilityNotice
 #: behind): the rest at its next read, after the other tasks ran
 _SETTLE_READ_MAX = 4096
 
-_OVERFLOW_REASON = {
-    PolicyKind.DROP_NEWEST: DropReason.OVERFLOW_NEWEST,
-    PolicyKind.DROP_OLDEST: DropReason.OVERFLOW_OLDEST,
-    PolicyKind.RETRY: DropReason.RETRY_EXHAUSTED,
-}
+
+class Reader(Protocol):
+    """The subscription a cursor reads for, as the cursor and its owners see it."""
+
+    @property
+    def namespaces(self) -> tuple[str, ...] | None:
+        """The namespaces it named (None: every namespace)."""
+        ...
+
+    @property
+    def topics(self) -> frozenset[str] | None:
+        """The only topics its filter can match (None: any)."""
+        ...
+
+    @property
+    def matcher(self) -> Matcher | None: ...
+
+    def match_budget(self) -> tuple[Clock, float]:
+        """The clock and the seconds of it one read may spend matching."""
+        ...
+
+    def now(self) -> float: ...
+
+    def wake(self) -> None:
+        """Wake it if it waits for events (to read again)."""
+        ...
+
+    def end(self, reason: EndReason, message: str) -> None:
+        """End the subscription from the hub's side."""
+        ...
 
 
-class Cursor:
-    """Where one subscription stands in one namespace."""
+class Source(Protocol):
+    """The namespace a cursor reads, as the cursor sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def log(self) -> EventLog: ...
+
+    @property
+    def epoch(self) -> str:
+        """The incarnation of the log its sequences belong to."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """Whether its (durable) log can store and feed events now."""
+        ...
+
+    @property
+    def unavailable_reason(self) -> str: ...
+
+    def quiet_since(self, topics: frozenset[str], start: int) -> bool: ...
+
+    def lost_since(self, topics: frozenset[str], start: int) -> bool: ...
+
+    def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
+               budget: float = 0.0) -> tuple[list[Event], int]: ...
+
+    def count_drop(self, reason: DropReason, count: int) -> None: ...
+
+    def delivered_chunk(self, chunk: Sequence[Event], now: float, live: bool = True) -> None: ...
+
+    def note_retries(self) -> None:
+        """Some cursor has events waiting for a retry (the sweep must come)."""
+        ...
+
+
+#: The namespace type a cursor's owners know it by (the cursor itself needs a Source).
+S = TypeVar("S", bound=Source)
+
+
+class Cursor(Generic[S]):
+    """Where one subscription stands in one namespace.
+
+    :ivar overflow: what it does when its buffer is full (derived from its policy)
+    :ivar dropped: events it dropped, reported or to be reported to the subscriber
+    :ivar slow: 0, or the events pending when its policy gave up on the subscriber
+        (it must be evicted: ``slow_consumer``); once set, it stays set
+    """
 
     __slots__ = (
-        "accepted_end", "behind", "buf", "buf_bytes", "mode", "next", "notices", "ns",
-        "overflow", "policy", "replaying", "start_after", "sub",
+        "accepted_end", "behind", "buf", "buf_bytes", "dropped", "next", "notices", "ns",
+        "overflow", "replaying", "retries", "slow", "start_after", "sub",
     )
 
-    def __init__(self, sub: Subscription, ns: NamespaceState, policy: Policy) -> None:
+    def __init__(self, sub: Reader, ns: S, overflow: OverflowPolicy) -> None:
         self.sub = sub
         self.ns = ns
-        self.policy = policy
-        # Block subscribers fall back to another policy once a publisher gave up waiting.
-        self.mode = policy.fallback if policy.kind is PolicyKind.BLOCK else policy.kind
+        self.overflow = overflow
         self.replaying = False
         self.next = ns.log.head + 1  # replay position (while replaying)
         self.accepted_end = self.next  # first sequence not yet settled (live)
@@ -65,11 +144,18 @@ class Cursor:
         # object (a hub may hold hundreds of thousands), not three empty containers.
         self.buf: deque[Event] | tuple[()] = ()
         self.buf_bytes = 0
-        self.overflow: deque[tuple[Event, float]] | tuple[()] = ()  # retry: (event, deadline)
+        self.retries: deque[tuple[Event, float]] | tuple[()] = ()  # (event, deadline)
         self.notices: list[Notice] | tuple[()] = ()
+        self.dropped = 0
+        self.slow = 0
         # the filter's CPU budget ran out before the head: settle or replay goes on at
         # the next read, after other tasks ran (the subscription is woken for it)
         self.behind = False
+
+    @property
+    def policy(self) -> Policy:
+        """The policy it applies (the subscription's, cut to the namespace's limits)."""
+        return self.overflow.policy
 
     # -- start -------------------------------------------------------------------
 
@@ -107,7 +193,7 @@ class Cursor:
         event."""
         ns, log = self.ns, self.ns.log
         position = self.next - 1 if self.replaying else self.accepted_end - 1
-        self.buf = self.overflow = ()
+        self.buf = self.retries = ()
         self.buf_bytes = 0
         self.behind = False
         self._notices().append(ResyncNotice(ns.name, max(position, 0), log.first,
@@ -124,12 +210,14 @@ class Cursor:
     # -- settling live events -------------------------------------------------------
 
     def settle(self, now: float, budgeted: bool = True) -> None:
-        """Admit or drop, under the policy, every event published since the last settle
-        (with a filter and *budgeted*: those its CPU budget had time to match)."""
+        """Hand to the overflow policy every event published since the last settle
+        (with a filter and *budgeted*: those its CPU budget had time to match). What it
+        dropped is in ``notices`` and ``dropped``; if it gave up on the subscriber,
+        ``slow`` is set."""
         if self.replaying:
             return
-        if self.overflow:
-            self._retry_admit(now)
+        if self.retries:
+            self.overflow.offer(self, now)
         log = self.ns.log
         head = log.head
         start = self.accepted_end
@@ -161,7 +249,7 @@ class Cursor:
             # (then its history_loaded wakes the subscription)
             self.behind = end <= head and bool(log.read(end, end + 1))
         if events:
-            self._admit(events, now)
+            self.overflow.admit(self, events, now)
 
     def _read_on(self, events: Sequence[Event], start: int, stop: int) -> Sequence[Event]:
         """*events*, a prefix of ``[start, stop)`` that a durable log gave, with what it
@@ -181,32 +269,11 @@ class Cursor:
         self.behind = end < stop and len(out) >= _SETTLE_READ_MAX
         return out
 
-    def _admit(self, events: Sequence[Event], now: float) -> None:
-        mode, policy, buf = self.mode, self.policy, self._buffer()
-        if mode is PolicyKind.DROP_OLDEST:
-            buf.extend(events)
-            if policy.max_bytes:
-                self.buf_bytes += sum(e.size for e in events)
-            self._trim_oldest()
-            return
-        fit = self._fit(events)
-        if fit:
-            buf.extend(events[:fit])
-            if policy.max_bytes:
-                self.buf_bytes += sum(e.size for e in events[:fit])
-        rest = events[fit:]
-        if not rest:
-            return
-        if mode is PolicyKind.DISCONNECT:
-            self.sub.evict_slow(self.ns.name, len(buf) + len(rest))
-        elif mode is PolicyKind.RETRY:
-            self._retry_queue(rest, now)
-        else:
-            self._drop(rest, self._reason())
+    # -- the buffer, as its overflow policy acts on it (the Buffer protocol) -----------
 
-    def _fit(self, events: Sequence[Event]) -> int:
+    def fit(self, events: Sequence[Event]) -> int:
         """How many of *events* fit into the buffer now."""
-        policy = self.policy
+        policy = self.overflow.policy
         fit = min(len(events), max(0, policy.max_events - len(self.buf)))
         if policy.max_bytes and fit:
             room = policy.max_bytes - self.buf_bytes
@@ -216,58 +283,63 @@ class Cursor:
                     return i
         return fit
 
-    def _trim_oldest(self) -> None:
-        policy, buf = self.policy, self._buffer()
-        excess = len(buf) - policy.max_events
-        dropped: list[Event] = []
-        if excess > 0:
-            dropped = [buf.popleft() for _ in range(excess)]
+    def put(self, events: Sequence[Event]) -> bool:
+        buf = self.buf
+        if not isinstance(buf, deque):
+            buf = self.buf = deque()
+        buf.extend(events)
+        policy = self.overflow.policy
         if policy.max_bytes:
-            self.buf_bytes -= sum(e.size for e in dropped)
+            self.buf_bytes += sum(e.size for e in events)
+            if self.buf_bytes > policy.max_bytes:
+                return True
+        return len(buf) > policy.max_events
+
+    def shed(self) -> list[Event]:
+        policy, buf = self.overflow.policy, self._buffer()
+        excess = len(buf) - policy.max_events
+        shed: list[Event] = []
+        if excess > 0:
+            shed = [buf.popleft() for _ in range(excess)]
+        if policy.max_bytes:
+            self.buf_bytes -= sum(e.size for e in shed)
             while buf and self.buf_bytes > policy.max_bytes:
                 event = buf.popleft()
                 self.buf_bytes -= event.size
-                dropped.append(event)
-        if dropped:
-            self._drop(dropped, self._reason())
+                shed.append(event)
+        return shed
 
-    def _retry_queue(self, events: Sequence[Event], now: float) -> None:
-        self.ns.retrying = True
-        policy, overflow = self.policy, self._overflow()
-        last = overflow[-1][1] if overflow else 0.0
-        rejected: list[Event] = []
-        for event in events:
-            if len(overflow) >= policy.max_events:
-                rejected.append(event)
-                continue
-            last = max(last, event.published_at + policy.retry_delays(self.sub.random()))
-            overflow.append((event, last))
-        if rejected:
-            self._drop(rejected, DropReason.RETRY_EXHAUSTED)
+    def drop(self, events: Sequence[Event], reason: DropReason) -> None:
+        first, last = events[0].sequence, events[-1].sequence
+        if last - first + 1 == len(events) or self.sub.matcher is not None:
+            self._record(len(events), first, last, reason)
+            return
+        # Not contiguous, though nothing was filtered out (retry: what expires together
+        # may straddle events dropped before, reported in another notice): one notice
+        # per run, so that a notice's range holds exactly what it reports.
+        start = 0
+        for i in range(1, len(events) + 1):
+            if i == len(events) or events[i].sequence != events[i - 1].sequence + 1:
+                self._record(i - start, events[start].sequence, events[i - 1].sequence,
+                             reason)
+                start = i
 
-    def _retry_admit(self, now: float) -> None:
-        overflow, expired = self._overflow(), []
-        while overflow and overflow[0][1] < now:
-            expired.append(overflow.popleft()[0])
-        if expired:
-            self._drop(expired, DropReason.RETRY_EXHAUSTED)
-        if overflow:
-            waiting = [event for event, _ in overflow]
-            fit = self._fit(waiting)
-            for _ in range(fit):
-                event = overflow.popleft()[0]
-                self._buffer().append(event)
-                self.buf_bytes += event.size if self.policy.max_bytes else 0
+    def refuse(self, events: Sequence[Event]) -> None:
+        self.slow = self.slow or len(self.buf) + len(events)
 
-    def _reason(self) -> DropReason:
-        if self.policy.kind is PolicyKind.BLOCK:
-            return DropReason.BLOCK_TIMEOUT
-        return _OVERFLOW_REASON[self.mode]
+    def retry_queue(self) -> deque[tuple[Event, float]]:
+        retries = self.retries
+        if not isinstance(retries, deque):
+            retries = self.retries = deque()
+        self.ns.note_retries()  # the sweep expires them even if nobody reads
+        return retries
+
+    def slow_message(self) -> str:
+        """Why the subscriber is evicted (once ``slow`` is set)."""
+        return (f"namespace {self.ns.name!r}: {self.slow} events pending exceed the "
+                "disconnect bound")
 
     # -- recording drops --------------------------------------------------------------
-
-    def _drop(self, events: Sequence[Event], reason: DropReason) -> None:
-        self._record(len(events), events[0].sequence, events[-1].sequence, reason)
 
     def _lost_to_retention(self, first: int, last: int) -> None:
         # The events are gone, so a filter cannot be applied: every position counts.
@@ -275,28 +347,42 @@ class Cursor:
 
     def _record(self, count: int, first: int, last: int, reason: DropReason) -> None:
         notices = self._notices()
+        self.ns.count_drop(reason, count)
+        self.dropped += count
         if notices:
             prev = notices[-1]
             if (
                 isinstance(prev, DropNotice)
                 and prev.reason is reason
-                and prev.last_sequence < first
+                and (first == prev.last_sequence + 1  # adjacent; or only filtered between
+                     or (self.sub.matcher is not None and prev.last_sequence < first
+                         and not self._holds_between(prev.last_sequence, first)))
             ):
                 notices[-1] = DropNotice(
                     prev.namespace, prev.count + count, prev.first_sequence, last, reason
                 )
-                self.ns.count_drop(reason, count)
-                self.sub.dropped += count
                 return
         notices.append(DropNotice(self.ns.name, count, first, last, reason))
-        self.ns.count_drop(reason, count)
-        self.sub.dropped += count
+
+    def _holds_between(self, low: int, high: int) -> bool:
+        """Whether an event it still holds (buffered, or waiting for a retry) may lie
+        between *low* and *high*: then a notice must not span the gap, since that event
+        may yet be delivered. Held events are in sequence order, buffer then retry
+        queue, so their ends tell (conservatively: a straddling gap says yes). Without
+        a filter, notices only merge when adjacent: a gap is never filtered out."""
+        buf, retries = self.buf, self.retries
+        ends: list[int] = []
+        if isinstance(buf, deque) and buf:
+            ends += (buf[0].sequence, buf[-1].sequence)
+        if isinstance(retries, deque) and retries:
+            ends += (retries[0][0].sequence, retries[-1][0].sequence)
+        return bool(ends) and min(ends) < high and max(ends) > low
 
     # -- reading ------------------------------------------------------------------------
 
     def room(self, now: float) -> int:
         """How many live events fit now (for blocking publishers)."""
-        policy = self.policy
+        policy = self.overflow.policy
         if self.replaying:
             return policy.max_events
         self.settle(now, budgeted=False)  # the publisher must know the whole truth
@@ -310,7 +396,7 @@ class Cursor:
             taken = self._take_replay(limit, out)
         else:
             self.settle(now)
-            taken = self._take_live(limit, out)
+            taken = 0 if self.slow else self._take_live(limit, out)
         return taken
 
     def flush_notices(self, out: list[object]) -> None:
@@ -330,11 +416,11 @@ class Cursor:
         else:
             popleft = self._buffer().popleft
             chunk = [popleft() for _ in range(limit)]
-            if self.policy.max_bytes:
+            if self.overflow.policy.max_bytes:
                 self.buf_bytes -= sum(e.size for e in chunk)
         out.extend(chunk)
-        if self.overflow:
-            self._retry_admit(self.sub.now())
+        if self.retries:
+            self.overflow.offer(self, self.sub.now())
         self.ns.delivered_chunk(chunk, self.sub.now())
         return len(chunk)
 
@@ -383,12 +469,6 @@ class Cursor:
             buf = self.buf = deque()
         return buf
 
-    def _overflow(self) -> deque[tuple[Event, float]]:
-        overflow = self.overflow
-        if not isinstance(overflow, deque):
-            overflow = self.overflow = deque()
-        return overflow
-
     def _notices(self) -> list[Notice]:
         notices = self.notices
         if not isinstance(notices, list):
@@ -397,19 +477,45 @@ class Cursor:
 
     def discard(self) -> None:
         """Forget what is buffered or waiting for a retry (the subscriber was evicted)."""
-        self.buf = self.overflow = ()
+        self.buf = self.retries = ()
         self.buf_bytes = 0
 
     def drained(self, now: float) -> bool:
         """Whether everything published has been delivered or reported to the subscriber
         (nothing buffered, waiting for a retry, to replay, or to tell)."""
         self.settle(now)
-        return not (self.buf or self.overflow or self.notices or self.replaying
+        return not (self.buf or self.retries or self.notices or self.replaying or self.slow
                     or self.accepted_end <= self.ns.log.head)
+
+    def lag(self, now: float) -> int:
+        """Events published that it has not delivered (as :meth:`pending`), for a
+        scrape: settled first if a drop may be due (its unsettled events may not fit its
+        buffer, retention overtook it, retries wait), so that the scrape counts it. An
+        idle cursor is only looked at: with hundreds of thousands of them a scrape costs
+        one look at each, not a settle (and a buffer allocated for each)."""
+        if self.replaying:
+            return self.ns.log.head - self.next + 1
+        log, policy = self.ns.log, self.overflow.policy
+        unsettled = log.head - self.accepted_end + 1
+        if unsettled > 0 and (
+            self.accepted_end < log.first or self.retries or policy.max_bytes
+            or len(self.buf) + unsettled > policy.max_events
+        ):
+            self.settle(now)
+            unsettled = log.head - self.accepted_end + 1
+        return len(self.buf) + len(self.retries) + unsettled
 
     def pending(self) -> int:
         """Events published that this cursor has neither delivered nor dropped (upper bound)."""
         head = self.ns.log.head
         if self.replaying:
             return head - self.next + 1
-        return len(self.buf) + len(self.overflow) + head - self.accepted_end + 1
+        return len(self.buf) + len(self.retries) + head - self.accepted_end + 1
+
+
+def evict_slow(cursors: Iterable[Cursor[S]]) -> None:
+    """End the subscriptions of *cursors*, whose policy gave up on them (``slow``).
+    Whoever settles cursors calls this once it is done iterating over them: ending a
+    subscription removes its cursors from its namespaces."""
+    for cursor in cursors:
+        cursor.sub.end(EndReason.SLOW_CONSUMER, cursor.slow_message())

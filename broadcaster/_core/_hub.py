@@ -13,11 +13,12 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
+from ._admission import check_arguments, plan
 from ._backend import LogBackend
 from ._budget import Budget
 from ._callbacks import Callback, CallbackHandle, CallbackRunner
 from ._config import HubConfig, NamespaceConfig
-from ._dedup import DedupWindow
+from ._cursor import evict_slow
 from ._durable import (
     LogStore,
     LogUnavailable,
@@ -25,22 +26,23 @@ from ._durable import (
     SharedLog,
     SharedLogStore,
     StorageError,
-    Stored,
 )
-from ._errors import InvalidArgument, QuotaExceeded
+from ._errors import QuotaExceeded
 from ._filter_cache import FilterCache
 from ._filters import Matcher
 from ._items import CheckedItem, ItemChecker, PublishItem
 from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
 from ._namespace import NamespaceState, check_burst
+from ._notifier import Notifier
 from ._payload import FieldCache, json_fields
 from ._policy import Policy
 from ._publish_check import check_batches
 from ._registry import NamespaceTable
 from ._stats import HubStatistics
 from ._subscription import Liveness, Subscription
-from ._types import AvailabilityNotice, EndReason, Event
+from ._types import EndReason, Event
+from ._upkeep import Upkeep
 from ._validation import validate_namespace
 
 __all__ = ["Broadcaster", "PublishItem"]
@@ -73,7 +75,6 @@ class Broadcaster:
         self._namespaces = self._table.live
         self._subs: set[Subscription] = set()
         self._wildcard: dict[Subscription, None] = {}  # all-namespaces ones, oldest first
-        self._wildcard_waiting: set[Subscription] = set()
         self._items = ItemChecker()
         self._work = 0  # events published since a publisher last yielded
         self._last_publish = -math.inf
@@ -83,14 +84,15 @@ class Broadcaster:
             self.config.payload_fields or json_fields, max_events=limits.decode_cache_events,
             max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
         self.filter_cache = FilterCache(limits, self.payload_fields.fields)
-        self._dirty: set[NamespaceState] = set()
-        self._rewake: set[Subscription] = set()  # filters with more to match (defer_wake)
-        self._notify: anyio.Event | None = None
+        self._notifier = Notifier(self.config.notify_linger, self.config.wake_batch)
         self._tg: TaskGroup | None = None
         self._closed = False
-        self.heartbeat_id = 0
+        self.heartbeat_id = 0  # the newest heartbeat sent (0: none yet)
+        self._upkeep = Upkeep(self.config, self._table, self._subs, self._remove,
+                              self._heartbeat_sent)
         self.acks_ignored = 0
-        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4, 0.0)
+        self._monitor = LoopMonitor(self.config.loop_lag_interval,
+                                    self._upkeep.liveness_limit * 4, 0.0)
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
 
@@ -111,12 +113,13 @@ class Broadcaster:
             raise
         self._tg = tg
         self._clock = _loop_clock()
-        self._monitor = LoopMonitor(self.config.loop_lag_interval, self._liveness_limit * 4,
-                                    self.now())
+        self._monitor = LoopMonitor(self.config.loop_lag_interval,
+                                    self._upkeep.liveness_limit * 4, self.now())
         self._tg.start_soon(self._monitor.run, self._clock, name="broadcaster loop monitor")
-        self._tg.start_soon(self._notifier_loop, name="broadcaster notifier")
-        self._tg.start_soon(self._heartbeat_loop, name="broadcaster heartbeats")
-        self._tg.start_soon(self._sweep_loop, name="broadcaster overflow sweep")
+        self._tg.start_soon(self._notifier.run, name="broadcaster notifier")
+        self._tg.start_soon(self._upkeep.heartbeats, self.now, self._monitor,
+                            name="broadcaster heartbeats")
+        self._tg.start_soon(self._upkeep.sweeps, self.now, name="broadcaster overflow sweep")
         self._tg.start_soon(self.callbacks.watchdog, name="broadcaster callback watchdog")
         shared = None if self._backend is None else self._backend.store
         if isinstance(shared, SharedLogStore):
@@ -217,9 +220,8 @@ class Broadcaster:
     def random(self) -> float:
         return self._random.random()
 
-    @property
-    def _liveness_limit(self) -> float:
-        return self.config.heartbeat_interval * self.config.max_missed_heartbeats
+    def _heartbeat_sent(self, heartbeat_id: int) -> None:
+        self.heartbeat_id = heartbeat_id
 
     def ack_ignored(self) -> None:
         """Count a heartbeat ack that answered no heartbeat the subscription was given."""
@@ -254,9 +256,10 @@ class Broadcaster:
                                    "Broadcaster.prepare(subscription) before opening it)")
         ns = self._table.create(name, self.now(), self.epoch, durable)
         if self._backend is not None and name in self._backend.unavailable:
-            ns.available = False
-            ns.unavailable_reason = self._backend.unavailable[name]
-        budget, wildcard = self._budget, list(self._wildcard)  # oldest first
+            ns.availability_changed(False, self._backend.unavailable[name])
+        budget = self._budget
+        wildcard = [sub for sub in self._wildcard  # oldest first
+                    if sub.admit is None or sub.admit(name)]
         while len(wildcard) > budget.max_cursors - budget.cursors:
             wildcard.pop().end(  # the newest goes, and frees its cursors
                 EndReason.CURSOR_LIMIT,
@@ -272,9 +275,9 @@ class Broadcaster:
     def _remove(self, ns: NamespaceState) -> None:
         """Remove an idle namespace; all-namespaces subscriptions leave it (they have
         nothing of it left to deliver) and meet it again if it comes back."""
-        for cursor in list(ns.cursors):
-            cursor.sub.detach(ns)
-        self._dirty.discard(ns)
+        for sub in self._wildcard:  # the only ones left with a cursor in it
+            sub.detach(ns)
+        self._notifier.forget_namespace(ns)
         self._table.remove(ns)
 
     def account_cached(self, event: Event, size: int) -> None:
@@ -287,6 +290,10 @@ class Broadcaster:
 
     def namespace_names(self) -> list[str]:
         return sorted(self._namespaces)
+
+    def has_namespace(self, name: str) -> bool:
+        """Whether namespace *name* exists now (publishing into it creates nothing)."""
+        return name in self._namespaces
 
     def epoch_of(self, namespace: str) -> str:
         """The epoch of *namespace*'s sequences (the hub's, unless each namespace has
@@ -412,49 +419,14 @@ class Broadcaster:
                      ids: list[str | None], now: float) -> list[int]:
         """The fast path with event ids (memory log): what was not published within the
         deduplication window is appended now, the rest gets its original sequence."""
-        seqs, fresh = self._deduplicate(ns, ids, now)
+        config = self.config
+        seqs, fresh = ns.deduplicate(ids, now, config.dedup_window, config.dedup_max_ids)
         if fresh:
             ns.take_token(now, len(fresh))
-            appended = ns.append([checked[i] for i in fresh], now, self.config.wall_clock)
-            self._remember(ns, ids, fresh, [e.sequence for e in appended], seqs, now)
+            appended = ns.append([checked[i] for i in fresh], now, config.wall_clock)
+            ns.remember(ids, fresh, [e.sequence for e in appended], seqs, now)
             self._appended(ns, len(fresh))
         return _resolved(seqs)
-
-    def _deduplicate(self, ns: NamespaceState, ids: list[str | None], now: float
-                     ) -> tuple[list[int], list[int]]:
-        """Look *ids* up in the namespace's window. Returns the sequences (the original
-        one of a duplicate; 0 for an item to append; ``-1 - j`` for the second item of
-        one batch with the id of item ``j``) and the indexes of the items to append."""
-        dedup = ns.dedup
-        if dedup is None:
-            dedup = ns.dedup = DedupWindow(self.config.dedup_window, self.config.dedup_max_ids)
-        seqs = [0] * len(ids)
-        fresh: list[int] = []
-        first: dict[str, int] = {}
-        for i, event_id in enumerate(ids):
-            if event_id is not None:
-                seq = dedup.get(event_id, now)
-                if seq is None and event_id in first:
-                    seq = -1 - first[event_id]
-                if seq is not None:
-                    seqs[i] = seq
-                    continue
-                first[event_id] = i
-            fresh.append(i)
-        ns.deduplicated += len(ids) - len(fresh)
-        return seqs, fresh
-
-    @staticmethod
-    def _remember(ns: NamespaceState, ids: list[str | None], fresh: Sequence[int],
-                  appended: Sequence[int], seqs: list[int], now: float) -> None:
-        """Fill in the sequences of the *fresh* items just appended and remember their ids."""
-        dedup = ns.dedup
-        assert dedup is not None
-        for i, seq in zip(fresh, appended, strict=True):
-            seqs[i] = seq
-            event_id = ids[i]
-            if event_id is not None:
-                dedup.put(event_id, seq, now)
 
     async def _check_slices(self, config: NamespaceConfig, batch: Sequence[PublishItem],
                             max_size: int) -> list[CheckedItem]:
@@ -476,43 +448,41 @@ class Broadcaster:
         each other, so that each one's sequences are consecutive. With a durable log
         (``ns.durable``) each slice is one append, as large as the room allows."""
         every, wall = self.config.publish_yield_every, self.config.wall_clock
-        while ns.busy is not None:
-            await ns.busy.wait()
-        if ids is not None and ns.durable is None:  # the others wait for ns.busy
-            seqs, fresh = self._deduplicate(ns, ids, self.now())
-            todo = [checked[i] for i in fresh]
-        else:
-            seqs, fresh, todo = [], [], checked
-        if todo:
-            ns.take_token(self.now(), len(todo))
-        busy = ns.busy = anyio.Event()
-        done: list[int] = []
+        seqs: list[int] = []  # with event ids: see NamespaceState.deduplicate
+        fresh: list[int] = []
+        todo, done = checked, list[int]()
+        await ns.begin_batch()
         try:
+            if ids is not None and ns.durable is None:  # the others wait for ns.busy
+                config = self.config
+                seqs, fresh = ns.deduplicate(ids, self.now(), config.dedup_window,
+                                             config.dedup_max_ids)
+                todo = [checked[i] for i in fresh]
+            if todo:
+                ns.take_token(self.now(), len(todo))
             while len(done) < len(todo):
                 count = len(todo) - len(done)
                 if ns.durable is None:
                     count = min(count, every)
                 if ns.block_cursors:  # a batch larger than the room goes in as room appears
-                    count = await self._wait_for_room(ns, count)
+                    count = await ns.wait_for_room(count, self.now)
                 part = todo[len(done) : len(done) + count]
                 now = self._publish_time()
                 if ns.durable is not None:
                     part_ids = None if ids is None else ids[len(done) : len(done) + count]
-                    done.extend(self._stored(ns, await ns.durable.append(
-                        self._new_events(part, part_ids, wall), now)))
+                    done.extend(ns.stored(await ns.durable.append(
+                        _new_events(part, part_ids, wall), now)))
                     continue
                 appended = [e.sequence for e in ns.append(part, now, wall)]
                 if ids is not None:
-                    self._remember(ns, ids, fresh[len(done) : len(done) + count], appended,
-                                   seqs, now)
+                    ns.remember(ids, fresh[len(done) : len(done) + count], appended, seqs, now)
                 done.extend(appended)
                 self._appended(ns, count)
                 if self._work >= every:
                     self._work = 0
                     await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
-            ns.busy = None
-            busy.set()
+            ns.end_batch()
         return _resolved(seqs) if ids is not None and ns.durable is None else done
 
     # -- publishing into a durable log -------------------------------------------------
@@ -532,9 +502,9 @@ class Broadcaster:
         assert durable is not None
         now = self._publish_time()
         ns.take_token(now, len(checked))
-        stored = await durable.append(self._new_events(checked, ids, self.config.wall_clock),
+        stored = await durable.append(_new_events(checked, ids, self.config.wall_clock),
                                       now, submitted)
-        return self._stored(ns, stored)
+        return ns.stored(stored)
 
     async def _open_namespace(self, name: str, config: NamespaceConfig, count: int
                               ) -> NamespaceState:
@@ -553,25 +523,6 @@ class Broadcaster:
             self._table.check_room((name,), "namespace")
             ns = self._create(name)
         return ns
-
-    @staticmethod
-    def _new_events(checked: Sequence[CheckedItem], ids: Sequence[str | None] | None,
-                    wall: Callable[[], int]) -> list[NewEvent]:
-        if ids is None:
-            return [NewEvent(topic, payload, type_url, labels, wall() if ts is None else ts,
-                             size)
-                    for topic, payload, type_url, labels, ts, size in checked]
-        return [NewEvent(topic, payload, type_url, labels, wall() if ts is None else ts, size,
-                         event_id)
-                for (topic, payload, type_url, labels, ts, size), event_id
-                in zip(checked, ids, strict=True)]
-
-    @staticmethod
-    def _stored(ns: NamespaceState, stored: Sequence[Stored]) -> list[int]:
-        duplicates = sum(1 for s in stored if s.duplicate)
-        if duplicates:
-            ns.deduplicated += duplicates
-        return [s.sequence for s in stored]
 
     async def check_publish(self, batches: Sequence[tuple[str, Sequence[PublishItem]]]
                             ) -> None:
@@ -597,7 +548,7 @@ class Broadcaster:
                             items=self._items, table=self._table, now=self.now())
 
     def _appended(self, ns: NamespaceState, count: int) -> None:
-        self._mark(ns)
+        self._notifier.mark(ns)  # its parked readers are woken by the notifier's task
         if self._budget.over:
             self._budget.trim()
         self._work += count
@@ -612,73 +563,10 @@ class Broadcaster:
         self._last_publish = now
         return now
 
-    async def _wait_for_room(self, ns: NamespaceState, count: int) -> int:
-        """Wait until every blocking subscriber has room, at most its timeout; return how
-        many of *count* events to append now (all of them once the wait timed out, and
-        the fallback policies decide)."""
-        now = self.now()
-        deadline: float | None = None
-        while True:
-            room, cursor = ns.block_room(now)
-            if room > 0 or cursor is None:
-                return min(count, room)
-            if deadline is None:
-                deadline = now + cursor.policy.block_timeout
-            if now >= deadline:
-                return count
-            await ns.wait_for_room(deadline - now)
-            now = self.now()
-
-    def _mark(self, ns: NamespaceState) -> None:
-        """Note that *ns* has new events; the notifier task wakes its parked readers.
-
-        The publisher's cost stays O(1) whatever the number of subscribers, and every
-        publish made before the notifier runs (plus ``notify_linger``) shares one wake-up.
-        """
-        if ns.waiting or ns.burst_topics or self._wildcard_waiting:
-            self._dirty.add(ns)
-            if self._notify is not None:
-                self._notify.set()
-                self._notify = None
-
     def defer_wake(self, sub: Subscription) -> None:
         """Wake *sub*, parked with events its filter has not matched yet, at the
         notifier's next pass: after the tasks ready now have run."""
-        self._rewake.add(sub)
-        if self._notify is not None:
-            self._notify.set()
-            self._notify = None
-
-    async def _notifier_loop(self) -> None:
-        linger = self.config.notify_linger
-        woken: list[Subscription] = []
-        while True:
-            if not self._dirty and not self._rewake:
-                self._notify = anyio.Event()
-                await self._notify.wait()
-            if linger:
-                await anyio.sleep(linger)
-            dirty, self._dirty = self._dirty, set()
-            for ns in dirty:
-                ns.take_waiters(woken)
-            if self._rewake:
-                woken.extend(self._rewake)
-                self._rewake.clear()
-            if self._wildcard_waiting:
-                woken.extend(self._wildcard_waiting)
-                self._wildcard_waiting.clear()
-            await self._wake(woken)
-            woken.clear()
-
-    async def _wake(self, subs: list[Subscription]) -> None:
-        """Wake *subs*, ``wake_batch`` at a time with a checkpoint in between, so that
-        waking thousands of subscribers does not hold the event loop."""
-        batch = self.config.wake_batch
-        for start in range(0, len(subs), batch):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            for sub in subs[start : start + batch]:
-                sub.wake()
+        self._notifier.defer(sub)
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -692,6 +580,7 @@ class Broadcaster:
         since_default: int | None = None,
         epoch: str | Mapping[str, str] | None = None,
         liveness: Liveness = "consume",
+        admit: Callable[[str], bool] | None = None,
     ) -> Subscription:
         """Make a subscription; it registers when its ``async with`` is entered.
 
@@ -710,32 +599,17 @@ class Broadcaster:
             oldest retained event
         :param liveness: ``"consume"``: reading proves the subscriber alive;
             ``"ack"``: only :meth:`Subscription.ack` does (for network edges)
+        :param admit: the namespaces the subscription may read, asked whenever an
+            all-namespaces subscription would be attached to a namespace (at
+            registration, and when a namespace is created): it is attached only to those
+            admitted. Asked again for every namespace the subscription reads (named ones
+            too) by :meth:`readmit`. None: every namespace
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
         """
-        names: tuple[str, ...] | None
-        if namespaces is None:
-            names = None
-        elif isinstance(namespaces, str):
-            names = (validate_namespace(namespaces),)
-        else:
-            names = tuple(dict.fromkeys(
-                validate_namespace(n, f"namespaces[{i}]") for i, n in enumerate(namespaces)
-            ))
-            if not names:
-                raise InvalidArgument("namespaces", "must not be empty (use None for all)")
-        if since is not None and not isinstance(since, Mapping) and (
-            not isinstance(since, int) or since < 0
-        ):
-            raise InvalidArgument("since", "must be a non-negative integer")
-        if policy is not None:
-            policy.validated()
-        if liveness not in ("consume", "ack"):
-            raise InvalidArgument("liveness", "must be 'consume' or 'ack'")
+        names = check_arguments(namespaces, since, since_default, policy, liveness)
         matcher, topics = self._matcher(filters)
-        if since_default is not None and (not isinstance(since_default, int) or since_default < 0):
-            raise InvalidArgument("since_default", "must be a non-negative integer")
         return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness,
-                            topics)
+                            topics, admit)
 
     def _matcher(self, filters: Sequence[str]
                  ) -> tuple[Matcher | None, frozenset[str] | None]:
@@ -765,8 +639,10 @@ class Broadcaster:
             self._plan(sub)
             for name in sub.namespaces:
                 if name not in self._namespaces and name not in backend.logs:
-                    log = await backend.open(name, self.config.namespace(name).retention)
-                    sub.opened_at(name, log.head)
+                    await backend.open(name, self.config.namespace(name).retention)
+                    # the head when the log opened, not now: while this task waited for
+                    # another to open it, that one may have published (and committed)
+                    sub.opened_at(name, backend.opened_heads[name])
         # a resume on a shared log: this node's view may lag behind the node the
         # subscriber was on; catch up before the cursors are positioned, so that a
         # `since` the log has is not taken for one ahead of it
@@ -813,51 +689,62 @@ class Broadcaster:
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        targets: list[NamespaceState] = []
-        new: list[str] = []
-        if sub.namespaces is None:
-            targets = list(self._namespaces.values())
-        else:
-            for name in sub.namespaces:
-                ns = self._namespaces.get(name)
-                if ns is None:
-                    new.append(name)
-                else:
-                    ns.check_subscription_quota()
-                    targets.append(ns)
-            self._table.check_room(new, "namespaces")
-        for name, config in [(ns.name, ns.config) for ns in targets] + [
-                (name, self.config.namespace(name)) for name in new]:
-            config.check_policy(sub.policy or config.default_policy, name)
+        return plan(sub.namespaces, sub.policy, self._table, self.config, self._budget,
+                    len(self._wildcard), sub.admit)
+
+    def readmit(self) -> int:
+        """Ask every subscription's ``admit`` predicate again (it changed: an access
+        policy was reloaded). A subscription reading a namespace it is no longer
+        admitted to is ended (``permission_revoked``; what was buffered for it is not
+        delivered); an all-namespaces subscription is attached to the namespaces it is
+        now admitted to (as to a new namespace; ended with ``cursor_limit`` if the
+        cursors do not fit).
+
+        :returns: how many subscriptions were ended
+        """
+        ended = 0
+        for sub in list(self._subs):
+            admit = sub.admit
+            if admit is None:
+                continue
+            lost = next((name for name in sub.cursors if not admit(name)), None)
+            if lost is not None:
+                sub.end(EndReason.PERMISSION_REVOKED,
+                        f"namespace {lost!r}: the subscriber may no longer read it (the "
+                        "access policy changed)")
+                ended += 1
+            elif sub.namespaces is None:
+                ended += self._extend(sub, admit)
+        return ended
+
+    def _extend(self, sub: Subscription, admit: Callable[[str], bool]) -> int:
         budget = self._budget
-        # a new namespace also costs a cursor for every all-namespaces subscription
-        needed = len(targets) + len(new) * (1 + len(self._wildcard))
-        if budget.cursors + needed > budget.max_cursors:
-            raise QuotaExceeded(
-                "namespaces",
-                f"the hub holds {budget.cursors} of its maximum of {budget.max_cursors} "
-                f"cursors (one per subscription and namespace) and this subscription needs "
-                f"{needed}: subscribe to fewer namespaces, or raise max_cursors ([hub] "
-                "max_cursors in the configuration file)",
-            )
-        return targets, new
+        for name, ns in list(self._namespaces.items()):
+            if name in sub.cursors or not admit(name):
+                continue
+            if budget.cursors >= budget.max_cursors:
+                sub.end(EndReason.CURSOR_LIMIT,
+                        f"namespace {name!r} became readable and the hub has its maximum of "
+                        f"{budget.max_cursors} cursors; raise max_cursors")
+                return 1
+            sub.attach(ns, clamp=True)
+        return 0
 
     def unregister(self, sub: Subscription) -> None:
-        self._rewake.discard(sub)
+        self._notifier.forget(sub)
         sub.detach_all()
         self._subs.discard(sub)
         self._wildcard.pop(sub, None)
-        self._wildcard_waiting.discard(sub)
 
     def park(self, sub: Subscription) -> None:
         """Note that *sub* waits for events."""
         if sub.namespaces is None:
-            self._wildcard_waiting.add(sub)
+            self._notifier.park_wildcard(sub)
         for cursor in sub.cursors.values():
             cursor.ns.park(sub)
 
     def unpark(self, sub: Subscription) -> None:
-        self._wildcard_waiting.discard(sub)
+        self._notifier.unpark(sub)
         for cursor in sub.cursors.values():
             cursor.ns.unpark(sub)
 
@@ -882,39 +769,29 @@ class Broadcaster:
                 logger.warning("events of namespace %r arrived from the log: %s",
                                namespace, exc.message)
                 return
-            self._create(namespace, after=events[0].sequence - 1)
-            ns = self._namespaces[namespace]
+            ns = self._create(namespace, after=events[0].sequence - 1)
         ns.arrived(events)
-        self._mark(ns)
+        self._notifier.mark(ns)  # its parked readers are woken by the notifier's task
 
     def log_history_loaded(self, namespace: str) -> None:
         """Older history that a reader waited for was loaded: its readers read again."""
         ns = self._namespaces.get(namespace)
         if ns is not None:
-            for cursor in list(ns.cursors):
-                cursor.sub.wake()
+            ns.wake_readers()
 
     def log_history_reset(self, namespace: str, epoch: str) -> None:
         """*namespace*'s log began a new incarnation: every reader resyncs."""
         ns = self._namespaces.get(namespace)
         if ns is not None:
             ns.reset(epoch)
-            for cursor in list(ns.cursors):
-                cursor.sub.wake()
+            ns.wake_readers()
 
     def log_availability_changed(self, namespace: str, available: bool, reason: str) -> None:
         """Tell every reader of *namespace* that its log became unavailable (or
         available again), with an :class:`AvailabilityNotice`."""
         ns = self._namespaces.get(namespace)
-        if ns is None or ns.available == available:
-            return
-        ns.available = available
-        ns.unavailable_reason = "" if available else reason
-        ns.changed = True
-        notice = AvailabilityNotice(namespace, available, reason)
-        for cursor in list(ns.cursors):
-            cursor.tell(notice)
-            cursor.sub.wake()
+        if ns is not None and ns.availability_changed(available, reason):
+            ns.wake_readers()
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -941,60 +818,17 @@ class Broadcaster:
         sub = self.subscribe(namespaces, filters=filters, policy=policy)
         return self.callbacks.add(sub, callback, thread=thread, name=name)
 
-    # -- background work ----------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.config.heartbeat_interval)
-            now = self.now()
-            self._monitor.observe(now)  # a stall that just ended is not charged to anyone
-            for ns in list(self._namespaces.values()):
-                ns.trim(now)
-                ns.trim_topics()
-                if self._table.idle(ns, now):
-                    self._remove(ns)
-            self.heartbeat_id += 1
-            await self._beat()
-
-    async def _beat(self) -> None:
-        """Evict the dead, wake the others (their next read ends with the heartbeat),
-        ``wake_batch`` subscriptions at a time with a checkpoint in between."""
-        subs, batch = list(self._subs), self.config.wake_batch
-        for start in range(0, len(subs), batch):
-            if start:
-                await anyio.lowlevel.checkpoint()
-            self._check_liveness(subs[start : start + batch], self.now())
-
-    def _check_liveness(self, subs: list[Subscription], now: float) -> None:
-        limit, missed = self._liveness_limit, self.config.max_missed_heartbeats
-        for sub in subs:
-            reason = sub.liveness_check(now, limit, self._monitor)
-            if reason is None:
-                sub.wake()
-            elif reason is EndReason.NOT_CONSUMING:
-                sub.end(reason, f"events waited {limit:g} s ({missed} heartbeats) and the "
-                                "subscriber took none")
-            else:
-                sub.end(reason, f"no consumption or ack for {missed} heartbeats")
-
-    async def _sweep_loop(self) -> None:
-        interval = self.config.overflow_check_interval
-        while True:
-            await anyio.sleep(interval)
-            now = self.now()
-            for ns in self._namespaces.values():
-                if ns.sweep_cursors and (ns.log.head != ns.swept_head or ns.retrying):
-                    ns.sweep(now)
-
     # -- figures --------------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
         """Figures of the hub and every namespace (settles pending drops first)."""
         now, budget = self.now(), self._budget
+        for ns in list(self._namespaces.values()):
+            evict_slow(ns.settle_figures(now))
         return HubStatistics(
             epoch=self.epoch,
             subscriptions=len(self._subs),
-            namespaces={n: ns.statistics(now) for n, ns in sorted(self._namespaces.items())},
+            namespaces={n: ns.statistics() for n, ns in sorted(self._namespaces.items())},
             callbacks=self.callbacks.count,
             callback_errors=self.callbacks.errors,
             slow_callbacks=self.callbacks.slow,
@@ -1033,7 +867,19 @@ def _event_ids(batch: Sequence[PublishItem]) -> list[str | None] | None:
     return None
 
 
+def _new_events(checked: Sequence[CheckedItem], ids: Sequence[str | None] | None,
+                wall: Callable[[], int]) -> list[NewEvent]:
+    """*checked* as a durable log's append takes them (with their ids, if any)."""
+    if ids is None:
+        return [NewEvent(topic, payload, type_url, labels, wall() if ts is None else ts, size)
+                for topic, payload, type_url, labels, ts, size in checked]
+    return [NewEvent(topic, payload, type_url, labels, wall() if ts is None else ts, size,
+                     event_id)
+            for (topic, payload, type_url, labels, ts, size), event_id
+            in zip(checked, ids, strict=True)]
+
+
 def _resolved(seqs: list[int]) -> list[int]:
-    """Sequences from :meth:`Broadcaster._deduplicate`, with each ``-1 - j`` (a repeat of
+    """Sequences from :meth:`NamespaceState.deduplicate`, with each ``-1 - j`` (a repeat of
     item ``j``'s id within the batch) replaced by item ``j``'s sequence."""
     return [s if s > 0 else seqs[-1 - s] for s in seqs]

@@ -1,32 +1,45 @@
-"""Per-namespace state: the log, the cursors reading it, counters and quotas."""
+"""Per-namespace state: the log, the cursors reading it, counters and quotas.
+
+A namespace records its own figures: what was published (when it appends), delivered
+and dropped (its cursors tell it), and evicted. It knows subscriptions only as
+:class:`Waiter` (parked on it) and through its cursors' :class:`Reader`.
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
+from ._budget import Budget, Entry
 from ._config import NamespaceConfig
+from ._cursor import Cursor, evict_slow
 from ._dedup import DedupWindow
-from ._durable import DurableLog
+from ._durable import DurableLog, Stored
 from ._errors import QuotaExceeded
 from ._filters import Matcher
+from ._items import CheckedItem
 from ._log import EventLog
-from ._policy import PolicyKind
 from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
-from ._types import DropReason, EndReason, Event
+from ._topics import TopicIndex
+from ._types import AvailabilityNotice, DropReason, EndReason, Event
 
-if TYPE_CHECKING:
-    from ._budget import Budget, Entry
-    from ._cursor import Cursor
-    from ._items import CheckedItem
-    from ._subscription import Subscription
+__all__ = ["NamespaceState", "Waiter", "check_burst"]
 
-__all__ = ["NamespaceState", "check_burst"]
+
+class Waiter(Protocol):
+    """A subscription parked on a namespace, waiting for its events."""
+
+    @property
+    def topics(self) -> frozenset[str] | None:
+        """Only a publish of one of these wakes it (None: any publish)."""
+        ...
+
+    def wake(self) -> None: ...
 
 _FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing
 _FILTER_CACHE_ENTRIES = 1024  # distinct matchers remembered per namespace
@@ -65,25 +78,20 @@ class NamespaceState:
         self.available = True  # the durable log can store and feed events
         self.unavailable_reason = ""
         self.budget_entry: Entry | None = None  # its place on the budget's heap
-        self.removed = False  # the hub removed it as idle
         self.idle_since: float | None = None
         self.busy: anyio.Event | None = None  # set while a batch is published in slices
-        self.cursors: set[Cursor] = set()
+        self.cursors: set[Cursor[NamespaceState]] = set()
         self.pinned = 0  # cursors of subscriptions that named it (not all-namespaces ones)
-        self.block_cursors: set[Cursor] = set()
-        self.sweep_cursors: set[Cursor] = set()  # disconnect and retry: checked periodically
-        self.waiting: set[Subscription] = set()
+        # cursors whose policy holds publishers back (block), and those that must be
+        # settled periodically (they evict, or events wait for a retry)
+        self.block_cursors: set[Cursor[NamespaceState]] = set()
+        self.sweep_cursors: set[Cursor[NamespaceState]] = set()
+        self.waiting: set[Waiter] = set()
         # subscriptions whose filters only match some topics wait under those topics, and
         # only a publish of one of them wakes them
-        self.waiting_topics: dict[str, set[Subscription]] = {}
+        self.waiting_topics: dict[str, set[Waiter]] = {}
         self.burst_topics: set[str] = set()  # published since the last notify
-        # for every topic some subscription filters on: the retained sequences published
-        # with it, and the newest one retention trimmed, so that such a cursor skips a
-        # range none of its topics was published in without reading it, and never
-        # reports trimmed events it could not have matched as lost
-        self.topic_seqs: dict[str, deque[int]] = {}
-        self.topic_trimmed: dict[str, int] = {}
-        self.topic_watchers: dict[str, int] = {}
+        self.topics = TopicIndex()  # of the topics its subscriptions filter on
         # the last filtered read per matcher: subscriptions sharing a filter (interned by
         # the hub) and a position filter the log once between them
         self.filtered: dict[Matcher, tuple[int, int, list[Event], int]] = {}
@@ -103,41 +111,28 @@ class NamespaceState:
 
     # -- cursors ---------------------------------------------------------------
 
-    def add(self, cursor: Cursor) -> None:
+    def add(self, cursor: Cursor[NamespaceState]) -> None:
         if cursor in self.cursors:
             return
         topics = cursor.sub.topics
         if topics is not None:
-            for topic in topics:
-                self.topic_watchers[topic] = self.topic_watchers.get(topic, 0) + 1
-                if topic not in self.topic_seqs:
-                    self.topic_seqs[topic] = deque()
-                    # untracked before now: any earlier event may have had this topic
-                    self.topic_trimmed[topic] = self.log.head
+            self.topics.watch(topics, self.log.head)
         self.cursors.add(cursor)
         self.budget.cursors += 1
         self.changed = True
         if cursor.sub.namespaces is not None:
             self.pinned += 1
-        kind = cursor.policy.kind
-        if kind is PolicyKind.BLOCK:
+        if cursor.overflow.blocks:
             self.block_cursors.add(cursor)
-        if cursor.mode in (PolicyKind.DISCONNECT, PolicyKind.RETRY):
+        if cursor.overflow.sweep:
             self.sweep_cursors.add(cursor)
 
-    def remove(self, cursor: Cursor) -> None:
+    def remove(self, cursor: Cursor[NamespaceState]) -> None:
         if cursor not in self.cursors:
             return
         topics = cursor.sub.topics
         if topics is not None:
-            for topic in topics:
-                left = self.topic_watchers[topic] - 1
-                if left:
-                    self.topic_watchers[topic] = left
-                else:
-                    del self.topic_watchers[topic]
-                    del self.topic_seqs[topic]
-                    del self.topic_trimmed[topic]
+            self.topics.unwatch(topics)
         self.cursors.discard(cursor)
         self.budget.cursors -= 1
         self.changed = True
@@ -146,6 +141,18 @@ class NamespaceState:
         self.block_cursors.discard(cursor)
         self.sweep_cursors.discard(cursor)
         self.wake_publishers()
+
+    def unused_since(self, now: float, configured: bool) -> float | None:
+        """Since when it has been unused: no retained events, no subscription naming it,
+        no batch going in, no event ids remembered, and not *configured* (*now* if it
+        just became so); None while it is used."""
+        log = self.log
+        if (self.pinned or log.first <= log.head or self.busy is not None or configured
+                or self.dedup):
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = now
+        return self.idle_since
 
     def check_subscription_quota(self, field: str = "namespaces") -> None:
         limit = self.config.max_subscriptions
@@ -198,33 +205,95 @@ class NamespaceState:
         log.trim(now)
         self.budget.retained_bytes += log.retained_bytes - before
         self.changed = True
-        if self.topic_seqs:
-            self.note_topics(appended)
+        if self.topics.watchers:
+            self.topics.note(appended, log.first, self.waiting_topics, self.burst_topics)
         self.published += len(appended)
         if self.budget_entry is None:
             self.budget.track(self)
         return appended
 
+    def deduplicate(self, ids: Sequence[str | None], now: float, window: float,
+                    max_ids: int) -> tuple[list[int], list[int]]:
+        """Look event *ids* up in the deduplication window (memory log; made with
+        *window* seconds and *max_ids* on first use). Returns the sequences (the original
+        one of a duplicate; 0 for an item to append; ``-1 - j`` for the second item of
+        one batch with the id of item ``j``) and the indexes of the items to append;
+        :meth:`remember` fills in the sequences of those once appended."""
+        dedup = self.dedup
+        if dedup is None:
+            dedup = self.dedup = DedupWindow(window, max_ids)
+        seqs = [0] * len(ids)
+        fresh: list[int] = []
+        first: dict[str, int] = {}
+        for i, event_id in enumerate(ids):
+            if event_id is not None:
+                seq = dedup.get(event_id, now)
+                if seq is None and event_id in first:
+                    seq = -1 - first[event_id]
+                if seq is not None:
+                    seqs[i] = seq
+                    continue
+                first[event_id] = i
+            fresh.append(i)
+        self.deduplicated += len(ids) - len(fresh)
+        return seqs, fresh
+
+    def remember(self, ids: Sequence[str | None], fresh: Sequence[int],
+                 appended: Sequence[int], seqs: list[int], now: float) -> None:
+        """Fill in *seqs* with the sequences *appended* of the *fresh* items (see
+        :meth:`deduplicate`) and remember their ids."""
+        dedup = self.dedup
+        assert dedup is not None
+        for i, seq in zip(fresh, appended, strict=True):
+            seqs[i] = seq
+            event_id = ids[i]
+            if event_id is not None:
+                dedup.put(event_id, seq, now)
+
+    def stored(self, stored: Sequence[Stored]) -> list[int]:
+        """The sequences of what a durable log stored (counting the duplicates it
+        recognised)."""
+        duplicates = sum(1 for s in stored if s.duplicate)
+        if duplicates:
+            self.deduplicated += duplicates
+        return [s.sequence for s in stored]
+
     def arrived(self, events: Sequence[Event]) -> None:
         """Count *events*, which entered the durable log's history (published here or,
         on a shared log, by another node), and note their topics."""
         self.changed = True
-        if self.topic_seqs:
-            self.note_topics(events)
+        if self.topics.watchers:
+            self.topics.note(events, self.log.first, self.waiting_topics, self.burst_topics)
         self.published += len(events)
 
     def reset(self, epoch: str) -> None:
         """The durable log began a new incarnation (*epoch*): every cursor starts over
         from its oldest event, after a ``ResyncNotice(epoch_changed)``."""
         self.epoch = epoch
-        head = self.log.head
-        for topic, seqs in self.topic_seqs.items():
-            seqs.clear()
-            self.topic_trimmed[topic] = head  # any event so far may have had the topic
+        self.topics.reset(self.log.head)
         self.filtered.clear()
         self.changed = True
         for cursor in list(self.cursors):
             cursor.restart()
+
+    def wake_readers(self) -> None:
+        """Wake every subscription reading it (parked or not), to read again."""
+        for cursor in list(self.cursors):
+            cursor.sub.wake()
+
+    def availability_changed(self, available: bool, reason: str) -> bool:
+        """Note that the durable log became unavailable (or available again) and tell
+        every reader, with an :class:`AvailabilityNotice` before its next event; return
+        whether anything changed."""
+        if self.available == available:
+            return False
+        self.available = available
+        self.unavailable_reason = "" if available else reason
+        self.changed = True
+        notice = AvailabilityNotice(self.name, available, reason)
+        for cursor in self.cursors:
+            cursor.tell(notice)
+        return True
 
     def trim(self, now: float) -> None:
         """Apply retention by age."""
@@ -277,7 +346,7 @@ class NamespaceState:
         self.changed = True
         return stop - first, before - log.retained_bytes
 
-    def park(self, sub: Subscription) -> None:
+    def park(self, sub: Waiter) -> None:
         """Note that *sub* waits for this namespace's events."""
         topics = sub.topics
         if topics is None:
@@ -289,7 +358,7 @@ class NamespaceState:
                 waiters = self.waiting_topics[topic] = set()
             waiters.add(sub)
 
-    def unpark(self, sub: Subscription) -> None:
+    def unpark(self, sub: Waiter) -> None:
         self.waiting.discard(sub)
         if sub.topics is not None:
             for topic in sub.topics:
@@ -299,7 +368,7 @@ class NamespaceState:
                     if not waiters:
                         del self.waiting_topics[topic]
 
-    def take_waiters(self, out: list[Subscription]) -> None:
+    def take_waiters(self, out: list[Waiter]) -> None:
         """Move into *out* the subscriptions to wake after a burst (once per burst): those
         waiting for this namespace, and those waiting for a topic published in it."""
         if self.waiting:
@@ -312,49 +381,17 @@ class NamespaceState:
                     out.extend(waiters)
             self.burst_topics.clear()
 
-    def note_topics(self, events: Sequence[Event]) -> None:
-        """Record the topics of *events*, just published (after the log's trim), for
-        topic-filtered readers."""
-        by_topic, waited, first = self.topic_seqs, self.waiting_topics, self.log.first
-        for event in events:
-            seqs = by_topic.get(event.topic)
-            if seqs is not None:
-                seqs.append(event.sequence)
-                if seqs[0] < first:  # keeps each published topic's list within retention
-                    self._trim(event.topic, seqs, first)
-                if event.topic in waited:
-                    self.burst_topics.add(event.topic)
-
     def trim_topics(self) -> None:
         """Forget the sequences retention trimmed, for topics not published lately."""
-        first = self.log.first
-        for topic, seqs in self.topic_seqs.items():
-            self._trim(topic, seqs, first)
-
-    def _trim(self, topic: str, seqs: deque[int], first: int) -> deque[int]:
-        if seqs and seqs[0] < first:
-            while seqs and seqs[0] < first:
-                last = seqs.popleft()
-            self.topic_trimmed[topic] = last
-        return seqs
+        self.topics.trim(self.log.first)
 
     def quiet_since(self, topics: frozenset[str], start: int) -> bool:
         """True if no event with one of *topics* was published at or after *start*."""
-        first = self.log.first
-        for topic in topics:
-            seqs = self._trim(topic, self.topic_seqs[topic], first)
-            if (seqs[-1] if seqs else self.topic_trimmed[topic]) >= start:
-                return False
-        return True
+        return self.topics.quiet_since(topics, start, self.log.first)
 
     def lost_since(self, topics: frozenset[str], start: int) -> bool:
         """True if retention trimmed an event with one of *topics* at or after *start*."""
-        first = self.log.first
-        for topic in topics:
-            self._trim(topic, self.topic_seqs[topic], first)
-            if self.topic_trimmed[topic] >= start:
-                return True
-        return False
+        return self.topics.lost_since(topics, start, self.log.first)
 
     def filter(self, matcher: Matcher, start: int, stop: int, clock: Clock | None = None,
                budget: float = 0.0) -> tuple[list[Event], int]:
@@ -372,60 +409,100 @@ class NamespaceState:
             self.filtered[matcher] = (start, stop, events, end)
         return events, end
 
-    def block_room(self, now: float) -> tuple[int, Cursor | None]:
-        """The room of the fullest blocking cursor, and that cursor."""
-        room, fullest = 1 << 62, None
-        for cursor in self.block_cursors:
-            if (r := cursor.room(now)) < room:
-                room, fullest = r, cursor
-        return room, fullest
+    async def wait_for_room(self, count: int, clock: Callable[[], float]) -> int:
+        """Wait until every blocking subscriber has room, at most the block timeout of
+        the fullest; return how many of *count* events to append now (all of them once
+        the wait timed out: then their policies' fallbacks decide)."""
+        now = clock()
+        deadline: float | None = None
+        while True:
+            room, timeout = self._block_room(now)
+            if room > 0:
+                return min(count, room)
+            if deadline is None:
+                deadline = now + timeout
+            if now >= deadline:
+                return count
+            if self.room is None:
+                self.room = anyio.Event()
+            with anyio.move_on_after(deadline - now):
+                await self.room.wait()  # set when a blocking subscriber reads or leaves
+            now = clock()
 
-    async def wait_for_room(self, seconds: float) -> None:
-        """Wait until a blocking subscriber reads, at most *seconds*."""
-        if self.room is None:
-            self.room = anyio.Event()
-        with anyio.move_on_after(seconds):
-            await self.room.wait()
+    def _block_room(self, now: float) -> tuple[int, float]:
+        """How many events every blocking cursor has room for now, and the block timeout
+        of the fullest. A cursor whose policy gives up on its subscriber while it is
+        settled (``block`` falling back to ``disconnect``) holds no one back: its
+        subscriber is evicted once the loop is done."""
+        room, timeout = 1 << 62, 0.0
+        slow: list[Cursor[NamespaceState]] = []
+        for cursor in self.block_cursors:
+            r = cursor.room(now)
+            if cursor.slow:
+                slow.append(cursor)
+            elif r < room:
+                room, timeout = r, cursor.policy.block_timeout
+        if slow:
+            evict_slow(slow)
+        return room, timeout
+
+    async def begin_batch(self) -> None:
+        """Start publishing a batch in slices, once other batches of this namespace are
+        done: each batch's sequences are consecutive. :meth:`end_batch` must follow."""
+        while self.busy is not None:
+            await self.busy.wait()
+        self.busy = anyio.Event()
+
+    def end_batch(self) -> None:
+        busy, self.busy = self.busy, None
+        if busy is not None:
+            busy.set()
 
     def wake_publishers(self) -> None:
         if self.room is not None:
             self.room.set()
             self.room = None
 
-    def sweep(self, now: float) -> None:
-        """Settle the ``disconnect`` and ``retry`` cursors: evicts subscribers over their
-        bound and counts expired retries even if nobody reads. Called only when there is
-        something to do: events published since the last sweep, or retries waiting."""
+    @property
+    def sweep_due(self) -> bool:
+        """Whether the sweep has something to do: cursors to sweep, and events published
+        since it last ran or retries waiting."""
+        return bool(self.sweep_cursors) and (self.log.head != self.swept_head or self.retrying)
+
+    def sweep(self, now: float) -> list[Cursor[NamespaceState]]:
+        """Settle the cursors that must be settled periodically (``disconnect`` and
+        ``retry``, and ``block`` falling back to ``disconnect``): expired retries are
+        counted even if nobody reads. Return the cursors whose subscriber is over its
+        bound, for the hub to evict."""
         self.swept_head = self.log.head
         cursors = list(self.sweep_cursors)
         for cursor in cursors:
             cursor.settle(now)
-        self.retrying = any(cursor.overflow for cursor in cursors)
+        self.retrying = any(cursor.retries for cursor in cursors)
+        return [cursor for cursor in cursors if cursor.slow]
+
+    def note_retries(self) -> None:
+        self.retrying = True
 
     # -- counting -----------------------------------------------------------------------
 
-    def _settle_for_figures(self, now: float) -> int:
-        """Settle the cursors that may have drops due (so that a scrape counts them), and
-        return the largest lag. A cursor whose unsettled events all fit its buffer has no
-        drop due and is not settled: with hundreds of thousands of idle cursors a scrape
-        costs one look at each, not a settle."""
-        log = self.log
-        head, first, max_lag = log.head, log.first, 0
+    def settle_figures(self, now: float) -> list[Cursor[NamespaceState]]:
+        """Bring the figures :meth:`statistics` reports up to date, if anything happened
+        since the last time: settle the cursors that may have drops due (so that a
+        scrape counts them; see :meth:`Cursor.lag`) and find the largest lag. Return the
+        cursors whose subscriber is over its bound, for the hub to evict."""
+        if not (self.changed or self.sweep_cursors):
+            return []
+        self.changed = False
+        max_lag, slow = 0, []
         for cursor in list(self.cursors):
-            if cursor.replaying:
-                lag = head - cursor.next + 1
-            else:
-                unsettled = head - cursor.accepted_end + 1
-                if unsettled > 0 and (
-                    cursor.accepted_end < first or cursor.overflow or cursor.policy.max_bytes
-                    or len(cursor.buf) + unsettled > cursor.policy.max_events
-                ):
-                    cursor.settle(now)
-                    unsettled = head - cursor.accepted_end + 1
-                lag = len(cursor.buf) + len(cursor.overflow) + unsettled
-            if lag > max_lag:
+            lag = cursor.lag(now)
+            if cursor.slow:
+                slow.append(cursor)
+            elif lag > max_lag:
                 max_lag = lag
-        return max_lag
+        self.max_lag = max_lag
+        return slow
 
     def count_drop(self, reason: DropReason, count: int) -> None:
         self.dropped[reason.value] += count
@@ -447,10 +524,8 @@ class NamespaceState:
         if self.block_cursors:
             self.wake_publishers()
 
-    def statistics(self, now: float) -> NamespaceStatistics:
-        if self.changed or self.sweep_cursors:
-            self.changed = False
-            self.max_lag = self._settle_for_figures(now)
+    def statistics(self) -> NamespaceStatistics:
+        """Its figures, as of the last :meth:`settle_figures`."""
         cumulative, running = [], 0
         for count in self.latency_counts[:-1]:
             running += count

@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._types import Event
+from ._types import Event
 
 __all__ = ["FieldCache", "FieldLookup", "PayloadFields", "is_json_type", "json_fields"]
 

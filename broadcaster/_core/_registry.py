@@ -79,23 +79,15 @@ class NamespaceTable:
     def idle(self, ns: NamespaceState, now: float) -> bool:
         """Whether *ns* has been unused for ``namespace_idle_timeout`` (and note since
         when it has been unused)."""
-        log = ns.log
-        if (ns.pinned or log.first <= log.head or ns.busy is not None
-                or ns.name in self._config.namespaces or ns.dedup):
-            ns.idle_since = None
-            return False
-        if ns.idle_since is None:
-            ns.idle_since = now
-            return False
+        since = ns.unused_since(now, configured=ns.name in self._config.namespaces)
         # all-namespaces subscriptions must have been given everything of it (looked at
         # once the time is up, not at every heartbeat: there may be many of them)
-        return (now - ns.idle_since >= self._config.namespace_idle_timeout
+        return (since is not None and now - since >= self._config.namespace_idle_timeout
                 and all(cursor.drained(now) for cursor in list(ns.cursors)))
 
     def remove(self, ns: NamespaceState) -> None:
         """Remove *ns* (idle, without cursors) and remember its head."""
         del self.live[ns.name]
-        ns.removed = True
         self._budget.forget(ns)
         self.removed += 1
         head = ns.log.head

@@ -1,29 +1,68 @@
-"""Subscriptions: what a subscriber holds, bound to the scope that opened it."""
+"""Subscriptions: what a subscriber holds, bound to the scope that opened it.
+
+A subscription reaches its hub through :class:`Host` (what it needs of the hub, and
+nothing else), so this module does not import the hub's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import anyio
 
-from ._cursor import Cursor
+from ._config import HubConfig
+from ._cursor import Cursor, evict_slow
 from ._filters import Matcher
+from ._lag import LoopMonitor
+from ._namespace import NamespaceState
+from ._overflow import OverflowPolicy, overflow_policy
 from ._policy import Policy
 from ._stats import SubscriptionStatistics
 from ._types import Ended, EndReason, Heartbeat, Item
 
-if TYPE_CHECKING:
-    from ._hub import Broadcaster
-    from ._lag import LoopMonitor
-    from ._namespace import NamespaceState
-
-__all__ = ["Liveness", "Subscription"]
+__all__ = ["Host", "Liveness", "Subscription"]
 
 
 class _Wakeable(Protocol):
     def set(self) -> None: ...
+
+
+class Host(Protocol):
+    """The hub, as a subscription sees it."""
+
+    @property
+    def epoch(self) -> str: ...
+
+    @property
+    def heartbeat_id(self) -> int:
+        """The newest heartbeat sent."""
+        ...
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    def now(self) -> float: ...
+
+    def random(self) -> float: ...
+
+    async def prepare(self, sub: Subscription) -> None:
+        """Open the durable logs *sub* needs before it registers (nothing with memory
+        logs)."""
+        ...
+
+    def register(self, sub: Subscription) -> None: ...
+
+    def unregister(self, sub: Subscription) -> None: ...
+
+    def park(self, sub: Subscription) -> None: ...
+
+    def unpark(self, sub: Subscription) -> None: ...
+
+    def defer_wake(self, sub: Subscription) -> None: ...
+
+    def ack_ignored(self) -> None: ...
 
 
 _NO_ITEMS: list[Item] = []  # shared, never mutated
@@ -44,15 +83,16 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_ack_due", "_after", "_closed", "_end_sent", "_ended", "_epoch", "_hub",
-        "_next", "_order", "_pending", "_registered", "_rr", "_since", "_since_default",
-        "_wake", "acked", "acked_at", "consumed_at", "cursors", "delivered", "dropped",
-        "heartbeat_seen", "liveness", "matcher", "namespaces", "policy", "topics",
+        "__weakref__", "_ack_due", "_after", "_closed", "_dropped_before", "_end_sent",
+        "_ended", "_epoch", "_hub", "_next", "_order", "_overflow", "_pending", "_registered",
+        "_rr", "_since", "_since_default", "_wake", "acked", "acked_at", "admit",
+        "consumed_at", "cursors", "delivered", "heartbeat_seen", "liveness", "matcher",
+        "namespaces", "policy", "topics",
     )
 
     def __init__(
         self,
-        hub: Broadcaster,
+        hub: Host,
         namespaces: tuple[str, ...] | None,
         matcher: Matcher | None,
         policy: Policy | None,
@@ -61,9 +101,12 @@ class Subscription:
         epoch: str | Mapping[str, str] | None,
         liveness: Liveness,
         topics: frozenset[str] | None = None,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         self._hub = hub
         self.namespaces = namespaces
+        #: which namespaces an all-namespaces subscription may be attached to (None: all)
+        self.admit = admit
         self.matcher = matcher
         self.topics = topics  # the only topics *matcher* can accept (None: any)
         self.policy = policy
@@ -72,8 +115,9 @@ class Subscription:
         self._epoch = epoch
         self._after: dict[str, int] | None = None  # see opened_at()
         self.liveness = liveness
-        self.cursors: dict[str, Cursor] = {}
-        self._order: list[Cursor] = []
+        self.cursors: dict[str, Cursor[NamespaceState]] = {}
+        self._order: list[Cursor[NamespaceState]] = []
+        self._overflow: OverflowPolicy | None = None  # the last one derived, for sharing
         self._rr = 0
         self._wake: _Wakeable | None = None  # the waiting task's event, or a ReadyQueue's
         self._registered = False
@@ -88,7 +132,7 @@ class Subscription:
         self.acked_at = 0.0  # when it last answered one
         self.consumed_at = 0.0  # when it last read, or was seen waiting to read
         self.delivered = 0
-        self.dropped = 0
+        self._dropped_before = 0  # by cursors it no longer has
 
     # -- registration (called by the hub) ------------------------------------------
 
@@ -97,7 +141,7 @@ class Subscription:
         return self._hub.epoch
 
     def attach(self, ns: NamespaceState, clamp: bool = False,
-               after: int | None = None) -> Cursor:
+               after: int | None = None) -> Cursor[NamespaceState]:
         """Add a cursor for *ns*, positioned by this subscription's ``since``.
 
         :param clamp: cut the policy's bounds down to the namespace's limits instead of
@@ -110,7 +154,7 @@ class Subscription:
         if clamp:
             policy = ns.config.clamp_policy(policy)
         ns.trim(self.now())  # age retention is exact where it is observable
-        cursor = Cursor(self, ns, ns.config.check_policy(policy, ns.name))
+        cursor = Cursor(self, ns, self._overflow_of(ns.config.check_policy(policy, ns.name)))
         since = self._since
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)
@@ -125,6 +169,13 @@ class Subscription:
         self._order.append(cursor)
         ns.add(cursor)
         return cursor
+
+    def _overflow_of(self, policy: Policy) -> OverflowPolicy:
+        """What acts on *policy*: one object for every cursor with the same policy."""
+        overflow = self._overflow
+        if overflow is None or overflow.policy != policy:
+            overflow = self._overflow = overflow_policy(policy, self._hub.random)
+        return overflow
 
     def resume_points(self) -> dict[str, int]:
         """The ``since`` of each namespace the subscription names a ``since`` for."""
@@ -157,6 +208,7 @@ class Subscription:
         cursor = self.cursors.pop(ns.name, None)
         if cursor is not None:
             self._order.remove(cursor)
+            self._dropped_before += cursor.dropped
             ns.remove(cursor)
             ns.unpark(self)
 
@@ -190,11 +242,19 @@ class Subscription:
         self._hub.unregister(self)
         self.wake()
 
-    def evict_slow(self, namespace: str, pending: int) -> None:
-        self.end(
-            EndReason.SLOW_CONSUMER,
-            f"namespace {namespace!r}: {pending} events pending exceed the disconnect bound",
-        )
+    def _evict_slow(self) -> bool:
+        """End the subscription if one of its cursors is over its bound; return whether."""
+        slow = [cursor for cursor in self._order if cursor.slow]
+        evict_slow(slow[:1])
+        return bool(slow)
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped for it (reported, or to be reported before its next events)."""
+        total = self._dropped_before
+        for cursor in self._order:
+            total += cursor.dropped
+        return total
 
     @property
     def end_reason(self) -> Ended | None:
@@ -239,6 +299,7 @@ class Subscription:
         self.wake()
         # Cursors point back at their subscription: drop them, so that reference counting
         # frees both at once rather than the cyclic collector, eventually.
+        self._dropped_before = self.dropped
         self.cursors = {}
         self._order = []
 
@@ -295,7 +356,9 @@ class Subscription:
     def _has_ready(self, now: float) -> bool:
         for cursor in self._order:
             cursor.settle(now)
-        return any(c.buf or c.notices or c.overflow or c.replaying for c in self._order)
+        if self._evict_slow():
+            return False
+        return any(c.buf or c.notices or c.retries or c.replaying for c in self._order)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -422,7 +485,11 @@ class Subscription:
             return
         start = self._rr = (self._rr + 1) % n
         for i in range(n):
-            taken = order[(start + i) % n].take(limit, out, now)
+            cursor = order[(start + i) % n]
+            taken = cursor.take(limit, out, now)
+            if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
+                evict_slow((cursor,))
+                return
             self.delivered += taken
             limit -= taken
             if limit <= 0:
@@ -460,6 +527,7 @@ class Subscription:
         now = self.now()
         for cursor in self._order:
             cursor.settle(now)
+        self._evict_slow()
         kinds = {c.policy.kind.value for c in self._order}
         return SubscriptionStatistics(
             namespaces=tuple(self.cursors),

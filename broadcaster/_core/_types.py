@@ -48,6 +48,9 @@ class EndReason(StrEnum):
     #: an all-namespaces subscription met a new namespace when the hub had its maximum
     #: of cursors (``max_cursors``); the newest such subscriptions are ended
     CURSOR_LIMIT = "cursor_limit"
+    #: the subscription's admission predicate no longer admits a namespace it reads
+    #: (an access policy was reloaded: :meth:`Broadcaster.readmit`)
+    PERMISSION_REVOKED = "permission_revoked"
     #: the hub is shutting down
     HUB_CLOSED = "hub_closed"
 

@@ -20,6 +20,7 @@ import contextlib as _contextlib
 
 from ._backoff import Backoff
 from ._client import Client, grpc_target
+from ._credentials import ClientTLS, read_token
 from ._errors import (
     ClientClosedError,
     ClientError,
@@ -40,6 +41,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "ClientError",
+    "ClientTLS",
     "ClientTimeoutError",
     "DropNotice",
     "Ended",
@@ -54,6 +56,7 @@ __all__ = [
     "SubscribeStream",
     "Subscription",
     "grpc_target",
+    "read_token",
 ]
 
 

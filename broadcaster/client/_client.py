@@ -17,6 +17,7 @@ from .._core._policy import Policy
 from ..v1 import broadcaster_pb2 as pb
 from ..v1 import broadcaster_pb2_grpc as pb_grpc
 from ._backoff import Backoff
+from ._credentials import ClientTLS
 from ._endpoints import Endpoints, new_id_prefix, targets_of
 from ._errors import ClientClosedError, InvalidArgumentError, PublishError, StatusError
 from ._publisher import Publisher
@@ -104,7 +105,10 @@ class Client:
     :param options: extra grpc channel options
     :param metadata: metadata sent with every call
     :param event_ids: give every published event an id (see above)
-    :raises InvalidArgumentError: for an empty address or a buffer below 1
+    :param tls: connect with TLS (and a client certificate, for mTLS); None: plaintext
+    :param token: a bearer token sent with every call (``authorization: Bearer ...``)
+    :raises InvalidArgumentError: for an empty address, a buffer below 1, a token with
+        spaces, or TLS files that cannot be read
     """
 
     def __init__(
@@ -119,9 +123,13 @@ class Client:
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
         event_ids: bool = True,
+        tls: ClientTLS | None = None,
+        token: str | None = None,
     ) -> None:
         if buffer < 1:
             raise InvalidArgumentError("buffer", "must be at least 1")
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise InvalidArgumentError("token", "must be a non-empty string without spaces")
         #: the addresses, in the order they are tried
         self.addresses = targets_of(address)
         self.address = self.addresses[0]
@@ -134,10 +142,14 @@ class Client:
         self._idle_timeout = idle_timeout
         self._buffer = buffer
         self._rng = random.Random(seed)
-        self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), *options]
-        self._metadata = tuple(metadata)
+        self._options: list[tuple[str, str | int]] = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            *(tls.options() if tls is not None else ()), *options]
+        self._credentials = tls.credentials() if tls is not None else None
+        self._metadata = tuple(metadata) + (
+            (("authorization", f"Bearer {token}"),) if token is not None else ())
         self._refusals = Refusals()
-        self._endpoints = Endpoints(targets, self._options)
+        self._endpoints = Endpoints(targets, self._options, self._credentials)
         self._tg: anyio.abc.TaskGroup | None = None
         self._stream: SubscribeStream | None = None
         self._own_streams: set[SubscribeStream] = set()

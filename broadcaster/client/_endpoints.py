@@ -43,11 +43,14 @@ class Endpoints:
 
     :param targets: gRPC targets (``HOST:PORT``, ``unix:PATH``)
     :param options: channel options of every channel
+    :param credentials: TLS credentials of every channel (None: plaintext)
     """
 
-    def __init__(self, targets: Sequence[str], options: Sequence[tuple[str, str | int]]) -> None:
+    def __init__(self, targets: Sequence[str], options: Sequence[tuple[str, str | int]],
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
         self.targets = tuple(targets)
         self._options = list(options)
+        self._credentials = credentials
         self._channels: dict[int, grpc.aio.Channel] = {}
         self.index = 0
         self.failovers = 0
@@ -64,8 +67,12 @@ class Endpoints:
         index = self.index
         channel = self._channels.get(index)
         if channel is None:
-            channel = self._channels[index] = grpc.aio.insecure_channel(
-                self.targets[index], options=self._options)
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(self.targets[index], self._credentials,
+                                                  options=self._options)
+            else:
+                channel = grpc.aio.insecure_channel(self.targets[index], options=self._options)
+            self._channels[index] = channel
         return index, channel
 
     def failed(self, index: int) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import BroadcasterError, HubConfig, InvalidArgument, Policy, PolicyKind
+from .._auth._config import SecurityConfig
 from .._log_backend import LogConfig
 from ._containerd import default_policy
 from ._subscribe_stream import StreamLimits
@@ -77,6 +78,9 @@ class ServerConfig:
     :ivar grace_period: seconds in-flight RPCs get to finish on shutdown before they are
         cancelled
     :ivar reflection: serve gRPC server reflection
+    :ivar security: TLS, authentication, the access policy and what is exposed (a
+        non-loopback TCP address without TLS or authentication is refused unless
+        ``security.insecure``)
     """
 
     listen: Sequence[str] = ("127.0.0.1:50051",)
@@ -108,6 +112,7 @@ class ServerConfig:
     rpc_error_log_interval: float = 10.0
     grace_period: float = 5.0
     reflection: bool = True
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.listen, str):
@@ -139,6 +144,7 @@ class ServerConfig:
             raise InvalidArgument("batch_linger", "must be between 0 and 1 second")
         if self.containerd_policy is not None:
             self._check_containerd_policy(self.containerd_policy)
+        self.security.check_exposure(self.listen, self.metrics_listen)
 
     def _check_containerd_policy(self, policy: Policy) -> None:
         if policy.kind not in CONTAINERD_POLICY_KINDS:

@@ -53,6 +53,7 @@ from .. import (
 from .._proto import MIN_SECONDS, check_timestamp
 from ..containerd.services.events.v1 import events_pb2
 from ..containerd.services.introspection.v1 import introspection_pb2
+from ._caller import CALLER, publishing
 from ._envelope import EnvelopeEncoder
 from ._errors import SHUTTING_DOWN, Rename, RpcError, abort, answering, map_core_errors
 from ._ratelog import RateLimitedLog
@@ -143,8 +144,11 @@ class ContainerdEvents:
         """Publish ``request.event`` to ``request.topic`` in the metadata's namespace."""
         async with answering(context, self._on_reject, _PUBLISH_FIELDS):
             event = request.event
-            await self._hub.publish(_namespace_of(context), request.topic, event.value,
-                                    type_url=event.type_url)
+            namespace = _namespace_of(context)
+            with publishing(self._hub, [(namespace, "namespace", 1)]) as published:
+                await self._hub.publish(namespace, request.topic, event.value,
+                                        type_url=event.type_url)
+                published(1)
         return _EMPTY
 
     async def Forward(
@@ -154,8 +158,10 @@ class ContainerdEvents:
         async with answering(context, self._on_reject, _FORWARD_FIELDS):
             env = request.envelope
             timestamp_ns = _check_forwarded(request)
-            await self._hub.publish(env.namespace, env.topic, env.event.value,
-                                    type_url=env.event.type_url, timestamp_ns=timestamp_ns)
+            with publishing(self._hub, [(env.namespace, "namespace", 1)]) as published:
+                await self._hub.publish(env.namespace, env.topic, env.event.value,
+                                        type_url=env.event.type_url, timestamp_ns=timestamp_ns)
+                published(1)
         return _EMPTY
 
     # -- Subscribe ----------------------------------------------------------------------
@@ -167,14 +173,21 @@ class ContainerdEvents:
         client goes away or the hub ends the subscription."""
         async with answering(context, self._on_reject):
             sub = self._hub.subscribe(None, filters=list(request.filters), policy=self._policy)
-            async with sub:
-                self._streams += 1
-                self._envelopes.cache.enabled = self._streams > 1
-                try:
-                    await self._pump(sub, context)
-                finally:
-                    self._streams -= 1
+            caller = CALLER.get()
+            if caller is not None:  # sees only the namespaces it may subscribe to
+                sub.admit, _ = caller.before_subscribe(self._hub, None)
+            try:
+                async with sub:
+                    self._streams += 1
                     self._envelopes.cache.enabled = self._streams > 1
+                    try:
+                        await self._pump(sub, context)
+                    finally:
+                        self._streams -= 1
+                        self._envelopes.cache.enabled = self._streams > 1
+            finally:
+                if caller is not None:
+                    caller.unsubscribed()
 
     async def _pump(self, sub: Subscription, context: Context) -> None:
         write, encode, receive = context.write, self._envelopes.envelope, sub.receive_batch
@@ -219,6 +232,9 @@ def _ended(item: Ended, policy: Policy) -> RpcError:
     """The status that ends a stream whose subscription the hub ended."""
     if item.reason is EndReason.HUB_CLOSED:
         return RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+    if item.reason is EndReason.PERMISSION_REVOKED:
+        return RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                        f"subscription ended (permission_revoked): {item.message}")
     if item.reason is EndReason.SLOW_CONSUMER:
         bound = f"{policy.max_events} events" + (
             f" or {policy.max_bytes} bytes" if policy.max_bytes else "")

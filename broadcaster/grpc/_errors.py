@@ -109,7 +109,9 @@ def rpc_error(exc: BroadcasterError | anyio.ClosedResourceError,
     if isinstance(exc, anyio.ClosedResourceError):
         return RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     field = exc.field if rename is None else rename(exc.field)
-    return RpcError(status_of(exc), f"{field}: {exc.message}")
+    # an error may say what it is counted as (limits per identity, permissions)
+    reason = getattr(exc, "reject_reason", None)
+    return RpcError(status_of(exc), f"{field}: {exc.message}", reason)
 
 
 class map_core_errors:

@@ -23,9 +23,12 @@ from typing import Any
 
 import grpc
 
-from ._errors import RpcError, abort
+from .._auth import AccessDenied, LimitExceeded, ListenerSecurity, Unauthenticated
+from ._caller import CALLER, STREAMS_NOT_COUNTED, Caller, authenticate
+from ._errors import RpcError, abort, rpc_error
 from ._peers import PeerLimiter, peer_address
 from ._ratelog import RateLimitedLog
+from ._security import Security
 from ._telemetry import Telemetry
 
 __all__ = ["MalformedRequest", "ServerInterceptor"]
@@ -98,11 +101,18 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     :param telemetry: where streams, requests and rejections are counted
     :param peers: the per-address bound, or None for none (unix sockets)
     :param error_log: where failed RPCs are logged (rate-limited)
+    :param security: who calls and what it may do (None: nothing checked, no identity)
+    :param listener: how the listeners of this server authenticate callers
+    :param unix: whether they are unix sockets (callers without credentials: ``local``)
     """
 
     def __init__(self, telemetry: Telemetry, *, peers: PeerLimiter | None = None,
-                 error_log: RateLimitedLog | None = None) -> None:
+                 error_log: RateLimitedLog | None = None, security: Security | None = None,
+                 listener: ListenerSecurity | None = None, unix: bool = False) -> None:
         self._telemetry = telemetry
+        self._security = security
+        self._listener = listener or ListenerSecurity()
+        self._unix = unix
         self._peers = peers
         self._error_log = error_log or RateLimitedLog(logger, 10.0)
         self._cache: dict[str, tuple[grpc.RpcMethodHandler[Any, Any],
@@ -139,20 +149,49 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         telemetry, peers, error_log = self._telemetry, self._peers, self._error_log
         streaming = handler.request_streaming or handler.response_streaming
         request_streaming = handler.request_streaming
+        security, listener, unix = self._security, self._listener, self._unix
+        counted = streaming and not method.startswith(STREAMS_NOT_COUNTED)
 
-        async def admit(context: _Context) -> str | None:
-            """Count the call (and its client address, if bounded: returned, to release)."""
+        async def identify(context: _Context) -> Caller | None:
+            """Who calls (the call's :data:`CALLER`); its stream counted if streaming."""
+            if security is None:
+                return None
+            try:
+                caller = authenticate(
+                    security, listener, method, unix=unix, auth_context=context.auth_context(),
+                    metadata=context.invocation_metadata(), peer=context.peer())
+                if counted:
+                    security.limits.open_stream(caller.identity)
+            except Unauthenticated as exc:
+                await abort(context, RpcError(grpc.StatusCode.UNAUTHENTICATED, str(exc),
+                                              "unauthenticated"), telemetry.reject)
+            except (AccessDenied, LimitExceeded) as exc:
+                await abort(context, rpc_error(exc), telemetry.reject)
+            CALLER.set(caller)
+            return caller
+
+        async def admit(context: _Context) -> tuple[str | None, Caller | None]:
+            """Count the call (and its client address, if bounded) and identify its
+            caller: returned, to release."""
             if streaming:
                 telemetry.open_streams[method] += 1
+            caller = await identify(context)
             if peers is None:
-                return None
+                return None, caller
             address = peer_address(context.peer())
             if not peers.acquire(address):
+                release(None, caller)
                 await abort(context, RpcError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"{method}: {address} has {peers.limit} RPCs open, the most one client "
                     "address may (max_rpcs_per_peer)", "peer_rpc_limit"), telemetry.reject)
-            return address
+            return address, caller
+
+        def release(address: str | None, caller: Caller | None) -> None:
+            if address is not None:
+                peers.release(address)  # type: ignore[union-attr]
+            if caller is not None and counted:
+                caller.security.limits.close_stream(caller.identity)
 
         async def parsed(request: Any, context: _Context) -> Any:
             """The request for the handler: checked if unary, checked as it is read if
@@ -164,9 +203,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                             telemetry.reject)
             return request
 
-        def leave(context: _Context, exc: BaseException | None, address: str | None) -> None:
-            if address is not None:
-                peers.release(address)  # type: ignore[union-attr]
+        def leave(context: _Context, exc: BaseException | None,
+                  held: tuple[str | None, Caller | None]) -> None:
+            release(*held)
             if streaming:
                 telemetry.open_streams[method] -= 1
                 if not telemetry.open_streams[method]:
@@ -185,10 +224,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         if inspect.isasyncgenfunction(behavior):
             async def gen_wrapper(request: Any, context: _Context) -> AsyncIterator[Any]:
-                address: str | None = None
+                held: tuple[str | None, Caller | None] = (None, None)
                 exc: BaseException | None = None
                 try:
-                    address = await admit(context)
+                    held = await admit(context)
                     request = await parsed(request, context)
                     try:
                         async for response in behavior(request, context):
@@ -199,17 +238,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     exc = e
                     raise
                 finally:
-                    leave(context, exc, address)
+                    leave(context, exc, held)
             return gen_wrapper
 
         if not inspect.iscoroutinefunction(behavior):
             return behavior  # a sync handler (not used here): left as it is
 
         async def wrapper(request: Any, context: _Context) -> Any:
-            address: str | None = None
+            held: tuple[str | None, Caller | None] = (None, None)
             exc: BaseException | None = None
             try:
-                address = await admit(context)
+                held = await admit(context)
                 request = await parsed(request, context)
                 try:
                     return await behavior(request, context)
@@ -219,7 +258,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 exc = e
                 raise
             finally:
-                leave(context, exc, address)
+                leave(context, exc, held)
         return wrapper
 
 

@@ -2,6 +2,11 @@
 
 Collection happens on the event loop's thread (the hub is not thread-safe): the
 collector registered in the registry hops to the loop for every scrape.
+
+A scrape may be asked who it is (``scrape_filter``): it then sees only the series of the
+namespaces its identity may see (every series with a ``namespace`` label is filtered;
+the others are server-wide figures), and a scrape refused is answered 401.
+``/healthz`` is always open.
 """
 
 from __future__ import annotations
@@ -17,9 +22,43 @@ import anyio.from_thread
 import anyio.lowlevel
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-__all__ = ["LoopCollector", "MetricsHTTPServer"]
+__all__ = ["LoopCollector", "MetricsHTTPServer", "NamespaceFilter", "ScrapeFilter"]
+
+#: Which namespaces' series a scrape may see.
+NamespaceFilter = Callable[[str], bool]
+#: ``(Authorization header, peer) -> NamespaceFilter`` (None: every namespace); raises
+#: an exception with a ``message`` to refuse the scrape (401).
+ScrapeFilter = Callable[[str | None, str], NamespaceFilter | None]
+
+
+class _Filtered:
+    """*registry*'s metrics without the series of namespaces *visible* refuses."""
+
+    def __init__(self, registry: CollectorRegistry, visible: NamespaceFilter) -> None:
+        self._registry = registry
+        self._visible = visible
+
+    def collect(self) -> Iterator[Metric]:
+        visible = self._visible
+        seen: dict[str, bool] = {}  # one decision per namespace per scrape
+        for family in self._registry.collect():
+            if not any("namespace" in sample.labels for sample in family.samples):
+                yield family
+                continue
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                name = sample.labels.get("namespace")
+                if name is not None:
+                    allowed = seen.get(name)
+                    if allowed is None:
+                        allowed = seen[name] = visible(name)
+                    if not allowed:
+                        continue
+                kept.samples.append(sample)
+            yield kept
 
 logger = logging.getLogger("broadcaster.metrics")
 
@@ -61,10 +100,12 @@ class MetricsHTTPServer:
     :param address: ``HOST:PORT`` (port 0 picks a free one)
     :param registry: the registry to expose
     :param healthy: returns whether the server is serving
+    :param scrape_filter: who a scrape is and what it may see (None: everyone sees all)
     """
 
     def __init__(self, address: str, registry: CollectorRegistry,
-                 healthy: Callable[[], bool]) -> None:
+                 healthy: Callable[[], bool], scrape_filter: ScrapeFilter | None = None
+                 ) -> None:
         host, _, port = address.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
         metrics_app = make_wsgi_app(registry)
@@ -75,7 +116,20 @@ class MetricsHTTPServer:
                 start_response("200 OK" if ok else "503 Service Unavailable",
                                [("Content-Type", "text/plain")])
                 return iter([b"ok\n" if ok else b"shutting down\n"])
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            if scrape_filter is None:
+                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            try:
+                visible = scrape_filter(environ.get("HTTP_AUTHORIZATION"),
+                                        str(environ.get("REMOTE_ADDR", "")))
+            except Exception as exc:  # refused: the message says why
+                start_response("401 Unauthorized", [
+                    ("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+                return iter([f"{exc}\n".encode()])
+            if visible is None:
+                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            body = generate_latest(_Filtered(registry, visible))
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)])
+            return iter([body])
 
         self._httpd = make_server(host, int(port), app, _ThreadingServer, _QuietHandler)
         bound_port = self._httpd.server_address[1]

@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import TracebackType
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import grpc
@@ -24,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client.registry import CollectorRegistry
 
 from .. import Broadcaster, LogFactory, MemoryLog
+from .._auth import ListenerSecurity, Permission, SecurityPolicy, is_loopback
 from .._metrics import HubCollector
 from ..payloads import CONTAINERD_PAYLOADS
 from ._config import ServerConfig, check_address
@@ -31,10 +34,12 @@ from ._containerd import ContainerdEvents, add_containerd_services
 from ._fdlimit import fit_connections, open_files_limit
 from ._health import Health
 from ._interceptor import ServerInterceptor
-from ._metrics_http import LoopCollector, MetricsHTTPServer
+from ._metrics_http import LoopCollector, MetricsHTTPServer, NamespaceFilter, ScrapeFilter
 from ._peers import PeerLimiter
 from ._ratelog import RateLimitedLog
+from ._security import Security
 from ._service import SERVICE_NAME, BroadcasterService
+from ._sockets import add_unix_port
 from ._telemetry import Telemetry
 from ._turns import Turns
 
@@ -79,6 +84,10 @@ class Server:
         hub_config = replace(hub_config, dedup_window=log.dedup_window,
                              dedup_max_ids=log.dedup_max_ids)
         self.hub = Broadcaster(hub_config, log_factory=log_factory, store=log.open_store())
+        #: TLS, identities, the access policy and the limits per identity (its files are
+        #: read now: a bad one raises here, naming the key or line)
+        self.security = Security(self.config.security, clock=lambda: self.hub.now())
+        self.security.on_policy_change(self._policy_changed)
         self.addresses: list[str] = []
         self.metrics_address: str | None = None
         self.service_names: list[str] = []
@@ -147,15 +156,17 @@ class Server:
                     self._check_backplane()
                     await self._start_grpc()
                     self._start_metrics()
+                    self.hub.task_group.start_soon(self.security.watch,
+                                                   name="broadcaster security files")
                     started = True
                     self._serving = True
                     logger.info(
                         "serving addresses=%s metrics=%s log=%s epoch=%s max_connections=%s "
-                        "max_rpcs_per_peer=%s max_connection_idle=%s",
+                        "max_rpcs_per_peer=%s max_connection_idle=%s %s",
                         ",".join(self.addresses), self.metrics_address,
                         self.config.log.backend, self.hub.epoch or "per-namespace",
                         self.max_connections, self.config.max_rpcs_per_peer,
-                        self.config.max_connection_idle)
+                        self.config.max_connection_idle, self.security.describe())
                     yield
                 finally:
                     with anyio.CancelScope(shield=True):
@@ -197,15 +208,31 @@ class Server:
                 "configured=%s open_files_limit=%s reserved_fds=%s tcp_addresses=%d",
                 self.max_connections, config.max_connections, fd_limit,
                 min(config.reserved_fds, (fd_limit or 0) // 2), len(tcp))
-        servers: dict[bool, grpc.aio.Server] = {}
+        # one gRPC server per kind of listener: TCP or unix, and how it authenticates
+        # (the interceptor knows the server, not the address a call came in on)
+        servers: dict[tuple[bool, ListenerSecurity], grpc.aio.Server] = {}
+        security = config.security
         for i, address in enumerate(config.listen):
             is_tcp = not address.startswith("unix:")
-            server = servers.get(is_tcp)
+            listener = self.security.listener(address)
+            server = servers.get((is_tcp, listener))
             if server is None:
-                server = servers[is_tcp] = self._make_grpc(tcp=is_tcp)
+                server = servers[(is_tcp, listener)] = self._make_grpc(tcp=is_tcp,
+                                                                       listener=listener)
                 self._grpc.append(server)
+            if is_tcp and listener.auth == "token" and not listener.tls \
+                    and not is_loopback(address):
+                logger.warning("bearer tokens in plaintext address=%s: anyone on the path "
+                               "can read them; serve TLS too (--tls-cert, --tls-key)", address)
+            credentials = self.security.credentials(listener)
             try:
-                port = server.add_insecure_port(address)
+                if not is_tcp:
+                    port = add_unix_port(server, address, security.socket_mode,
+                                         security.socket_group)
+                elif credentials is not None:
+                    port = server.add_secure_port(address, credentials)
+                else:
+                    port = server.add_insecure_port(address)
             except RuntimeError as exc:
                 raise OSError(f"listen[{i}]: cannot bind {address!r}: {exc}") from exc
             self.addresses.append(_bound(address, port))
@@ -214,13 +241,14 @@ class Server:
         for name in ["", *self.service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def _make_grpc(self, *, tcp: bool) -> grpc.aio.Server:
+    def _make_grpc(self, *, tcp: bool, listener: ListenerSecurity) -> grpc.aio.Server:
         config = self.config
         peers = PeerLimiter(config.max_rpcs_per_peer) \
             if tcp and config.max_rpcs_per_peer is not None else None
         server = grpc.aio.server(
             interceptors=[ServerInterceptor(self.telemetry, peers=peers,
-                                            error_log=self._error_log)],
+                                            error_log=self._error_log, security=self.security,
+                                            listener=listener, unix=not tcp)],
             options=config.grpc_options(tcp=tcp, max_connections=self.max_connections),
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
@@ -236,17 +264,57 @@ class Server:
         return server
 
     def _start_metrics(self) -> None:
-        self._collector = LoopCollector(HubCollector(self.hub, self.telemetry.metrics))
+        self._collector = LoopCollector(HubCollector(
+            self.hub, lambda: itertools.chain(self.telemetry.metrics(),
+                                              self.security.metrics())))
         self.registry.register(self._collector)
         if self.config.metrics_listen is not None:
+            security = self.config.security
+            scrapes = self._scrape_filter() \
+                if security.metrics_token_file or security.policy_file else None
             try:
                 self._metrics = MetricsHTTPServer(
-                    self.config.metrics_listen, self.registry, lambda: self._serving)
+                    self.config.metrics_listen, self.registry, lambda: self._serving,
+                    scrapes)
             except OSError as exc:
                 raise OSError(
                     f"metrics_listen: cannot bind {self.config.metrics_listen!r}: {exc}"
                 ) from exc
             self.metrics_address = self._metrics.address
+
+    def _scrape_filter(self) -> ScrapeFilter:
+        """Who a /metrics scrape is and which namespaces' series it sees, decided on the
+        event loop (the HTTP server's threads only ask)."""
+        token = anyio.lowlevel.current_token()
+        security = self.security
+
+        def decide(authorization: str | None, peer: str) -> NamespaceFilter | None:
+            identity = security.identify_scrape(authorization, peer)
+            if not security.authorizer.enforcing:
+                return None
+            allowed = security.authorizer.allowed
+            return frozenset(name for name in self.hub.namespace_names()
+                             if allowed(identity, Permission.STATS, name)).__contains__
+
+        def scrape(authorization: str | None, peer: str) -> NamespaceFilter | None:
+            return anyio.from_thread.run_sync(decide, authorization, peer, token=token)
+
+        return scrape
+
+    def reload_security(self) -> bool:
+        """Reload the policy, token and certificate files (what SIGHUP does); a file
+        that fails to load is refused and the one in force stays.
+
+        :returns: whether every file is in force
+        """
+        return self.security.reload()
+
+    def _policy_changed(self, policy: SecurityPolicy) -> None:
+        """A new policy: subscriptions that lost a namespace end (permission_revoked),
+        all-namespaces ones gain the namespaces they may now read."""
+        ended = self.hub.readmit()
+        logger.info("access policy in force rules=%d subscriptions_ended=%d",
+                    policy.rules, ended)
 
     async def stop(self, grace: float | None = None) -> None:
         """Shut down gracefully: health turns NOT_SERVING, new RPCs are refused, every

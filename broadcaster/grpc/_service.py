@@ -17,8 +17,10 @@ import anyio.lowlevel
 import grpc
 
 from .. import Broadcaster, PublishItem, validate_namespace
+from .._auth import Permission
 from .._proto import check_timestamp
 from ..v1 import broadcaster_pb2 as pb
+from ._caller import CALLER, publishing
 from ._encode import EventEncoder, single_epoch
 from ._errors import SHUTTING_DOWN, RpcError, answering, map_core_errors
 from ._subscribe_stream import StreamLimits, SubscribeStream
@@ -89,8 +91,8 @@ def _renamed(field: str, offset: int = 0) -> str:
     if field.startswith("items["):
         index, _, rest = field[len("items["):].partition("]")
         return f"events[{offset + int(index)}]{rest}"
-    if field.startswith("events["):  # named by the conversion (timestamps)
-        return field
+    if field.startswith(("events[", "limits.")):  # named by the conversion (timestamps),
+        return field                                # or a limit of the caller
     return f"events[{offset}].{field}"
 
 
@@ -161,10 +163,13 @@ class BroadcasterService:
     async def publish(self, request: pb.PublishRequest, context: _Context) -> pb.PublishResponse:
         async with answering(context, self._telemetry.reject):
             item = _item(request)
-            seq = await self._hub.publish(
-                request.namespace, item.topic, item.payload, type_url=item.type_url,
-                labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
-            )
+            validate_namespace(request.namespace)
+            with publishing(self._hub, [(request.namespace, "namespace", 1)]) as published:
+                seq = await self._hub.publish(
+                    request.namespace, item.topic, item.payload, type_url=item.type_url,
+                    labels=item.labels, timestamp_ns=item.timestamp_ns, event_id=item.event_id,
+                )
+                published(1)
         return pb.PublishResponse(namespace=request.namespace, sequence=seq,
                                   epoch=self._hub.epoch_of(request.namespace))
 
@@ -290,14 +295,20 @@ class BroadcasterService:
         hub = self._hub
         with map_core_errors(_renamed):
             runs = await _runs(events)
+            needs = [(validate_namespace(ns, f"events[{offset}].namespace"),
+                      f"events[{offset}].namespace", len(items)) for offset, ns, items in runs]
+        sequences: list[int] = []
+        # the caller's permissions and limits are checked and taken first, settled after
+        with map_core_errors(_renamed), publishing(hub, needs) as published:
             if len(runs) > 1:
                 await hub.check_publish([(ns, items) for _, ns, items in runs])
-        sequences: list[int] = []
-        last = len(runs) - 1
-        for i, (offset, ns, items) in enumerate(runs):
-            with map_core_errors(functools.partial(_renamed, offset=offset)):
-                sequences += await hub.publish_many(
-                    ns, items, submitted=submitted if i == last else None)
+            last = len(runs) - 1
+            for i, (offset, ns, items) in enumerate(runs):
+                with map_core_errors(functools.partial(_renamed, offset=offset)):
+                    done = await hub.publish_many(
+                        ns, items, submitted=submitted if i == last else None)
+                sequences += done
+                published(len(done))
         return sequences, {ns for _, ns, _ in runs}
 
     # -- Subscribe ----------------------------------------------------------------------
@@ -309,7 +320,8 @@ class BroadcasterService:
             async with answering(context, self._telemetry.reject):
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         stream = SubscribeStream(self._hub, self._limits, context.write,
-                                 self._telemetry.reject, self._encoder, self._turns)
+                                 self._telemetry.reject, self._encoder, self._turns,
+                                 caller=CALLER.get())
         self._streams.add(stream)
         self._encoder.cache.enabled = len(self._streams) > 1  # others to share with
         try:
@@ -323,9 +335,14 @@ class BroadcasterService:
     async def stats(self, request: pb.StatsRequest, context: _Context) -> pb.StatsResponse:
         stats = self._hub.statistics()
         wanted = list(request.namespaces)
+        caller = CALLER.get()
+        visible: Callable[[str], bool] = (lambda name: True) if caller is None \
+            else caller.sees_stats
         async with answering(context, self._telemetry.reject):
             for i, name in enumerate(wanted):
                 validate_namespace(name, f"namespaces[{i}]")
+                if caller is not None:  # refused before saying whether it exists
+                    caller.check(Permission.STATS, name, f"namespaces[{i}]")
                 if name not in stats.namespaces:
                     raise RpcError(grpc.StatusCode.NOT_FOUND,
                                    f"namespaces[{i}]: no namespace {name!r}")
@@ -336,7 +353,7 @@ class BroadcasterService:
             epoch=stats.epoch,
         )
         for name, ns in stats.namespaces.items():
-            if wanted and name not in wanted:
+            if (wanted and name not in wanted) or not visible(name):
                 continue
             response.namespaces.add(
                 namespace=name, published=ns.published, delivered=ns.delivered,

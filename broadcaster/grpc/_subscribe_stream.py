@@ -46,6 +46,7 @@ from anyio.abc import TaskGroup
 from .. import Broadcaster, Ended, Subscription
 from .._proto import policy_from_proto
 from ..v1 import broadcaster_pb2 as pb
+from ._caller import Caller
 from ._drain import Drain, Recipient
 from ._encode import EventEncoder, encode_add_result, encode_removed, single_epoch
 from ._errors import RpcError, map_core_errors
@@ -123,12 +124,14 @@ class _Signal:
 class _Entry(Recipient):
     """One subscription of the stream; parked in the hub as its waker (:meth:`set`)."""
 
-    __slots__ = ("ready", "signal", "sub", "tight")
+    __slots__ = ("caller", "ready", "signal", "sub", "tight")
 
     def __init__(self, subscription_id: str, sub: Subscription,
-                 ready: dict[_Entry, None], signal: _Signal) -> None:
+                 ready: dict[_Entry, None], signal: _Signal,
+                 caller: Caller | None = None) -> None:
         super().__init__(subscription_id)
         self.sub = sub
+        self.caller = caller  # counted in its identity's subscriptions until forgotten
         self.ready = ready
         self.signal = signal
         max_events, max_bytes = sub.policy_bounds()
@@ -151,9 +154,12 @@ class SubscribeStream:
     :param encoder: serializes events (share one per server: its caches are per event
         type and second)
     :param turns: shared by every stream of the server (None: none taken)
+    :param caller: who opened the stream: its permissions and limits apply to every Add
+        (None: nothing checked)
     """
 
-    __slots__ = ("__weakref__", "_aborted", "_drain", "_encoder", "_high_water", "_hub",
+    __slots__ = ("__weakref__", "_aborted", "_caller", "_drain", "_encoder", "_high_water",
+                 "_hub",
                  "_input_done", "_limits", "_on_reject", "_ready", "_signal", "_stopping",
                  "_subs", "_tg", "_tight", "_turns", "_write")
 
@@ -165,8 +171,11 @@ class SubscribeStream:
         on_reject: Callable[[str], None] = lambda reason: None,
         encoder: EventEncoder | None = None,
         turns: Turns | None = None,
+        *,
+        caller: Caller | None = None,
     ) -> None:
         self._hub = hub
+        self._caller = caller
         self._turns = turns
         self._encoder = encoder or EventEncoder()
         self._limits = limits
@@ -220,6 +229,7 @@ class SubscribeStream:
             for entry in list(self._subs.values()):
                 entry.closed = True
                 entry.sub.close()
+                _forget(entry)
             self._subs.clear()
 
     def stop(self) -> None:
@@ -247,7 +257,7 @@ class SubscribeStream:
             sub = await self._open(sid, add)
         except RpcError as exc:
             return self._reject(sid, exc)
-        entry = _Entry(sid, sub, self._ready, self._signal)
+        entry = _Entry(sid, sub, self._ready, self._signal, self._caller)
         self._subs[sid] = entry
         self._tight += entry.tight
         epochs = sub.epochs()
@@ -285,8 +295,20 @@ class SubscribeStream:
                 since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
                 epoch=_epochs(add), liveness="ack",
             )
-            await self._hub.prepare(sub)
-            sub.open()
+            caller = self._caller
+            if caller is None:
+                await self._hub.prepare(sub)
+                sub.open()
+                return sub
+            # the caller's permissions (what it may read) and limits, checked and counted
+            sub.admit, new = caller.before_subscribe(self._hub, namespaces)
+            try:
+                await self._hub.prepare(sub)
+                sub.open()
+            except BaseException:
+                caller.unsubscribed()
+                raise
+            caller.subscribed(self._hub, new)
         return sub
 
     def _reject(self, sid: str, error: RpcError) -> None:
@@ -300,6 +322,7 @@ class SubscribeStream:
             self._tight -= entry.tight
             entry.closed = True
             entry.sub.close()
+            _forget(entry)
         self._control(encode_removed(sid))
 
     # -- the stream's one task: read what the hub woke, write it -----------------------
@@ -388,6 +411,7 @@ class SubscribeStream:
         if entry is recipient:
             del self._subs[entry.id]
             self._tight -= entry.tight
+            _forget(entry)
 
     def _latest(self) -> tuple[dict[str, int], dict[str, str]]:
         """The newest sequence and the epoch of each namespace the stream's
@@ -398,6 +422,13 @@ class SubscribeStream:
             latest.update(entry.sub.latest_sequences())
             epochs.update(entry.sub.epochs())
         return latest, epochs
+
+
+def _forget(entry: _Entry) -> None:
+    """The subscription left the stream: it no longer counts in its identity's limit."""
+    caller, entry.caller = entry.caller, None
+    if caller is not None:
+        caller.unsubscribed()
 
 
 def _epochs(add: pb.SubscribeRequest.Add) -> str | dict[str, str] | None:

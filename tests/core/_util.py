@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -40,6 +41,26 @@ def drain(sub: Subscription) -> list[Item]:
             out.extend(sub.receive_batch_nowait(4096))
         except (anyio.WouldBlock, anyio.EndOfStream):
             return [i for i in out if not isinstance(i, Heartbeat)]
+
+
+async def until(condition: Callable[[], bool], turns: int = 50) -> None:
+    """Let the other tasks run until *condition* holds, without sleeping for time: each
+    turn waits until every other task is blocked (``anyio.wait_all_tasks_blocked``; on
+    trio's autojumping clock this never moves time). Bounded by *turns*.
+
+    A durable log's engine may work outside the event loop (the local log's worker
+    thread, the jetstream log's connection to NATS), where a task waiting for it counts
+    as blocked: on such a log the turns go on until *condition* holds, bounded by 10 s
+    of the clock."""
+    for _ in range(turns):
+        if condition():
+            return
+        await anyio.wait_all_tasks_blocked()
+    if STORES is not None and STORES.outside_loop:
+        with anyio.fail_after(10):
+            while not condition():
+                await anyio.wait_all_tasks_blocked()
+    assert condition(), "still false once every other task was blocked"
 
 
 async def open_all(hub: broadcaster.Broadcaster, *subs: Subscription) -> None:

@@ -3,12 +3,13 @@ test's tmp dir) and ``jetstream`` (a real nats-server, started once per session)
 
 Every test that builds a hub with ``tests.core._util.Broadcaster`` runs on:
 
-* asyncio with each of the three logs, and trio with ``memory`` and ``local``
-  (nats-py, the JetStream client, is asyncio-only);
-* tests marked ``virtual_clock`` run on trio's ``MockClock(autojump_threshold=0)`` only,
-  with ``memory`` and ``local`` (its database calls then run on the event loop: a
-  worker thread's real time would make the virtual clock jump);
-* tests marked ``memory_only(reason)`` run on the memory log only.
+* anyio tests (``@pytest.mark.anyio``): asyncio with each of the three logs, and trio
+  with ``memory`` and ``local`` (nats-py, the JetStream client, is asyncio-only);
+* pytest-trio tests (``@pytest.mark.trio``): ``memory`` and ``local``; those on trio's
+  virtual clock (the ``autojump_clock`` fixture) have the local engine's database
+  calls run on the event loop (a worker thread's real time would make the virtual clock
+  jump);
+* tests marked ``memory_only(reason)``: the memory log only.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio.testing
 
 from .._backends import Backend, StoreFactory
 from . import _util
 
 
-def _matrix(virtual: bool, memory_only: bool) -> list[Backend]:
-    anyios = ["trio-virtual"] if virtual else ["asyncio", "trio"]
+def _matrix(anyios: list[str], memory_only: bool) -> list[Backend]:
     logs = ["memory"] if memory_only else ["memory", "local", "jetstream"]
     return [Backend(log, a) for a in anyios for log in logs
             if log != "jetstream" or a == "asyncio"]
@@ -34,11 +33,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "hub_backend" not in metafunc.fixturenames:
         return
     node = metafunc.definition
-    if "anyio_backend" not in metafunc.fixturenames:  # not an async test: once
+    memory_only = node.get_closest_marker("memory_only") is not None
+    if "anyio_backend" in metafunc.fixturenames:
+        combos = _matrix(["asyncio", "trio"], memory_only)
+    elif node.get_closest_marker("trio") is not None:  # pytest-trio
+        virtual = "autojump_clock" in metafunc.fixturenames
+        combos = _matrix(["trio-virtual" if virtual else "trio"], memory_only)
+    else:  # not an async test: once
         combos = [Backend("memory", "none")]
-    else:
-        combos = _matrix(node.get_closest_marker("virtual_clock") is not None,
-                         node.get_closest_marker("memory_only") is not None)
     metafunc.parametrize("hub_backend", combos, ids=[c.id for c in combos], indirect=True)
 
 
@@ -49,9 +51,7 @@ def hub_backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def anyio_backend(hub_backend: Backend) -> object:
-    if hub_backend.anyio == "trio-virtual":
-        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+def anyio_backend(hub_backend: Backend) -> str:
     return hub_backend.anyio
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from broadcaster import Event, HubConfig, Policy, PublishItem
 
-from ._util import Broadcaster, open_all
+from ._util import Broadcaster, open_all, until
 
 pytestmark = pytest.mark.anyio
 
@@ -108,9 +108,7 @@ async def test_a_huge_batch_yields_to_other_tasks_during_the_batch() -> None:
                     assert head_of_a() < total
                 await anyio.lowlevel.checkpoint()
             assert done.is_set()
-            with anyio.fail_after(5):
-                while not (other and b_seen_at):
-                    await anyio.sleep(0.01)
+            await until(lambda: bool(other and b_seen_at))
             tg.cancel_scope.cancel()
         assert seqs == list(range(1, total + 1))
         assert other == [total + 1]  # after the batch, not inside it

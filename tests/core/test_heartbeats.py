@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import anyio
 import pytest
-import trio.lowlevel
 import trio.testing
 
 from broadcaster import (
@@ -19,13 +18,13 @@ from broadcaster import (
 
 from ._util import Broadcaster
 
-pytestmark = [pytest.mark.anyio, pytest.mark.virtual_clock]
-
-
 CONFIG = HubConfig(heartbeat_interval=1.0, max_missed_heartbeats=3)
 
 
-async def test_heartbeat_carries_the_latest_sequences() -> None:
+@pytest.mark.trio
+async def test_heartbeat_carries_the_latest_sequences(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     async with Broadcaster(CONFIG) as hub, hub.subscribe(["a", "b"]) as sub:
         await hub.publish("a", "/x")
         await hub.publish("a", "/x")
@@ -38,7 +37,8 @@ async def test_heartbeat_carries_the_latest_sequences() -> None:
         assert anyio.current_time() - start == pytest.approx(1.0)
 
 
-async def test_a_waiting_subscriber_is_alive() -> None:
+@pytest.mark.trio
+async def test_a_waiting_subscriber_is_alive(autojump_clock: trio.testing.MockClock) -> None:
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a") as sub:
         for expected in range(1, 11):
             item = await sub.receive()
@@ -46,7 +46,10 @@ async def test_a_waiting_subscriber_is_alive() -> None:
         assert hub.subscription_count == 1
 
 
-async def test_a_subscriber_that_stops_consuming_is_evicted() -> None:
+@pytest.mark.trio
+async def test_a_subscriber_that_stops_consuming_is_evicted(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a") as sub:
         await anyio.sleep(3.5)
         assert hub.subscription_count == 1
@@ -57,7 +60,8 @@ async def test_a_subscriber_that_stops_consuming_is_evicted() -> None:
         assert isinstance(items[-1], Ended) and items[-1].reason is EndReason.HEARTBEAT_TIMEOUT
 
 
-async def test_ack_liveness_needs_acks_not_reads() -> None:
+@pytest.mark.trio
+async def test_ack_liveness_needs_acks_not_reads(autojump_clock: trio.testing.MockClock) -> None:
     async with (
         Broadcaster(CONFIG) as hub,
         hub.subscribe("a", liveness="ack") as silent,
@@ -83,7 +87,10 @@ async def test_ack_liveness_needs_acks_not_reads() -> None:
         assert hub.subscription_count == 1
 
 
-async def test_acks_count_only_for_heartbeats_the_subscription_was_given() -> None:
+@pytest.mark.trio
+async def test_acks_count_only_for_heartbeats_the_subscription_was_given(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as sub:
         await anyio.sleep(1.5)
         assert not sub.ack(0)  # id 0 answers nothing
@@ -103,7 +110,10 @@ async def test_acks_count_only_for_heartbeats_the_subscription_was_given() -> No
         assert hub.statistics().heartbeat_acks_ignored == 5
 
 
-async def test_an_ack_of_a_heartbeat_not_yet_given_counts_when_it_is_given() -> None:
+@pytest.mark.trio
+async def test_an_ack_of_a_heartbeat_not_yet_given_counts_when_it_is_given(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     """One stream carries one Heartbeat for all its subscriptions: the client may answer
     it before the server has read every subscription of the stream."""
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as sub:
@@ -118,7 +128,10 @@ async def test_an_ack_of_a_heartbeat_not_yet_given_counts_when_it_is_given() -> 
         assert not sub.ack(1)  # answered already
 
 
-async def test_blind_acks_do_not_keep_a_subscriber_alive() -> None:
+@pytest.mark.trio
+async def test_blind_acks_do_not_keep_a_subscriber_alive(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     """The old hostage: ``Ack(heartbeat_id=0)`` every 5 s kept a dead stream forever."""
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as blind:
         async with anyio.create_task_group() as tg:
@@ -142,7 +155,9 @@ async def test_blind_acks_do_not_keep_a_subscriber_alive() -> None:
         assert blind.acked == 0
 
 
+@pytest.mark.trio
 async def test_a_subscriber_that_acks_but_stops_reading_is_evicted_and_frees_publishers(
+    autojump_clock: trio.testing.MockClock
 ) -> None:
     """``block`` with one event of room, then the subscriber stops reading but still
     answers the heartbeat it got: the publisher is held only until the subscriber has
@@ -192,7 +207,10 @@ async def test_a_subscriber_that_acks_but_stops_reading_is_evicted_and_frees_pub
         assert got == [1, 2, 3]  # the other subscriber missed nothing
 
 
-async def test_an_idle_subscriber_that_acks_is_not_evicted_for_consumption() -> None:
+@pytest.mark.trio
+async def test_an_idle_subscriber_that_acks_is_not_evicted_for_consumption(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     """Nothing to take is not "not consuming": a quiet namespace's acking subscriber
     stays, even though its reader only wakes for heartbeats."""
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a", liveness="ack") as sub:
@@ -211,12 +229,14 @@ async def test_an_idle_subscriber_that_acks_is_not_evicted_for_consumption() -> 
         assert sub.end_reason is None
 
 
-async def test_a_stalled_event_loop_is_not_charged_to_subscribers() -> None:
+@pytest.mark.trio
+async def test_a_stalled_event_loop_is_not_charged_to_subscribers(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     """A 35 s stall of the whole process (a long synchronous step) must not evict a
     subscriber that answered every heartbeat, even if its ack reaches the hub only after
     the stall; one that never answered is still evicted, on time net of the stall."""
-    clock = trio.lowlevel.current_clock()
-    assert isinstance(clock, trio.testing.MockClock)
+    clock = autojump_clock
     async with (
         Broadcaster(CONFIG) as hub,
         hub.subscribe("a", liveness="ack") as healthy,

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import anyio
 import pytest
+import trio.testing
 
 from broadcaster import Event, HubConfig, InvalidArgument, PublishItem
 from broadcaster._core._sqlite_store import LocalConfig, SqliteStore
 
 from ._util import Broadcaster, drain
 
-pytestmark = pytest.mark.anyio
 
-
+@pytest.mark.anyio
 async def test_the_same_id_twice_is_stored_once() -> None:
     async with Broadcaster() as hub, hub.subscribe("a") as sub:
         first = await hub.publish("a", "/tasks/exit", b"exit", event_id="exit-c1")
@@ -30,6 +30,7 @@ async def test_the_same_id_twice_is_stored_once() -> None:
         assert (stats.head, stats.published, stats.deduplicated) == (3, 3, 1)
 
 
+@pytest.mark.anyio
 async def test_ids_are_per_namespace() -> None:
     async with Broadcaster() as hub:
         assert await hub.publish("a", "/x", event_id="same") == 1
@@ -38,6 +39,7 @@ async def test_ids_are_per_namespace() -> None:
         assert hub.statistics().namespaces["b"].head == 1
 
 
+@pytest.mark.anyio
 async def test_a_batch_sent_again_is_stored_once_and_gets_its_sequences() -> None:
     batch = [PublishItem("/x", str(i).encode(), event_id=f"e{i}") for i in range(5)]
     async with Broadcaster() as hub:
@@ -48,6 +50,7 @@ async def test_a_batch_sent_again_is_stored_once_and_gets_its_sequences() -> Non
         assert hub.statistics().namespaces["a"].head == 6
 
 
+@pytest.mark.anyio
 async def test_a_batch_repeating_an_id_stores_it_once() -> None:
     async with Broadcaster() as hub:
         items = [PublishItem("/x", b"1", event_id="dup"), PublishItem("/x", b"2"),
@@ -57,6 +60,7 @@ async def test_a_batch_repeating_an_id_stores_it_once() -> None:
         assert hub.statistics().namespaces["a"].head == 2
 
 
+@pytest.mark.anyio
 async def test_bad_ids_are_refused_naming_the_item() -> None:
     async with Broadcaster() as hub:
         with pytest.raises(InvalidArgument, match=r"^event_id: must be a non-empty string"):
@@ -70,10 +74,12 @@ async def test_bad_ids_are_refused_naming_the_item() -> None:
         assert hub.namespace_names() == []  # nothing was created
 
 
+@pytest.mark.trio
 @pytest.mark.memory_only("the memory log's window is HubConfig's; local and jetstream "
                          "have their own settings (tests/logs)")
-@pytest.mark.virtual_clock
-async def test_an_id_is_forgotten_after_the_window() -> None:
+async def test_an_id_is_forgotten_after_the_window(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     async with Broadcaster(HubConfig(dedup_window=10.0, heartbeat_interval=1.0)) as hub:
         assert await hub.publish("a", "/x", event_id="late") == 1
         await anyio.sleep(5.0)
@@ -82,6 +88,7 @@ async def test_an_id_is_forgotten_after_the_window() -> None:
         assert await hub.publish("a", "/x", event_id="late") == 2
 
 
+@pytest.mark.anyio
 @pytest.mark.memory_only("builds its own local store, to restart it on the same directory")
 async def test_a_local_log_remembers_ids_across_a_restart(tmp_path: Path) -> None:
     for expected in (1, 1):

@@ -8,6 +8,7 @@ import tracemalloc
 
 import anyio
 import pytest
+import trio.testing
 
 from broadcaster import (
     DropNotice,
@@ -29,9 +30,8 @@ from broadcaster import (
 
 from ._util import Broadcaster, drain, events_of, open_all
 
-pytestmark = pytest.mark.anyio
 
-
+@pytest.mark.anyio
 async def test_a_refused_subscription_creates_no_namespace() -> None:
     """One Add naming 1,025 namespaces used to leave 1,024 behind, locking everyone out."""
     async with Broadcaster() as hub:
@@ -55,6 +55,7 @@ async def test_a_refused_subscription_creates_no_namespace() -> None:
             assert [e.sequence for e in events_of(drain(sub))] == [1]
 
 
+@pytest.mark.anyio
 async def test_a_refused_publish_creates_no_namespace() -> None:
     config = HubConfig(
         max_namespaces=2,
@@ -76,98 +77,106 @@ async def test_a_refused_publish_creates_no_namespace() -> None:
         assert hub.namespace_names() == ["a", "b"]
 
 
-@pytest.mark.virtual_clock
-class TestIdle:
-    """On trio's virtual clock."""
+#: idle namespaces (on trio's virtual clock)
+IDLE = HubConfig(
+    heartbeat_interval=10.0,
+    max_missed_heartbeats=100,
+    namespace_idle_timeout=60.0,
+    max_namespaces=3,
+    default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)),
+    namespaces={"configured": NamespaceConfig(retention=Retention(max_age=5.0))},
+)
 
-    CONFIG = HubConfig(
-        heartbeat_interval=10.0,
-        max_missed_heartbeats=100,
-        namespace_idle_timeout=60.0,
-        max_namespaces=3,
-        default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)),
-        namespaces={"configured": NamespaceConfig(retention=Retention(max_age=5.0))},
-    )
 
-    async def test_idle_namespaces_are_removed_and_their_numbering_continues(self) -> None:
-        async with Broadcaster(self.CONFIG) as hub:
-            for _ in range(3):
-                await hub.publish("tmp", "/x")
-            await hub.publish("configured", "/x")
-            async with hub.subscribe(None) as everything:
-                async with hub.subscribe("pinned"):  # a subscription naming it holds it
-                    with pytest.raises(QuotaExceeded, match="maximum of 3 namespaces"):
-                        await hub.publish("third", "/x")
-                    # events age out at 10 s; unused from then on, removed at 70 s
-                    await anyio.sleep(69.0)
-                    assert hub.namespace_names() == ["configured", "pinned", "tmp"]
-                    await anyio.sleep(2.0)
-                    assert hub.namespace_names() == ["configured", "pinned"]
-                    assert hub.statistics().namespaces_removed == 1
-                    # the limit counts live namespaces only: there is room again
-                    await hub.publish("third", "/x")
-                # unused since the heartbeat at 80 s: removed at 140 s; "third" stays
-                # while "everything" has not been told of its event (aged out unread)
-                await anyio.sleep(70.0)
-                assert hub.namespace_names() == ["configured", "third"]
-                assert hub.statistics().cursors == 2  # everything's, in both
-                # "tmp" comes back: its numbering continues, and the all-namespaces
-                # subscription meets it again
-                assert await hub.publish("tmp", "/x") == 4
-                assert drain(everything) == [
-                    DropNotice("third", 1, 1, 1, DropReason.RETENTION),
-                    hub._namespaces["tmp"].log.read(4, 5)[0],
-                ]
-            # a client that saw 3 resumes exactly; one that saw 2 is told it missed 3
-            async with hub.subscribe("tmp", since=3, epoch=hub.epoch) as exact:
-                assert [type(i) for i in drain(exact)] == [Event]
-            async with hub.subscribe("tmp", since=2, epoch=hub.epoch) as behind:
-                items = drain(behind)
-                assert items[0] == ResyncNotice("tmp", 2, 4, ResyncReason.COMPACTED, hub.epoch)
-
-    async def test_undelivered_events_of_an_all_namespaces_subscriber_keep_a_namespace(
-        self,
-    ) -> None:
-        config = HubConfig(heartbeat_interval=10.0, max_missed_heartbeats=100,
-                           namespace_idle_timeout=20.0,
-                           default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)))
-        async with Broadcaster(config) as hub, hub.subscribe(None) as lagging:
+@pytest.mark.trio
+async def test_idle_namespaces_are_removed_and_their_numbering_continues(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    async with Broadcaster(IDLE) as hub:
+        for _ in range(3):
             await hub.publish("tmp", "/x")
-            await anyio.sleep(100.0)  # retention dropped it long ago; lagging never read
-            assert hub.namespace_names() == ["tmp"]
-            assert drain(lagging) == [DropNotice("tmp", 1, 1, 1, DropReason.RETENTION)]
-            await anyio.sleep(15.0)  # it has nothing left there: removed at the next beat
-            assert hub.namespace_names() == []
-
-    @pytest.mark.memory_only(
-        "the heads of removed namespaces are remembered for memory logs; a "
-        "durable log keeps its own head"
-    )
-    async def test_when_the_memory_of_heads_is_full_resumes_are_told(self) -> None:
-        config = HubConfig(heartbeat_interval=10.0, namespace_idle_timeout=20.0,
-                           namespace_head_memory=1,
-                           default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)))
-        async with Broadcaster(config) as hub:
-            await hub.publish_many("x", [PublishItem("/x")] * 5)
-            await hub.publish_many("y", [PublishItem("/x")] * 2)
-            await anyio.sleep(40.0)
-            assert hub.namespace_names() == []  # x forgotten (head 5), y remembered (2)
-            assert await hub.publish("y", "/x") == 3
-            # x and any namespace never seen start above the highest head forgotten
-            assert await hub.publish("x", "/x") == 6
-            assert await hub.publish("z", "/x") == 6
-            async with hub.subscribe("x", since=5, epoch=hub.epoch) as exact:
-                assert [e.sequence for e in events_of(drain(exact))] == [6]
-            async with hub.subscribe("x", since=3, epoch=hub.epoch) as behind:
-                items = drain(behind)
-                assert items[0] == ResyncNotice("x", 3, 6, ResyncReason.COMPACTED, hub.epoch)
-                assert [e.sequence for e in events_of(items)] == [6]
-            # never silently wrong, at worst a resync that was not needed
-            async with hub.subscribe("z", since=0, epoch=hub.epoch) as fresh:
-                items = drain(fresh)
-                assert items[0] == ResyncNotice("z", 0, 6, ResyncReason.COMPACTED, hub.epoch)
+        await hub.publish("configured", "/x")
+        async with hub.subscribe(None) as everything:
+            async with hub.subscribe("pinned"):  # a subscription naming it holds it
+                with pytest.raises(QuotaExceeded, match="maximum of 3 namespaces"):
+                    await hub.publish("third", "/x")
+                # events age out at 10 s; unused from then on, removed at 70 s
+                await anyio.sleep(69.0)
+                assert hub.namespace_names() == ["configured", "pinned", "tmp"]
+                await anyio.sleep(2.0)
+                assert hub.namespace_names() == ["configured", "pinned"]
+                assert hub.statistics().namespaces_removed == 1
+                # the limit counts live namespaces only: there is room again
+                await hub.publish("third", "/x")
+            # unused since the heartbeat at 80 s: removed at 140 s; "third" stays
+            # while "everything" has not been told of its event (aged out unread)
+            await anyio.sleep(70.0)
+            assert hub.namespace_names() == ["configured", "third"]
+            assert hub.statistics().cursors == 2  # everything's, in both
+            # "tmp" comes back: its numbering continues, and the all-namespaces
+            # subscription meets it again
+            assert await hub.publish("tmp", "/x") == 4
+            assert drain(everything) == [
+                DropNotice("third", 1, 1, 1, DropReason.RETENTION),
+                hub._namespaces["tmp"].log.read(4, 5)[0],
+            ]
+        # a client that saw 3 resumes exactly; one that saw 2 is told it missed 3
+        async with hub.subscribe("tmp", since=3, epoch=hub.epoch) as exact:
+            assert [type(i) for i in drain(exact)] == [Event]
+        async with hub.subscribe("tmp", since=2, epoch=hub.epoch) as behind:
+            items = drain(behind)
+            assert items[0] == ResyncNotice("tmp", 2, 4, ResyncReason.COMPACTED, hub.epoch)
 
 
+@pytest.mark.trio
+async def test_undelivered_events_of_an_all_namespaces_subscriber_keep_a_namespace(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    config = HubConfig(heartbeat_interval=10.0, max_missed_heartbeats=100,
+                       namespace_idle_timeout=20.0,
+                       default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)))
+    async with Broadcaster(config) as hub, hub.subscribe(None) as lagging:
+        await hub.publish("tmp", "/x")
+        await anyio.sleep(100.0)  # retention dropped it long ago; lagging never read
+        assert hub.namespace_names() == ["tmp"]
+        assert drain(lagging) == [DropNotice("tmp", 1, 1, 1, DropReason.RETENTION)]
+        await anyio.sleep(15.0)  # it has nothing left there: removed at the next beat
+        assert hub.namespace_names() == []
+
+
+@pytest.mark.trio
+@pytest.mark.memory_only(
+    "the heads of removed namespaces are remembered for memory logs; a durable log keeps "
+    "its own head"
+)
+async def test_when_the_memory_of_heads_is_full_resumes_are_told(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    config = HubConfig(heartbeat_interval=10.0, namespace_idle_timeout=20.0,
+                       namespace_head_memory=1,
+                       default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)))
+    async with Broadcaster(config) as hub:
+        await hub.publish_many("x", [PublishItem("/x")] * 5)
+        await hub.publish_many("y", [PublishItem("/x")] * 2)
+        await anyio.sleep(40.0)
+        assert hub.namespace_names() == []  # x forgotten (head 5), y remembered (2)
+        assert await hub.publish("y", "/x") == 3
+        # x and any namespace never seen start above the highest head forgotten
+        assert await hub.publish("x", "/x") == 6
+        assert await hub.publish("z", "/x") == 6
+        async with hub.subscribe("x", since=5, epoch=hub.epoch) as exact:
+            assert [e.sequence for e in events_of(drain(exact))] == [6]
+        async with hub.subscribe("x", since=3, epoch=hub.epoch) as behind:
+            items = drain(behind)
+            assert items[0] == ResyncNotice("x", 3, 6, ResyncReason.COMPACTED, hub.epoch)
+            assert [e.sequence for e in events_of(items)] == [6]
+        # never silently wrong, at worst a resync that was not needed
+        async with hub.subscribe("z", since=0, epoch=hub.epoch) as fresh:
+            items = drain(fresh)
+            assert items[0] == ResyncNotice("z", 0, 6, ResyncReason.COMPACTED, hub.epoch)
+
+
+@pytest.mark.anyio
 async def test_the_cursor_bound_refuses_before_creating_anything() -> None:
     async with Broadcaster(HubConfig(max_cursors=5)) as hub:
         async with hub.subscribe(["a", "b", "c"]):
@@ -183,6 +192,7 @@ async def test_the_cursor_bound_refuses_before_creating_anything() -> None:
         assert hub.statistics().cursors == 0
 
 
+@pytest.mark.anyio
 async def test_all_namespace_subscriptions_meeting_a_new_namespace_over_the_bound() -> None:
     """The publisher that creates a namespace is never refused because of subscribers:
     the newest all-namespaces subscriptions that no longer fit are ended instead."""
@@ -200,6 +210,7 @@ async def test_all_namespace_subscriptions_meeting_a_new_namespace_over_the_boun
             assert hub.statistics().namespaces["a"].evicted == {"cursor_limit": 1}
 
 
+@pytest.mark.anyio
 async def test_an_idle_cursor_is_small() -> None:
     """1,000 all-namespace subscriptions over 1,000 namespaces took 1.07 GiB: a cursor
     with nothing buffered now holds no containers (and Subscription has __slots__)."""
@@ -222,6 +233,7 @@ async def test_an_idle_cursor_is_small() -> None:
             sub.close()
 
 
+@pytest.mark.anyio
 async def test_a_scrape_settles_only_cursors_that_have_drops_due() -> None:
     """A scrape used to settle every cursor: with 200,000 idle cursors, 0.25 s of the
     event loop each time, and a buffer allocated for each. Now a cursor whose unread

@@ -1,10 +1,11 @@
 """ReadyQueue: many subscriptions served by one task, woken exactly as a waiting task
-would be (both backends; trio on a virtual clock)."""
+would be (both backends; heartbeats and eviction on trio's virtual clock)."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
+import trio.testing
 
 from broadcaster import (
     Ended,
@@ -21,9 +22,9 @@ from broadcaster import (
 
 from ._util import Broadcaster, open_all
 
-pytestmark = pytest.mark.anyio
-
-QUIET = HubConfig(heartbeat_interval=3600.0)
+#: no heartbeats; the notifier wakes parked subscriptions at once (no linger), so that a
+#: test can let it run by waiting until every task is blocked
+QUIET = HubConfig(heartbeat_interval=3600.0, notify_linger=0)
 
 
 def _keys(queue: ReadyQueue[str]) -> list[str]:
@@ -31,10 +32,11 @@ def _keys(queue: ReadyQueue[str]) -> list[str]:
 
 
 async def _settle() -> None:
-    """Let the hub's notifier run (it wakes parked subscriptions after notify_linger)."""
-    await anyio.sleep(0.01)
+    """Let the hub's notifier run (and wake what it wakes)."""
+    await anyio.wait_all_tasks_blocked()
 
 
+@pytest.mark.anyio
 async def test_a_publish_queues_only_the_subscriptions_of_its_namespace() -> None:
     async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sa, hub.subscribe("b") as sb:
         queue: ReadyQueue[str] = ReadyQueue()
@@ -52,6 +54,7 @@ async def test_a_publish_queues_only_the_subscriptions_of_its_namespace() -> Non
         assert _keys(queue) == ["B"]
 
 
+@pytest.mark.anyio
 async def test_one_burst_queues_a_subscription_once_and_wakes_the_waiter() -> None:
     async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sub:
         queue: ReadyQueue[str] = ReadyQueue()
@@ -73,6 +76,7 @@ async def test_one_burst_queues_a_subscription_once_and_wakes_the_waiter() -> No
         assert len(sub.receive_batch_nowait(100)) == 5
 
 
+@pytest.mark.anyio
 async def test_a_subscription_woken_by_one_namespace_leaves_the_others() -> None:
     async with Broadcaster(QUIET) as hub, hub.subscribe(["a", "b"]) as sub:
         queue: ReadyQueue[str] = ReadyQueue()
@@ -87,7 +91,10 @@ async def test_a_subscription_woken_by_one_namespace_leaves_the_others() -> None
         assert len(sub.receive_batch_nowait()) == 2
 
 
-async def test_close_eviction_and_heartbeats_queue_the_subscription() -> None:
+@pytest.mark.trio
+async def test_close_eviction_and_heartbeats_queue_the_subscription(
+    autojump_clock: trio.testing.MockClock
+) -> None:
     config = HubConfig(heartbeat_interval=1.0, max_missed_heartbeats=2)
     async with Broadcaster(config) as hub:
         closed, evicted, beating = (hub.subscribe("a", liveness=liveness)
@@ -119,6 +126,7 @@ async def test_close_eviction_and_heartbeats_queue_the_subscription() -> None:
         beating.close()
 
 
+@pytest.mark.anyio
 async def test_watching_a_subscription_twice_is_an_error() -> None:
     async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sub:
         queue: ReadyQueue[str] = ReadyQueue()
@@ -129,6 +137,7 @@ async def test_watching_a_subscription_twice_is_an_error() -> None:
             await sub.receive()
 
 
+@pytest.mark.anyio
 async def test_watching_a_closed_subscription_queues_it_at_once() -> None:
     async with Broadcaster(QUIET) as hub:
         sub = hub.subscribe("a")
@@ -139,6 +148,7 @@ async def test_watching_a_closed_subscription_queues_it_at_once() -> None:
         assert _keys(queue) == ["s"]
 
 
+@pytest.mark.anyio
 async def test_drops_while_parked_are_reported_when_read() -> None:
     ns = NamespaceConfig(retention=Retention(max_events=1000))
     async with Broadcaster(HubConfig(heartbeat_interval=3600.0, default_namespace=ns)) as hub:
@@ -155,6 +165,7 @@ async def test_drops_while_parked_are_reported_when_read() -> None:
             for n in items if not isinstance(n, Event)] == [(3, 5, 3)]
 
 
+@pytest.mark.anyio
 async def test_a_topic_filter_is_woken_only_by_its_topics() -> None:
     async with Broadcaster(QUIET) as hub:
         exits = hub.subscribe("k8s.io", filters=['topic=="/tasks/exit"', 'topic=="/tasks/oom"'])
@@ -176,6 +187,7 @@ async def test_a_topic_filter_is_woken_only_by_its_topics() -> None:
         assert isinstance(event, Event) and (event.topic, event.sequence) == ("/tasks/oom", 51)
 
 
+@pytest.mark.anyio
 async def test_events_trimmed_while_parked_are_not_reported_lost_unless_they_matched() -> None:
     ns = NamespaceConfig(retention=Retention(max_events=10))
     async with Broadcaster(HubConfig(heartbeat_interval=3600.0, default_namespace=ns)) as hub:
@@ -201,6 +213,7 @@ async def test_events_trimmed_while_parked_are_not_reported_lost_unless_they_mat
     assert (notice.first_sequence, notice.last_sequence) == (1, 91)  # type: ignore[union-attr]
 
 
+@pytest.mark.anyio
 async def test_identical_filters_share_one_matcher() -> None:
     async with Broadcaster(QUIET) as hub:
         a = hub.subscribe("a", filters=['topic=="/x"'])

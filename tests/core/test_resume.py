@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import trio.testing
 
 from broadcaster import (
     DropNotice,
@@ -18,8 +19,6 @@ from broadcaster import (
 
 from ._util import Broadcaster, drain, events_of
 
-pytestmark = pytest.mark.anyio
-
 
 def config(**retention: float) -> HubConfig:
     return HubConfig(default_namespace=NamespaceConfig(retention=Retention(**retention)))  # type: ignore[arg-type]
@@ -30,6 +29,7 @@ async def publish_n(hub: Broadcaster, ns: str, n: int) -> None:
         await hub.publish(ns, "/x", b"p")
 
 
+@pytest.mark.anyio
 async def test_resume_inside_retention_replays_then_goes_live() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 10)
@@ -39,6 +39,7 @@ async def test_resume_inside_retention_replays_then_goes_live() -> None:
             assert [e.sequence for e in events_of(drain(sub))] == [11]
 
 
+@pytest.mark.anyio
 async def test_resume_at_head_replays_nothing() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 3)
@@ -48,6 +49,7 @@ async def test_resume_at_head_replays_nothing() -> None:
             assert [e.sequence for e in events_of(drain(sub))] == [4]
 
 
+@pytest.mark.anyio
 async def test_replay_is_not_cut_by_the_overflow_policy() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 50)
@@ -56,6 +58,7 @@ async def test_replay_is_not_cut_by_the_overflow_policy() -> None:
         assert [e.sequence for e in events_of(items)] == list(range(1, 51))
 
 
+@pytest.mark.anyio
 async def test_resume_older_than_retention_gets_a_resync_notice() -> None:
     async with Broadcaster(config(max_events=5)) as hub:
         await publish_n(hub, "a", 10)
@@ -65,6 +68,7 @@ async def test_resume_older_than_retention_gets_a_resync_notice() -> None:
         assert [e.sequence for e in events_of(items)] == [6, 7, 8, 9, 10]
 
 
+@pytest.mark.anyio
 async def test_resume_from_another_epoch_replays_everything_retained() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 3)
@@ -74,6 +78,7 @@ async def test_resume_from_another_epoch_replays_everything_retained() -> None:
         assert [e.sequence for e in events_of(items)] == [1, 2, 3]
 
 
+@pytest.mark.anyio
 async def test_resume_ahead_of_head_is_treated_as_a_restart() -> None:
     async with Broadcaster() as hub:
         await publish_n(hub, "a", 2)
@@ -85,6 +90,7 @@ async def test_resume_ahead_of_head_is_treated_as_a_restart() -> None:
         assert [(e.namespace, e.sequence) for e in events_of(items)] == [("a", 1), ("a", 2)]
 
 
+@pytest.mark.anyio
 async def test_retention_by_bytes() -> None:
     async with Broadcaster() as hub:
         await hub.publish("probe", "/x", b"p")
@@ -95,6 +101,7 @@ async def test_retention_by_bytes() -> None:
         assert (stats.oldest, stats.retained_events, stats.retained_bytes) == (7, 4, 4 * size)
 
 
+@pytest.mark.anyio
 async def test_a_replaying_subscriber_overtaken_by_retention_is_told() -> None:
     async with Broadcaster(config(max_events=5)) as hub:
         await publish_n(hub, "a", 5)
@@ -107,19 +114,22 @@ async def test_a_replaying_subscriber_overtaken_by_retention_is_told() -> None:
         assert [e.sequence for e in events_of(items)] == [6, 7, 8, 9, 10]
 
 
-@pytest.mark.virtual_clock
-class TestAge:
-    async def test_retention_by_age(self) -> None:
-        cfg = HubConfig(
-            heartbeat_interval=1.0,
-            default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)),
-        )
-        async with Broadcaster(cfg) as hub:
-            await publish_n(hub, "a", 3)
-            await anyio.sleep(3)
-            await publish_n(hub, "a", 1)
-            await anyio.sleep(3)  # the first three are now older than 5 s
-            async with hub.subscribe("a", since=0) as sub:
-                items = drain(sub)
-            assert items[0] == ResyncNotice("a", 0, 4, ResyncReason.COMPACTED, hub.epoch_of("a"))
-            assert [e.sequence for e in events_of(items)] == [4]
+@pytest.mark.trio
+async def test_retention_by_age(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    cfg = HubConfig(
+        heartbeat_interval=1.0,
+        default_namespace=NamespaceConfig(retention=Retention(max_age=5.0)),
+    )
+    async with Broadcaster(cfg) as hub:
+        await publish_n(hub, "a", 3)
+        await anyio.sleep(3)
+        await publish_n(hub, "a", 1)
+        await anyio.sleep(3)  # the first three are now older than 5 s
+        async with hub.subscribe("a", since=0) as sub:
+            items = drain(sub)
+        assert items[0] == ResyncNotice("a", 0, 4, ResyncReason.COMPACTED, hub.epoch_of("a"))
+        assert [e.sequence for e in events_of(items)] == [4]
+
+

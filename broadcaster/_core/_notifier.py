@@ -1,0 +1,97 @@
+"""Waking parked subscribers after publishes, from one task, in slices.
+
+A publisher only notes that a namespace has new events (:meth:`Notifier.mark`, O(1)
+whatever the number of subscribers); the notifier task wakes the subscriptions parked
+on it, and every publish made before it runs (plus ``notify_linger``) shares that
+wake-up. Waking goes ``wake_batch`` subscriptions at a time with a checkpoint in
+between, so that a fan-out to thousands does not hold the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from ._namespace import NamespaceState, Waiter
+
+__all__ = ["Notifier", "wake_in_slices"]
+
+
+class Notifier:
+    """The namespaces with new events, and the subscriptions to wake at the next pass.
+
+    :param linger: seconds to wait once woken, so that a burst shares one pass
+    :param batch: subscriptions woken between two checkpoints
+    """
+
+    def __init__(self, linger: float, batch: int) -> None:
+        self._linger = linger
+        self._batch = batch
+        self._dirty: set[NamespaceState] = set()
+        self._rewake: set[Waiter] = set()  # filters with more to match (defer)
+        self.wildcard_waiting: set[Waiter] = set()  # parked all-namespaces subscriptions
+        self._event: anyio.Event | None = None
+
+    def mark(self, ns: NamespaceState) -> None:
+        """Note that *ns* has new events."""
+        if ns.waiting or ns.burst_topics or self.wildcard_waiting:
+            self._dirty.add(ns)
+            self._signal()
+
+    def defer(self, sub: Waiter) -> None:
+        """Wake *sub* at the next pass: after the tasks ready now have run."""
+        self._rewake.add(sub)
+        self._signal()
+
+    def park_wildcard(self, sub: Waiter) -> None:
+        """*sub*, an all-namespaces subscription, waits: any namespace's events wake it
+        (even a namespace created after it parked)."""
+        self.wildcard_waiting.add(sub)
+
+    def unpark(self, sub: Waiter) -> None:
+        self.wildcard_waiting.discard(sub)
+
+    def forget(self, sub: Waiter) -> None:
+        """*sub* is gone."""
+        self._rewake.discard(sub)
+        self.wildcard_waiting.discard(sub)
+
+    def forget_namespace(self, ns: NamespaceState) -> None:
+        """*ns* was removed."""
+        self._dirty.discard(ns)
+
+    def _signal(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def run(self) -> None:
+        """Wake what is due, for ever."""
+        woken: list[Waiter] = []
+        while True:
+            if not self._dirty and not self._rewake:
+                self._event = anyio.Event()
+                await self._event.wait()
+            if self._linger:
+                await anyio.sleep(self._linger)
+            dirty, self._dirty = self._dirty, set()
+            for ns in dirty:
+                ns.take_waiters(woken)
+            if self._rewake:
+                woken.extend(self._rewake)
+                self._rewake.clear()
+            if self.wildcard_waiting:
+                woken.extend(self.wildcard_waiting)
+                self.wildcard_waiting.clear()
+            await wake_in_slices(woken, self._batch)
+            woken.clear()
+
+
+async def wake_in_slices(subs: Sequence[Waiter], batch: int) -> None:
+    """Wake *subs*, *batch* at a time with a checkpoint in between."""
+    for start in range(0, len(subs), batch):
+        if start:
+            await anyio.lowlevel.checkpoint()
+        for sub in subs[start : start + batch]:
+            sub.wake()
