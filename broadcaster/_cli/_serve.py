@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-subscriptions-per-stream", type=int, metavar="N",
                         help="live subscriptions on one Subscribe stream (default 1000)")
     parser.add_argument("--batch-linger", type=float, metavar="SECONDS",
-                        help="least seconds between two writes of a Subscribe stream (default 0)")
+                        help="least seconds between two writes of a Subscribe stream "
+                             "(default 0.002)")
     parser.add_argument("--batch-max-events", type=int, metavar="N",
                         help="deliveries per EventBatch message (default 4096)")
     parser.add_argument("--max-connections", type=int, metavar="N",

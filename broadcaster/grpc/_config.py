@@ -101,7 +101,7 @@ class ServerConfig:
     publish_batch_max_events: int = 10_000
     batch_max_events: int = 4096
     batch_max_bytes: int = 1 * _MiB
-    batch_linger: float = 0.0
+    batch_linger: float = 0.002
     stream_turns_per_tick: int = 16
     containerd_policy: Policy | None = None
     keepalive_time: float = 30.0

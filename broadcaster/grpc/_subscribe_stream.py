@@ -78,7 +78,7 @@ class StreamLimits:
     max_subscriptions: int = 1000
     batch_max_events: int = 4096
     batch_max_bytes: int = 1024 * 1024
-    batch_linger: float = 0.0
+    batch_linger: float = 0.002
 
 
 class _Signal:
