@@ -338,7 +338,7 @@ class SubscribeStream:
         ``2 * batch_max_events`` items; the subscriptions left are read in the next one.
         """
         ready, drain, turns = self._ready, self._drain, self._turns
-        linger = self._limits.batch_linger
+        linger, clock = self._limits.batch_linger, _clock()
         last_write = -math.inf
         try:
             while not self._aborted:
@@ -348,7 +348,7 @@ class SubscribeStream:
                     await self._signal.wait()
                     continue
                 if linger and not self._tight:
-                    wait = last_write + linger - anyio.current_time()
+                    wait = last_write + linger - clock()
                     if wait > 0:  # woken right after a write: let more land
                         await anyio.sleep(wait)
                 if turns is not None:
@@ -363,7 +363,7 @@ class SubscribeStream:
                         await turns.take()
                     await self._write(message)
                 if linger:
-                    last_write = anyio.current_time()
+                    last_write = clock()
         except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
             logger.debug("subscribe stream write failed: %r", exc)
         if not self._aborted:
@@ -422,6 +422,15 @@ class SubscribeStream:
             latest.update(entry.sub.latest_sequences())
             epochs.update(entry.sub.epochs())
         return latest, epochs
+
+
+def _clock() -> Callable[[], float]:
+    """The running loop's clock: asyncio's ``loop.time`` itself where it runs (what
+    ``anyio.current_time`` returns, without looking up the backend at every call)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # another backend (trio)
+        return anyio.current_time
 
 
 def _forget(entry: _Entry) -> None:
