@@ -111,7 +111,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     log.add_argument("--replicas", type=int, metavar="N",
                      help="jetstream log: replicas of each namespace's stream (default 1; "
                      "3 in a 3-node NATS cluster)")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
+    parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True,
+                        help="run on uvloop if it is installed (the 'fast' extra; default: "
+                        "yes; --no-uvloop: asyncio's own loop)")
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
                         "start-up objects (default 10000; 0 keeps Python's default 700)")
