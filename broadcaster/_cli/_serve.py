@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-subscriptions-per-stream", type=int, metavar="N",
                         help="live subscriptions on one Subscribe stream (default 1000)")
     parser.add_argument("--batch-linger", type=float, metavar="SECONDS",
-                        help="seconds a woken Subscribe stream waits for more (default 0.002)")
+                        help="least seconds between two writes of a Subscribe stream "
+                             "(default 0.002)")
     parser.add_argument("--batch-max-events", type=int, metavar="N",
                         help="deliveries per EventBatch message (default 4096)")
     parser.add_argument("--max-connections", type=int, metavar="N",
@@ -110,7 +111,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     log.add_argument("--replicas", type=int, metavar="N",
                      help="jetstream log: replicas of each namespace's stream (default 1; "
                      "3 in a 3-node NATS cluster)")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop if installed")
+    parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True,
+                        help="run on uvloop if it is installed (the 'fast' extra; default: "
+                        "yes; --no-uvloop: asyncio's own loop)")
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
                         "start-up objects (default 10000; 0 keeps Python's default 700)")

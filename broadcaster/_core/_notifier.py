@@ -2,9 +2,11 @@
 
 A publisher only notes that a namespace has new events (:meth:`Notifier.mark`, O(1)
 whatever the number of subscribers); the notifier task wakes the subscriptions parked
-on it, and every publish made before it runs (plus ``notify_linger``) shares that
-wake-up. Waking goes ``wake_batch`` subscriptions at a time with a checkpoint in
-between, so that a fan-out to thousands does not hold the event loop.
+on it, and every publish made before it runs shares that wake-up. Passes are at least
+``notify_linger`` apart: after a quiet spell the first publish is woken at the next turn
+of the loop, and under load the publishes of each linger share one pass. Waking goes
+``wake_batch`` subscriptions at a time with a checkpoint in between, so that a fan-out
+to thousands does not hold the event loop.
 
 Before waking a namespace's subscriptions, the notifier reads the payload fields of its
 new events that subscriptions' field keys need (``topic=="/tasks/exit",
@@ -15,6 +17,7 @@ an event that has it. Publishers never decode.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import anyio
@@ -30,7 +33,8 @@ NOTE_SLICE = 64
 class Notifier:
     """The namespaces with new events, and the subscriptions to wake at the next pass.
 
-    :param linger: seconds to wait once woken, so that a burst shares one pass
+    :param linger: the least seconds between two passes, so that a burst shares one
+        (the first publish after a quiet spell is not held back)
     :param batch: subscriptions woken between two checkpoints
     """
 
@@ -79,12 +83,17 @@ class Notifier:
     async def run(self) -> None:
         """Wake what is due, for ever."""
         woken: list[Waiter] = []
+        linger, last = self._linger, -math.inf
         while True:
             if not self._dirty and not self._rewake:
                 self._event = anyio.Event()
                 await self._event.wait()
-            if self._linger:
-                await anyio.sleep(self._linger)
+            if linger:
+                now = anyio.current_time()
+                if now < last + linger:
+                    await anyio.sleep(last + linger - now)
+                    now = last + linger
+                last = now
             dirty, self._dirty = self._dirty, set()
             for ns in dirty:
                 while ns.unnoted and ns.note_fields(NOTE_SLICE):

@@ -57,9 +57,11 @@ class ServerConfig:
         is refused with RESOURCE_EXHAUSTED naming ``events``; the stream goes on)
     :ivar batch_max_events: deliveries in one EventBatch message
     :ivar batch_max_bytes: size after which an EventBatch message is closed
-    :ivar batch_linger: seconds a Subscribe stream, woken by new events, waits for more
-        before reading its subscriptions (0 reads at once); skipped while one of the
-        stream's subscriptions has a policy bound under 256 events or 256 KiB
+    :ivar batch_linger: the least time between two writes of a Subscribe stream: events
+        that arrive sooner after a write wait for the rest of it and go out together (0:
+        at once; a stream idle for longer always writes at once, and events that arrive
+        while a write is in flight go out together in any case); not applied while one
+        of the stream's subscriptions has a policy bound under 256 events or 256 KiB
     :ivar stream_turns_per_tick: Subscribe streams (both APIs) that may read or write in
         one turn of the event loop; the others wait for the next turns, so that Health
         and other clients' RPCs advance during a fan-out to thousands of streams

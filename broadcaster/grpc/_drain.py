@@ -113,6 +113,14 @@ class Drain:
         """
         queue, encoder = self._queue, self._encoder
         max_events, max_bytes = self._max_events, self._max_bytes
+        if len(queue) == 1:  # the common case: one subscription gave only events
+            recipient, payload = queue[0]
+            if recipient is not None and not recipient.closed and payload and all(
+                    type(item) is Event for item in payload):
+                queue.clear()
+                self.queued_items -= len(payload)
+                return pack_run(payload, recipient.prefix, max_events,  # type: ignore[arg-type]
+                                max_bytes, encoder)
         messages: list[bytes] = []
         runs: dict[tuple[int, ...], tuple[list[Event], list[bytes]]] = {}
         contributors: set[Recipient] = set()

@@ -3,31 +3,39 @@
 Shape of a stream::
 
     reader (the RPC's task)   Add / Remove / Ack  -> opens or closes hub subscriptions
-    pump (one for all subscriptions)  receive_batch_nowait() of the subscriptions the hub
-                              woke (a ReadyQueue)  -> the stream's Drain (bounded)
-    writer                    Drain.take(): EventBatch messages -> context.write(bytes)
+    one task for the rest     receive_batch_nowait() of the subscriptions the hub woke
+                              (each parked with its entry as waker)  -> the Drain
+                              Drain.take(): EventBatch messages -> context.write(bytes)
 
-Woken by the hub, the pump lingers briefly (``batch_linger``) so that a burst of
-publishes is read in one pass, then reads every woken subscription without yielding;
-the writer sends what that pass queued as one spliced ``EventBatch``, each event once
-with the ids of every subscription it matched (the batching is :class:`Drain`'s, a plain
-class tested without a server). The stream reads the hub only through its public API
-(``prepare``, ``receive_batch_nowait``, ``policy_bounds``, ``latest_sequences``,
+Woken by the hub, the task reads every woken subscription without yielding and sends
+what that pass gave as one spliced ``EventBatch``, each event once with the ids of every
+subscription it matched (the batching is :class:`Drain`'s, a plain class tested without
+a server), then reads again what the hub woke meanwhile. So an idle stream writes an
+event as soon as it is published, and the events that arrive while a write is in flight
+go out together in the next message: batches grow with the load, not with a fixed
+delay (``batch_linger`` can add a least time between two writes). One task, not a
+reader and a writer handing messages over, because a wake-up and a write are most of
+what a stream costs the server.
+
+The stream reads the hub only through its public API (``prepare``,
+``receive_batch_nowait``, ``park_waker``, ``policy_bounds``, ``latest_sequences``,
 ``epochs``, ``ack``); a rejected Add is answered in band, from the edge's one error
 mapping. An Add waits for its namespaces' durable logs to open (``prepare``), and the
-stream's next requests wait with it. A slow client blocks ``context.write``; the queue
-then fills, the pump stops reading, and the hub's overflow policy of each subscription
-applies (drops are reported in-band).
+stream's next requests wait with it. A slow client blocks ``context.write``; nothing is
+read meanwhile, and the hub's overflow policy of each subscription applies (drops are
+reported in-band).
 
-Every read pass and every write first takes a turn from the server's :class:`Turns`,
-so that an event fanned out to thousands of streams is read and written a bounded
-number of streams per turn of the event loop, and other RPCs (Health, publishes)
-advance in between.
+Every read pass and every further message of a pass first takes a turn from the
+server's :class:`Turns`, so that an event fanned out to thousands of streams is read and
+written a bounded number of streams per turn of the event loop, and other RPCs (Health,
+publishes) advance in between.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -35,7 +43,7 @@ import anyio
 import grpc
 from anyio.abc import TaskGroup
 
-from .. import Broadcaster, Ended, ReadyQueue, Subscription
+from .. import Broadcaster, Ended, Subscription
 from .._proto import policy_from_proto
 from ..v1 import broadcaster_pb2 as pb
 from ._caller import Caller
@@ -50,8 +58,9 @@ logger = logging.getLogger("broadcaster.grpc.subscribe")
 
 _MAX_ID_LENGTH = 256
 
-#: The pump lingers only while every subscription of the stream can hold at least this
-#: much in the hub meanwhile; a tighter policy bound would turn the wait into drops.
+#: A stream lingers (``batch_linger``) only while each of its subscriptions can hold at
+#: least this much in the hub meanwhile; a tighter policy bound would turn the wait into
+#: drops.
 _LINGER_MIN_EVENTS = 256
 _LINGER_MIN_BYTES = 256 * 1024
 
@@ -63,8 +72,7 @@ class StreamLimits:
     :ivar max_subscriptions: live subscriptions per stream
     :ivar batch_max_events: deliveries in one EventBatch message
     :ivar batch_max_bytes: body size after which an EventBatch is closed
-    :ivar batch_linger: seconds the pump waits, once woken, before reading the
-        subscriptions, so that a burst of publishes goes out as one batch
+    :ivar batch_linger: the least seconds between two writes (see :meth:`SubscribeStream._serve`)
     """
 
     max_subscriptions: int = 1000
@@ -73,19 +81,67 @@ class StreamLimits:
     batch_linger: float = 0.002
 
 
-class _Entry(Recipient):
-    """One subscription of the stream."""
+class _Signal:
+    """Wakes the stream's task. Entries hold it (and the ready set), not the stream, so
+    that a closed stream is freed by reference counting.
 
-    __slots__ = ("caller", "sub", "tight")
+    Under asyncio (grpc.aio's loop) the task waits on a bare future: an ``anyio.Event``
+    costs several times as much (it looks up the backend each time), and a stream waits
+    once per message it sends."""
+
+    __slots__ = ("_event", "_future", "_loop")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+        self._event: anyio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set(self) -> None:
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():
+                future.set_result(None)
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()
+
+    async def wait(self) -> None:
+        """Return once :meth:`set` is called (after this call began)."""
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # another backend (trio)
+                event = self._event = anyio.Event()
+                await event.wait()
+                return
+        future = self._future = loop.create_future()
+        await future
+
+
+class _Entry(Recipient):
+    """One subscription of the stream; parked in the hub as its waker (:meth:`set`)."""
+
+    __slots__ = ("caller", "ready", "signal", "sub", "tight")
 
     def __init__(self, subscription_id: str, sub: Subscription,
+                 ready: dict[_Entry, None], signal: _Signal,
                  caller: Caller | None = None) -> None:
         super().__init__(subscription_id)
         self.sub = sub
         self.caller = caller  # counted in its identity's subscriptions until forgotten
+        self.ready = ready
+        self.signal = signal
         max_events, max_bytes = sub.policy_bounds()
-        # its policy bound is too small for the pump to linger
+        # its policy bound is too small for the stream to hold events back
         self.tight = max_events < _LINGER_MIN_EVENTS or 0 < max_bytes < _LINGER_MIN_BYTES
+
+    def set(self) -> None:
+        """The hub woke the subscription: read it in the stream's next pass."""
+        self.ready[self] = None
+        self.signal.set()
 
 
 class SubscribeStream:
@@ -102,9 +158,10 @@ class SubscribeStream:
         (None: nothing checked)
     """
 
-    __slots__ = ("__weakref__", "_caller", "_drain", "_encoder", "_high_water", "_hub",
-                 "_input_done", "_limits", "_on_reject", "_ready", "_room", "_stopping",
-                 "_subs", "_tg", "_tight", "_turns", "_wake", "_write")
+    __slots__ = ("__weakref__", "_aborted", "_caller", "_drain", "_encoder", "_high_water",
+                 "_hub",
+                 "_input_done", "_limits", "_on_reject", "_ready", "_signal", "_stopping",
+                 "_subs", "_tg", "_tight", "_turns", "_write")
 
     def __init__(
         self,
@@ -126,12 +183,12 @@ class SubscribeStream:
         self._on_reject = on_reject
         self._subs: dict[str, _Entry] = {}
         self._tight = 0  # live subscriptions with a tight policy bound
-        self._ready: ReadyQueue[_Entry] = ReadyQueue()
+        self._ready: dict[_Entry, None] = {}  # woken by the hub, in that order
+        self._signal = _Signal()
         self._drain = Drain(self._encoder, limits.batch_max_events, limits.batch_max_bytes)
         self._high_water = 2 * limits.batch_max_events
-        self._wake: anyio.Event | None = None
-        self._room: anyio.Event | None = None
         self._input_done = False
+        self._aborted = False  # the requests failed: end after the write in flight
         self._stopping = False
         self._tg: TaskGroup | None = None
 
@@ -144,19 +201,30 @@ class SubscribeStream:
     async def run(self, requests: AsyncIterator[pb.SubscribeRequest]) -> None:
         """Serve the stream until the client goes away, or until no subscription is left
         after the client half-closed or the server began shutting down. Every
-        subscription is closed on the way out, whatever the cause."""
+        subscription is closed on the way out, whatever the cause.
+
+        :raises Exception: what reading the requests raised (a request that could not be
+            parsed), once the write in flight, if any, is over: gRPC cannot end the
+            call (send a status) while a message is still being sent
+        """
+        failed: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self._writer)
-                tg.start_soon(self._pump)
-                async for request in requests:
-                    if request.WhichOneof("kind") == "add":
-                        await self._add(request.add)  # may open a durable log first
-                    else:
-                        self._handle(request)
-                self._input_done = True
+                tg.start_soon(self._serve)
+                try:
+                    async for request in requests:
+                        if request.WhichOneof("kind") == "add":
+                            await self._add(request.add)  # may open a durable log first
+                        else:
+                            self._handle(request)
+                    self._input_done = True
+                except Exception as exc:
+                    failed = exc
+                    self._aborted = True
                 self._notify()
+            if failed is not None:
+                raise failed
         finally:
             for entry in list(self._subs.values()):
                 entry.closed = True
@@ -189,14 +257,14 @@ class SubscribeStream:
             sub = await self._open(sid, add)
         except RpcError as exc:
             return self._reject(sid, exc)
-        entry = _Entry(sid, sub, self._caller)
+        entry = _Entry(sid, sub, self._ready, self._signal, self._caller)
         self._subs[sid] = entry
         self._tight += entry.tight
         epochs = sub.epochs()
         self._control(encode_add_result(
             sid, start_sequences=sub.start_positions(), epochs=epochs,
             epoch=single_epoch(self._hub.epoch, epochs.values())))
-        self._ready.mark(entry, sub)  # replay, or a heartbeat, may be ready at once
+        entry.set()  # replay, or a heartbeat, may be ready at once
 
     async def _open(self, sid: str, add: pb.SubscribeRequest.Add) -> Subscription:
         """The registered subscription of *add*, its durable logs open (the stream's
@@ -257,90 +325,85 @@ class SubscribeStream:
             _forget(entry)
         self._control(encode_removed(sid))
 
-    # -- pumps and the queue -----------------------------------------------------------
+    # -- the stream's one task: read what the hub woke, write it -----------------------
 
-    async def _pump(self) -> None:
-        """Read the subscriptions the hub woke, in the order it woke them, into the queue;
-        stop reading while the queue is above its high-water mark."""
-        ready, max_events = self._ready, self._limits.batch_max_events
-        linger, turns = self._limits.batch_linger, self._turns
-        while True:
-            if not len(ready):
-                await ready.wait()
+    async def _serve(self) -> None:
+        """Read the subscriptions the hub woke, in the order it woke them, and write what
+        they gave; again until nothing is ready, then wait.
+
+        An idle stream writes as soon as it is woken. Events that arrive while a write
+        is in flight (or, with ``batch_linger``, sooner than that after the last write)
+        wait in the hub and go out together in the next message: batches grow with the
+        load, not with a fixed delay. A pass reads until the queue holds
+        ``2 * batch_max_events`` items; the subscriptions left are read in the next one.
+        """
+        ready, drain, turns = self._ready, self._drain, self._turns
+        linger, clock = self._limits.batch_linger, _clock()
+        last_write = -math.inf
+        try:
+            while not self._aborted:
+                if not ready and not drain:
+                    if (self._input_done or self._stopping) and not self._subs:
+                        break
+                    await self._signal.wait()
+                    continue
+                if linger and not self._tight:
+                    wait = last_write + linger - clock()
+                    if wait > 0:  # woken right after a write: let more land
+                        await anyio.sleep(wait)
                 if turns is not None:
                     await turns.take()
-                if linger and not self._tight:  # let the rest of a burst land: one
-                    await anyio.sleep(linger)       # read per subscription for all of it
-            elif turns is not None:
-                await turns.take()
-            drain = self._drain
-            for entry, sub in ready.take():
-                while drain.queued_items >= self._high_water:
-                    room = self._room = self._room or anyio.Event()
-                    await room.wait()
-                if entry.closed:
-                    sub.close()
+                if ready:
+                    self._read()
+                if not drain:
                     continue
-                try:
-                    items = sub.receive_batch_nowait(max_events)
-                except anyio.WouldBlock:
-                    ready.watch(entry, sub)
-                    continue
-                except (anyio.EndOfStream, anyio.ClosedResourceError):
-                    sub.close()
-                    continue
-                drain.put(entry, items)
-                self._notify()
-                if type(items[-1]) is Ended:
-                    sub.close()  # nothing follows Ended
-                elif len(items) >= max_events:
-                    ready.mark(entry, sub)  # more may be ready: read it again next round
-                else:
-                    ready.watch(entry, sub)  # everything ready was taken
+                messages = drain.take(self._latest, self._ended)
+                for i, message in enumerate(messages):
+                    if i and turns is not None:
+                        await turns.take()
+                    await self._write(message)
+                if linger:
+                    last_write = clock()
+        except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
+            logger.debug("subscribe stream write failed: %r", exc)
+        if not self._aborted:
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()  # stop reading requests: the stream is over
+
+    def _read(self) -> None:
+        """One pass over the woken subscriptions, into the queue (see :meth:`_serve`)."""
+        ready, drain = self._ready, self._drain
+        max_events, high_water = self._limits.batch_max_events, self._high_water
+        while ready and drain.queued_items < high_water:
+            entry = next(iter(ready))
+            del ready[entry]
+            sub = entry.sub
+            sub.unpark()
+            if entry.closed:
+                sub.close()
+                continue
+            try:
+                items = sub.receive_batch_nowait(max_events)
+            except anyio.WouldBlock:
+                sub.park_waker(entry)
+                continue
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                sub.close()
+                continue
+            drain.put(entry, items)
+            if type(items[-1]) is Ended:
+                sub.close()  # nothing follows Ended
+            elif len(items) >= max_events:
+                ready[entry] = None  # more may be ready: read it again next pass
+            else:
+                sub.park_waker(entry)  # everything ready was taken
 
     def _control(self, message: bytes) -> None:
         self._drain.put_message(message)
         self._notify()
 
     def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-            self._wake = None
-
-    # -- the writer --------------------------------------------------------------------
-
-    async def _writer(self) -> None:
-        drain = self._drain
-        while True:
-            if not drain:
-                if (self._input_done or self._stopping) and not self._subs:
-                    break
-                wake = self._wake = anyio.Event()
-                await wake.wait()
-                continue
-            turns = self._turns
-            try:
-                messages = drain.take(self._latest, self._ended)
-                self._made_room()
-                for message in messages:
-                    if turns is not None:
-                        await turns.take()
-                    # A write is never abandoned half way: gRPC cannot end the call (send
-                    # a status) while a message is still being sent, so cancelling the
-                    # stream (say, after a request that could not be parsed) waits for
-                    # it. It returns once the client reads or the call is over.
-                    with anyio.CancelScope(shield=True):
-                        await self._write(message)
-            except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
-                logger.debug("subscribe stream write failed: %r", exc)
-                break
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()  # stop reading requests: the stream is over
-
-    def _made_room(self) -> None:
-        if self._room is not None:
-            self._room.set()
-            self._room = None
+        self._signal.set()
 
     def _ended(self, recipient: Recipient) -> None:
         """Its Ended was taken: the subscription is over."""
@@ -359,6 +422,15 @@ class SubscribeStream:
             latest.update(entry.sub.latest_sequences())
             epochs.update(entry.sub.epochs())
         return latest, epochs
+
+
+def _clock() -> Callable[[], float]:
+    """The running loop's clock: asyncio's ``loop.time`` itself where it runs (what
+    ``anyio.current_time`` returns, without looking up the backend at every call)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # another backend (trio)
+        return anyio.current_time
 
 
 def _forget(entry: _Entry) -> None:

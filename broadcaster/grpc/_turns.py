@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-import anyio
-
 __all__ = ["Turns"]
 
 
@@ -34,7 +32,7 @@ class Turns:
             raise ValueError("per_turn: must be at least 1")
         self._per_turn = per_turn
         self._left = per_turn
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._scheduled = False
 
     @property
@@ -49,10 +47,12 @@ class Turns:
             self._left -= 1
             self._schedule()
             return
-        event = anyio.Event()
-        self._waiters.append(event)
+        # a bare future: an anyio.Event costs several times as much, and at a fan-out to
+        # thousands of streams most of them wait here
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         self._schedule()
-        await event.wait()
+        await waiter
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -66,7 +66,9 @@ class Turns:
         self._left = self._per_turn
         waiters = self._waiters
         while waiters and self._left:
-            waiters.popleft().set()
-            self._left -= 1
+            waiter = waiters.popleft()
+            if not waiter.done():  # (cancelled while it waited: its room goes on)
+                waiter.set_result(None)
+                self._left -= 1
         if waiters or self._left < self._per_turn:
             self._schedule()
