@@ -23,8 +23,9 @@ __all__ = ["NatsCluster", "NatsNode", "nats_server_binary"]
 _READY_TIMEOUT = 20.0
 #: A cluster is healthy once its JetStream meta group has elected a leader: route retries
 #: (1 s) and Raft election timeouts (4-9 s a round) add up to 5 s on an idle machine,
-#: and a loaded one can need more rounds; within the 60 s a test (with its setup) has.
-_CLUSTER_READY_TIMEOUT = 45.0
+#: and a loaded one can need more rounds; well within the 60 s a test (with its setup)
+#: has, leaving room for the test's own Raft elections.
+_CLUSTER_READY_TIMEOUT = 30.0
 
 
 def nats_server_binary() -> str:
