@@ -15,6 +15,7 @@ from broadcaster import (
     NamespaceConfig,
     Policy,
 )
+from broadcaster._core._lag import LoopMonitor
 
 from ._util import Broadcaster
 
@@ -300,3 +301,20 @@ async def test_a_stall_shorter_than_the_monitors_interval_is_not_charged(
             stats = hub.statistics()
             assert stats.loop_stalled_seconds == pytest.approx(0.045)
             assert stats.loop_lag_histogram.sum == pytest.approx(0.045)
+
+
+def test_stalls_overlapping_are_counted_once_and_only_after_since() -> None:
+    """The monitor's arithmetic: two observers late over overlapping spans make one
+    stall; a subscriber's silence is credited only the part of a stall after its last
+    sign of life."""
+    monitor = LoopMonitor(interval=0.1, horizon=100.0)
+    monitor.observe(1.0, 2.0)  # the monitor's timer, due at 1.0, ran at 2.0
+    monitor.observe(1.5, 2.5)  # the heartbeat pass's, due at 1.5, ran at 2.5
+    monitor.observe(3.0, 3.0005)  # within timer noise: no stall
+    assert monitor.stalled == pytest.approx(1.5)  # [1.0, 2.5]
+    monitor.observe(4.0, 4.5)
+    assert monitor.stalled == pytest.approx(2.0)
+    assert monitor.silence(0.0, 5.0) == pytest.approx(3.0)
+    assert monitor.silence(1.75, 5.0) == pytest.approx(3.25 - 0.75 - 0.5)  # since mid-stall
+    assert monitor.silence(2.5, 5.0) == pytest.approx(2.0)
+    assert monitor.silence(4.5, 5.0) == pytest.approx(0.5)
