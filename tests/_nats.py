@@ -21,6 +21,11 @@ from pathlib import Path
 __all__ = ["NatsCluster", "NatsNode", "nats_server_binary"]
 
 _READY_TIMEOUT = 20.0
+#: A cluster is healthy once its JetStream meta group has elected a leader: route retries
+#: (1 s) and Raft election timeouts (4-9 s a round) add up to 5 s on an idle machine,
+#: and a loaded one can need more rounds; well within the 60 s a test (with its setup)
+#: has, leaving room for the test's own Raft elections.
+_CLUSTER_READY_TIMEOUT = 30.0
 
 
 def nats_server_binary() -> str:
@@ -48,9 +53,10 @@ class NatsNode:
     """One nats-server with JetStream, from a config file it writes."""
 
     def __init__(self, name: str, base: Path, *, cluster: str | None = None,
-                 routes: list[int] | None = None, route_port: int | None = None) -> None:
+                 routes: list[int] | None = None, route_port: int | None = None,
+                 ports: tuple[int, int] | None = None) -> None:
         self.name = name
-        self.port, self.monitor_port = free_ports(2)
+        self.port, self.monitor_port = ports or free_ports(2)
         self.store_dir = base / name / "store"
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = base / name / "nats.conf"
@@ -134,9 +140,11 @@ class NatsCluster:
     names, a store per node)."""
 
     def __init__(self, base: Path, size: int = 3, name: str = "bcast") -> None:
-        routes = free_ports(size)
+        ports = free_ports(3 * size)  # chosen together: all distinct
+        routes = ports[:size]
         self.nodes = [
-            NatsNode(f"n{i + 1}", base, cluster=name, routes=routes, route_port=routes[i])
+            NatsNode(f"n{i + 1}", base, cluster=name, routes=routes, route_port=routes[i],
+                     ports=(ports[size + 2 * i], ports[size + 2 * i + 1]))
             for i in range(size)
         ]
 
@@ -147,11 +155,13 @@ class NatsCluster:
     def node(self, name: str) -> NatsNode:
         return next(n for n in self.nodes if n.name == name)
 
-    def start(self) -> None:
+    def start(self, timeout: float = _CLUSTER_READY_TIMEOUT) -> None:
+        """Start every node; return once all are healthy, within *timeout* for all."""
         for node in self.nodes:
             node.start()
+        deadline = time.monotonic() + timeout
         for node in self.nodes:
-            node.wait_ready()
+            node.wait_ready(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -49,7 +49,9 @@ class StatsReader:
     """Calls ``Stats`` on one server over one channel (a context manager).
 
     The channel reconnects at most a second after the server comes back, so a reader
-    polling a restarting server recovers quickly.
+    polling a restarting server recovers quickly. A connection attempt (connect, TLS
+    and HTTP/2 handshakes) may take as long as a call: a busy server or a slow link is
+    waited for until the call's deadline, not given up on after the reconnect backoff.
 
     :param address: ``HOST:PORT``, ``unix:PATH`` or a socket path
     :param timeout: seconds each call may take
@@ -61,8 +63,11 @@ class StatsReader:
         self._timeout = timeout
         options: list[tuple[str, Any]] = [
             ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 1000),
+            # despite its name, gRPC's bound on one connection attempt (20 s by default;
+            # 200 ms here failed every call to a server slower than that to handshake):
+            # a second beyond the call's own deadline, so that the call ends by its own
+            ("grpc.min_reconnect_backoff_ms", int((timeout + 1) * 1000)),
         ]
         self._channel = grpc.insecure_channel(grpc_target(address), options=options) \
             if args is None else channel(args, options)

@@ -93,7 +93,7 @@ class Broadcaster:
                               self._heartbeat_sent)
         self.acks_ignored = 0
         self._monitor = LoopMonitor(self.config.loop_lag_interval,
-                                    self._upkeep.liveness_limit * 4, 0.0)
+                                    self._upkeep.liveness_limit * 4)
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
 
@@ -114,8 +114,6 @@ class Broadcaster:
             raise
         self._tg = tg
         self._clock = _loop_clock()
-        self._monitor = LoopMonitor(self.config.loop_lag_interval,
-                                    self._upkeep.liveness_limit * 4, self.now())
         self._tg.start_soon(self._monitor.run, self._clock, name="broadcaster loop monitor")
         self._tg.start_soon(self._notifier.run, name="broadcaster notifier")
         self._tg.start_soon(self._upkeep.heartbeats, self.now, self._monitor,

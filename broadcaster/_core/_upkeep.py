@@ -51,10 +51,12 @@ class Upkeep:
         return self._config.heartbeat_interval * self._config.max_missed_heartbeats
 
     async def heartbeats(self, clock: Callable[[], float], monitor: LoopMonitor) -> None:
+        interval = self._config.heartbeat_interval
         while True:
-            await anyio.sleep(self._config.heartbeat_interval)
+            due = clock() + interval
+            await anyio.sleep(interval)
             now = clock()
-            monitor.observe(now)  # a stall that just ended is not charged to anyone
+            monitor.observe(due, now)  # a stall that just ended is not charged to anyone
             for ns in list(self._table.live.values()):
                 ns.trim(now)
                 ns.trim_topics()

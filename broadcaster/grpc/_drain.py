@@ -102,8 +102,10 @@ class Drain:
         with the ids of every subscription it goes to; sorted by namespace and sequence
         when several subscriptions gave them). Anything else closes the batch being
         built and goes out in its place: a notice for its subscription, a message as it
-        was put, a Heartbeat once per heartbeat for the whole stream. Nothing is sent
-        for a recipient once it is closed.
+        was put. A Heartbeat goes out once per heartbeat for the whole stream, right
+        after the batch being built (which holds every event given before it), so that
+        a heartbeat read with an event does not split the event's deliveries. Nothing is
+        sent for a recipient once it is closed.
 
         :param latest: the newest sequence and the epoch of each namespace the stream's
             subscriptions read, for a Heartbeat (one per stream for all its
@@ -124,6 +126,10 @@ class Drain:
         messages: list[bytes] = []
         runs: dict[tuple[int, ...], tuple[list[Event], list[bytes]]] = {}
         contributors: set[Recipient] = set()
+        # a new heartbeat: sent after the batch being built (the events before it in
+        # every subscription that gave it are in that batch), so that the heartbeat of
+        # one subscription does not split the deliveries of an event to several
+        heartbeat: Heartbeat | None = None
 
         def add_run(recipient: Recipient, events: list[Event]) -> None:
             key: tuple[int, ...] = (id(events[0]), id(events[-1]), len(events))
@@ -137,8 +143,17 @@ class Drain:
             contributors.add(recipient)
 
         def flush() -> None:
-            if not runs:
-                return
+            nonlocal heartbeat
+            if runs:
+                pack()
+            if heartbeat is not None:
+                sequences, epochs = latest()
+                messages.append(encode_heartbeat(
+                    heartbeat.heartbeat_id, sequences,
+                    single_epoch(heartbeat.epoch, epochs.values()), epochs))
+                heartbeat = None
+
+        def pack() -> None:
             if len(runs) == 1:
                 [(events, prefixes)] = runs.values()
                 messages.extend(pack_run(events, b"".join(prefixes), max_events, max_bytes,
@@ -187,11 +202,9 @@ class Drain:
                 if type(item) is Heartbeat:
                     if item.heartbeat_id > self._last_heartbeat:
                         self._last_heartbeat = item.heartbeat_id
-                        flush()
-                        sequences, epochs = latest()
-                        messages.append(encode_heartbeat(
-                            item.heartbeat_id, sequences,
-                            single_epoch(item.epoch, epochs.values()), epochs))
+                        if heartbeat is not None:  # an older one waits: it goes first
+                            flush()
+                        heartbeat = item
                 else:
                     flush()
                     message = encode_item_notice(recipient.id, item)

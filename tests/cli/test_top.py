@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 
 from broadcaster.grpc import Server
@@ -93,6 +94,29 @@ async def test_stats_table_and_json_show_the_lag(server: Server) -> None:
     assert (stuck["NAMESPACE"], stuck["LAG"], stuck["SUBS"]) == ("stuck", "4", "1")
     [only] = json.loads(data.stdout)["namespaces"]
     assert (only["namespace"], only["max_lag"]) == ("stuck", "4")
+
+
+async def test_stats_waits_for_a_slow_handshake_until_its_deadline(tmp_path: Path) -> None:
+    """A server that accepts but has not answered the HTTP/2 handshake yet (busy, or at
+    the end of a slow link) is waited for until ``--timeout``: the connection attempt
+    used to be given up after 200 ms (UNAVAILABLE: "connection attempt timed out before
+    receiving SETTINGS frame"), which failed ``stats`` against a loaded server."""
+    path = tmp_path / "mute.sock"
+    accepted: list[anyio.abc.SocketStream] = []
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        async with stream:  # says nothing until the test ends
+            accepted.append(stream)
+            await anyio.sleep_forever()
+
+    async with await anyio.create_unix_listener(path) as listener, \
+            anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hold)
+        result = await cli("stats", "--address", f"unix:{path}", "--timeout", "1.5")
+        tg.cancel_scope.cancel()
+    assert accepted, "the command never connected"
+    assert result.returncode == 1
+    assert result.stderr.startswith("broadcaster stats: DEADLINE_EXCEEDED"), result.stderr
 
 
 async def test_top_errors(server: Server, tmp_path: Path) -> None:

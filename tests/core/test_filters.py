@@ -22,7 +22,7 @@ from broadcaster._core._filter_syntax import (
 )
 from broadcaster._core._filters import compile_field_filter, compile_filter_list, topics_of
 
-from ._util import Broadcaster, drain, events_of
+from ._util import Broadcaster, all_blocked, drain, events_of
 
 # -- containerd's filters/filter_test.go, TestFilters ------------------------------------
 
@@ -418,10 +418,10 @@ async def test_a_topic_watcher_with_event_selectors_is_parked_under_its_topic() 
                                 return
 
                     tg.start_soon(read)
-                    await anyio.wait_all_tasks_blocked()
+                    await all_blocked()
                     for _ in range(100):
                         await hub.publish("a", "/tasks/start", b"c1", type_url="t")
-                    await anyio.wait_all_tasks_blocked()
+                    await all_blocked()
                     assert sub.waiting and decoded == []
                     await hub.publish("a", "/tasks/exit", b"c2", type_url="t")
                     await hub.publish("a", "/tasks/exit", b"c1", type_url="t")

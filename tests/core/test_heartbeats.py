@@ -15,6 +15,7 @@ from broadcaster import (
     NamespaceConfig,
     Policy,
 )
+from broadcaster._core._lag import LoopMonitor
 
 from ._util import Broadcaster
 
@@ -273,3 +274,47 @@ async def test_a_stalled_event_loop_is_not_charged_to_subscribers(
         assert dead.end_reason.reason is EndReason.HEARTBEAT_TIMEOUT
         assert healthy.end_reason is None
         assert hub.statistics().namespaces["a"].evicted == {"heartbeat_timeout": 1}
+
+
+@pytest.mark.trio
+async def test_a_stall_shorter_than_the_monitors_interval_is_not_charged(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    """Heartbeats more frequent than the loop monitor's wake-ups (0.05 s against 0.1 s):
+    each observer's lateness is a stall, so one of 0.085 s, shorter than the monitor's
+    interval, is credited (the 0.045 s during which timers were due and not run), not
+    lost in the gap between two observations. The subscriber that never answers is
+    evicted 0.15 s of responsive time after it subscribed, not 0.15 s of the clock."""
+    clock = autojump_clock
+    config = HubConfig(heartbeat_interval=0.05, max_missed_heartbeats=3, loop_lag_interval=0.1)
+    async with Broadcaster(config) as hub:
+        start = anyio.current_time()
+        await anyio.sleep(0.01)
+        async with hub.subscribe("a", liveness="ack") as silent:
+            await anyio.sleep(0.05)
+            clock.jump(0.085)  # at 0.06: the heartbeat and the monitor due at 0.1 run at 0.145
+            with anyio.fail_after(1):
+                while not any(isinstance(i, Ended) for i in await silent.receive_batch()):
+                    pass
+            # heartbeats at 0.145, 0.195, 0.245: silent 0.19 s of responsive time at the last
+            assert anyio.current_time() - start == pytest.approx(0.245)
+            stats = hub.statistics()
+            assert stats.loop_stalled_seconds == pytest.approx(0.045)
+            assert stats.loop_lag_histogram.sum == pytest.approx(0.045)
+
+
+def test_stalls_overlapping_are_counted_once_and_only_after_since() -> None:
+    """The monitor's arithmetic: two observers late over overlapping spans make one
+    stall; a subscriber's silence is credited only the part of a stall after its last
+    sign of life."""
+    monitor = LoopMonitor(interval=0.1, horizon=100.0)
+    monitor.observe(1.0, 2.0)  # the monitor's timer, due at 1.0, ran at 2.0
+    monitor.observe(1.5, 2.5)  # the heartbeat pass's, due at 1.5, ran at 2.5
+    monitor.observe(3.0, 3.0005)  # within timer noise: no stall
+    assert monitor.stalled == pytest.approx(1.5)  # [1.0, 2.5]
+    monitor.observe(4.0, 4.5)
+    assert monitor.stalled == pytest.approx(2.0)
+    assert monitor.silence(0.0, 5.0) == pytest.approx(3.0)
+    assert monitor.silence(1.75, 5.0) == pytest.approx(3.25 - 0.75 - 0.5)  # since mid-stall
+    assert monitor.silence(2.5, 5.0) == pytest.approx(2.0)
+    assert monitor.silence(4.5, 5.0) == pytest.approx(0.5)

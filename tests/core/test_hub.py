@@ -304,7 +304,10 @@ async def test_bad_input_raises_errors_that_name_the_field() -> None:
 async def test_quotas() -> None:
     config = HubConfig(
         max_namespaces=2,
-        namespaces={"small": NamespaceConfig(max_subscriptions=2, max_publish_rate=10.0,
+        # a token per 1000 s: none comes back while the test runs, however slow the
+        # machine (at 10/s, three fsynced publishes taking 0.1 s refilled one); refilling
+        # on the clock: test_namespaces.py::test_the_publish_rate_refills_on_the_clock
+        namespaces={"small": NamespaceConfig(max_subscriptions=2, max_publish_rate=0.001,
                                              publish_burst=3,
                                              retention=Retention(max_bytes=1000))},
     )

@@ -77,6 +77,31 @@ async def test_a_refused_publish_creates_no_namespace() -> None:
         assert hub.namespace_names() == ["a", "b"]
 
 
+@pytest.mark.trio
+async def test_the_publish_rate_refills_on_the_clock(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    """A token bucket: the burst at once, then one event per 1/rate seconds, never more
+    than the burst saved up."""
+    config = HubConfig(namespaces={"small": NamespaceConfig(max_publish_rate=10.0,
+                                                            publish_burst=3)})
+    async with Broadcaster(config) as hub:
+        for _ in range(3):
+            await hub.publish("small", "/x")
+        with pytest.raises(QuotaExceeded, match="over its rate of 10 events/s"):
+            await hub.publish("small", "/x")
+        await anyio.sleep(0.1)
+        await hub.publish("small", "/x")
+        with pytest.raises(QuotaExceeded, match="over its rate"):
+            await hub.publish("small", "/x")
+        await anyio.sleep(60)
+        for _ in range(3):
+            await hub.publish("small", "/x")
+        with pytest.raises(QuotaExceeded, match="over its rate"):
+            await hub.publish("small", "/x")
+        assert hub.statistics().namespaces["small"].published == 7
+
+
 #: idle namespaces (on trio's virtual clock)
 IDLE = HubConfig(
     heartbeat_interval=10.0,

@@ -61,3 +61,18 @@ async def wait_until(predicate: Any, within: float = 5.0) -> None:
     with anyio.fail_after(within):
         while not predicate():
             await anyio.sleep(0.01)
+
+
+def acked(hub: Any) -> list[int]:
+    """The newest heartbeat each subscription of *hub* answered: the hub's own
+    bookkeeping (no API exposes it), read to check that acks counted without racing a
+    real-time eviction limit against the machine's load."""
+    return sorted(sub.acked for sub in hub._subs)
+
+
+async def wait_acked(hub: Any, heartbeat_id: int, subscriptions: int) -> None:
+    """Wait (bounded) until *subscriptions* subscriptions of *hub* answered *heartbeat_id*
+    or a newer one: an ack of a heartbeat a subscription has not been given yet counts
+    when it is given (at the next heartbeat pass)."""
+    await wait_until(lambda: (len(ids := acked(hub)) == subscriptions
+                              and all(i >= heartbeat_id for i in ids)))

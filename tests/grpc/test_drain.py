@@ -95,6 +95,28 @@ def test_one_heartbeat_per_heartbeat_for_the_whole_stream() -> None:
     assert stream.heartbeat_epochs == {"a": "ep", "b": "ep"}
 
 
+def test_a_heartbeat_read_with_an_event_does_not_split_its_deliveries() -> None:
+    """A heartbeat due as an event arrives: each subscription gives the event then the
+    heartbeat. The event goes out once with both ids, then the one Heartbeat (it used to
+    close the batch: the event went out twice, seen under load in
+    test_one_event_goes_once_to_all_matching_subscriptions)."""
+    stream, a, b = _Stream(), Recipient("a"), Recipient("b")
+    event = _event(1)
+    stream.drain.put(b, [event, Heartbeat(5, {"a": 1}, "ep")])
+    stream.drain.put(a, [event, Heartbeat(5, {"a": 1}, "ep")])
+    assert stream.take() == [("event_batch", [(("a", 1), ["b", "a"])]),
+                             ("heartbeat", (5, {"a": 7}, "ep"))]
+    # a newer heartbeat while one waits: both go, in order, after the events before
+    # them, and before a message queued after them
+    stream.drain.put(a, [_event(2), Heartbeat(6, {}, "ep")])
+    stream.drain.put(b, [_event(3), Heartbeat(7, {}, "ep")])
+    stream.drain.put_message(encode_add_result("c", epoch="e"))
+    assert stream.take() == [("event_batch", [(("a", 2), ["a"]), (("a", 3), ["b"])]),
+                             ("heartbeat", (6, {"a": 7}, "ep")),
+                             ("heartbeat", (7, {"a": 7}, "ep")),
+                             ("add_result", "c")]
+
+
 def test_a_heartbeat_carries_the_epoch_of_each_namespace_of_the_stream() -> None:
     """Under jetstream each namespace has its own epoch and the hub none: the single
     ``epoch`` field is the one they share, if they do."""

@@ -27,7 +27,9 @@ async def test_one_node_runs_jetstream(nats_server: NatsNode) -> None:
 async def test_the_cluster_has_three_jetstream_peers(nats_cluster: NatsCluster) -> None:
     nc = await nats.connect(nats_cluster.urls)
     try:
-        js = nc.jetstream()
+        # an R3 stream is created once the meta leader placed it and its own Raft group
+        # elected a leader: seconds a round, more under load than nats-py's default 5 s
+        js = nc.jetstream(timeout=20.0)
         info = await js.add_stream(name="probe", subjects=["probe"], num_replicas=3)
         assert info.cluster is not None and info.cluster.leader in {"n1", "n2", "n3"}
         assert len(info.cluster.replicas or []) == 2
