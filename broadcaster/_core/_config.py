@@ -170,10 +170,8 @@ class HubConfig:
     :ivar callback_timeout: seconds after which a running callback is reported stuck
     :ivar overflow_check_interval: seconds between sweeps that evict slow subscribers
         under the ``disconnect`` policy and count pending drops
-    :ivar notify_linger: the least seconds between two passes of the notifier, which
-        wakes parked subscribers after publishes: under load, the publishes of each
-        linger share one wake-up; the first publish after a quiet spell wakes them at
-        the next turn of the loop (0: every pass at the next turn)
+    :ivar notify_linger: seconds the notifier waits after a publish before waking parked
+        subscribers, so that one wake-up serves several publishes (0: next loop turn)
     :ivar publish_yield_every: a publisher yields to other tasks every N publishes
         (fairness between a flood in one namespace and the rest)
     :ivar wake_batch: subscriptions the hub wakes (after a publish, or at a heartbeat)

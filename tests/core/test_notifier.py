@@ -1,7 +1,6 @@
 """When the notifier wakes parked subscribers, on trio's virtual clock (pytest-trio's
-``autojump_clock``): ``notify_linger`` is the least time between two passes, so the
-first publish after a quiet spell is delivered without waiting, and publishes that
-follow a pass within the linger share the next one."""
+``autojump_clock``): a pass waits ``notify_linger`` after the publish that started it,
+so the publishes of that linger share it, and a publish after it starts the next."""
 
 from __future__ import annotations
 
@@ -42,17 +41,17 @@ async def _receipts(publish_at: list[float]) -> list[tuple[float, list[int]]]:
 
 
 @pytest.mark.trio
-async def test_the_first_publish_after_a_quiet_spell_is_woken_at_once(
+async def test_a_publish_is_woken_after_the_linger(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    assert await _receipts([0.0]) == [(0.0, [1])]
+    assert await _receipts([0.0]) == [(LINGER, [1])]
 
 
 @pytest.mark.trio
 async def test_publishes_within_the_linger_of_a_pass_share_the_next_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # 1 wakes a pass at once; 2 and 3 come within the linger of it and wait for the
-    # next pass, LINGER after the first; 4 comes after a quiet spell again
+    # 1 starts a pass, LINGER later; 2 and 3 come within that linger and share it; 4
+    # comes after it and starts the next
     got = await _receipts([0.0, 0.1, 0.2, 5.0])
-    assert got == [(0.0, [1]), (LINGER, [2, 3]), (5.0, [4])]
+    assert got == [(LINGER, [1, 2, 3]), (5.0 + LINGER, [4])]
