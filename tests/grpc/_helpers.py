@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from broadcaster.v1 import broadcaster_pb2 as pb
 from broadcaster.v1 import broadcaster_pb2_grpc as pb_grpc
@@ -76,3 +77,18 @@ async def wait_acked(hub: Any, heartbeat_id: int, subscriptions: int) -> None:
     when it is given (at the next heartbeat pass)."""
     await wait_until(lambda: (len(ids := acked(hub)) == subscriptions
                               and all(i >= heartbeat_id for i in ids)))
+
+
+async def code_of(coro: Any) -> tuple[grpc.StatusCode, str]:
+    """The status code and details *coro* (a call) ended with: OK if it did not raise."""
+    try:
+        await coro
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def list_services(call: Any) -> object:
+    """Ask a reflection stream for the service list and read the answer."""
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    return await call.read()

@@ -18,7 +18,7 @@ import anyio
 import grpc
 import pytest
 from google.protobuf import any_pb2
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from broadcaster._auth import ListenerSecurity, SecurityConfig
 from broadcaster.containerd.events import task_pb2
@@ -27,7 +27,7 @@ from broadcaster.grpc import Server
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 from .._certs import Authority
-from ._helpers import add, publish, read_events, read_kind, stub
+from ._helpers import add, code_of, list_services, publish, read_events, read_kind, stub
 from .conftest import MakeServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
@@ -88,19 +88,6 @@ async def target(make_server: MakeServer, tmp_path: Path) -> AsyncIterator[Targe
             await publish(local, ns, "/tasks/exit", payload=EXIT)
     yield target
 
-
-async def code_of(coro: Any) -> tuple[grpc.StatusCode, str]:
-    try:
-        await coro
-    except grpc.aio.AioRpcError as exc:
-        return exc.code(), exc.details() or ""
-    return grpc.StatusCode.OK, ""
-
-
-async def list_services(call: Any) -> object:
-    """Ask a reflection stream for the service list and read the answer."""
-    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
-    return await call.read()
 
 
 @pytest.mark.memory_only("decided at the edge, before the log")

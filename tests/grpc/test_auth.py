@@ -25,7 +25,7 @@ from broadcaster.grpc import Server
 from broadcaster.v1 import broadcaster_pb2 as pb
 
 from .._certs import Authority
-from ._helpers import add, publish, read_events, read_kind, stub, wait_until
+from ._helpers import add, code_of, list_services, publish, read_events, read_kind, stub, wait_until
 from .conftest import MakeServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
@@ -122,19 +122,6 @@ async def setup(make_server: MakeServer, tmp_path: Path) -> AsyncIterator[Setup]
     yield Setup(server, server.addresses[0], server.addresses[1], server.addresses[2], ca,
                 tokens, policy, metrics_token)
 
-
-async def code_of(coro: Any) -> tuple[grpc.StatusCode, str]:
-    try:
-        await coro
-    except grpc.aio.AioRpcError as exc:
-        return exc.code(), exc.details() or ""
-    return grpc.StatusCode.OK, ""
-
-
-async def list_services(call: Any) -> object:
-    """Ask a reflection stream for the service list and read the answer."""
-    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
-    return await call.read()
 
 
 async def test_a_certificate_allowed_only_publish_on_a(setup: Setup) -> None:
