@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["NatsCluster", "NatsNode", "nats_server_binary"]
+__all__ = ["NatsCluster", "NatsNode", "kill_process", "nats_server_binary", "stop_process"]
 
 _READY_TIMEOUT = 20.0
 #: A cluster is healthy once its JetStream meta group has elected a leader: route retries
@@ -47,6 +47,24 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def kill_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL *process* (if it still runs) and reap it."""
+    if process is not None and process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM *process* (graceful), then SIGKILL if it does not exit within 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        kill_process(process)
 
 
 class NatsNode:
@@ -114,19 +132,11 @@ class NatsNode:
 
     def kill(self) -> None:
         """SIGKILL the process and reap it."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        kill_process(self.process)
 
     def stop(self) -> None:
         """SIGTERM (graceful), then SIGKILL if it does not exit within 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process(self.process)
 
     def tail(self, lines: int = 20) -> str:
         try:

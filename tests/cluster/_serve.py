@@ -4,14 +4,12 @@ SIGKILL or stopped with SIGTERM by PID."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .._nats import free_ports
+from .._nats import free_ports, kill_process, stop_process
 
 __all__ = ["ServeProcess"]
 
@@ -69,19 +67,11 @@ class ServeProcess:
 
     def kill(self) -> None:
         """SIGKILL the process and reap it."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        kill_process(self.process)
 
     def stop(self) -> None:
         """SIGTERM (graceful), then SIGKILL if it does not exit within 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process(self.process)
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self._this_run().splitlines()[-lines:])
