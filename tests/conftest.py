@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import trio.testing
 
-from ._nats import NatsNode
+from ._nats import NatsCluster, NatsNode
 
 
 @pytest.fixture(
@@ -41,3 +42,26 @@ def session_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsNode]
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsNode]:
+    """One JetStream node on free loopback ports, stopped by PID at teardown."""
+    node = NatsNode("n1", tmp_path / "nats")
+    node.start()
+    try:
+        node.wait_ready()
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three routed JetStream nodes, stopped by PID at teardown."""
+    cluster = NatsCluster(tmp_path / "nats")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

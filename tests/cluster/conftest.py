@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +17,12 @@ from broadcaster import HubConfig
 from broadcaster._log_backend import LogConfig
 from broadcaster.grpc import Server, ServerConfig
 
-from .._nats import NatsCluster, NatsNode
-
 MakeNode = Callable[..., Any]
 
 
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"  # grpc.aio and nats-py are asyncio-only
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsNode]:
-    """One JetStream node on free loopback ports, stopped by PID at teardown."""
-    node = NatsNode("n1", tmp_path / "nats")
-    node.start()
-    try:
-        node.wait_ready()
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """Three routed JetStream nodes, stopped by PID at teardown."""
-    cluster = NatsCluster(tmp_path / "nats")
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def jetstream_log(urls: list[str], tag: str, **settings: Any) -> LogConfig:
