@@ -150,7 +150,7 @@ def net_run(
     """Run one publisher and *subscribers* subscribers (over *procs* processes) through
     *phases* (default: one phase of *events* events at *rate*).
 
-    :param system: "grpc", "nats" or "redis"
+    :param system: "grpc", "nats", "redis" or "floor" (a grpc.aio relay, no hub)
     :param phases: ``{"rate": events/s or None, "events": N}`` each, run one after the
         other against the same server and subscribers; each starts once the previous
         one's deliveries have all arrived (or stopped coming for *idle_timeout* s)
@@ -178,7 +178,9 @@ def net_run(
             server, address = external
         else:
             server, address = start_server(group, system, deadline + 30, hub=hub)
-        clients = Clients(group, system, address, deadline, tmp if latency else None)
+        # the floor (bench/floor_worker.py) is served to the same gRPC clients
+        clients = Clients(group, "grpc" if system == "floor" else system, address, deadline,
+                          tmp if latency else None)
         clients.start_subscribers(subscribers, procs, layout=layout, streams=streams,
                                   policy=policy, **(worker or {}))
         extra: list[Child] = []

@@ -129,7 +129,7 @@ LATENCY_RATES = (50, 500, 5000)
 SWEEP_RATES = (50, 200, 500, 1000, 2000, 5000)
 #: Deliveries one phase may ask of a system that cannot keep up at the highest rates, so
 #: that its run stays bounded (it then drains a backlog; the report marks such points).
-DELIVERY_CAP = {"grpc": None, "nats": 1_000_000, "redis": 300_000}
+DELIVERY_CAP = {"grpc": None, "floor": None, "nats": 1_000_000, "redis": 300_000}
 
 
 def _fanout(system: str, layout: str = "conn") -> Callable[[bool], dict[str, Any]]:
@@ -193,6 +193,42 @@ def _latency(system: str, layout: str = "conn") -> Callable[[bool], dict[str, An
             out["_detail"][f"S={s}"] = res
         return out
     return run
+
+
+def grpc_floor(full: bool) -> dict[str, Any]:
+    """The same clients against :mod:`bench.floor_worker`, a grpc.aio relay with no hub:
+    fan-out at S=1 and S=100 and latency at S=100 (50, 500 and 5,000 ev/s), one
+    connection and one Subscribe stream per subscriber, with the server's CPU per stream
+    message. What any one-process grpc.aio server costs here: the floor under the
+    ``grpc_fanout`` and ``grpc_latency`` figures."""
+    out: dict[str, Any] = {"_detail": {}}
+    for s in (1, 100):
+        total = 1_000_000 if full else 100_000
+        events = max(200, min(total // s, 200_000 if full else 20_000))
+        r = net_run("floor", s, events, deadline=120 if full else 40)
+        out[f"S={s}"] = r["deliveries_per_s"]
+        out[f"S={s} lost"] = r["lost"]
+        out[f"S={s} per server CPU-s"] = r["deliveries_per_server_cpu_s"]
+        out["_detail"][f"fanout S={s}"] = r
+    seconds = 3.0 if full else 0.5
+    rates = LATENCY_RATES
+    phases = [{"rate": r, "events": _phase_events("floor", r, 100, seconds, full)}
+              for r in rates]
+    res = net_run("floor", 100, phases=phases, latency=True, deadline=240 if full else 60)
+    for rate, ph in zip(rates, res["phases"], strict=True):
+        key = f"{rate}/s S=100"
+        lat = ph["latency_ms"]
+        out[f"{key} p50 ms"] = lat.get("p50")
+        out[f"{key} p99 ms"] = lat.get("p99")
+        out[f"{key} lost"] = ph["lost"]
+        out[f"{key} server CPU %"] = 100 * ph["cpu_s"]["server"] / ph["elapsed_s"]
+        # every event is its own stream message at the low rates: CPU per message
+        out[f"{key} server CPU us/delivery"] = (
+            1e6 * ph["cpu_s"]["server"] / ph["delivered"] if ph["delivered"] else None)
+    for ph in res["phases"]:
+        ph.pop("latency_cdf_ms", None)
+    out["_detail"]["latency S=100"] = res
+    return out
 
 
 def _ingest(system: str) -> Callable[[bool], dict[str, Any]]:
@@ -450,6 +486,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              _latency("nats"), _info, peer_of="grpc_latency", layout="conn"),
     Scenario("redis_latency", "Redis latency (peer)", "reference for grpc_latency",
              _latency("redis"), _info, peer_of="grpc_latency", layout="conn"),
+    Scenario("grpc_floor", "gRPC floor: the same clients against a grpc.aio relay with no "
+             "hub (bench/floor_worker.py), one connection + stream per subscriber",
+             "reference: what any one-process grpc.aio server costs per stream message",
+             grpc_floor, _info, layout="conn"),
     Scenario("grpc_ingest", "gRPC ingest: events/s into the server from one publisher "
              "connection, S=1", ">= NATS (reference)", _ingest("grpc"), _info,
              needs_grpc=True, layout="conn"),
@@ -507,7 +547,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
 
 QUICK = ["core_fanout", "core_publish_cost", "core_latency_isolation", "core_fairness",
          "core_churn", "core_idle", "grpc_fanout", "grpc_fanout_mux", "nats_fanout",
-         "redis_fanout", "grpc_latency", "nats_latency", "redis_latency", "grpc_ingest",
+         "redis_fanout", "grpc_latency", "nats_latency", "redis_latency", "grpc_floor",
+         "grpc_ingest",
          "nats_ingest", "redis_ingest", "grpc_auth_cost", "grpc_churn", "grpc_idle"]
 
 

@@ -93,7 +93,8 @@ def start_server(
 ) -> tuple[Child, str]:
     """Start *system*'s server; return it and the address clients connect to.
 
-    :param system: "grpc", "nats" or "redis"
+    :param system: "grpc", "nats", "redis" or "floor" (:mod:`bench.floor_worker`, the
+        clients speak gRPC to it)
     :param deadline: seconds after which the harness kills it
     :param hub: for "grpc": tables of the server's TOML config file (examples/broadcaster.toml)
     :raises TimeoutError: if it does not come up
@@ -108,6 +109,9 @@ def start_server(
                 "--port", str(port), "--save", "", "--appendonly", "no",
                 "--client-output-buffer-limit", "pubsub 0 0 0"]
         child = group.start("server", argv, deadline)
+        address = f"127.0.0.1:{port}"
+    elif system == "floor":
+        child = group.python("server", "bench.floor_worker", {"port": port}, deadline)
         address = f"127.0.0.1:{port}"
     elif system == "grpc":
         server = start_grpc_server(group, deadline, config=hub, port=port)

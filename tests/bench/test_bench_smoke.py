@@ -155,6 +155,16 @@ def test_grpc_layouts_and_phases_over_loopback() -> None:
     assert (mux["delivered"], mux["lost"]) == (800, 0)
 
 
+def test_floor_relays_every_event_to_the_same_grpc_clients() -> None:
+    """The grpc_floor scenario's relay: the benchmark's own gRPC subscribers and publisher,
+    one connection per subscriber, every event delivered once to each, latencies kept."""
+    r = net_run("floor", 3, phases=[{"rate": 1000, "events": 60}], latency=True, deadline=25)
+    assert r["server_connections"] == 3
+    assert (r["published"], r["delivered"], r["lost"], r["publish_errors"]) == (60, 180, 0, 0)
+    assert r["latency_samples"] == 180
+    assert r["cpu_s"]["server"] > 0
+
+
 @pytest.mark.skipif(_no_server is not None, reason=str(_no_server))
 def test_grpc_churn_kills_clients_mid_subscription_and_gauges_return_to_zero() -> None:
     result = grpc_churn_run(60, lanes=2, kills_per_lane=1, hold=10, warmup=20, deadline=25)
