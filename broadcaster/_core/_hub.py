@@ -82,10 +82,10 @@ class Broadcaster:
             self.config.payload_fields or json_fields, max_events=limits.decode_cache_events,
             max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
         self.filter_cache = FilterCache(limits, self.payload_fields.fields)
-        self._table = NamespaceTable(self.config, log_factory, self._budget,
-                                     self.payload_fields.fields)
-        self._namespaces = self._table.live
         self._notifier = Notifier(self.config.notify_linger, self.config.wake_batch)
+        self._table = NamespaceTable(self.config, log_factory, self._budget,
+                                     self.payload_fields.fields, self._notifier.wildcard_keys)
+        self._namespaces = self._table.live
         self._tg: TaskGroup | None = None
         self._closed = False
         self.heartbeat_id = 0  # the newest heartbeat sent (0: none yet)
@@ -737,14 +737,19 @@ class Broadcaster:
         self._wildcard.pop(sub, None)
 
     def park(self, sub: Subscription) -> None:
-        """Note that *sub* waits for events."""
+        """Note that *sub* waits for events: in each namespace it names, or, for an
+        all-namespaces subscription, once in the notifier (whatever the number of
+        namespaces: parking and unparking happen at every read)."""
         if sub.namespaces is None:
             self._notifier.park_wildcard(sub)
+            return
         for cursor in sub.cursors.values():
             cursor.ns.park(sub)
 
     def unpark(self, sub: Subscription) -> None:
-        self._notifier.unpark(sub)
+        if sub.namespaces is None:
+            self._notifier.unpark(sub)
+            return
         for cursor in sub.cursors.values():
             cursor.ns.unpark(sub)
 
