@@ -11,7 +11,9 @@ import json
 import anyio
 import pytest
 
-from broadcaster import Event, HubConfig, PublishItem
+import broadcaster
+from broadcaster import Event, HubConfig, PublishItem, Subscription
+from broadcaster._core._hub import WIDE
 
 from ._util import Broadcaster, drain, events_of, open_all, until
 
@@ -35,7 +37,7 @@ def _fields(type_url: str, payload: bytes) -> object:
     return lambda path: (value, True) if tuple(path) == ("id",) else ("", False)
 
 
-async def _many(hub: Broadcaster, n: int) -> None:
+async def _many(hub: broadcaster.Broadcaster, n: int) -> None:
     for i in range(n):
         await hub.publish(f"n{i}", "/other")
 
@@ -133,3 +135,46 @@ async def test_a_keyed_all_namespaces_subscription_waiting_in_a_task_gets_its_ev
                 await hub.publish_many("b", [PublishItem("/other"), PublishItem("/mine")])
                 await hub.publish("a", "/mine")
         assert sorted((e.namespace, e.topic) for e in got) == [("a", "/mine"), ("b", "/mine")]
+
+
+@pytest.mark.anyio
+@pytest.mark.memory_only("a hundred namespaces: one durable log each would be slow, and the "
+                         "registration turn does not depend on the log")
+async def test_wide_registrations_happen_one_per_turn_of_the_event_loop() -> None:
+    """Registering a subscription over more than ``WIDE`` namespaces attaches a cursor in
+    each at once: several in flight (one per stream of a client) take turns, with other
+    tasks running in between; a narrow one does not wait at all."""
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        for i in range(WIDE + 1):
+            await hub.publish(f"n{i}", "/x")
+        steps = [0]  # steps of another task
+        opened: list[int] = []
+        done = anyio.Event()
+
+        async def other() -> None:
+            while not done.is_set():
+                steps[0] += 1
+                await anyio.lowlevel.checkpoint()
+
+        async def register(sub: Subscription) -> None:
+            await hub.prepare(sub)
+            sub.open()
+            opened.append(steps[0])
+
+        wide = [hub.subscribe(None) for _ in range(4)] + [
+            hub.subscribe([f"n{i}" for i in range(WIDE + 1)])]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            async with anyio.create_task_group() as registering:
+                for sub in wide:
+                    registering.start_soon(register, sub)
+            narrow = hub.subscribe([f"n{i}" for i in range(WIDE)])
+            before = steps[0]
+            await hub.prepare(narrow)
+            assert steps[0] == before  # not a turn waited
+            narrow.open()
+            done.set()
+        assert len(set(opened)) == len(wide), opened  # each in a turn of its own
+        assert all(len(sub.cursors) == WIDE + 1 for sub in wide)
+        for sub in (*wide, narrow):
+            sub.close()
