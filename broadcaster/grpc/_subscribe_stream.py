@@ -354,6 +354,8 @@ class SubscribeStream:
         wait in the hub and go out together in the next message: batches grow with the
         load, not with a fixed delay. A pass reads until the queue holds
         ``2 * batch_max_events`` items; the subscriptions left are read in the next one.
+        Reading stops every :data:`_READ_SLICE` seconds to let the event loop run, and
+        goes on into the same messages.
         """
         ready, drain, turns = self._ready, self._drain, self._turns
         linger, clock = self._limits.batch_linger, _clock()
@@ -371,8 +373,12 @@ class SubscribeStream:
                         await anyio.sleep(wait)
                 if turns is not None:
                     await turns.take()
-                if ready and self._read(clock):
-                    await anyio.lowlevel.checkpoint()  # the slice ran out: others run
+                while ready and self._read(clock):
+                    # the slice ran out: let the loop run, then read on into the same
+                    # messages (each event still goes once with every id it matched)
+                    await anyio.lowlevel.checkpoint()
+                    if turns is not None:
+                        await turns.take()
                 if not drain:
                     continue
                 messages = drain.take(self._latest, self._ended)
