@@ -45,7 +45,11 @@ from ._types import EndReason, Event
 from ._upkeep import Upkeep
 from ._validation import validate_namespace
 
-__all__ = ["Broadcaster", "PublishItem"]
+__all__ = ["WIDE", "Broadcaster", "PublishItem"]
+
+#: namespaces a subscription reads above which its registration waits for a turn of the
+#: event loop of its own (see :meth:`Broadcaster.prepare`)
+WIDE = 64
 
 logger = logging.getLogger("broadcaster.hub")
 
@@ -82,10 +86,10 @@ class Broadcaster:
             self.config.payload_fields or json_fields, max_events=limits.decode_cache_events,
             max_bytes=limits.decode_cache_bytes, max_payload=limits.max_decode_bytes)
         self.filter_cache = FilterCache(limits, self.payload_fields.fields)
-        self._table = NamespaceTable(self.config, log_factory, self._budget,
-                                     self.payload_fields.fields)
-        self._namespaces = self._table.live
         self._notifier = Notifier(self.config.notify_linger, self.config.wake_batch)
+        self._table = NamespaceTable(self.config, log_factory, self._budget,
+                                     self.payload_fields.fields, self._notifier.wildcard_keys)
+        self._namespaces = self._table.live
         self._tg: TaskGroup | None = None
         self._closed = False
         self.heartbeat_id = 0  # the newest heartbeat sent (0: none yet)
@@ -96,6 +100,7 @@ class Broadcaster:
                                     self._upkeep.liveness_limit * 4)
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
+        self._wide_lock: anyio.Lock | None = None  # wide registrations, one per turn
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -628,12 +633,31 @@ class Broadcaster:
         subscriptions with ``sub.open()`` awaits it first. The subscription is checked
         first (as :meth:`register` does), so a refused one opens nothing.
 
+        A subscription that will read more than :data:`WIDE` namespaces (an
+        all-namespaces one over many) then waits for its registration turn: such
+        registrations, which attach a cursor in each namespace at once, happen one per
+        turn of the event loop, so that many of them in flight (one per stream of a
+        client) do not hold the loop together.
+
         :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
         :raises LogUnavailable, StorageError: if the store cannot open a log
         """
-        backend = self._backend
-        if backend is None:
-            return
+        if self._backend is not None:
+            await self._open_logs(sub, self._backend)
+        reads = len(self._namespaces) if sub.namespaces is None else len(sub.namespaces)
+        if reads > WIDE:
+            await self._wide_turn()
+
+    async def _wide_turn(self) -> None:
+        """Return in a turn of the event loop in which no other wide registration
+        returned (they queue, first come first served)."""
+        lock = self._wide_lock
+        if lock is None:
+            lock = self._wide_lock = anyio.Lock()
+        async with lock:
+            await anyio.lowlevel.checkpoint()  # the one before went on in the last turn
+
+    async def _open_logs(self, sub: Subscription, backend: LogBackend) -> None:
         if self.needs_prepare(sub):
             assert sub.namespaces is not None
             self._plan(sub)
@@ -737,14 +761,19 @@ class Broadcaster:
         self._wildcard.pop(sub, None)
 
     def park(self, sub: Subscription) -> None:
-        """Note that *sub* waits for events."""
+        """Note that *sub* waits for events: in each namespace it names, or, for an
+        all-namespaces subscription, once in the notifier (whatever the number of
+        namespaces: parking and unparking happen at every read)."""
         if sub.namespaces is None:
             self._notifier.park_wildcard(sub)
+            return
         for cursor in sub.cursors.values():
             cursor.ns.park(sub)
 
     def unpark(self, sub: Subscription) -> None:
-        self._notifier.unpark(sub)
+        if sub.namespaces is None:
+            self._notifier.unpark(sub)
+            return
         for cursor in sub.cursors.values():
             cursor.ns.unpark(sub)
 

@@ -71,7 +71,8 @@ class NamespaceState:
 
     def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
                  budget: Budget, epoch: str = "", durable: DurableLog | None = None,
-                 payload_of: Callable[[Event], FieldLookup | None] | None = None) -> None:
+                 payload_of: Callable[[Event], FieldLookup | None] | None = None,
+                 wild_keys: dict[Key, set[Waiter]] | None = None) -> None:
         self.name = name
         self.config = config
         self.log = log
@@ -98,8 +99,12 @@ class NamespaceState:
         # their keys, and only an event with one of them wakes them
         self.waiting_keys: dict[Key, set[Waiter]] = {}
         self.burst_keys: set[Key] = set()  # published (noted) since the last notify
+        # keyed all-namespaces subscriptions wait under their keys in the hub's index,
+        # shared by every namespace (they do not park in each namespace: see park())
+        self.wild_keys: dict[Key, set[Waiter]] = {} if wild_keys is None else wild_keys
         # the keys its subscriptions have, and where events with them were published
-        self.topics = TopicIndex(payload_of or _no_fields, self.waiting_keys, self.burst_keys)
+        self.topics = TopicIndex(payload_of or _no_fields, self.waiting_keys, self.burst_keys,
+                                 self.wild_keys)
         # the last filtered read per matcher: subscriptions sharing a filter (interned by
         # the hub) and a position filter the log once between them
         self.filtered: dict[Matcher, tuple[int, int, list[Event], int]] = {}
@@ -388,15 +393,21 @@ class NamespaceState:
 
     def take_waiters(self, out: list[Waiter]) -> None:
         """Move into *out* the subscriptions to wake after a burst (once per burst): those
-        waiting for this namespace, and those waiting for a key published in it."""
+        waiting for this namespace, and those waiting for a key published in it (here,
+        or as all-namespaces subscriptions in the hub's index)."""
         if self.waiting:
             out.extend(self.waiting)
             self.waiting.clear()
         if self.burst_keys:
+            wild = self.wild_keys
             for key in self.burst_keys:
                 waiters = self.waiting_keys.pop(key, None)
                 if waiters:
                     out.extend(waiters)
+                if wild:
+                    waiters = wild.pop(key, None)
+                    if waiters:
+                        out.extend(waiters)
             self.burst_keys.clear()
 
     def trim_topics(self) -> None:

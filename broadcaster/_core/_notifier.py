@@ -15,6 +15,11 @@ new events that subscriptions' field keys need (``topic=="/tasks/exit",
 event.container_id==X``: see :mod:`._topics`), :data:`NOTE_SLICE` events at a time
 with a checkpoint in between: a subscription parked under such a key is woken only by
 an event that has it. Publishers never decode.
+
+All-namespaces subscriptions park here, not in each namespace (:meth:`Notifier.park_wildcard`):
+a keyed one under its keys, in :attr:`Notifier.wildcard_keys`, which every namespace's
+index consults when it notes a key, so that it is woken only by an event with one of its
+keys, in whatever namespace; parking costs the same whatever the number of namespaces.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from ._filters import Key
 from ._namespace import NamespaceState, Waiter
 
 __all__ = ["NOTE_SLICE", "Notifier", "wake_in_slices"]
@@ -44,7 +50,10 @@ class Notifier:
         self._batch = batch
         self._dirty: set[NamespaceState] = set()
         self._rewake: set[Waiter] = set()  # filters with more to match (defer)
-        self.wildcard_waiting: set[Waiter] = set()  # parked all-namespaces subscriptions
+        # parked all-namespaces subscriptions: those any publish wakes, and keyed ones
+        # under their keys (every namespace's TopicIndex reads this one index)
+        self.wildcard_waiting: set[Waiter] = set()
+        self.wildcard_keys: dict[Key, set[Waiter]] = {}
         self._event: anyio.Event | None = None
         self.woken = 0  # subscriptions woken so far
 
@@ -61,16 +70,37 @@ class Notifier:
 
     def park_wildcard(self, sub: Waiter) -> None:
         """*sub*, an all-namespaces subscription, waits: any namespace's events wake it
-        (even a namespace created after it parked)."""
-        self.wildcard_waiting.add(sub)
+        (even a namespace created after it parked), or, if it is keyed, only an event
+        with one of its keys. It waits here only, not in each namespace: parking costs
+        the same whatever the number of namespaces."""
+        keys = sub.keys
+        if keys is None:
+            self.wildcard_waiting.add(sub)
+            return
+        index = self.wildcard_keys
+        for key in keys:
+            waiters = index.get(key)
+            if waiters is None:
+                waiters = index[key] = set()
+            waiters.add(sub)
 
     def unpark(self, sub: Waiter) -> None:
-        self.wildcard_waiting.discard(sub)
+        keys = sub.keys
+        if keys is None:
+            self.wildcard_waiting.discard(sub)
+            return
+        index = self.wildcard_keys
+        for key in keys:
+            waiters = index.get(key)
+            if waiters is not None:
+                waiters.discard(sub)
+                if not waiters:
+                    del index[key]
 
     def forget(self, sub: Waiter) -> None:
         """*sub* is gone."""
         self._rewake.discard(sub)
-        self.wildcard_waiting.discard(sub)
+        self.unpark(sub)
 
     def forget_namespace(self, ns: NamespaceState) -> None:
         """*ns* was removed."""

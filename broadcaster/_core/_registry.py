@@ -23,8 +23,9 @@ from ._budget import Budget
 from ._config import HubConfig
 from ._durable import DurableLog
 from ._errors import QuotaExceeded
+from ._filters import Key
 from ._log import EventLog, LogFactory
-from ._namespace import NamespaceState
+from ._namespace import NamespaceState, Waiter
 from ._payload import FieldLookup
 from ._types import Event
 
@@ -39,9 +40,11 @@ class NamespaceTable:
     """
 
     def __init__(self, config: HubConfig, log_factory: LogFactory, budget: Budget,
-                 payload_of: Callable[[Event], FieldLookup | None] | None = None) -> None:
+                 payload_of: Callable[[Event], FieldLookup | None] | None = None,
+                 wild_keys: dict[Key, set[Waiter]] | None = None) -> None:
         self._config = config
         self._payload_of = payload_of
+        self._wild_keys = wild_keys
         self._log_factory = log_factory
         self._budget = budget
         self.live: dict[str, NamespaceState] = {}
@@ -77,7 +80,7 @@ class NamespaceTable:
             head = self._heads.pop(name, self._floor)
             log = self._log_factory(name, config.retention, head)
         ns = self.live[name] = NamespaceState(name, config, log, now, self._budget, epoch,
-                                              durable, self._payload_of)
+                                              durable, self._payload_of, self._wild_keys)
         return ns
 
     def idle(self, ns: NamespaceState, now: float) -> bool:

@@ -221,9 +221,11 @@ class Subscription:
 
     def detach_all(self) -> None:
         """Leave every namespace; the cursors stay so that buffered items can drain."""
+        wide = self.namespaces is None  # parks in the hub's notifier, not in namespaces
         for cursor in self._order:
             cursor.ns.remove(cursor)
-            cursor.ns.unpark(self)
+            if not wide:
+                cursor.ns.unpark(self)
 
     def now(self) -> float:
         return self._hub.now()
@@ -493,6 +495,11 @@ class Subscription:
         start = self._rr = (self._rr + 1) % n
         for i in range(n):
             cursor = order[(start + i) % n]
+            # a cursor with nothing to give is only looked at (what take() would find):
+            # a read of a subscription over many namespaces costs a look at each
+            if not (cursor.buf or cursor.notices or cursor.retries or cursor.replaying
+                    or cursor.behind or cursor.slow or cursor.accepted_end <= cursor.ns.log.head):
+                continue
             taken = cursor.take(limit, out, now)
             if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
                 evict_slow((cursor,))

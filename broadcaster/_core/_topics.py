@@ -52,17 +52,21 @@ class TopicIndex:
     :param payload_of: reads the fields of an event's payload (the hub's cached reader)
     :param waited: the keys parked subscriptions wait under (the namespace's)
     :param burst: where the keys newly published and waited for are added
+    :param wild: the keys parked all-namespaces subscriptions wait under (the hub's,
+        shared by every namespace)
     :ivar watchers: subscriptions having each key (empty: nothing to note at publish)
     :ivar pending: events of topics with field keys whose fields are not read yet
     """
 
     __slots__ = ("_burst", "_fields", "_payload_of", "_plain", "_seqs", "_trimmed",
-                 "_waited", "pending", "watchers")
+                 "_waited", "_wild", "pending", "watchers")
 
     def __init__(self, payload_of: Callable[[Event], FieldLookup | None],
-                 waited: Mapping[Key, object], burst: set[Key]) -> None:
+                 waited: Mapping[Key, object], burst: set[Key],
+                 wild: Mapping[Key, object] | None = None) -> None:
         self._payload_of = payload_of
         self._waited = waited
+        self._wild: Mapping[Key, object] = {} if wild is None else wild
         self._burst = burst
         # sorted; the front may hold sequences retention already trimmed (dropped from
         # the list lazily, see _compact): queries bound by the log's first sequence
@@ -125,7 +129,7 @@ class TopicIndex:
         """Note *events*, just appended (*first*: the log's oldest retained sequence
         after the append): their topic keys now, and queue those of topics with field
         keys for :meth:`note_fields`."""
-        plain, fields, waited = self._plain, self._fields, self._waited
+        plain, fields, waited, wild = self._plain, self._fields, self._waited, self._wild
         pending = self.pending
         queued = False
         for event in events:
@@ -136,7 +140,7 @@ class TopicIndex:
                 seqs.append(event.sequence)
                 if seqs[0] < first:
                     self._compact(key, seqs, first, eager=False)
-                if key in waited:
+                if key in waited or key in wild:
                     self._burst.add(key)
             if topic in fields:
                 pending.append(event)
@@ -168,7 +172,7 @@ class TopicIndex:
                     seqs.append(event.sequence)
                     if seqs[0] < first:
                         self._compact(key, seqs, first, eager=False)
-                    if key in self._waited:
+                    if key in self._waited or key in self._wild:
                         self._burst.add(key)
 
     def _note_trimmed(self, first: int) -> None:

@@ -64,6 +64,12 @@ _MAX_ID_LENGTH = 256
 _LINGER_MIN_EVENTS = 256
 _LINGER_MIN_BYTES = 256 * 1024
 
+#: Seconds one read pass may spend reading subscriptions before the stream lets the
+#: event loop run (the rest are read in the next pass): a stream of 100 subscriptions
+#: over 1,000 namespaces each, woken together by a heartbeat, would otherwise read them
+#: all in one go (issue 9, ``all_ns_subscriptions``).
+_READ_SLICE = 0.002
+
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
@@ -226,7 +232,19 @@ class SubscribeStream:
             if failed is not None:
                 raise failed
         finally:
+            await self._close_all()
+
+    async def _close_all(self) -> None:
+        """Close every subscription left, :data:`_READ_SLICE` seconds of it at a time
+        with a checkpoint in between (shielded: it finishes whatever the cause), so that
+        a stream of many subscriptions over many namespaces does not hold the loop."""
+        clock = _clock()
+        with anyio.CancelScope(shield=True):
+            deadline = clock() + _READ_SLICE
             for entry in list(self._subs.values()):
+                if clock() >= deadline:
+                    await anyio.lowlevel.checkpoint()
+                    deadline = clock() + _READ_SLICE
                 entry.closed = True
                 entry.sub.close()
                 _forget(entry)
@@ -336,6 +354,8 @@ class SubscribeStream:
         wait in the hub and go out together in the next message: batches grow with the
         load, not with a fixed delay. A pass reads until the queue holds
         ``2 * batch_max_events`` items; the subscriptions left are read in the next one.
+        Reading stops every :data:`_READ_SLICE` seconds to let the event loop run, and
+        goes on into the same messages.
         """
         ready, drain, turns = self._ready, self._drain, self._turns
         linger, clock = self._limits.batch_linger, _clock()
@@ -353,8 +373,12 @@ class SubscribeStream:
                         await anyio.sleep(wait)
                 if turns is not None:
                     await turns.take()
-                if ready:
-                    self._read()
+                while ready and self._read(clock):
+                    # the slice ran out: let the loop run, then read on into the same
+                    # messages (each event still goes once with every id it matched)
+                    await anyio.lowlevel.checkpoint()
+                    if turns is not None:
+                        await turns.take()
                 if not drain:
                     continue
                 messages = drain.take(self._latest, self._ended)
@@ -370,11 +394,16 @@ class SubscribeStream:
             assert self._tg is not None
             self._tg.cancel_scope.cancel()  # stop reading requests: the stream is over
 
-    def _read(self) -> None:
-        """One pass over the woken subscriptions, into the queue (see :meth:`_serve`)."""
+    def _read(self, clock: Callable[[], float]) -> bool:
+        """One pass over the woken subscriptions, into the queue (see :meth:`_serve`),
+        for at most :data:`_READ_SLICE` seconds of *clock*; return whether woken ones
+        were left for the next pass because that time ran out."""
         ready, drain = self._ready, self._drain
         max_events, high_water = self._limits.batch_max_events, self._high_water
+        deadline = clock() + _READ_SLICE
         while ready and drain.queued_items < high_water:
+            if clock() >= deadline:
+                return True
             entry = next(iter(ready))
             del ready[entry]
             sub = entry.sub
@@ -397,6 +426,7 @@ class SubscribeStream:
                 ready[entry] = None  # more may be ready: read it again next pass
             else:
                 sub.park_waker(entry)  # everything ready was taken
+        return False
 
     def _control(self, message: bytes) -> None:
         self._drain.put_message(message)
@@ -419,8 +449,15 @@ class SubscribeStream:
         latest: dict[str, int] = {}
         epochs: dict[str, str] = {}
         for entry in self._subs.values():
-            latest.update(entry.sub.latest_sequences())
-            epochs.update(entry.sub.epochs())
+            sub = entry.sub
+            # one whose namespaces are all listed already adds nothing (the same
+            # namespaces' heads and epochs, read now): checked in C, so that a stream of
+            # many all-namespaces subscriptions reads each namespace once, not once per
+            # subscription
+            if sub.cursors.keys() <= latest.keys():
+                continue
+            latest.update(sub.latest_sequences())
+            epochs.update(sub.epochs())
         return latest, epochs
 
 
