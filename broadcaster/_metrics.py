@@ -26,6 +26,8 @@ __all__ = ["HubCollector", "register_metrics"]
 class _HasStatistics(Protocol):
     def statistics(self) -> HubStatistics: ...
 
+    async def statistics_sliced(self) -> HubStatistics: ...
+
 
 class HubCollector(Collector):
     """Exposes a hub's statistics as ``broadcaster_*`` metrics.
@@ -43,7 +45,14 @@ class HubCollector(Collector):
         return []  # collected lazily; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._hub.statistics()
+        return self._families(self._hub.statistics())
+
+    async def collect_async(self) -> list[Metric]:
+        """:meth:`collect`, the hub's cursors settled in slices (other tasks run in
+        between): what a scrape from another thread uses."""
+        return list(self._families(await self._hub.statistics_sliced()))
+
+    def _families(self, stats: HubStatistics) -> Iterator[Metric]:
         ns_label = ["namespace"]
         published = CounterMetricFamily(
             "broadcaster_events_published",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._admission import check_arguments, plan
@@ -850,10 +851,38 @@ class Broadcaster:
     # -- figures --------------------------------------------------------------------------
 
     def statistics(self) -> HubStatistics:
-        """Figures of the hub and every namespace (settles pending drops first)."""
-        now, budget = self.now(), self._budget
+        """Figures of the hub and every namespace (settles pending drops first: a walk
+        over every cursor of the namespaces that changed, in one step; see
+        :meth:`statistics_sliced`)."""
+        now = self.now()
         for ns in list(self._namespaces.values()):
             evict_slow(ns.settle_figures(now))
+        return self._snapshot()
+
+    async def statistics_sliced(self, slice_seconds: float = 0.002) -> HubStatistics:
+        """:meth:`statistics`, letting other tasks run every *slice_seconds* while it
+        settles the namespaces' cursors (hundreds of thousands of cursors take tens or
+        hundreds of ms to walk): what a scrape or a Stats call uses."""
+        clock = self.now
+        start = clock()
+        for ns in list(self._namespaces.values()):
+            steps = ns.settle_steps(clock())
+            finished = False
+            while not finished:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    cursors = ns.cursors  # those closed meanwhile are not evicted again
+                    evict_slow([c for c in done.value if c in cursors])
+                    finished = True
+                if clock() - start >= slice_seconds:  # also between small namespaces
+                    await anyio.lowlevel.checkpoint()
+                    start = clock()
+        return self._snapshot()
+
+    def _snapshot(self) -> HubStatistics:
+        """The figures as they stand (nothing settled)."""
+        budget = self._budget
         return HubStatistics(
             epoch=self.epoch,
             subscriptions=len(self._subs),

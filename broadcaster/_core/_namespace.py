@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Protocol
 
 import anyio
@@ -522,11 +522,28 @@ class NamespaceState:
         since the last time: settle the cursors that may have drops due (so that a
         scrape counts them; see :meth:`Cursor.lag`) and find the largest lag. Return the
         cursors whose subscriber is over its bound, for the hub to evict."""
+        steps = self.settle_steps(now, step=0)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def settle_steps(self, now: float, step: int = 256
+                     ) -> Generator[None, None, list[Cursor[NamespaceState]]]:
+        """:meth:`settle_figures` a step at a time: yields after every *step* cursors (0:
+        never), so that a caller can let other tasks run in between; a cursor closed
+        meanwhile is skipped. Returns what :meth:`settle_figures` returns."""
         if not (self.changed or self.sweep_cursors):
             return []
         self.changed = False
         max_lag, slow = 0, []
-        for cursor in list(self.cursors):
+        cursors = self.cursors
+        for i, cursor in enumerate(list(cursors)):
+            if step and i and i % step == 0:
+                yield
+            if cursor not in cursors:
+                continue
             lag = cursor.lag(now)
             if cursor.slow:
                 slow.append(cursor)

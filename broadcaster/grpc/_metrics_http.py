@@ -64,7 +64,8 @@ logger = logging.getLogger("broadcaster.metrics")
 
 
 class LoopCollector(Collector):
-    """Runs *inner*'s ``collect`` on the event loop that created this object."""
+    """Runs *inner*'s ``collect`` on the event loop that created this object (its
+    ``collect_async``, if it has one, when called from another thread: a scrape)."""
 
     def __init__(self, inner: Collector) -> None:
         self._inner = inner
@@ -77,7 +78,10 @@ class LoopCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         if threading.get_ident() == self._thread:
             return list(self._inner.collect())
+        collect_async = getattr(self._inner, "collect_async", None)
         try:
+            if collect_async is not None:
+                return anyio.from_thread.run(collect_async, token=self._token)
             return anyio.from_thread.run_sync(
                 lambda: list(self._inner.collect()), token=self._token)
         except RuntimeError:  # the loop is gone: the server stopped

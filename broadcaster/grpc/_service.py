@@ -333,7 +333,7 @@ class BroadcasterService:
     # -- Stats --------------------------------------------------------------------------
 
     async def stats(self, request: pb.StatsRequest, context: _Context) -> pb.StatsResponse:
-        stats = self._hub.statistics()
+        stats = await self._hub.statistics_sliced()
         wanted = list(request.namespaces)
         caller = CALLER.get()
         visible: Callable[[str], bool] = (lambda name: True) if caller is None \
