@@ -16,6 +16,8 @@ from ._subscribe_stream import StreamLimits
 __all__ = ["CONTAINERD_POLICY_KINDS", "ServerConfig", "check_address"]
 
 _MiB = 1024 * 1024
+#: The largest value of an integer gRPC channel argument: "no bound of its own".
+_UNBOUNDED = 2**31 - 1
 
 #: Overflow policies a containerd ``Subscribe`` may use: ``block`` would let a ``ctr``
 #: that stops reading hold every publisher up, and ``retry`` only delays the drop.
@@ -188,6 +190,18 @@ class ServerConfig:
             ("grpc.http2.max_ping_strikes", self.max_ping_strikes),
             ("grpc.server_handshake_timeout_ms", _ms(self.handshake_timeout)),
             ("grpc.so_reuseport", 0),
+            # gRPC core queues a call that arrives before the application asked for
+            # the next one (grpc.aio asks for one at a time, from the event loop), and
+            # by default cancels queued calls: at random once 1,000 wait, all beyond
+            # 3,000, and any that waited 30 s; with status CANCELLED, which a client
+            # sending its first request reads as INTERNAL "Internal error from Core".
+            # Thousands of streams opened while the loop is busy reach that: an honest
+            # client below max_concurrent_streams and max_rpcs_per_peer had calls
+            # ended for nothing it did. The queue is bounded by the connections times
+            # max_concurrent_streams; a queued call waits for the loop (or its deadline).
+            ("grpc.server.max_pending_requests", _UNBOUNDED),
+            ("grpc.server.max_pending_requests_hard_limit", _UNBOUNDED),
+            ("grpc.server_max_unrequested_time_in_server", _UNBOUNDED),
         ]
         if self.max_connection_idle is not None:
             options.append(("grpc.max_connection_idle_ms", _ms(self.max_connection_idle)))

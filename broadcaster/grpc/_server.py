@@ -252,7 +252,7 @@ class Server:
             options=config.grpc_options(tcp=tcp, max_connections=self.max_connections),
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
-        server.add_generic_rpc_handlers((self._service.handler(),))
+        self._service.add_to(server)
         names = [SERVICE_NAME, *add_containerd_services(server, self.hub,
                                                         events=self._containerd)]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

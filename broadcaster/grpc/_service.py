@@ -121,9 +121,19 @@ class BroadcasterService:
         self._encoder = EventEncoder(on_cache=hub.account_cached)
         self._encoder.cache.enabled = False
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The generic handler to add to a ``grpc.aio.Server``."""
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Serve the methods on *server*, each registered with gRPC core: a registered
+        method has a queue of incoming calls of its own, so that thousands of Subscribe
+        streams waiting for the event loop to take them do not hold up a Publish or a
+        Stats call (all of an unregistered service's calls share one queue)."""
+        handlers = self.method_handlers()
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """The handler of each method, by name."""
+        return {
             "Publish": grpc.unary_unary_rpc_method_handler(
                 self.publish,
                 request_deserializer=pb.PublishRequest.FromString,
@@ -144,7 +154,7 @@ class BroadcasterService:
                 request_deserializer=pb.StatsRequest.FromString,
                 response_serializer=pb.StatsResponse.SerializeToString,
             ),
-        })
+        }
 
     def stop(self) -> None:
         """Shutting down: every Subscribe stream ends once its subscriptions ended."""
