@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._proc import Child, ProcessGroup, cpu_seconds, established, rss_bytes
+from bench._proc import (
+    Child,
+    ProcessGroup,
+    cpu_seconds,
+    established,
+    rss_bytes,
+    tree_cpu_seconds,
+)
 from bench._report import cdf_points
 from bench._servers import start_server
 from bench._util import percentiles
@@ -215,13 +222,15 @@ def net_run(
             pubs[1].send(json.dumps({"phase": 0, "rate": None, "events": None}))
         runs = []
         for k, ph in enumerate(phases):
-            cpu0 = {name: cpu_seconds(c.pid) for name, c in watched.items()}
+            # the server's figure includes its workers (serve --workers)
+            cpu0 = {name: (tree_cpu_seconds if name == "server" else cpu_seconds)(c.pid)
+                    for name, c in watched.items()}
             pub.send(json.dumps({"phase": k, "rate": ph.get("rate"), "events": ph["events"]}))
             done = pub.take("phase_done", deadline)
             expected = done["published"] * subscribers
             got = clients.drain(k, expected, idle_timeout, deadline)
-            cpu = {name: round(cpu_seconds(c.pid) - cpu0[name], 3)
-                   for name, c in watched.items()}
+            cpu = {name: round((tree_cpu_seconds if name == "server" else cpu_seconds)(
+                       c.pid) - cpu0[name], 3) for name, c in watched.items()}
             runs.append({"done": done, "got": got, "expected": expected, "cpu_s": cpu,
                          "server_rss": rss_bytes(server.pid)})
         for child in extra + pubs[1:]:

@@ -34,6 +34,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of process *pid* and of its running children (the workers of
+    ``broadcaster serve --workers``; a lone server has none)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            total += cpu_seconds(int(entry.name))
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of process *pid* in bytes (0 if it is gone).
 

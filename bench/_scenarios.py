@@ -16,7 +16,8 @@ from bench import _kubelet, _logs
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
 from bench._hostile import HOSTILE_LAYOUT, grpc_hostile, hostile_check, hostile_report
 from bench._net import net_run
-from bench._proc import ProcessGroup
+from bench._proc import ProcessGroup, cpu_seconds
+from bench._servers import start_grpc_server, start_jetstream
 
 __all__ = ["SCENARIOS", "Scenario"]
 
@@ -228,6 +229,43 @@ def grpc_floor(full: bool) -> dict[str, Any]:
     for ph in res["phases"]:
         ph.pop("latency_cdf_ms", None)
     out["_detail"]["latency S=100"] = res
+    return out
+
+
+def grpc_workers(full: bool) -> dict[str, Any]:
+    """``broadcaster serve --workers W`` (W = 1, then 2) on the jetstream log (one
+    nats-server), one connection + stream per subscriber: fan-out at S=100, then latency
+    at 50 and 500 ev/s x S=100 against the same server. Server CPU is the sum over its
+    workers; the nats-server's is given apart."""
+    out: dict[str, Any] = {"_detail": {}}
+    total = 1_000_000 if full else 100_000
+    seconds = 3.0 if full else 0.5
+    for workers in (1, 2):
+        with ProcessGroup() as group:
+            nats, urls = start_jetstream(group, 1, 900)
+            hub = {**LOSSLESS_HUB, "log": {"backend": "jetstream", "jetstream": {
+                "servers": urls.split(",")}}}
+            server = start_grpc_server(group, 900, config=hub, workers=workers)
+            external = (server.child, server.address)
+            nats0 = cpu_seconds(nats.pid)
+            fan = net_run("grpc", 100, total // 100, deadline=120 if full else 40,
+                          external=external)
+            key = f"W={workers}"
+            out[f"{key} S=100"] = fan["deliveries_per_s"]
+            out[f"{key} S=100 lost"] = fan["lost"]
+            out[f"{key} S=100 server CPU-s"] = fan["cpu_s"]["server"]
+            phases = [{"rate": r, "events": max(50, int(r * seconds))} for r in (50, 500)]
+            lat = net_run("grpc", 100, phases=phases, latency=True, external=external,
+                          deadline=240 if full else 60)
+            for ph in lat["phases"]:
+                name = f"{key} {ph['rate']}/s S=100"
+                out[f"{name} p50 ms"] = ph["latency_ms"].get("p50")
+                out[f"{name} p99 ms"] = ph["latency_ms"].get("p99")
+                out[f"{name} lost"] = ph["lost"]
+                out[f"{name} server CPU %"] = 100 * ph["cpu_s"]["server"] / ph["elapsed_s"]
+                ph.pop("latency_cdf_ms", None)
+            out[f"{key} nats CPU-s"] = cpu_seconds(nats.pid) - nats0
+            out["_detail"][key] = {"fanout": fan, "latency": lat}
     return out
 
 
@@ -490,6 +528,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "hub (bench/floor_worker.py), one connection + stream per subscriber",
              "reference: what any one-process grpc.aio server costs per stream message",
              grpc_floor, _info, layout="conn"),
+    Scenario("grpc_workers", "gRPC on the jetstream log with 1 and 2 worker processes "
+             "(serve --workers), one connection + stream per subscriber",
+             "reference: what a second worker process buys", grpc_workers, _info,
+             needs_grpc=True, layout="conn"),
     Scenario("grpc_ingest", "gRPC ingest: events/s into the server from one publisher "
              "connection, S=1", ">= NATS (reference)", _ingest("grpc"), _info,
              needs_grpc=True, layout="conn"),

@@ -138,7 +138,7 @@ class GrpcServer:
 
 def start_grpc_server(
     group: ProcessGroup, deadline: float, *, config: dict | None = None, port: int = 0,
-    unix: Path | None = None, log_to_file: bool = False,
+    unix: Path | None = None, log_to_file: bool = False, workers: int = 1,
 ) -> GrpcServer:
     """Start ``python -m broadcaster._cli serve`` on loopback with a TOML config built from
     *config* (tables as nested dicts, see examples/broadcaster.toml); log level warning so
@@ -149,6 +149,8 @@ def start_grpc_server(
     :param unix: also listen on this unix socket
     :param log_to_file: stderr to a file in the server's temporary folder instead of a pipe
         (for runs where the server may log a lot: refused requests, drops)
+    :param workers: ``--workers`` (the configuration must use the jetstream log); returns
+        once every worker serves (its /metrics port answers)
     :raises TimeoutError: if it does not come up
     """
     port = port or free_port()
@@ -162,10 +164,13 @@ def start_grpc_server(
             "--config", str(path), "--log-level", "warning"]
     if unix is not None:
         argv += ["--listen", f"unix:{unix}"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     child = group.start("server", argv, deadline,
                         stderr_file=folder / "server.log" if log_to_file else None)
     wait_port(port, 15.0, child)
-    wait_port(metrics_port, 15.0, child)
+    for index in range(workers):  # worker i serves /metrics on the port + i
+        wait_port(metrics_port + index, 15.0, child)
     return GrpcServer(child, f"127.0.0.1:{port}", f"127.0.0.1:{metrics_port}")
 
 

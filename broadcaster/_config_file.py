@@ -17,7 +17,8 @@ Layout::
     [log.jetstream]     servers, replicas, stream_prefix, subject_prefix, ack_timeout,
                         connect_timeout, heartbeat, cache_events, cache_bytes, read_chunk,
                         name
-    [process]           gc_threshold (see broadcaster.tune_gc; 0 keeps Python's default)
+    [process]           gc_threshold (see broadcaster.tune_gc; 0 keeps Python's default),
+                        workers (server processes on the same addresses; jetstream log)
     [hub]               HubConfig fields (heartbeat_interval, max_namespaces, max_cursors,
                         max_retained_bytes...)
     [defaults]          NamespaceConfig of every namespace not listed below
@@ -77,12 +78,15 @@ class FileConfig:
     :ivar log_level: one of :data:`LOG_LEVELS`
     :ivar log_format: ``text`` (key=value) or ``json`` (one object per line)
     :ivar gc_threshold: passed to :func:`broadcaster.tune_gc` at start-up
+    :ivar workers: server processes sharing the TCP addresses (``SO_REUSEPORT``), each a
+        node of the same ``jetstream`` log; 1: this process serves alone
     """
 
     server: ServerConfig
     log_level: str = "info"
     log_format: str = "text"
     gc_threshold: int = DEFAULT_GC_THRESHOLD
+    workers: int = 1
 
 
 Check = Callable[[Any, str], Any]
@@ -234,7 +238,7 @@ _JETSTREAM: dict[str, Check] = {
     "read_chunk": _int(1),
     "name": _string,
 }
-_PROCESS: dict[str, Check] = {"gc_threshold": _int(0)}
+_PROCESS: dict[str, Check] = {"gc_threshold": _int(0), "workers": _int(1)}
 _HUB: dict[str, Check] = {
     "heartbeat_interval": _seconds,
     "max_missed_heartbeats": _int(1),
@@ -450,8 +454,32 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
         if not field.startswith("security."):
             field = f"server.{field}"
         raise ConfigError(field, exc.message) from None
+    workers = process.get("workers", 1)
+    if workers > 1:
+        _check_workers(server_config)
     return FileConfig(server_config, log.get("level", "info"), log.get("format", "text"),
-                      process.get("gc_threshold", DEFAULT_GC_THRESHOLD))
+                      process.get("gc_threshold", DEFAULT_GC_THRESHOLD), workers)
+
+
+def _check_workers(server: ServerConfig) -> None:
+    """Several worker processes: they share events only through JetStream, and every
+    one binds the same TCP ports (a port 0 would give each its own)."""
+    if server.log.backend != "jetstream":
+        raise ConfigError("process.workers", "worker processes share events only through "
+                          "the jetstream log: set --backplane (or [log] backend = "
+                          f"\"jetstream\"); the {server.log.backend} log serves one process")
+    tcp = server.tcp_addresses()
+    if not tcp:
+        raise ConfigError("process.workers", "worker processes share TCP addresses: listen "
+                          "on at least one HOST:PORT")
+    for i, address in enumerate(server.listen):
+        if not address.startswith("unix:") and address.rsplit(":", 1)[1] == "0":
+            raise ConfigError(f"server.listen[{i}]", "port 0 would give each worker a port "
+                              "of its own: name the port the workers share")
+    metrics = server.metrics_listen
+    if metrics is not None and metrics.rsplit(":", 1)[1] == "0":
+        raise ConfigError("server.metrics_listen", "port 0 cannot be shared out: worker i "
+                          "serves /metrics on PORT + i, name PORT")
 
 
 def _log_config(log: Mapping[str, Any], table: Mapping[str, Any]) -> LogConfig:

@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # serve --workers restarts it
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from .._config_file import (
 )
 from .._core._errors import BroadcasterError, InvalidArgument
 from .._gc import tune_gc
+from ._workers import serve_command, supervise, worker_config
 
 __all__ = ["add_parser", "configure_logging", "process_registry", "run"]
 
@@ -114,6 +116,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True,
                         help="run on uvloop if it is installed (the 'fast' extra; default: "
                         "yes; --no-uvloop: asyncio's own loop)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="server processes sharing the TCP addresses (SO_REUSEPORT), "
+                        "each a node of the jetstream log (--backplane); default 1")
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gc-threshold", type=int, metavar="N",
                         help="allocations between young garbage collections, after freezing "
                         "start-up objects (default 10000; 0 keeps Python's default 700)")
@@ -141,7 +147,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         log.setdefault("local", {})["fsync"] = args.fsync
     if args.replicas is not None:
         log.setdefault("jetstream", {})["replicas"] = args.replicas
-    process = {} if args.gc_threshold is None else {"gc_threshold": args.gc_threshold}
+    process = {key: getattr(args, key) for key in ("gc_threshold", "workers")
+               if getattr(args, key) is not None}
     security = {key: getattr(args, attr) for key, attr in (
         ("policy_file", "policy_file"), ("token_file", "token_file"),
         ("tls_cert_file", "tls_cert"), ("tls_key_file", "tls_key"),
@@ -156,27 +163,39 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 class _TextFormatter(logging.Formatter):
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = "" if worker is None else f"worker={worker} "
+
     def format(self, record: logging.LogRecord) -> str:
         line = (f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} "
-                f"level={record.levelname.lower()} logger={record.name} {record.getMessage()}")
+                f"level={record.levelname.lower()} logger={record.name} {self._worker}"
+                f"{record.getMessage()}")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": record.created, "level": record.levelname.lower(),
-                 "logger": record.name, "msg": record.getMessage()}
+        entry: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(),
+                                 "logger": record.name, "msg": record.getMessage()}
+        if self._worker is not None:
+            entry["worker"] = self._worker
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send the ``broadcaster`` loggers to stderr as key=value text or JSON lines."""
+def configure_logging(level: str, fmt: str, worker: int | None = None) -> None:
+    """Send the ``broadcaster`` loggers to stderr as key=value text or JSON lines (each
+    line names the worker, if given)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    handler.setFormatter(_JsonFormatter(worker) if fmt == "json" else _TextFormatter(worker))
     root = logging.getLogger("broadcaster")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -190,12 +209,20 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"broadcaster serve: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.log_level, config.log_format)
+    worker = args.worker_index
+    configure_logging(config.log_level, config.log_format, worker)
+    if worker is not None:
+        config = worker_config(config, worker)
+    elif config.workers > 1:
+        command = serve_command(getattr(args, "argv", None) or sys.argv[1:])
+        logger.info("starting workers count=%d", config.workers)
+        return anyio.run(supervise, command, config, backend="asyncio")
     _raise_open_files_limit()
     tune_gc(config.gc_threshold)
     options = {"use_uvloop": True} if args.uvloop else {}
     try:
-        anyio.run(_serve, config, backend="asyncio", backend_options=options)
+        anyio.run(_serve, config, worker is not None, backend="asyncio",
+                  backend_options=options)
     except InvalidArgument as exc:  # a policy, token or certificate file that is not usable
         logger.error("cannot start error=%r", str(exc))
         return 2
@@ -230,9 +257,10 @@ def _raise_open_files_limit() -> None:
         logger.info("open-file limit soft=%d (already the hard limit)", now)
 
 
-async def _serve(config: FileConfig) -> None:
+async def _serve(config: FileConfig, supervised: bool = False) -> None:
     from ..grpc import Server  # grpc is imported only by the commands that need it
 
+    parent = os.getppid()
     # SIGHUP is caught from the start (its default action would end the process): one
     # received while the server starts is applied once it serves
     with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
@@ -240,6 +268,8 @@ async def _serve(config: FileConfig) -> None:
                     anyio.create_task_group() as tg):
             tg.start_soon(_stop_on_signal, server)
             tg.start_soon(_reload_on_sighup, server, hangups)
+            if supervised:
+                tg.start_soon(_stop_when_orphaned, server, parent)
             await server.wait_closed()
             tg.cancel_scope.cancel()
 
@@ -250,6 +280,17 @@ async def _reload_on_sighup(server: Any, hangups: AsyncIterator[signal.Signals])
     async for _ in hangups:
         logger.info("signal received signal=SIGHUP: reloading the security files")
         server.reload_security()
+
+
+async def _stop_when_orphaned(server: Any, parent: int, interval: float = 1.0) -> None:
+    """A worker whose supervisor is gone (killed: it had no chance to stop its workers)
+    stops, as on SIGTERM."""
+    while True:
+        await anyio.sleep(interval)
+        if os.getppid() != parent:
+            break
+    logger.warning("supervisor gone pid=%d: stopping", parent)
+    await server.stop()
 
 
 async def _stop_on_signal(server: Any) -> None:

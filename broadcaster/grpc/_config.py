@@ -54,6 +54,10 @@ class ServerConfig:
     :ivar max_connection_idle: seconds after which a connection without RPCs is closed
         (GOAWAY), or None to keep idle connections
     :ivar handshake_timeout: seconds a new connection gets to send the HTTP/2 preface
+    :ivar reuse_port: bind the TCP addresses with ``SO_REUSEPORT``, so that several
+        processes serve the same address and the kernel spreads new connections over
+        them (``broadcaster serve --workers``); off, a second server on a port in use
+        fails to start
     :ivar max_subscriptions_per_stream: live subscriptions on one Subscribe stream
     :ivar publish_batch_max_events: events in one PublishStream batch (a larger batch
         is refused with RESOURCE_EXHAUSTED naming ``events``; the stream goes on)
@@ -99,6 +103,7 @@ class ServerConfig:
     max_rpcs_per_peer: int | None = 10_000
     max_connection_idle: float | None = 300.0
     handshake_timeout: float = 10.0
+    reuse_port: bool = False
     max_subscriptions_per_stream: int = 1000
     publish_batch_max_events: int = 10_000
     batch_max_events: int = 4096
@@ -189,7 +194,7 @@ class ServerConfig:
             ("grpc.http2.min_ping_interval_without_data_ms", _ms(self.min_ping_interval)),
             ("grpc.http2.max_ping_strikes", self.max_ping_strikes),
             ("grpc.server_handshake_timeout_ms", _ms(self.handshake_timeout)),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(self.reuse_port and tcp)),
             # gRPC core queues a call that arrives before the application asked for
             # the next one (grpc.aio asks for one at a time, from the event loop), and
             # by default cancels queued calls: at random once 1,000 wait, all beyond
