@@ -119,6 +119,8 @@ LAYOUT_ROWS = [
     ("NATS, one connection per subscriber", "nats_fanout", "nats_latency", "nats_ingest"),
     ("Redis pub/sub, one connection per subscriber", "redis_fanout", "redis_latency",
      "redis_ingest"),
+    ("grpc.aio floor (a relay, no hub: bench/floor_worker.py), one connection + stream per "
+     "subscriber", "grpc_floor", "grpc_floor", None),
 ]
 
 
@@ -263,7 +265,8 @@ def plot(records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     drew = False
     for name, rec in records.items():
         # one connection per subscriber only: the layout all three systems ran
-        if "_latency" not in name or rec.get("error") or rec.get("layout") != "conn":
+        if not ("_latency" in name or name == "grpc_floor") or rec.get("error") \
+                or rec.get("layout") != "conn":
             continue
         pts = sorted((int(m.group(1)), v) for k, v in rec["median"].items()
                      if (m := _RATE_KEY.match(k)) and v is not None)
