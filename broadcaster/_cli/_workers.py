@@ -21,6 +21,9 @@ The supervisor (this module, in the process the user started) serves nothing its
   subscriptions where they were);
 - a worker that exits with status 2 (its configuration or security files cannot be
   used) stops them all: the supervisor exits 2.
+
+A worker whose supervisor is gone (SIGKILLed: it could not stop its workers) notices
+within a second and stops as on SIGTERM.
 """
 
 from __future__ import annotations
@@ -57,8 +60,12 @@ def worker_config(config: FileConfig, index: int) -> FileConfig:
     if metrics is not None:
         host, port = metrics.rsplit(":", 1)
         metrics = f"{host}:{int(port) + index}"
+    # the settings of a unix socket's listener go with the socket (worker 0)
+    security = dataclasses.replace(server.security, listeners={
+        address: listener for address, listener in server.security.listeners.items()
+        if address in listen})
     server = dataclasses.replace(server, listen=listen, metrics_listen=metrics,
-                                 reuse_port=True)
+                                 reuse_port=True, security=security)
     return dataclasses.replace(config, server=server, workers=1)
 
 

@@ -85,6 +85,14 @@ def test_each_worker_shares_the_tcp_ports_and_worker_0_keeps_the_unix_sockets() 
     assert first.workers == third.workers == 1
 
 
+def test_a_unix_socket_listener_setting_stays_with_worker_0() -> None:
+    data = _jetstream(workers=2)
+    data["security"] = {"listeners": {"unix:/run/b.sock": {"auth": "none"}}}
+    config = parse_config(data)
+    assert "unix:/run/b.sock" in worker_config(config, 0).server.security.listeners
+    assert worker_config(config, 1).server.security.listeners == {}
+
+
 def test_serve_refuses_workers_on_the_memory_log(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--workers", "2", "--listen", "127.0.0.1:1"]) == 2
     assert "process.workers: worker processes share events only through the jetstream " \
