@@ -195,3 +195,45 @@ async def test_a_stream_the_server_is_too_busy_to_serve_is_not_evicted(
         assert received == [1, 2, 3, 4, 5]
         assert server.hub.subscription_count == 1
         call.cancel()
+
+
+async def test_a_containerd_stream_the_server_is_too_busy_to_serve_is_not_evicted(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same on the containerd API (no acks: ``liveness="consume"``): the stream's
+    wait for its turn is the server's time, not the client's."""
+    from broadcaster.containerd.services.events.v1 import events_pb2, events_pb2_grpc
+    from broadcaster.grpc._turns import Turns
+
+    server = await make_server(hub=FAST)
+    gate = anyio.Event()
+    held = 0
+    take = Turns.take
+
+    async def busy_take(self: Turns) -> None:
+        nonlocal held
+        if not gate.is_set():
+            held += 1
+            await gate.wait()
+        await take(self)
+
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call = events_pb2_grpc.EventsStub(channel).Subscribe(events_pb2.SubscribeRequest())
+        await wait_until(lambda: server.hub.subscription_count == 1)
+        await server.hub.publish("ns", "/x")
+        with anyio.fail_after(10):
+            assert (await call.read()).topic == "/x"
+        monkeypatch.setattr(Turns, "take", busy_take)  # the stream's turn does not come
+        for _ in range(3):
+            await server.hub.publish("ns", "/y")
+        await wait_until(lambda: held == 1)
+        start = server.hub.heartbeat_id
+        await wait_until(lambda: server.hub.heartbeat_id >= start + 20)  # 6x the limit
+        assert server.hub.subscription_count == 1
+        gate.set()
+        with anyio.fail_after(10):
+            topics = [(await call.read()).topic for _ in range(3)]
+        assert topics == ["/y"] * 3
+        assert server.hub.subscription_count == 1
+        assert server.hub.statistics().namespaces["ns"].evicted == {}
+        call.cancel()
