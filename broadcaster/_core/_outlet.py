@@ -77,19 +77,20 @@ class Outlet:
             self._settle(now)
 
     def acked(self, heartbeat_id: int) -> None:
-        """The client answered heartbeat *heartbeat_id*: an answer to the newest
-        heartbeat written ends what the client owes for it. One the hub sent that is not
-        known written yet (the client's answer reached the loop before the write's
-        completion did) ends it when it is. Any other (older, never sent) changes
-        nothing."""
-        if heartbeat_id > self._newest():
+        """The client answered heartbeat *heartbeat_id*: an answer to the heartbeat
+        written (or a newer one) ends what the client owes for it. One the hub sent that
+        is not known written yet (the client's answer reached the loop before the
+        write's completion did) ends it when it is. Any other (older, never sent)
+        changes nothing. (Which answers keep a subscription alive is the
+        subscription's rule, :meth:`Subscription.ack`: this is only the clock.)"""
+        if not 0 < heartbeat_id <= self._newest():
             return
-        if self._heartbeat and heartbeat_id == self._heartbeat:
+        if heartbeat_id > self._early:
+            self._early = heartbeat_id
+        if self._heartbeat and heartbeat_id >= self._heartbeat:
             self._heartbeat = 0
             if self._writing_since is None:
                 self._settle(self._clock())
-        elif heartbeat_id > self._heartbeat and heartbeat_id > self._early:
-            self._early = heartbeat_id
 
     # -- what liveness reads ---------------------------------------------------------------
 
