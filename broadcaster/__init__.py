@@ -22,6 +22,7 @@ from ._core._errors import (
 from ._core._filters import compile_filters
 from ._core._hub import Broadcaster, PublishItem
 from ._core._log import EventLog, LogFactory, MemoryLog
+from ._core._outlet import Outlet
 from ._core._policy import Policy, PolicyKind
 from ._core._ready import ReadyQueue
 from ._core._sqlite_store import LocalConfig, SqliteStore
@@ -85,6 +86,7 @@ __all__ = [
     "MemoryLog",
     "NamespaceConfig",
     "NamespaceStatistics",
+    "Outlet",
     "PayloadTooLarge",
     "Policy",
     "PolicyKind",

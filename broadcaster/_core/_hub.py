@@ -36,6 +36,7 @@ from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
 from ._namespace import NamespaceState, check_burst
 from ._notifier import Notifier
+from ._outlet import Outlet
 from ._payload import FieldCache, json_fields
 from ._policy import Policy
 from ._publish_check import check_batches
@@ -574,6 +575,12 @@ class Broadcaster:
         self._notifier.defer(sub)
 
     # -- subscriptions -------------------------------------------------------------------
+
+    def outlet(self) -> Outlet:
+        """A new :class:`Outlet` on this hub's clock and loop monitor, for an edge
+        stream to report what it waits on its client for; set it as the ``outlet`` of
+        each subscription the stream reads, before it is opened."""
+        return Outlet(self.now, self._monitor, lambda: self.heartbeat_id)
 
     def subscribe(
         self,

@@ -17,6 +17,7 @@ from ._cursor import Cursor, evict_slow
 from ._filters import Key, Matcher
 from ._lag import LoopMonitor
 from ._namespace import NamespaceState
+from ._outlet import Outlet
 from ._overflow import OverflowPolicy, overflow_policy
 from ._policy import Policy
 from ._stats import SubscriptionStatistics
@@ -83,11 +84,11 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_ack_due", "_after", "_closed", "_dropped_before", "_end_sent",
-        "_ended", "_epoch", "_hub", "_next", "_order", "_overflow", "_pending", "_registered",
-        "_rr", "_since", "_since_default", "_wake", "acked", "acked_at", "admit",
-        "consumed_at", "cursors", "delivered", "heartbeat_seen", "keys", "liveness",
-        "matcher", "namespaces", "policy",
+        "__weakref__", "_ack_due", "_acked_mark", "_after", "_closed", "_consumed_mark",
+        "_dropped_before", "_end_sent", "_ended", "_epoch", "_hub", "_next", "_order",
+        "_overflow", "_pending", "_registered", "_rr", "_since", "_since_default", "_wake",
+        "acked", "acked_at", "admit", "consumed_at", "cursors", "delivered",
+        "heartbeat_seen", "keys", "liveness", "matcher", "namespaces", "outlet", "policy",
     )
 
     def __init__(
@@ -132,6 +133,11 @@ class Subscription:
         self._ack_due = 0  # an answer to a heartbeat it has yet to be given
         self.acked_at = 0.0  # when it last answered one
         self.consumed_at = 0.0  # when it last read, or was seen waiting to read
+        #: the edge stream it is read by, which says what time its client is charged
+        #: with (None: all the time the loop was not stalled; see liveness_check)
+        self.outlet: Outlet | None = None
+        self._consumed_mark = 0.0  # outlet.written() when it last consumed
+        self._acked_mark = 0.0  # outlet.owed() when it last answered a heartbeat
         self.delivered = 0
         self._dropped_before = 0  # by cursors it no longer has
 
@@ -288,7 +294,11 @@ class Subscription:
             raise RuntimeError("a subscription can be entered only once")
         self._hub.register(self)
         self._registered = True
-        self.acked_at = self.consumed_at = self.now()
+        now = self.acked_at = self.consumed_at = self.now()
+        outlet = self.outlet
+        if outlet is not None:
+            self._consumed_mark = outlet.written(now)
+            self._acked_mark = outlet.owed(now)
 
     async def __aexit__(
         self,
@@ -337,8 +347,14 @@ class Subscription:
             self._ack_due = max(self._ack_due, heartbeat_id)
             return False
         self.acked = heartbeat_id
-        self.acked_at = self.now()
+        self._answered(self.now())
         return True
+
+    def _answered(self, now: float) -> None:
+        self.acked_at = now
+        outlet = self.outlet
+        if outlet is not None:
+            self._acked_mark = outlet.owed(now)
 
     def liveness_check(self, now: float, limit: float, monitor: LoopMonitor) -> EndReason | None:
         """Why the hub should evict this subscription now, or None.
@@ -348,17 +364,31 @@ class Subscription:
         ``"ack"``, one that has not answered a heartbeat for *limit* seconds is, and so is
         one that has events or notices ready and took none for *limit* seconds
         (``not_consuming``): acks alone do not keep a subscriber that stopped reading.
-        Time the event loop itself was stalled does not count (*monitor*)."""
+
+        Only the client's time counts. Time the event loop itself was stalled never does
+        (*monitor*). A subscription read by an edge stream (:attr:`outlet`) is charged
+        only with the time its stream waited on the client: since it last consumed, the
+        time writes to the client were in flight (the client did not take what was
+        sent); since it last answered, that and the time a heartbeat written to the
+        client went unanswered. The stream's own backlog (waiting for its turn of a busy
+        loop, reading other subscriptions, a heartbeat not written yet) is the
+        server's."""
+        outlet = self.outlet
         if self._wake is not None:
             self.consumed_at = now
+            if outlet is not None:
+                self._consumed_mark = outlet.written(now)
             if self.liveness == "consume":
                 return None
-        elif monitor.silence(self.consumed_at, now) > limit:
+        elif (monitor.silence(self.consumed_at, now) if outlet is None
+              else outlet.written(now) - self._consumed_mark) > limit:
             if self.liveness == "consume":
                 return EndReason.HEARTBEAT_TIMEOUT
             if self._has_ready(now):
                 return EndReason.NOT_CONSUMING
-        if self.liveness == "ack" and monitor.silence(self.acked_at, now) > limit:
+        if self.liveness == "ack" and (
+                monitor.silence(self.acked_at, now) if outlet is None
+                else outlet.owed(now) - self._acked_mark) > limit:
             return EndReason.HEARTBEAT_TIMEOUT
         return None
 
@@ -396,6 +426,9 @@ class Subscription:
         if self._closed:
             raise anyio.ClosedResourceError
         now = self.consumed_at = self.now()
+        outlet = self.outlet
+        if outlet is not None:
+            self._consumed_mark = outlet.written(now)
         items = self._collect(max_events, now)
         if items:
             return items
@@ -475,7 +508,8 @@ class Subscription:
         elif self.heartbeat_seen < self._hub.heartbeat_id and self._ended is None:
             self.heartbeat_seen = self._hub.heartbeat_id
             if self._ack_due:  # answered before it was given: it counts now
-                self.acked, self.acked_at, self._ack_due = self._ack_due, now, 0
+                self.acked, self._ack_due = self._ack_due, 0
+                self._answered(now)
             order = self._order
             out.append(
                 Heartbeat(

@@ -21,7 +21,8 @@ Limitations (the containerd API has no acks and no notices):
   told of the gap (the drops are counted in the hub's drop metrics and logged, at most
   one line per namespace per interval).
 * Liveness is ``consume``: a stream whose client stops reading long enough for the
-  writes to stall (``max_missed_heartbeats`` heartbeat intervals) is ended by the hub with
+  writes to stall (``max_missed_heartbeats`` heartbeat intervals of writes in flight: the
+  stream's wait for its turn of a busy loop is not counted) is ended by the hub with
   UNAVAILABLE, as is every stream when the hub shuts down.
 * Order is kept within a namespace; events of different namespaces may interleave
   differently than they were published.
@@ -173,6 +174,9 @@ class ContainerdEvents:
         client goes away or the hub ends the subscription."""
         async with answering(context, self._on_reject):
             sub = self._hub.subscribe(None, filters=list(request.filters), policy=self._policy)
+            # liveness counts only the writes the client did not take, not the stream's
+            # wait for its turn of a busy loop
+            sub.outlet = self._hub.outlet()
             caller = CALLER.get()
             if caller is not None:  # sees only the namespaces it may subscribe to
                 sub.admit, _ = caller.before_subscribe(self._hub, None)
@@ -191,7 +195,7 @@ class ContainerdEvents:
 
     async def _pump(self, sub: Subscription, context: Context) -> None:
         write, encode, receive = context.write, self._envelopes.envelope, sub.receive_batch
-        max_batch, turns = self._max_batch, self._turns
+        max_batch, turns, outlet = self._max_batch, self._turns, sub.outlet
         while True:
             items = await receive(max_batch)  # Ended comes before EndOfStream
             for item in items:
@@ -200,7 +204,11 @@ class ContainerdEvents:
                     if data is not None:
                         if turns is not None:
                             await turns.take()
+                        if outlet is not None:
+                            outlet.write_started()
                         await write(data)
+                        if outlet is not None:
+                            outlet.write_done()
                 elif isinstance(item, DropNotice):
                     self._log.log(
                         logging.WARNING, ("drop", item.namespace),

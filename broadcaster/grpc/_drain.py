@@ -81,6 +81,11 @@ class Drain:
         #: items put and not taken yet (the pump stops reading above a high-water mark)
         self.queued_items = 0
 
+    @property
+    def last_heartbeat(self) -> int:
+        """The id of the newest Heartbeat message :meth:`take` returned (0: none)."""
+        return self._last_heartbeat
+
     def __bool__(self) -> bool:
         """Whether anything is queued."""
         return bool(self._queue)

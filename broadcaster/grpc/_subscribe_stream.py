@@ -166,7 +166,8 @@ class SubscribeStream:
 
     __slots__ = ("__weakref__", "_aborted", "_caller", "_drain", "_encoder", "_high_water",
                  "_hub",
-                 "_input_done", "_limits", "_on_reject", "_ready", "_signal", "_stopping",
+                 "_input_done", "_limits", "_on_reject", "_outlet", "_ready", "_signal",
+                 "_stopping",
                  "_subs", "_tg", "_tight", "_turns", "_write")
 
     def __init__(
@@ -197,6 +198,8 @@ class SubscribeStream:
         self._aborted = False  # the requests failed: end after the write in flight
         self._stopping = False
         self._tg: TaskGroup | None = None
+        # what the stream waits on its client for: all its subscriptions' liveness
+        self._outlet = hub.outlet()
 
     @property
     def subscription_count(self) -> int:
@@ -262,8 +265,10 @@ class SubscribeStream:
         if kind == "remove":
             self._remove(request.remove.subscription_id)
         elif kind == "ack":
+            heartbeat_id = request.ack.heartbeat_id
+            self._outlet.acked(heartbeat_id)
             for entry in self._subs.values():
-                entry.sub.ack(request.ack.heartbeat_id)
+                entry.sub.ack(heartbeat_id)
         else:
             # An empty request: answer as a rejected Add so the client learns why.
             self._reject("", RpcError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -313,6 +318,7 @@ class SubscribeStream:
                 since=dict(add.since) or None, since_default=0 if add.replay_unlisted else None,
                 epoch=_epochs(add), liveness="ack",
             )
+            sub.outlet = self._outlet
             caller = self._caller
             if caller is None:
                 await self._hub.prepare(sub)
@@ -357,7 +363,7 @@ class SubscribeStream:
         Reading stops every :data:`_READ_SLICE` seconds to let the event loop run, and
         goes on into the same messages.
         """
-        ready, drain, turns = self._ready, self._drain, self._turns
+        ready, drain, turns, outlet = self._ready, self._drain, self._turns, self._outlet
         linger, clock = self._limits.batch_linger, _clock()
         last_write = -math.inf
         try:
@@ -382,10 +388,14 @@ class SubscribeStream:
                 if not drain:
                     continue
                 messages = drain.take(self._latest, self._ended)
+                last = len(messages) - 1
                 for i, message in enumerate(messages):
                     if i and turns is not None:
                         await turns.take()
+                    # the client is charged with the write, not with what came before
+                    outlet.write_started()
                     await self._write(message)
+                    outlet.write_done(drain.last_heartbeat if i == last else 0)
                 if linger:
                     last_write = clock()
         except Exception as exc:  # the RPC is over (peer gone): grpc's internal error
