@@ -88,7 +88,8 @@ class Subscription:
         "_dropped_before", "_end_sent", "_ended", "_epoch", "_hub", "_next", "_order",
         "_overflow", "_pending", "_registered", "_rr", "_since", "_since_default", "_wake",
         "acked", "acked_at", "admit", "consumed_at", "cursors", "delivered",
-        "heartbeat_seen", "keys", "liveness", "matcher", "namespaces", "outlet", "policy",
+        "heartbeat_maps", "heartbeat_seen", "keys", "liveness", "matcher", "namespaces",
+        "outlet", "policy",
     )
 
     def __init__(
@@ -136,6 +137,11 @@ class Subscription:
         #: the edge stream it is read by, which says what time its client is charged
         #: with (None: all the time the loop was not stalled; see liveness_check)
         self.outlet: Outlet | None = None
+        #: whether its Heartbeats carry the newest sequence and the epoch of each of its
+        #: namespaces; an edge that sends its own (one per stream) turns it off: the two
+        #: maps cost an entry per namespace per heartbeat (1,000 for an all-namespaces
+        #: subscription over 1,000 namespaces)
+        self.heartbeat_maps = True
         self._consumed_mark = 0.0  # outlet.written() when it last consumed
         self._acked_mark = 0.0  # outlet.owed() when it last answered a heartbeat
         self.delivered = 0
@@ -510,7 +516,7 @@ class Subscription:
             if self._ack_due:  # answered before it was given: it counts now
                 self.acked, self._ack_due = self._ack_due, 0
                 self._answered(now)
-            order = self._order
+            order = self._order if self.heartbeat_maps else ()
             out.append(
                 Heartbeat(
                     self.heartbeat_seen,

@@ -177,6 +177,7 @@ class ContainerdEvents:
             # liveness counts only the writes the client did not take, not the stream's
             # wait for its turn of a busy loop
             sub.outlet = self._hub.outlet()
+            sub.heartbeat_maps = False  # containerd's API has no heartbeat
             caller = CALLER.get()
             if caller is not None:  # sees only the namespaces it may subscribe to
                 sub.admit, _ = caller.before_subscribe(self._hub, None)

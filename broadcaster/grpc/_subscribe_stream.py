@@ -319,6 +319,7 @@ class SubscribeStream:
                 epoch=_epochs(add), liveness="ack",
             )
             sub.outlet = self._outlet
+            sub.heartbeat_maps = False  # the stream's Heartbeat carries them, once
             caller = self._caller
             if caller is None:
                 await self._hub.prepare(sub)

@@ -39,6 +39,21 @@ async def test_heartbeat_carries_the_latest_sequences(
 
 
 @pytest.mark.trio
+async def test_an_edge_that_sends_its_own_maps_gets_heartbeats_without_them(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    """A gRPC stream sends one Heartbeat with the maps of all its subscriptions: it turns
+    ``heartbeat_maps`` off, and its subscriptions' Heartbeats skip the per-namespace maps
+    (two entries per namespace per heartbeat) but keep the id and the hub's epoch."""
+    async with Broadcaster(CONFIG) as hub, hub.subscribe(["a", "b"]) as sub:
+        sub.heartbeat_maps = False
+        await hub.publish("a", "/x")
+        sub.receive_batch_nowait()
+        assert await sub.receive() == Heartbeat(1, {}, hub.epoch, {})
+        assert sub.latest_sequences() == {"a": 1, "b": 0}  # what the edge asks instead
+
+
+@pytest.mark.trio
 async def test_a_waiting_subscriber_is_alive(autojump_clock: trio.testing.MockClock) -> None:
     async with Broadcaster(CONFIG) as hub, hub.subscribe("a") as sub:
         for expected in range(1, 11):

@@ -54,9 +54,16 @@ async def test_concurrent_unary_calls_on_one_connection_are_never_refused(
 
 async def test_with_grpc_overload_protection_the_same_client_is_refused(
         make_server: Any) -> None:
-    """Why the setting is off: with it on, gRPC refuses streams of this honest client."""
+    """Why the setting is off: with it on, gRPC refuses streams of this honest client.
+    The refusal is a race (a stream finishing on the client while the server's loop has
+    not released it yet): a round of 600 calls shows it most of the time, so up to 5
+    rounds are run until one does."""
     server = await make_server(max_concurrent_streams=STREAMS, stream_overload_protection=True)
-    results = await _publish_concurrently(server.addresses[0])
+    results: collections.Counter[str] = collections.Counter()
+    for _ in range(5):
+        results += await _publish_concurrently(server.addresses[0])
+        if set(results) - {"OK"}:
+            break
     refused = {k: v for k, v in results.items() if k != "OK"}
     assert refused, results
     assert all(k.startswith("UNAVAILABLE: Stream removed") for k in refused), refused
