@@ -140,6 +140,30 @@ async def test_a_client_that_stops_reading_cannot_hold_publishers_hostage(
         healthy.cancel()
 
 
+class _HeldTurns:
+    """``Turns.take`` replaced so that no stream's turn comes until :attr:`gate` is set:
+    a saturated event loop, as far as the streams can tell. Counts the streams held."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from broadcaster.grpc._turns import Turns
+
+        self.gate = anyio.Event()
+        self.held = 0
+        self._monkeypatch = monkeypatch
+        self._take = Turns.take
+
+    def hold(self) -> None:
+        from broadcaster.grpc._turns import Turns
+
+        async def busy_take(turns: Turns) -> None:
+            if not self.gate.is_set():
+                self.held += 1
+                await self.gate.wait()
+            await self._take(turns)
+
+        self._monkeypatch.setattr(Turns, "take", busy_take)
+
+
 async def test_a_stream_the_server_is_too_busy_to_serve_is_not_evicted(
     make_server: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -149,19 +173,8 @@ async def test_a_stream_the_server_is_too_busy_to_serve_is_not_evicted(
     heartbeat. The loop itself never stalls, so only the stream knows the time was the
     server's: the subscription used to be evicted (``not_consuming`` with events waiting,
     or ``heartbeat_timeout``); now it is kept and gets every event once its turn comes."""
-    from broadcaster.grpc._turns import Turns
-
     server = await make_server(hub=FAST)  # evicted after 0.15 s of the client's time
-    gate = anyio.Event()
-    held = 0
-    take = Turns.take
-
-    async def busy_take(self: Turns) -> None:
-        nonlocal held
-        if not gate.is_set():
-            held += 1
-            await gate.wait()
-        await take(self)
+    turns = _HeldTurns(monkeypatch)
 
     async with (
         grpc.aio.insecure_channel(server.addresses[0]) as channel,
@@ -173,15 +186,15 @@ async def test_a_stream_the_server_is_too_busy_to_serve_is_not_evicted(
         first = (await read_kind(call, "heartbeat")).heartbeat_id
         await call.write(ack(first))
         await wait_acked(server.hub, first, 1)
-        monkeypatch.setattr(Turns, "take", busy_take)  # the stream's turn does not come
+        turns.hold()  # the stream's turn does not come
         for _ in range(5):
             await publish(publisher, "ns", "/x")
-        await wait_until(lambda: held == 1)
+        await wait_until(lambda: turns.held == 1)
         # 20 heartbeats (1 s) go by: 6x the limit
         await wait_until(lambda: server.hub.heartbeat_id >= first + 20)
         assert server.hub.subscription_count == 1
         assert server.hub.statistics().namespaces["ns"].evicted == {}
-        gate.set()
+        turns.gate.set()
         received: list[int] = []
         with anyio.fail_after(10):
             while len(received) < 5:
@@ -203,19 +216,9 @@ async def test_a_containerd_stream_the_server_is_too_busy_to_serve_is_not_evicte
     """The same on the containerd API (no acks: ``liveness="consume"``): the stream's
     wait for its turn is the server's time, not the client's."""
     from broadcaster.containerd.services.events.v1 import events_pb2, events_pb2_grpc
-    from broadcaster.grpc._turns import Turns
 
     server = await make_server(hub=FAST)
-    gate = anyio.Event()
-    held = 0
-    take = Turns.take
-
-    async def busy_take(self: Turns) -> None:
-        nonlocal held
-        if not gate.is_set():
-            held += 1
-            await gate.wait()
-        await take(self)
+    turns = _HeldTurns(monkeypatch)
 
     async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
         call = events_pb2_grpc.EventsStub(channel).Subscribe(events_pb2.SubscribeRequest())
@@ -223,14 +226,14 @@ async def test_a_containerd_stream_the_server_is_too_busy_to_serve_is_not_evicte
         await server.hub.publish("ns", "/x")
         with anyio.fail_after(10):
             assert (await call.read()).topic == "/x"
-        monkeypatch.setattr(Turns, "take", busy_take)  # the stream's turn does not come
+        turns.hold()  # the stream's turn does not come
         for _ in range(3):
             await server.hub.publish("ns", "/y")
-        await wait_until(lambda: held == 1)
+        await wait_until(lambda: turns.held == 1)
         start = server.hub.heartbeat_id
         await wait_until(lambda: server.hub.heartbeat_id >= start + 20)  # 6x the limit
         assert server.hub.subscription_count == 1
-        gate.set()
+        turns.gate.set()
         with anyio.fail_after(10):
             topics = [(await call.read()).topic for _ in range(3)]
         assert topics == ["/y"] * 3
