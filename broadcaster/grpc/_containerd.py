@@ -58,6 +58,7 @@ from ._caller import CALLER, publishing
 from ._envelope import EnvelopeEncoder
 from ._errors import SHUTTING_DOWN, Rename, RpcError, abort, answering, map_core_errors
 from ._ratelog import RateLimitedLog
+from ._registration import add_service
 from ._turns import Turns
 
 __all__ = [
@@ -340,7 +341,7 @@ def add_containerd_services(
     if events is None:
         events = ContainerdEvents(hub, policy=policy, max_batch=max_batch)
     intro = ContainerdIntrospection(hub)
-    _add(server, EVENTS_SERVICE, {
+    add_service(server, EVENTS_SERVICE, {
         "Publish": grpc.unary_unary_rpc_method_handler(
             events.Publish,
             request_deserializer=events_pb2.PublishRequest.FromString,
@@ -358,7 +359,7 @@ def add_containerd_services(
             response_serializer=_identity,
         ),
     })
-    _add(server, INTROSPECTION_SERVICE, {
+    add_service(server, INTROSPECTION_SERVICE, {
         "Server": grpc.unary_unary_rpc_method_handler(
             intro.Server,
             request_deserializer=empty_pb2.Empty.FromString,
@@ -366,11 +367,3 @@ def add_containerd_services(
         ),
     })
     return [EVENTS_SERVICE, INTROSPECTION_SERVICE]
-
-
-def _add(
-    server: grpc.aio.Server, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-) -> None:
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)
-

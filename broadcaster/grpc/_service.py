@@ -23,6 +23,7 @@ from ..v1 import broadcaster_pb2 as pb
 from ._caller import CALLER, publishing
 from ._encode import EventEncoder, single_epoch
 from ._errors import SHUTTING_DOWN, RpcError, answering, map_core_errors
+from ._registration import add_service
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
 from ._turns import Turns
@@ -122,14 +123,9 @@ class BroadcasterService:
         self._encoder.cache.enabled = False
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        """Serve the methods on *server*, each registered with gRPC core: a registered
-        method has a queue of incoming calls of its own, so that thousands of Subscribe
-        streams waiting for the event loop to take them do not hold up a Publish or a
-        Stats call (all of an unregistered service's calls share one queue)."""
-        handlers = self.method_handlers()
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-        server.add_registered_method_handlers(SERVICE_NAME, handlers)
+        """Serve the methods on *server*, each registered with gRPC core (see
+        :func:`add_service`)."""
+        add_service(server, SERVICE_NAME, self.method_handlers())
 
     def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The handler of each method, by name."""
