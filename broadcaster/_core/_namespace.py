@@ -51,6 +51,37 @@ def _no_fields(event: Event) -> FieldLookup | None:
     return None
 
 
+def park_waiter(sub: Waiter, waiting: set[Waiter], by_key: dict[Key, set[Waiter]]) -> None:
+    """Note that *sub* waits: in *waiting* if any event wakes it, else under each of its
+    keys in *by_key* (a namespace's parked subscriptions, or the notifier's
+    all-namespaces ones)."""
+    keys = sub.keys
+    if keys is None:
+        waiting.add(sub)
+        return
+    for key in keys:
+        waiters = by_key.get(key)
+        if waiters is None:
+            waiters = by_key[key] = set()
+        waiters.add(sub)
+
+
+def unpark_waiter(sub: Waiter, waiting: set[Waiter], by_key: dict[Key, set[Waiter]]
+                  ) -> None:
+    """Undo :func:`park_waiter` (nothing if *sub* is not parked there); a key left without
+    waiters is removed."""
+    keys = sub.keys
+    if keys is None:
+        waiting.discard(sub)
+        return
+    for key in keys:
+        waiters = by_key.get(key)
+        if waiters is not None:
+            waiters.discard(sub)
+            if not waiters:
+                del by_key[key]
+
+
 def check_burst(name: str, config: NamespaceConfig, count: int) -> None:
     """Whether a namespace not yet created could take *count* events at once (its token
     bucket starts full).
@@ -361,25 +392,10 @@ class NamespaceState:
 
     def park(self, sub: Waiter) -> None:
         """Note that *sub* waits for this namespace's events."""
-        keys = sub.keys
-        if keys is None:
-            self.waiting.add(sub)
-            return
-        for key in keys:
-            waiters = self.waiting_keys.get(key)
-            if waiters is None:
-                waiters = self.waiting_keys[key] = set()
-            waiters.add(sub)
+        park_waiter(sub, self.waiting, self.waiting_keys)
 
     def unpark(self, sub: Waiter) -> None:
-        self.waiting.discard(sub)
-        if sub.keys is not None:
-            for key in sub.keys:
-                waiters = self.waiting_keys.get(key)
-                if waiters is not None:
-                    waiters.discard(sub)
-                    if not waiters:
-                        del self.waiting_keys[key]
+        unpark_waiter(sub, self.waiting, self.waiting_keys)
 
     @property
     def unnoted(self) -> bool:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import anyio
 
 from ._filters import Key
-from ._namespace import NamespaceState, Waiter
+from ._namespace import NamespaceState, Waiter, park_waiter, unpark_waiter
 
 __all__ = ["NOTE_SLICE", "Notifier", "wake_in_slices"]
 
@@ -73,29 +73,10 @@ class Notifier:
         (even a namespace created after it parked), or, if it is keyed, only an event
         with one of its keys. It waits here only, not in each namespace: parking costs
         the same whatever the number of namespaces."""
-        keys = sub.keys
-        if keys is None:
-            self.wildcard_waiting.add(sub)
-            return
-        index = self.wildcard_keys
-        for key in keys:
-            waiters = index.get(key)
-            if waiters is None:
-                waiters = index[key] = set()
-            waiters.add(sub)
+        park_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
 
     def unpark(self, sub: Waiter) -> None:
-        keys = sub.keys
-        if keys is None:
-            self.wildcard_waiting.discard(sub)
-            return
-        index = self.wildcard_keys
-        for key in keys:
-            waiters = index.get(key)
-            if waiters is not None:
-                waiters.discard(sub)
-                if not waiters:
-                    del index[key]
+        unpark_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
 
     def forget(self, sub: Waiter) -> None:
         """*sub* is gone."""
