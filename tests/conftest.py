@@ -35,19 +35,17 @@ async def shared_event_loop() -> AsyncIterator[None]:
 def session_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsNode]:
     """One JetStream node for the whole session (per xdist worker), for the suites that
     run on every log backend: each hub or server uses streams of its own on it."""
-    node = NatsNode("session", tmp_path_factory.mktemp("nats"))
-    node.start()
-    try:
-        node.wait_ready()
-        yield node
-    finally:
-        node.stop()
+    yield from _running(NatsNode("session", tmp_path_factory.mktemp("nats")))
 
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsNode]:
     """One JetStream node on free loopback ports, stopped by PID at teardown."""
-    node = NatsNode("n1", tmp_path / "nats")
+    yield from _running(NatsNode("n1", tmp_path / "nats"))
+
+
+def _running(node: NatsNode) -> Iterator[NatsNode]:
+    """*node* started and ready for the fixture's user, stopped by PID afterwards."""
     node.start()
     try:
         node.wait_ready()

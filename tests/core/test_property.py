@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from broadcaster import DropNotice, Event, Policy
 
-from ._util import Broadcaster
+from ._util import Broadcaster, drain
 
 NAMESPACES = ("a", "b")
 SUBSCRIPTIONS = [
@@ -126,11 +126,7 @@ def test_a_topic_indexed_filter_sees_what_a_scanning_one_sees(
                     except anyio.WouldBlock:
                         pass
             for sub, out in zip(subs, got, strict=True):
-                while True:
-                    try:
-                        out.extend(sub.receive_batch_nowait(1000))
-                    except anyio.WouldBlock:
-                        break
+                out.extend(drain(sub))
                 await sub.__aexit__(None, None, None)
 
         indexed, scanned = ([(i.sequence, i.topic) for i in out if isinstance(i, Event)]
@@ -216,11 +212,7 @@ def test_a_field_indexed_filter_sees_what_a_scanning_one_sees(
                     except anyio.WouldBlock:
                         pass
             for sub, out in zip(subs, got, strict=True):
-                while True:
-                    try:
-                        out.extend(sub.receive_batch_nowait(1000))
-                    except anyio.WouldBlock:
-                        break
+                out.extend(drain(sub))
                 await sub.__aexit__(None, None, None)
 
         for p, (_, _, matching) in enumerate(FIELD_PAIRS):
