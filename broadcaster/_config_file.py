@@ -186,6 +186,8 @@ _SERVER: dict[str, Check] = {
     "batch_max_bytes": _int(1),
     "batch_linger": _number(0),
     "stream_turns_per_tick": _int(1),
+    "stream_write_window": _int(0),
+    "max_heartbeats_per_second": _int(0),
     "keepalive_time": _seconds,
     "keepalive_timeout": _seconds,
     "keepalive_permit_without_calls": _bool,

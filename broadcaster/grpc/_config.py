@@ -71,6 +71,16 @@ class ServerConfig:
     :ivar stream_turns_per_tick: Subscribe streams (both APIs) that may read or write in
         one turn of the event loop; the others wait for the next turns, so that Health
         and other clients' RPCs advance during a fan-out to thousands of streams
+    :ivar stream_write_window: writes of Subscribe streams (both APIs) in flight in gRPC
+        core at once, shared round-robin between client connections; a write in flight
+        for over 50 ms stops counting (0: unbounded). It keeps the queue that every
+        other RPC's completion waits behind short during a fan-out to thousands of
+        streams
+    :ivar max_heartbeats_per_second: Heartbeat messages of all broadcaster.v1 Subscribe
+        streams together, about: with more than this times ``heartbeat_interval``
+        streams, each sends only every k-th heartbeat (its own turn; k at most 30 s /
+        ``heartbeat_interval``); a heartbeat not sent is never owed by the client (0:
+        every stream sends every heartbeat)
     :ivar containerd_policy: overflow policy of containerd ``Subscribe`` streams
         (``disconnect``, ``drop_oldest`` or ``drop_newest``); None: ``disconnect`` at
         4096 events (or the smallest namespace ``max_policy_events`` if lower)
@@ -110,6 +120,8 @@ class ServerConfig:
     batch_max_bytes: int = 1 * _MiB
     batch_linger: float = 0.002
     stream_turns_per_tick: int = 16
+    stream_write_window: int = 128
+    max_heartbeats_per_second: int = 1000
     containerd_policy: Policy | None = None
     keepalive_time: float = 30.0
     keepalive_timeout: float = 10.0
@@ -140,6 +152,8 @@ class ServerConfig:
             if getattr(self, name) is not None:
                 _check_int(getattr(self, name), name, 1)
         _check_int(self.reserved_fds, "reserved_fds", 0)
+        _check_int(self.stream_write_window, "stream_write_window", 0)
+        _check_int(self.max_heartbeats_per_second, "max_heartbeats_per_second", 0)
         _check_int(self.max_ping_strikes, "max_ping_strikes", 0)
         for name in ("keepalive_time", "keepalive_timeout", "min_ping_interval",
                      "grace_period", "max_connection_idle", "handshake_timeout",

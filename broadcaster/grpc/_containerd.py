@@ -60,6 +60,7 @@ from ._errors import SHUTTING_DOWN, Rename, RpcError, abort, answering, map_core
 from ._ratelog import RateLimitedLog
 from ._registration import add_service
 from ._turns import Turns
+from ._write_window import WriteWindow
 
 __all__ = [
     "EVENTS_SERVICE",
@@ -110,6 +111,8 @@ class ContainerdEvents:
         namespace and interval; 10 s by default)
     :param turns: turns of the event loop shared by the server's Subscribe streams: each
         write takes one
+    :param window: writes in flight shared by the server's Subscribe streams: each write
+        waits for room in it (None: unbounded)
     :param on_reject: called with the reason of every call refused (the server counts
         them in ``broadcaster_grpc_rejected_total``)
     """
@@ -122,11 +125,13 @@ class ContainerdEvents:
         max_batch: int = 256,
         drop_log: RateLimitedLog | None = None,
         turns: Turns | None = None,
+        window: WriteWindow | None = None,
         on_reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._hub = hub
         self._on_reject = on_reject
         self._turns = turns
+        self._window = window
         self._policy = policy or default_policy(hub.config)
         self._max_batch = max_batch
         # each event's envelope built once and kept while it lives, counted with the
@@ -198,6 +203,7 @@ class ContainerdEvents:
     async def _pump(self, sub: Subscription, context: Context) -> None:
         write, encode, receive = context.write, self._envelopes.envelope, sub.receive_batch
         max_batch, turns, outlet = self._max_batch, self._turns, sub.outlet
+        window, peer = self._window, context.peer()
         while True:
             items = await receive(max_batch)  # Ended comes before EndOfStream
             for item in items:
@@ -206,9 +212,14 @@ class ContainerdEvents:
                     if data is not None:
                         if turns is not None:
                             await turns.take()
+                        ticket = 0 if window is None else await window.begin(peer)
                         if outlet is not None:
                             outlet.write_started()
-                        await write(data)
+                        try:
+                            await write(data)
+                        finally:
+                            if window is not None:
+                                window.end(ticket)
                         if outlet is not None:
                             outlet.write_done()
                 elif isinstance(item, DropNotice):

@@ -31,6 +31,7 @@ from ._encode import (
     pack_run,
     single_epoch,
 )
+from ._heartbeat_share import HeartbeatShare
 
 __all__ = ["Drain", "Recipient"]
 
@@ -67,13 +68,19 @@ class Drain:
     :param encoder: serializes events (one per server: it caches each event's bytes)
     :param max_events: deliveries in one EventBatch message
     :param max_bytes: body size after which an EventBatch message is closed
+    :param heartbeats: the server's heartbeat budget: a heartbeat goes out only if it is
+        due for :attr:`heartbeat_slot` (None: every one)
     """
 
-    __slots__ = ("_encoder", "_last_heartbeat", "_max_bytes", "_max_events", "_queue",
-                 "queued_items")
+    __slots__ = ("_encoder", "_heartbeats", "_last_heartbeat", "_max_bytes", "_max_events",
+                 "_queue", "heartbeat_slot", "queued_items")
 
-    def __init__(self, encoder: EventEncoder, max_events: int, max_bytes: int) -> None:
+    def __init__(self, encoder: EventEncoder, max_events: int, max_bytes: int,
+                 heartbeats: HeartbeatShare | None = None) -> None:
         self._encoder = encoder
+        self._heartbeats = heartbeats
+        #: this stream's slot in *heartbeats*
+        self.heartbeat_slot = 0
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._queue: deque[_Chunk] = deque()
@@ -120,6 +127,7 @@ class Drain:
         """
         queue, encoder = self._queue, self._encoder
         max_events, max_bytes = self._max_events, self._max_bytes
+        share = self._heartbeats
         if len(queue) == 1:  # the common case: one subscription gave only events
             recipient, payload = queue[0]
             if recipient is not None and not recipient.closed and payload and all(
@@ -205,7 +213,8 @@ class Drain:
                     add_run(recipient, items[start:i])  # type: ignore[arg-type]
                 start = i + 1
                 if type(item) is Heartbeat:
-                    if item.heartbeat_id > self._last_heartbeat:
+                    if item.heartbeat_id > self._last_heartbeat and (
+                            share is None or share.due(self.heartbeat_slot, item.heartbeat_id)):
                         self._last_heartbeat = item.heartbeat_id
                         if heartbeat is not None:  # an older one waits: it goes first
                             flush()

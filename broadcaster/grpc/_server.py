@@ -33,6 +33,7 @@ from ._config import ServerConfig, check_address
 from ._containerd import ContainerdEvents, add_containerd_services
 from ._fdlimit import fit_connections, open_files_limit
 from ._health import Health
+from ._heartbeat_share import HeartbeatShare
 from ._interceptor import ServerInterceptor
 from ._metrics_http import LoopCollector, MetricsHTTPServer, NamespaceFilter, ScrapeFilter
 from ._peers import PeerLimiter
@@ -42,6 +43,7 @@ from ._service import SERVICE_NAME, BroadcasterService
 from ._sockets import add_unix_port
 from ._telemetry import Telemetry
 from ._turns import Turns
+from ._write_window import WriteWindow
 
 __all__ = ["Server", "ServerConfig", "check_address"]
 
@@ -92,15 +94,21 @@ class Server:
         self.metrics_address: str | None = None
         self.service_names: list[str] = []
         turns = Turns(self.config.stream_turns_per_tick)
+        #: writes in flight in gRPC core, shared by every Subscribe stream (both APIs)
+        self.write_window = None if not self.config.stream_write_window \
+            else WriteWindow(self.config.stream_write_window)
         self._service = BroadcasterService(
             self.hub, self.config.stream_limits(), self.telemetry,
-            publish_batch_max_events=self.config.publish_batch_max_events, turns=turns)
+            publish_batch_max_events=self.config.publish_batch_max_events, turns=turns,
+            window=self.write_window,
+            heartbeats=None if not self.config.max_heartbeats_per_second else HeartbeatShare(
+                self.config.max_heartbeats_per_second, hub_config.heartbeat_interval))
         self._health = Health()
         self._error_log = RateLimitedLog(access_logger, self.config.rpc_error_log_interval)
         self._containerd = ContainerdEvents(
             self.hub, policy=self.config.containerd_subscribe_policy(),
             drop_log=RateLimitedLog(containerd_logger, self.config.rpc_error_log_interval),
-            turns=turns, on_reject=self.telemetry.reject)
+            turns=turns, window=self.write_window, on_reject=self.telemetry.reject)
         #: the connection quota per TCP address in force (``max_connections`` fitted
         #: under the open-file limit), known once started
         self.max_connections: int | None = None

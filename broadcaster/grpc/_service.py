@@ -23,10 +23,12 @@ from ..v1 import broadcaster_pb2 as pb
 from ._caller import CALLER, publishing
 from ._encode import EventEncoder, single_epoch
 from ._errors import SHUTTING_DOWN, RpcError, answering, map_core_errors
+from ._heartbeat_share import HeartbeatShare
 from ._registration import add_service
 from ._subscribe_stream import StreamLimits, SubscribeStream
 from ._telemetry import Telemetry
 from ._turns import Turns
+from ._write_window import WriteWindow
 
 __all__ = ["SERVICE_NAME", "BroadcasterService"]
 
@@ -105,12 +107,18 @@ class BroadcasterService:
     :param telemetry: server figures (streams, rejections, uptime)
     :param publish_batch_max_events: events in one PublishStream batch
     :param turns: turns of the event loop shared by the Subscribe streams
+    :param window: writes in flight shared by the Subscribe streams (None: unbounded)
+    :param heartbeats: the Subscribe streams' heartbeat budget (None: unbounded)
     """
 
     def __init__(self, hub: Broadcaster, limits: StreamLimits, telemetry: Telemetry, *,
-                 publish_batch_max_events: int = 10_000, turns: Turns | None = None) -> None:
+                 publish_batch_max_events: int = 10_000, turns: Turns | None = None,
+                 window: WriteWindow | None = None,
+                 heartbeats: HeartbeatShare | None = None) -> None:
         self._hub = hub
+        self._heartbeats = heartbeats
         self._turns = turns
+        self._window = window
         self._limits = limits
         self._telemetry = telemetry
         self._max_batch_events = publish_batch_max_events
@@ -325,9 +333,11 @@ class BroadcasterService:
         if self._stopping:
             async with answering(context, self._telemetry.reject):
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        window = None if self._window is None else (self._window, context.peer())
         stream = SubscribeStream(self._hub, self._limits, context.write,
                                  self._telemetry.reject, self._encoder, self._turns,
-                                 caller=CALLER.get())
+                                 caller=CALLER.get(), window=window,
+                                 heartbeats=self._heartbeats)
         self._streams.add(stream)
         self._encoder.cache.enabled = len(self._streams) > 1  # others to share with
         try:

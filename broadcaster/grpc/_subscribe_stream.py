@@ -50,7 +50,9 @@ from ._caller import Caller
 from ._drain import Drain, Recipient
 from ._encode import EventEncoder, encode_add_result, encode_removed, single_epoch
 from ._errors import RpcError, map_core_errors
+from ._heartbeat_share import HeartbeatShare
 from ._turns import Turns
+from ._write_window import WriteWindow
 
 __all__ = ["StreamLimits", "SubscribeStream"]
 
@@ -162,13 +164,15 @@ class SubscribeStream:
     :param turns: shared by every stream of the server (None: none taken)
     :param caller: who opened the stream: its permissions and limits apply to every Add
         (None: nothing checked)
+    :param window: the server's write window and this stream's connection (its peer
+        address): every write waits for room in it (None: none waited for)
+    :param heartbeats: the server's heartbeat budget (None: every heartbeat is sent)
     """
 
-    __slots__ = ("__weakref__", "_aborted", "_caller", "_drain", "_encoder", "_high_water",
-                 "_hub",
-                 "_input_done", "_limits", "_on_reject", "_outlet", "_ready", "_signal",
-                 "_stopping",
-                 "_subs", "_tg", "_tight", "_turns", "_write")
+    __slots__ = ("__weakref__", "_aborted", "_caller", "_drain", "_encoder", "_heartbeats",
+                 "_high_water", "_hub", "_input_done", "_limits", "_on_reject", "_outlet",
+                 "_ready", "_signal", "_stopping", "_subs", "_tg", "_tight", "_turns",
+                 "_window", "_write")
 
     def __init__(
         self,
@@ -180,10 +184,13 @@ class SubscribeStream:
         turns: Turns | None = None,
         *,
         caller: Caller | None = None,
+        window: tuple[WriteWindow, str] | None = None,
+        heartbeats: HeartbeatShare | None = None,
     ) -> None:
         self._hub = hub
         self._caller = caller
         self._turns = turns
+        self._window = window
         self._encoder = encoder or EventEncoder()
         self._limits = limits
         self._write = write
@@ -192,7 +199,9 @@ class SubscribeStream:
         self._tight = 0  # live subscriptions with a tight policy bound
         self._ready: dict[_Entry, None] = {}  # woken by the hub, in that order
         self._signal = _Signal()
-        self._drain = Drain(self._encoder, limits.batch_max_events, limits.batch_max_bytes)
+        self._heartbeats = heartbeats
+        self._drain = Drain(self._encoder, limits.batch_max_events, limits.batch_max_bytes,
+                            heartbeats)
         self._high_water = 2 * limits.batch_max_events
         self._input_done = False
         self._aborted = False  # the requests failed: end after the write in flight
@@ -217,6 +226,8 @@ class SubscribeStream:
             call (send a status) while a message is still being sent
         """
         failed: Exception | None = None
+        if self._heartbeats is not None:
+            self._drain.heartbeat_slot = self._heartbeats.join()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -235,6 +246,8 @@ class SubscribeStream:
             if failed is not None:
                 raise failed
         finally:
+            if self._heartbeats is not None:
+                self._heartbeats.leave()
             await self._close_all()
 
     async def _close_all(self) -> None:
@@ -365,6 +378,7 @@ class SubscribeStream:
         goes on into the same messages.
         """
         ready, drain, turns, outlet = self._ready, self._drain, self._turns, self._outlet
+        window = self._window
         linger, clock = self._limits.batch_linger, _clock()
         last_write = -math.inf
         try:
@@ -394,8 +408,16 @@ class SubscribeStream:
                     if i and turns is not None:
                         await turns.take()
                     # the client is charged with the write, not with what came before
-                    outlet.write_started()
-                    await self._write(message)
+                    if window is None:
+                        outlet.write_started()
+                        await self._write(message)
+                    else:
+                        ticket = await window[0].begin(window[1])
+                        outlet.write_started()
+                        try:
+                            await self._write(message)
+                        finally:
+                            window[0].end(ticket)
                     outlet.write_done(drain.last_heartbeat if i == last else 0)
                 if linger:
                     last_write = clock()
