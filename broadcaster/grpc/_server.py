@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from types import TracebackType
 
@@ -23,6 +23,7 @@ import anyio.to_thread
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
 from .. import Broadcaster, LogFactory, MemoryLog
@@ -97,12 +98,14 @@ class Server:
         #: writes in flight in gRPC core, shared by every Subscribe stream (both APIs)
         self.write_window = None if not self.config.stream_write_window \
             else WriteWindow(self.config.stream_write_window)
+        #: the heartbeat budget of the broadcaster.v1 Subscribe streams
+        self.heartbeat_share = None if not self.config.max_heartbeats_per_second \
+            else HeartbeatShare(self.config.max_heartbeats_per_second,
+                                hub_config.heartbeat_interval)
         self._service = BroadcasterService(
             self.hub, self.config.stream_limits(), self.telemetry,
             publish_batch_max_events=self.config.publish_batch_max_events, turns=turns,
-            window=self.write_window,
-            heartbeats=None if not self.config.max_heartbeats_per_second else HeartbeatShare(
-                self.config.max_heartbeats_per_second, hub_config.heartbeat_interval))
+            window=self.write_window, heartbeats=self.heartbeat_share)
         self._health = Health()
         self._error_log = RateLimitedLog(access_logger, self.config.rpc_error_log_interval)
         self._containerd = ContainerdEvents(
@@ -271,10 +274,27 @@ class Server:
         self.service_names = names
         return server
 
+    def _stream_metrics(self) -> Iterator[Metric]:
+        """The write window's and the heartbeat budget's figures."""
+        window, share = self.write_window, self.heartbeat_share
+        yield GaugeMetricFamily(
+            "broadcaster_grpc_stream_writes_in_flight",
+            "Subscribe stream writes in flight counted by the write window.",
+            value=0 if window is None else window.in_flight)
+        yield GaugeMetricFamily(
+            "broadcaster_grpc_stream_writes_waiting",
+            "Subscribe stream writes waiting for room in the write window.",
+            value=0 if window is None else window.waiting)
+        yield GaugeMetricFamily(
+            "broadcaster_heartbeat_stride",
+            "Subscribe streams send every stride-th heartbeat (the heartbeat budget).",
+            value=1 if share is None else share.stride)
+
     def _start_metrics(self) -> None:
         self._collector = LoopCollector(HubCollector(
             self.hub, lambda: itertools.chain(self.telemetry.metrics(),
-                                              self.security.metrics())))
+                                              self.security.metrics(),
+                                              self._stream_metrics())))
         self.registry.register(self._collector)
         if self.config.metrics_listen is not None:
             security = self.config.security

@@ -105,6 +105,9 @@ async def test_metrics_http_and_healthz(make_server: Any) -> None:
         assert ('broadcaster_grpc_requests_total{code="INVALID_ARGUMENT",'
                 'method="/broadcaster.v1.Broadcaster/Publish"} 1.0') in text
         assert 'broadcaster_grpc_rejected_total{reason="invalid_argument"} 2.0' in text
+        assert "broadcaster_heartbeat_stride 1.0" in text  # one stream: under the budget
+        assert "broadcaster_grpc_stream_writes_waiting 0.0" in text
+        assert "broadcaster_grpc_stream_writes_in_flight " in text
         assert await anyio.to_thread.run_sync(get, "/healthz") == (200, "ok\n")
         # Collecting on the loop's own thread works too.
         assert b"broadcaster_uptime_seconds" in generate_latest(registry)
