@@ -60,7 +60,7 @@ from ._errors import SHUTTING_DOWN, Rename, RpcError, abort, answering, map_core
 from ._ratelog import RateLimitedLog
 from ._registration import add_service
 from ._turns import Turns
-from ._write_window import WriteWindow
+from ._write_window import WriteWindow, write_in_window
 
 __all__ = [
     "EVENTS_SERVICE",
@@ -212,14 +212,7 @@ class ContainerdEvents:
                     if data is not None:
                         if turns is not None:
                             await turns.take()
-                        ticket = 0 if window is None else await window.begin(peer)
-                        if outlet is not None:
-                            outlet.write_started()
-                        try:
-                            await write(data)
-                        finally:
-                            if window is not None:
-                                window.end(ticket)
+                        await write_in_window(window, peer, write, data, outlet)
                         if outlet is not None:
                             outlet.write_done()
                 elif isinstance(item, DropNotice):

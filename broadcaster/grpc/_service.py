@@ -333,10 +333,10 @@ class BroadcasterService:
         if self._stopping:
             async with answering(context, self._telemetry.reject):
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-        window = None if self._window is None else (self._window, context.peer())
         stream = SubscribeStream(self._hub, self._limits, context.write,
                                  self._telemetry.reject, self._encoder, self._turns,
-                                 caller=CALLER.get(), window=window,
+                                 caller=CALLER.get(), window=self._window,
+                                 peer=context.peer(),
                                  heartbeats=self._heartbeats)
         self._streams.add(stream)
         self._encoder.cache.enabled = len(self._streams) > 1  # others to share with

@@ -52,7 +52,7 @@ from ._encode import EventEncoder, encode_add_result, encode_removed, single_epo
 from ._errors import RpcError, map_core_errors
 from ._heartbeat_share import HeartbeatShare
 from ._turns import Turns
-from ._write_window import WriteWindow
+from ._write_window import WriteWindow, write_in_window
 
 __all__ = ["StreamLimits", "SubscribeStream"]
 
@@ -164,15 +164,16 @@ class SubscribeStream:
     :param turns: shared by every stream of the server (None: none taken)
     :param caller: who opened the stream: its permissions and limits apply to every Add
         (None: nothing checked)
-    :param window: the server's write window and this stream's connection (its peer
-        address): every write waits for room in it (None: none waited for)
+    :param window: the server's write window: every write waits for room in it (None:
+        none waited for)
+    :param peer: the stream's connection (its peer address), for the window's turns
     :param heartbeats: the server's heartbeat budget (None: every heartbeat is sent)
     """
 
     __slots__ = ("__weakref__", "_aborted", "_caller", "_drain", "_encoder", "_heartbeats",
                  "_high_water", "_hub", "_input_done", "_limits", "_on_reject", "_outlet",
-                 "_ready", "_signal", "_stopping", "_subs", "_tg", "_tight", "_turns",
-                 "_window", "_write")
+                 "_peer", "_ready", "_signal", "_stopping", "_subs", "_tg", "_tight",
+                 "_turns", "_window", "_write")
 
     def __init__(
         self,
@@ -184,13 +185,15 @@ class SubscribeStream:
         turns: Turns | None = None,
         *,
         caller: Caller | None = None,
-        window: tuple[WriteWindow, str] | None = None,
+        window: WriteWindow | None = None,
+        peer: str = "",
         heartbeats: HeartbeatShare | None = None,
     ) -> None:
         self._hub = hub
         self._caller = caller
         self._turns = turns
         self._window = window
+        self._peer = peer
         self._encoder = encoder or EventEncoder()
         self._limits = limits
         self._write = write
@@ -378,7 +381,7 @@ class SubscribeStream:
         goes on into the same messages.
         """
         ready, drain, turns, outlet = self._ready, self._drain, self._turns, self._outlet
-        window = self._window
+        window, peer = self._window, self._peer
         linger, clock = self._limits.batch_linger, _clock()
         last_write = -math.inf
         try:
@@ -408,16 +411,7 @@ class SubscribeStream:
                     if i and turns is not None:
                         await turns.take()
                     # the client is charged with the write, not with what came before
-                    if window is None:
-                        outlet.write_started()
-                        await self._write(message)
-                    else:
-                        ticket = await window[0].begin(window[1])
-                        outlet.write_started()
-                        try:
-                            await self._write(message)
-                        finally:
-                            window[0].end(ticket)
+                    await write_in_window(window, peer, self._write, message, outlet)
                     outlet.write_done(drain.last_heartbeat if i == last else 0)
                 if linger:
                     last_write = clock()

@@ -23,8 +23,31 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 
-__all__ = ["WriteWindow"]
+from .. import Outlet
+
+__all__ = ["WriteWindow", "write_in_window"]
+
+
+async def write_in_window(window: WriteWindow | None, peer: str,
+                          write: Callable[[bytes], Awaitable[None]], data: bytes,
+                          outlet: Outlet | None) -> None:
+    """Write *data* once *window* has room for a write of connection *peer* (at once
+    without a window), releasing the room when the write is over; *outlet* is told when
+    the write begins (the client is charged from then on, not for the wait)."""
+    if window is None:
+        if outlet is not None:
+            outlet.write_started()
+        await write(data)
+        return
+    ticket = await window.begin(peer)
+    if outlet is not None:
+        outlet.write_started()
+    try:
+        await write(data)
+    finally:
+        window.end(ticket)
 
 
 class WriteWindow:
