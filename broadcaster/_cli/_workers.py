@@ -152,8 +152,11 @@ class Supervisor:
             for process in list(self._processes.values()):
                 await process.wait()
         for index, process in list(self._processes.items()):
-            logger.error("worker did not stop index=%d pid=%d: killed", index, process.pid)
-            process.kill()
+            # (one that stopped may still be listed: its task has not run since)
+            if process.returncode is None:
+                logger.error("worker did not stop index=%d pid=%d: killed", index,
+                             process.pid)
+                process.kill()
 
     def _signal_all(self, signum: signal.Signals) -> None:
         for process in list(self._processes.values()):

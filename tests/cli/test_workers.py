@@ -267,7 +267,7 @@ async def test_a_killed_worker_is_started_again_and_sigterm_stops_them_all(
         await channel.close()
     pids = list(workers.pids().values())
     workers.process.send_signal(signal.SIGTERM)
-    assert workers.process.wait(timeout=20) == 0
+    assert workers.process.wait(timeout=20) == 0, workers.text()[-3000:]
     _wait_gone(pids)
     assert re.findall(r"worker stopped index=\d status=0", workers.text())
 
