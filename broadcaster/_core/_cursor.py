@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._filters import Key, Matcher
 from ._log import EventLog
@@ -70,6 +70,11 @@ class Reader(Protocol):
 
     def wake(self) -> None:
         """Wake it if it waits for events (to read again)."""
+        ...
+
+    def touch(self, cursor: Cursor[Any]) -> None:
+        """*cursor* was given something to deliver other than by an append to its
+        namespace: its next read must look at it."""
         ...
 
     def end(self, reason: EndReason, message: str) -> None:
@@ -204,10 +209,12 @@ class Cursor(Generic[S]):
         self.replaying = self.next <= log.head
         self.accepted_end = self.next
         self.start_after = self.next - 1
+        self.sub.touch(self)
 
     def tell(self, notice: AvailabilityNotice) -> None:
         """Queue *notice* for the subscriber, before its next event."""
         self._notices().append(notice)
+        self.sub.touch(self)
 
     # -- settling live events -------------------------------------------------------
 

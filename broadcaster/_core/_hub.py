@@ -42,16 +42,12 @@ from ._policy import Policy
 from ._publish_check import check_batches
 from ._registry import NamespaceTable
 from ._stats import HubStatistics
-from ._subscription import Liveness, Subscription
+from ._subscription import WIDE, Liveness, Subscription
 from ._types import EndReason, Event
 from ._upkeep import Upkeep
 from ._validation import validate_namespace
 
 __all__ = ["WIDE", "Broadcaster", "PublishItem"]
-
-#: namespaces a subscription reads above which its registration waits for a turn of the
-#: event loop of its own (see :meth:`Broadcaster.prepare`)
-WIDE = 64
 
 logger = logging.getLogger("broadcaster.hub")
 

@@ -24,6 +24,7 @@ from ._filters import Key, Matcher
 from ._items import CheckedItem
 from ._log import EventLog
 from ._payload import FieldLookup
+from ._recent import Recent
 from ._scan import Clock, scan
 from ._stats import LATENCY_BUCKETS, LatencyStatistics, NamespaceStatistics
 from ._topics import TopicIndex
@@ -103,8 +104,10 @@ class NamespaceState:
     def __init__(self, name: str, config: NamespaceConfig, log: EventLog, now: float,
                  budget: Budget, epoch: str = "", durable: DurableLog | None = None,
                  payload_of: Callable[[Event], FieldLookup | None] | None = None,
-                 wild_keys: dict[Key, set[Waiter]] | None = None) -> None:
+                 wild_keys: dict[Key, set[Waiter]] | None = None, *,
+                 recent: Recent[NamespaceState]) -> None:
         self.name = name
+        self.recent = recent  # the hub's namespaces in the order of their last append
         self.config = config
         self.log = log
         self.budget = budget
@@ -249,6 +252,7 @@ class NamespaceState:
         log.trim(now)
         self.budget.retained_bytes += log.retained_bytes - before
         self.changed = True
+        self.recent.note(self)
         if self.topics.watchers:
             self.topics.note(appended, log.first)
         self.published += len(appended)
@@ -306,6 +310,7 @@ class NamespaceState:
         """Count *events*, which entered the durable log's history (published here or,
         on a shared log, by another node), and note their keys."""
         self.changed = True
+        self.recent.note(self)
         if self.topics.watchers:
             self.topics.note(events, self.log.first)
         self.published += len(events)

@@ -27,6 +27,7 @@ from ._filters import Key
 from ._log import EventLog, LogFactory
 from ._namespace import NamespaceState, Waiter
 from ._payload import FieldLookup
+from ._recent import Recent
 from ._types import Event
 
 __all__ = ["NamespaceTable"]
@@ -37,6 +38,8 @@ class NamespaceTable:
 
     :ivar live: the namespaces, by name
     :ivar removed: how many namespaces were removed as idle
+    :ivar recent: the live namespaces in the order of their last append (what reads of
+        subscriptions over many namespaces look at; see :mod:`._recent`)
     """
 
     def __init__(self, config: HubConfig, log_factory: LogFactory, budget: Budget,
@@ -48,6 +51,7 @@ class NamespaceTable:
         self._log_factory = log_factory
         self._budget = budget
         self.live: dict[str, NamespaceState] = {}
+        self.recent: Recent[NamespaceState] = Recent()
         self._heads: OrderedDict[str, int] = OrderedDict()
         self._floor = 0  # above the head of every namespace forgotten
         self.removed = 0
@@ -80,7 +84,8 @@ class NamespaceTable:
             head = self._heads.pop(name, self._floor)
             log = self._log_factory(name, config.retention, head)
         ns = self.live[name] = NamespaceState(name, config, log, now, self._budget, epoch,
-                                              durable, self._payload_of, self._wild_keys)
+                                              durable, self._payload_of, self._wild_keys,
+                                              recent=self.recent)
         return ns
 
     def idle(self, ns: NamespaceState, now: float) -> bool:
@@ -95,6 +100,7 @@ class NamespaceTable:
     def remove(self, ns: NamespaceState) -> None:
         """Remove *ns* (idle, without cursors) and remember its head."""
         del self.live[ns.name]
+        self.recent.forget(ns)
         self._budget.forget(ns)
         self.removed += 1
         head = ns.log.head

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 
@@ -23,7 +23,13 @@ from ._policy import Policy
 from ._stats import SubscriptionStatistics
 from ._types import Ended, EndReason, Heartbeat, Item
 
-__all__ = ["Host", "Liveness", "Subscription"]
+__all__ = ["WIDE", "Host", "Liveness", "Subscription"]
+
+#: Namespaces a subscription reads above which it is *wide*: its registration waits for
+#: a turn of the event loop of its own (see :meth:`Broadcaster.prepare`), and its reads
+#: go through the hub's list of namespaces appended to (:mod:`._recent`) instead of
+#: looking at each of its cursors.
+WIDE = 64
 
 
 class _Wakeable(Protocol):
@@ -84,9 +90,10 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_ack_due", "_acked_mark", "_after", "_closed", "_consumed_mark",
-        "_dropped_before", "_end_sent", "_ended", "_epoch", "_hub", "_next", "_order",
-        "_overflow", "_pending", "_registered", "_rr", "_since", "_since_default", "_wake",
+        "__weakref__", "_ack_due", "_acked_mark", "_after", "_carry", "_closed",
+        "_consumed_mark", "_dropped_before", "_end_sent", "_ended", "_epoch", "_hub", "_next",
+        "_order", "_overflow", "_pending", "_registered", "_rr", "_seen", "_since",
+        "_since_default", "_wake",
         "acked", "acked_at", "admit", "consumed_at", "cursors", "delivered",
         "heartbeat_maps", "heartbeat_seen", "keys", "liveness", "matcher", "namespaces",
         "outlet", "policy",
@@ -122,6 +129,11 @@ class Subscription:
         self._order: list[Cursor[NamespaceState]] = []
         self._overflow: OverflowPolicy | None = None  # the last one derived, for sharing
         self._rr = 0
+        # wide reads (see _take_wide): the cursors the last read left with something to
+        # give (an ordered set), and the hub's append generation it had seen (-1: look at
+        # every cursor at the next read)
+        self._carry: dict[Cursor[NamespaceState], None] = {}
+        self._seen = -1
         self._wake: _Wakeable | None = None  # the waiting task's event, or a ReadyQueue's
         self._registered = False
         self._closed = False
@@ -186,6 +198,8 @@ class Subscription:
         cursor.start(since, epoch)
         self.cursors[ns.name] = cursor
         self._order.append(cursor)
+        if self._seen >= 0:  # (before a wide read, the next read looks at every cursor)
+            self._carry[cursor] = None  # replay, notices: looked at by the next read
         ns.add(cursor)
         return cursor
 
@@ -227,6 +241,7 @@ class Subscription:
         cursor = self.cursors.pop(ns.name, None)
         if cursor is not None:
             self._order.remove(cursor)
+            self._carry.pop(cursor, None)
             self._dropped_before += cursor.dropped
             ns.remove(cursor)
             ns.unpark(self)
@@ -244,6 +259,12 @@ class Subscription:
 
     def random(self) -> float:
         return self._hub.random()
+
+    def touch(self, cursor: Cursor[Any]) -> None:
+        """*cursor* was given something to deliver other than by an append (a notice, a
+        new incarnation): the next read looks at it."""
+        if self._seen >= 0:  # (else the next read looks at every cursor)
+            self._carry[cursor] = None
 
     def wake(self) -> None:
         wake = self._wake
@@ -327,6 +348,7 @@ class Subscription:
         self._dropped_before = self.dropped
         self.cursors = {}
         self._order = []
+        self._carry = {}
 
     # -- liveness ------------------------------------------------------------------------
 
@@ -481,7 +503,9 @@ class Subscription:
             return
         self._wake = waker
         self._hub.park(self)
-        if any(cursor.behind for cursor in self._order):
+        # a behind cursor is one a read left with something to give: in the carry of a
+        # wide read
+        if any(cursor.behind for cursor in (self._carry if self._seen >= 0 else self._order)):
             self._hub.defer_wake(self)  # its filter has more to match: after others ran
 
     def match_budget(self) -> tuple[Callable[[], float], float]:
@@ -532,13 +556,15 @@ class Subscription:
         n = len(order)
         if not n:
             return
+        if n > WIDE:
+            self._take_wide(limit, out, now)
+            return
+        self._seen = -1
         start = self._rr = (self._rr + 1) % n
         for i in range(n):
             cursor = order[(start + i) % n]
-            # a cursor with nothing to give is only looked at (what take() would find):
-            # a read of a subscription over many namespaces costs a look at each
-            if not (cursor.buf or cursor.notices or cursor.retries or cursor.replaying
-                    or cursor.behind or cursor.slow or cursor.accepted_end <= cursor.ns.log.head):
+            # a cursor with nothing to give is only looked at (what take() would find)
+            if not _has_something(cursor):
                 continue
             taken = cursor.take(limit, out, now)
             if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
@@ -547,6 +573,42 @@ class Subscription:
             self.delivered += taken
             limit -= taken
             if limit <= 0:
+                break
+
+    def _take_wide(self, limit: int, out: list[object], now: float) -> None:
+        """:meth:`_take` for a subscription over many namespaces: look only at the
+        cursors the last read left with something to give (or that were given something
+        since: :meth:`touch`, :meth:`attach`) and at those of the namespaces appended to
+        since (:mod:`._recent`), not at every cursor (a heartbeat makes every
+        subscription read)."""
+        order = self._order
+        recent = order[0].ns.recent
+        if self._seen < 0:  # the first read, or after reads that looked at every cursor
+            start = self._rr = (self._rr + 1) % len(order)
+            candidates = order[start:] + order[:start]
+        else:
+            carry, cursors = self._carry, self.cursors
+            candidates = list(carry)
+            for ns in recent.since(self._seen):
+                cursor = cursors.get(ns.name)
+                if cursor is not None and cursor.ns is ns and cursor not in carry:
+                    candidates.append(cursor)
+        self._seen = recent.gen
+        carry = self._carry = {}
+        for i, cursor in enumerate(candidates):
+            if not _has_something(cursor):
+                continue
+            taken = cursor.take(limit, out, now)
+            if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
+                evict_slow((cursor,))
+                self._seen = -1
+                return
+            self.delivered += taken
+            limit -= taken
+            if _has_something(cursor):
+                carry[cursor] = None
+            if limit <= 0:  # the others are looked at first by the next read
+                carry.update(dict.fromkeys(candidates[i + 1:]))
                 break
 
     def _has_buffered(self) -> bool:
@@ -593,3 +655,8 @@ class Subscription:
         )
 
 
+def _has_something(cursor: Cursor[NamespaceState]) -> bool:
+    """Whether a read of *cursor* may give something: events, notices, retries, a
+    replay, filtering left for later, an eviction, or new events in its namespace."""
+    return bool(cursor.buf or cursor.notices or cursor.retries or cursor.replaying
+                or cursor.behind or cursor.slow or cursor.accepted_end <= cursor.ns.log.head)

@@ -6,14 +6,22 @@ with one of its keys, in any namespace, including one created after it parked.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections import defaultdict
+from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import broadcaster
 from broadcaster import Event, HubConfig, PublishItem, Subscription
+from broadcaster._core import _subscription
+from broadcaster._core._cursor import Cursor
 from broadcaster._core._hub import WIDE
+from broadcaster._core._namespace import NamespaceState
 
 from ._util import Broadcaster, drain, events_of, open_all, until
 
@@ -178,3 +186,160 @@ async def test_wide_registrations_happen_one_per_turn_of_the_event_loop() -> Non
         assert all(len(sub.cursors) == WIDE + 1 for sub in wide)
         for sub in (*wide, narrow):
             sub.close()
+
+
+# -- reads: what changed, not every cursor -----------------------------------------------
+
+@pytest.mark.anyio
+@pytest.mark.memory_only("hundreds of namespaces: one durable log each would be slow, and "
+                         "which cursors a read looks at does not depend on the log")
+async def test_a_read_of_a_wide_subscription_looks_at_what_changed_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat makes every subscription read: one over 200 namespaces looks at no
+    cursor when nothing happened since its last read, and at the two whose namespaces
+    had events when two had, not at 200 (250 of them cost over 100 ms of the loop per
+    heartbeat when each looked at every cursor)."""
+    looked: list[object] = []
+    real = _subscription._has_something
+
+    def counting(cursor: Cursor[NamespaceState]) -> bool:
+        looked.append(cursor.ns.name)
+        return real(cursor)
+
+    monkeypatch.setattr(_subscription, "_has_something", counting)
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        await _many(hub, NAMESPACES)
+        sub = hub.subscribe(None)
+        await open_all(hub, sub)
+        assert drain(sub) == []  # the first read looks at every cursor
+        assert len(looked) >= NAMESPACES
+        looked.clear()
+        assert drain(sub) == [] and looked == []
+        await hub.publish("n7", "/t")
+        await hub.publish("n150", "/t")
+        await hub.publish("n7", "/t")
+        got = events_of(drain(sub))
+        assert [(e.namespace, e.sequence) for e in got] == [("n7", 2), ("n7", 3), ("n150", 2)]
+        assert set(looked) == {"n150", "n7"} and len(looked) <= 4  # (before and after)
+        # a notice that came without an event (the log's availability) is looked at too
+        looked.clear()
+        hub._namespaces["n42"].availability_changed(False, "log down")
+        items = drain(sub)
+        assert [(type(i).__name__, i.namespace) for i in items] == [
+            ("AvailabilityNotice", "n42")]
+        assert set(looked) == {"n42"}
+
+
+@pytest.mark.anyio
+@pytest.mark.memory_only("hundreds of namespaces: one durable log each would be slow")
+async def test_a_wide_read_cut_short_by_its_limit_goes_on_where_it_stopped() -> None:
+    """Reads of 5 events at a time: every cursor with events left is looked at again by
+    the next read, though its namespace had nothing new; all 3 x 100 events come, each
+    namespace's in order."""
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        await _many(hub, 100)
+        sub = hub.subscribe(None, policy=broadcaster.Policy.drop_newest(10))
+        await open_all(hub, sub)
+        assert drain(sub) == []
+        for i in range(100):
+            for _ in range(3):
+                await hub.publish(f"n{i}", "/t")
+        got: dict[str, list[int]] = {}
+        for _ in range(100):  # bounded: 300 events, 5 a read
+            try:
+                items = sub.receive_batch_nowait(5)
+            except anyio.WouldBlock:
+                break
+            assert len(events_of(items)) <= 5
+            for e in events_of(items):
+                got.setdefault(e.namespace, []).append(e.sequence)
+        assert got == {f"n{i}": [2, 3, 4] for i in range(100)}
+
+
+WIDE_NS = [f"w{i}" for i in range(WIDE + 6)]
+WIDE_SUBS: list[tuple[tuple[str, ...] | None, broadcaster.Policy, tuple[str, ...], int | None]] = [
+    (None, broadcaster.Policy.drop_oldest(5), (), None),
+    (None, broadcaster.Policy.drop_newest(4), (), 0),  # replays every namespace's history
+    (tuple(WIDE_NS[:-1]), broadcaster.Policy.retry(4, max_attempts=1, initial_backoff=1000.0,
+                                                    max_backoff=1000.0), (), None),
+    (None, broadcaster.Policy.drop_oldest(6), ('topic=="/x"',), None),  # keyed
+]
+
+wide_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.integers(0, len(WIDE_NS) - 1),
+                  st.sampled_from(["/x", "/y"]), st.integers(1, 8)),
+        st.tuples(st.just("read"), st.integers(0, len(WIDE_SUBS) - 1), st.integers(1, 9)),
+        st.tuples(st.just("unavailable"), st.integers(0, len(WIDE_NS) - 1)),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=wide_steps, wide=st.booleans())
+def test_wide_reads_deliver_what_reads_of_every_cursor_deliver(
+        steps: list[tuple[Any, ...]], wide: bool) -> None:
+    """Random publishes, short reads and availability notices over 70 namespaces, read
+    through the list of namespaces appended to (*wide*) or looking at every cursor: every
+    subscription sees each namespace's sequences increase, delivered + reported dropped
+    == published (nothing left behind in a cursor no read looked at), and both
+    availability notices of each outage."""
+    async def scenario() -> None:
+        published: dict[str, dict[str, int]] = {"/x": defaultdict(int), "/y": defaultdict(int)}
+        seen = [defaultdict(list) for _ in WIDE_SUBS]  # type: ignore[var-annotated]
+        dropped = [defaultdict(int) for _ in WIDE_SUBS]  # type: ignore[var-annotated]
+        told = [defaultdict(int) for _ in WIDE_SUBS]  # type: ignore[var-annotated]
+        outages: dict[str, int] = defaultdict(int)
+
+        def record(i: int, items: list[Any]) -> None:
+            for item in items:
+                if isinstance(item, Event):
+                    seen[i][item.namespace].append(item.sequence)
+                elif isinstance(item, broadcaster.DropNotice):
+                    dropped[i][item.namespace] += item.count
+                elif isinstance(item, broadcaster.AvailabilityNotice):
+                    told[i][item.namespace] += 1
+
+        async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+            for ns in WIDE_NS:
+                await hub.publish(ns, "/x")
+                published["/x"][ns] += 1
+            subs = [hub.subscribe(nss, policy=p, filters=f, since=since)
+                    for nss, p, f, since in WIDE_SUBS]
+            await open_all(hub, *subs)
+            for step in steps:
+                if step[0] == "publish":
+                    _, n, topic, count = step
+                    for _ in range(count):
+                        await hub.publish(WIDE_NS[n], topic)
+                    published[topic][WIDE_NS[n]] += count
+                elif step[0] == "read":
+                    with contextlib.suppress(anyio.WouldBlock):
+                        record(step[1], subs[step[1]].receive_batch_nowait(step[2]))
+                else:
+                    ns = hub._namespaces[WIDE_NS[step[1]]]
+                    ns.availability_changed(False, "down")
+                    ns.availability_changed(True, "")
+                    outages[ns.name] += 1
+            for i, sub in enumerate(subs):
+                for _ in range(1000):  # bounded
+                    try:
+                        record(i, sub.receive_batch_nowait(1000))
+                    except anyio.WouldBlock:
+                        break
+                sub.close()
+        for i, (nss, _, filters, since) in enumerate(WIDE_SUBS):
+            for ns in nss or WIDE_NS:
+                seqs = seen[i][ns]
+                assert seqs == sorted(set(seqs)), (i, ns, seqs)
+                want = published["/x"][ns] + (0 if filters else published["/y"][ns])
+                if since is None:  # live from the subscription: not the first event
+                    want -= 1
+                assert len(seqs) + dropped[i][ns] == want, (i, ns)
+                assert told[i][ns] == 2 * outages[ns], (i, ns)
+
+    with pytest.MonkeyPatch.context() as mp:
+        if not wide:
+            mp.setattr(_subscription, "WIDE", 10**9)
+        anyio.run(scenario)
