@@ -44,15 +44,21 @@ HEALTHY = 100  # healthy subscribers of it, over 2 processes
 #: calm run must not be saturated for the 2x target to mean anything: on a 2-core box
 #: 100 one-stream-per-subscriber clients at 1,000 ev/s are 100k stream messages/s.
 HOSTILE_LAYOUT = "mux"
+#: Retained event bytes over all namespaces (``max_retained_bytes``; default 512 MiB).
+RETAINED_BUDGET = 128 * 2**20
 #: The server: defaults, except a 1 s heartbeat (so that heartbeat abuses show within
-#: the window; default 10 s) and a 16 MiB per-namespace retention (so that filling it is
-#: quick). When the server gains a server-wide retention budget, configure it here.
+#: the window; default 10 s), a 16 MiB per-namespace retention (so that filling it is
+#: quick) and :data:`RETAINED_BUDGET` over all namespaces (so that filling many shows
+#: the server-wide bound at work).
 HOSTILE_SERVER: dict[str, Any] = {
-    "hub": {"heartbeat_interval": 1.0, "max_missed_heartbeats": 3},
+    "hub": {"heartbeat_interval": 1.0, "max_missed_heartbeats": 3,
+            "max_retained_bytes": RETAINED_BUDGET},
     "defaults": {"retention": {"max_bytes": 16 * 2**20}},
 }
-#: Resident memory the server may add above its calm peak while one client abuses it.
-MEMORY_BUDGET = 256 * 2**20
+#: Resident memory the server may add above its calm peak while one client abuses it:
+#: the retained-events budget it is configured with, plus 128 MiB for everything else
+#: (connections, streams, subscriptions, buffers).
+MEMORY_BUDGET = RETAINED_BUDGET + 128 * 2**20
 PROBE_TARGET_MS = 50.0  # issue 9: other-namespace publish and Health p99 under this
 
 WARM, CALM, ABUSE = 3, 0, 1
