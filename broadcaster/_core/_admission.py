@@ -84,9 +84,12 @@ def plan(names: tuple[str, ...] | None, policy: Policy | None, table: NamespaceT
                 ns.check_subscription_quota()
                 targets.append(ns)
         table.check_room(new, "namespaces")
+    checked: set[int] = set()  # namespaces share their configuration: each checked once
     for name, ns_config in [(ns.name, ns.config) for ns in targets] + [
             (name, config.namespace(name)) for name in new]:
-        ns_config.check_policy(policy or ns_config.default_policy, name)
+        if id(ns_config) not in checked:
+            ns_config.check_policy(policy or ns_config.default_policy, name)
+            checked.add(id(ns_config))
     # a new namespace also costs a cursor for every all-namespaces subscription
     needed = len(targets) + len(new) * (1 + wildcards)
     if budget.cursors + needed > budget.max_cursors:

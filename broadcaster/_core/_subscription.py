@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 import anyio
 
-from ._config import HubConfig
+from ._config import HubConfig, NamespaceConfig
 from ._cursor import Cursor, evict_slow
 from ._filters import Key, Matcher
 from ._lag import LoopMonitor
@@ -90,7 +90,7 @@ class Subscription:
     """
 
     __slots__ = (
-        "__weakref__", "_ack_due", "_acked_mark", "_after", "_carry", "_closed",
+        "__weakref__", "_ack_due", "_acked_mark", "_after", "_attached", "_carry", "_closed",
         "_consumed_mark", "_dropped_before", "_end_sent", "_ended", "_epoch", "_hub", "_next",
         "_order", "_overflow", "_pending", "_registered", "_rr", "_seen", "_since",
         "_since_default", "_wake",
@@ -128,6 +128,8 @@ class Subscription:
         self.cursors: dict[str, Cursor[NamespaceState]] = {}
         self._order: list[Cursor[NamespaceState]] = []
         self._overflow: OverflowPolicy | None = None  # the last one derived, for sharing
+        # (namespace configuration, clamp, overflow policy) of the last attach
+        self._attached: tuple[NamespaceConfig, bool, OverflowPolicy] | None = None
         self._rr = 0
         # wide reads (see _take_wide): the cursors the last read left with something to
         # give (an ordered set), and the hub's append generation it had seen (-1: look at
@@ -181,11 +183,17 @@ class Subscription:
             all-namespaces subscription meeting a namespace whose events from
             ``after + 1`` on it has not seen; None: live)
         """
-        policy = self.policy or ns.config.default_policy
-        if clamp:
-            policy = ns.config.clamp_policy(policy)
+        config, attached = ns.config, self._attached
+        if attached is not None and attached[0] is config and attached[1] is clamp:
+            overflow = attached[2]  # namespaces share their configuration: checked once
+        else:
+            policy = self.policy or config.default_policy
+            if clamp:
+                policy = config.clamp_policy(policy)
+            overflow = self._overflow_of(config.check_policy(policy, ns.name))
+            self._attached = (config, clamp, overflow)
         ns.trim(self.now())  # age retention is exact where it is observable
-        cursor = Cursor(self, ns, self._overflow_of(ns.config.check_policy(policy, ns.name)))
+        cursor = Cursor(self, ns, overflow)
         since = self._since
         if isinstance(since, Mapping):
             since = since.get(ns.name, self._since_default)

@@ -356,6 +356,20 @@ async def test_all_namespaces_subscription_is_clamped_to_a_stricter_new_namespac
         assert len(events_of(items)) == 10
 
 
+async def test_each_new_namespace_clamps_by_its_own_configuration() -> None:
+    """Attaching checks a policy once per namespace configuration, not once per
+    namespace: namespaces created in turn with the default and a stricter configuration
+    each get their own bounds."""
+    config = HubConfig(namespaces={name: NamespaceConfig(
+        max_policy_events=10, default_policy=Policy.drop_oldest(10)) for name in ("s1", "s2")})
+    async with Broadcaster(config) as hub:
+        async with hub.subscribe(None, policy=Policy.drop_newest(500)) as sub:
+            for name in ("a", "s1", "b", "s2", "c"):
+                await hub.publish(name, "/x")
+            assert {name: c.policy.max_events for name, c in sub.cursors.items()} == {
+                "a": 500, "s1": 10, "b": 500, "s2": 10, "c": 500}
+
+
 async def test_start_positions_and_since_default() -> None:
     async with Broadcaster() as hub:
         for _ in range(3):
