@@ -192,16 +192,17 @@ class Subscription:
                 policy = config.clamp_policy(policy)
             overflow = self._overflow_of(config.check_policy(policy, ns.name))
             self._attached = (config, clamp, overflow)
-        ns.trim(self.now())  # age retention is exact where it is observable
-        cursor = Cursor(self, ns, overflow)
         since = self._since
-        if isinstance(since, Mapping):
+        if since is not None and not isinstance(since, int):  # (cheaper than Mapping's)
             since = since.get(ns.name, self._since_default)
         if since is None:
             since = after if after is not None or self._after is None else \
                 self._after.get(ns.name)
+        if since is not None:  # a replay: age retention is exact where it is observable
+            ns.trim(self.now())  # (a live cursor starts after the head, whatever is kept)
+        cursor = Cursor(self, ns, overflow)
         epoch = self._epoch
-        if isinstance(epoch, Mapping):
+        if epoch is not None and not isinstance(epoch, str):
             epoch = epoch.get(ns.name)
         cursor.start(since, epoch)
         self.cursors[ns.name] = cursor
