@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,6 +30,17 @@ async def shared_event_loop() -> AsyncIterator[None]:
     its test's loop closed posts to that closed loop, and the error surfaces in a later
     test ("Event loop is closed"). One loop per module leaves few such boundaries."""
     yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A synchronous test of a module that keeps ``shared_event_loop`` has no loop to
+    share: drop the fixture from it. pytest refuses to set an async fixture up for a
+    synchronous test, and under xdist a module's first test on a worker may be one (the
+    error then cascaded to the next modules on that worker)."""
+    for item in items:
+        if (isinstance(item, pytest.Function) and "shared_event_loop" in item.fixturenames
+                and not inspect.iscoroutinefunction(item.function)):
+            item.fixturenames.remove("shared_event_loop")
 
 
 @pytest.fixture(scope="session")
