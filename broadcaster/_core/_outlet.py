@@ -15,7 +15,14 @@ Two running totals, in seconds net of the loop's stalls (:class:`LoopMonitor`):
 
 - ``written``: time a write was in flight. ``not_consuming`` counts it.
 - ``owed``: time the client owed something: a write in flight, or a heartbeat written
-  and not answered yet (counted once when both). ``heartbeat_timeout`` counts it.
+  and not answered yet (counted once when both). ``heartbeat_timeout`` counts it, since
+  the subscription's last answer, but never more than the current stretch of owing
+  (:meth:`Outlet.owing`): a client that has just owed nothing (every write taken, every
+  heartbeat it was written answered) was alive then. A busy stream's client owes
+  something for a moment after each write (its completion reaches a saturated loop
+  late); when the stream sends only every k-th heartbeat (the heartbeat budget), these
+  moments add up over k intervals between two answers, and a healthy client whose
+  writes were all taken at once was evicted (issue 9, ``fanout_streams``, 1 run in 13).
 
 Each span is counted less the loop's current lag (``LoopMonitor.lag``): a saturated
 loop runs every callback late by about that much, so a write's completion or an ack
@@ -39,8 +46,8 @@ class Outlet:
     :param newest: the id of the newest heartbeat the hub sent
     """
 
-    __slots__ = ("_clock", "_early", "_heartbeat", "_monitor", "_newest", "_owed",
-                 "_owing_since", "_writing_since", "_written")
+    __slots__ = ("_cleared", "_clock", "_early", "_heartbeat", "_monitor", "_newest",
+                 "_owed", "_owing_since", "_writing_since", "_written")
 
     def __init__(self, clock: Callable[[], float], monitor: LoopMonitor,
                  newest: Callable[[], int]) -> None:
@@ -50,6 +57,7 @@ class Outlet:
         self._early = 0  # the newest answer to a heartbeat not known written yet
         self._written = 0.0
         self._owed = 0.0
+        self._cleared = 0.0  # _owed when the client last owed nothing
         self._writing_since: float | None = None
         self._owing_since: float | None = None
         self._heartbeat = 0  # the newest heartbeat written and not answered (0: none)
@@ -108,11 +116,18 @@ class Outlet:
             return self._owed
         return self._owed + self._net(since, now, self._monitor.lag)
 
+    def owing(self, now: float) -> float:
+        """Seconds the client has owed a read or an answer without a break, net of the
+        server's own delay (0 if it owes nothing now): the part of :meth:`owed` since
+        the client last owed nothing."""
+        return self.owed(now) - self._cleared
+
     def _settle(self, now: float) -> None:
         since = self._owing_since
         if since is not None:
             self._owing_since = None
             self._owed += self._net(since, now, self._monitor.lag)
+        self._cleared = self._owed
 
     def _net(self, since: float, now: float, slack: float) -> float:
         """Seconds from *since* to *now* the loop was not stalled, less *slack*."""

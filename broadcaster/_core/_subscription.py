@@ -407,9 +407,10 @@ class Subscription:
         only with the time its stream waited on the client: since it last consumed, the
         time writes to the client were in flight (the client did not take what was
         sent); since it last answered, that and the time a heartbeat written to the
-        client went unanswered. The stream's own backlog (waiting for its turn of a busy
-        loop, reading other subscriptions, a heartbeat not written yet) is the
-        server's."""
+        client went unanswered, but no more than the current stretch of such time (a
+        client that just owed nothing was alive: :meth:`Outlet.owing`). The stream's own
+        backlog (waiting for its turn of a busy loop, reading other subscriptions, a
+        heartbeat not written yet) is the server's."""
         outlet = self.outlet
         if self._wake is not None:
             self.consumed_at = now
@@ -425,7 +426,7 @@ class Subscription:
                 return EndReason.NOT_CONSUMING
         if self.liveness == "ack" and (
                 monitor.silence(self.acked_at, now) if outlet is None
-                else outlet.owed(now) - self._acked_mark) > limit:
+                else min(outlet.owed(now) - self._acked_mark, outlet.owing(now))) > limit:
             return EndReason.HEARTBEAT_TIMEOUT
         return None
 

@@ -149,6 +149,44 @@ async def test_blind_answers_do_not_stop_the_clock(
             assert isinstance(items[-1], Ended)
 
 
+@pytest.mark.trio
+async def test_a_busy_stream_sending_every_sixth_heartbeat_keeps_its_client(
+    autojump_clock: trio.testing.MockClock
+) -> None:
+    """A stream that writes every 0.2 s, each write in flight 0.12 s (its completion
+    reaching a saturated loop late), and that sends only every sixth heartbeat (the
+    heartbeat budget), answered 0.05 s after it is written: between two answers the
+    client owed 6 x 0.6 = 3.6 s in short stretches, over the 3 s limit, and was evicted
+    (issue 9, ``fanout_streams``). Every stretch ends with the client owing nothing, so
+    it stays for 30 s; once its writes stop being taken it is evicted on time."""
+    async with Broadcaster(CONFIG) as hub:
+        outlet = hub.outlet()
+        async with _on(outlet, hub.subscribe("a", liveness="ack")) as sub:
+            given: list[int] = []
+            answered = 0
+            for _ in range(150):  # 30 s
+                await hub.publish("a", "/x")
+                given += _heartbeats(sub.receive_batch_nowait())
+                due = [h for h in given if h % 6 == 0 and h > answered]
+                outlet.write_started()
+                await anyio.sleep(0.12)
+                outlet.write_done(due[-1] if due else 0)
+                if due:
+                    await anyio.sleep(0.05)
+                    outlet.acked(due[-1])
+                    assert sub.ack(due[-1])
+                    answered = due[-1]
+                    await anyio.sleep(0.03)
+                else:
+                    await anyio.sleep(0.08)
+            assert answered >= 24 and sub.end_reason is None
+            assert outlet.owed(anyio.current_time()) > 15  # what it used to be charged
+            outlet.write_started()  # a write the client never takes
+            stuck = anyio.current_time()
+            assert await _ended(sub) is EndReason.HEARTBEAT_TIMEOUT
+            assert 3.0 < anyio.current_time() - stuck <= 4.0 + 0.011
+
+
 def test_the_server_share_of_a_write_is_not_the_clients() -> None:
     """The arithmetic: a stall of the loop inside a write, and the loop's lag (the
     write's completion reached the loop that late), are not counted; the time writing
