@@ -131,7 +131,7 @@ class Subscription:
         # (namespace configuration, clamp, overflow policy) of the last attach
         self._attached: tuple[NamespaceConfig, bool, OverflowPolicy] | None = None
         self._rr = 0
-        # wide reads (see _take_wide): the cursors the last read left with something to
+        # wide reads (see _take): the cursors the last read left with something to
         # give (an ordered set), and the hub's append generation it had seen (-1: look at
         # every cursor at the next read)
         self._carry: dict[Cursor[NamespaceState], None] = {}
@@ -566,60 +566,58 @@ class Subscription:
         n = len(order)
         if not n:
             return
-        if n > WIDE:
-            self._take_wide(limit, out, now)
+        if n <= WIDE:  # a look at each cursor costs less than keeping the carry
+            self._seen = -1
+            self._rr = (self._rr + 1) % n
+            self._take_from(order, self._rr, limit, out, now, None)
             return
-        self._seen = -1
-        start = self._rr = (self._rr + 1) % n
+        # A wide subscription looks only at the cursors its last read left with something
+        # to give (or that were given something since: touch, attach) and at those of
+        # the namespaces appended to since (._recent), not at every cursor: a heartbeat
+        # makes every subscription read.
+        recent = order[0].ns.recent
+        if self._seen < 0:  # the first read, or after reads that looked at every cursor
+            self._rr = (self._rr + 1) % n
+            candidates, start = order, self._rr
+        else:
+            carry, cursors = self._carry, self.cursors
+            candidates, start = list(carry), 0
+            for ns in recent.since(self._seen):
+                cursor = cursors.get(ns.name)
+                if cursor is not None and cursor.ns is ns and cursor not in carry:
+                    candidates.append(cursor)
+        self._seen = recent.gen
+        self._carry = {}
+        if not self._take_from(candidates, start, limit, out, now, self._carry):
+            self._seen = -1
+
+    def _take_from(self, cursors: list[Cursor[NamespaceState]], start: int, limit: int,
+                   out: list[object], now: float,
+                   carry: dict[Cursor[NamespaceState], None] | None) -> bool:
+        """Take up to *limit* events from *cursors*, in turn from *start*, looking only
+        at those with something to give; into *carry* (if given) those left with
+        something, and those the limit left unread. Returns False if a cursor was over
+        its disconnect bound (the subscription is evicted)."""
+        n = len(cursors)
         for i in range(n):
-            cursor = order[(start + i) % n]
+            cursor = cursors[(start + i) % n]
             # a cursor with nothing to give is only looked at (what take() would find)
             if not _has_something(cursor):
                 continue
             taken = cursor.take(limit, out, now)
             if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
                 evict_slow((cursor,))
-                return
+                return False
             self.delivered += taken
             limit -= taken
-            if limit <= 0:
-                break
-
-    def _take_wide(self, limit: int, out: list[object], now: float) -> None:
-        """:meth:`_take` for a subscription over many namespaces: look only at the
-        cursors the last read left with something to give (or that were given something
-        since: :meth:`touch`, :meth:`attach`) and at those of the namespaces appended to
-        since (:mod:`._recent`), not at every cursor (a heartbeat makes every
-        subscription read)."""
-        order = self._order
-        recent = order[0].ns.recent
-        if self._seen < 0:  # the first read, or after reads that looked at every cursor
-            start = self._rr = (self._rr + 1) % len(order)
-            candidates = order[start:] + order[:start]
-        else:
-            carry, cursors = self._carry, self.cursors
-            candidates = list(carry)
-            for ns in recent.since(self._seen):
-                cursor = cursors.get(ns.name)
-                if cursor is not None and cursor.ns is ns and cursor not in carry:
-                    candidates.append(cursor)
-        self._seen = recent.gen
-        carry = self._carry = {}
-        for i, cursor in enumerate(candidates):
-            if not _has_something(cursor):
-                continue
-            taken = cursor.take(limit, out, now)
-            if cursor.slow:  # over its disconnect bound: evicted, gets nothing more
-                evict_slow((cursor,))
-                self._seen = -1
-                return
-            self.delivered += taken
-            limit -= taken
-            if _has_something(cursor):
+            if carry is not None and _has_something(cursor):
                 carry[cursor] = None
-            if limit <= 0:  # the others are looked at first by the next read
-                carry.update(dict.fromkeys(candidates[i + 1:]))
+            if limit <= 0:
+                if carry is not None:  # the others are looked at first by the next read
+                    carry.update(dict.fromkeys(cursors[(start + j) % n]
+                                               for j in range(i + 1, n)))
                 break
+        return True
 
     def _has_buffered(self) -> bool:
         return any(c.buf or c.notices or c.replaying for c in self._order)
