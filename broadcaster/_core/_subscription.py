@@ -207,8 +207,7 @@ class Subscription:
         cursor.start(since, epoch)
         self.cursors[ns.name] = cursor
         self._order.append(cursor)
-        if self._seen >= 0:  # (before a wide read, the next read looks at every cursor)
-            self._carry[cursor] = None  # replay, notices: looked at by the next read
+        self.touch(cursor)  # a replay, notices: looked at by the next read
         ns.add(cursor)
         return cursor
 
