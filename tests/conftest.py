@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio.testing
 
+from ._loops import ASYNCIO
 from ._nats import NatsCluster, NatsNode
 
 
@@ -17,7 +18,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
     """Run each anyio test on asyncio and on trio (trio with a virtual, autojumping clock)."""
     if request.param == "trio":
         return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-    return "asyncio"
+    return ASYNCIO
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from broadcaster import HubConfig, NamespaceConfig
 from broadcaster.containerd.events import task_pb2
 
+from .._loops import ASYNCIO
+
 try:
     from broadcaster.grpc import Server, ServerConfig  # type: ignore[attr-defined]
 except ImportError:
@@ -30,8 +32,8 @@ CLI = [sys.executable, "-m", "broadcaster._cli"]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 @pytest.fixture

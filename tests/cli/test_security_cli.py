@@ -23,6 +23,7 @@ from broadcaster.v1 import broadcaster_pb2 as pb
 from broadcaster.v1 import broadcaster_pb2_grpc as pb_grpc
 
 from .._certs import Authority
+from .._loops import ASYNCIO
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
@@ -30,8 +31,8 @@ CLI = [sys.executable, "-m", "broadcaster._cli"]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 @dataclass

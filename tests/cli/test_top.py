@@ -15,6 +15,7 @@ import pytest
 
 from broadcaster.grpc import Server
 
+from .._loops import ASYNCIO
 from ._traffic import STUCK_BOUND, running_server, traffic
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
@@ -23,8 +24,8 @@ CLI = [sys.executable, "-m", "broadcaster._cli"]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 @pytest.fixture

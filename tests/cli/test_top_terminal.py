@@ -17,6 +17,7 @@ import pytest
 
 from broadcaster.grpc import Server
 
+from .._loops import ASYNCIO
 from ._traffic import STUCK_BOUND, running_server, traffic
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
@@ -25,8 +26,8 @@ CLI = [sys.executable, "-m", "broadcaster._cli"]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 class Tmux:

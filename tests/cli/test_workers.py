@@ -26,6 +26,7 @@ from broadcaster._cli._workers import worker_config
 from broadcaster._config_file import ConfigError, parse_config
 from broadcaster.v1 import broadcaster_pb2 as pb
 
+from .._loops import ASYNCIO
 from .._nats import NatsNode, free_ports, kill_process
 from ..grpc._helpers import add, read_kind, stub
 
@@ -34,8 +35,8 @@ _READY = 30.0
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 # -- settings ---------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from broadcaster import HubConfig
 
+from .._loops import ASYNCIO
+
 try:
     from broadcaster.grpc import Server, ServerConfig  # type: ignore[attr-defined]
 except ImportError:  # the package front door may not re-export them yet
@@ -21,8 +23,8 @@ except ImportError:  # the package front door may not re-export them yet
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # grpc.aio is asyncio-only
+def anyio_backend() -> object:
+    return ASYNCIO  # grpc.aio is asyncio-only
 
 
 MakeServer = Callable[..., contextlib.AbstractAsyncContextManager[Any]]

@@ -17,12 +17,14 @@ from broadcaster import HubConfig
 from broadcaster._log_backend import LogConfig
 from broadcaster.grpc import Server, ServerConfig
 
+from .._loops import ASYNCIO
+
 MakeNode = Callable[..., Any]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # grpc.aio and nats-py are asyncio-only
+def anyio_backend() -> object:
+    return ASYNCIO  # grpc.aio and nats-py are asyncio-only
 
 
 def jetstream_log(urls: list[str], tag: str, **settings: Any) -> LogConfig:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from .._backends import Backend, StoreFactory
+from .._loops import ASYNCIO
 from . import _util
 
 
@@ -51,8 +52,8 @@ def hub_backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def anyio_backend(hub_backend: Backend) -> str:
-    return hub_backend.anyio
+def anyio_backend(hub_backend: Backend) -> object:
+    return ASYNCIO if hub_backend.anyio == "asyncio" else hub_backend.anyio
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from .._loops import ASYNCIO
 from ._files import DEPLOY, run
 
 pytestmark = pytest.mark.anyio
@@ -26,8 +27,8 @@ CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 def promtool() -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from .._loops import ASYNCIO
 from ._files import (
     DEPLOY,
     ROOT,
@@ -39,8 +40,8 @@ CONFIG_IN_IMAGE = "/etc/broadcaster/broadcaster.toml"
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 def instructions() -> list[Instruction]:

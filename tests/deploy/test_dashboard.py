@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from broadcaster._cli._serve import process_registry
 from broadcaster.grpc import Server, ServerConfig
 
+from .._loops import ASYNCIO
 from ._files import DEPLOY, ROOT, run
 
 pytestmark = pytest.mark.anyio
@@ -29,8 +30,8 @@ METRIC = re.compile(r"\b((?:broadcaster|process|python)_[a-z0-9_]+|up)\s*\{")
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 def dashboard() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from .._loops import ASYNCIO
 from ._files import DEPLOY, http_get, local, move_addresses, read_unit, run, running, unit_values
 
 pytestmark = pytest.mark.anyio
@@ -28,8 +29,8 @@ CLI = [sys.executable, "-m", "broadcaster._cli"]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 def service(key: str) -> list[str]:

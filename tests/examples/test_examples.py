@@ -17,6 +17,8 @@ from broadcaster import HubConfig
 from broadcaster.client import Client
 from broadcaster.containerd.events import task_pb2
 
+from .._loops import ASYNCIO
+
 try:
     from broadcaster.grpc import Server, ServerConfig  # type: ignore[attr-defined]
 except ImportError:
@@ -28,8 +30,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 @pytest.fixture

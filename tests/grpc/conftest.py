@@ -25,13 +25,15 @@ from broadcaster import HubConfig
 from broadcaster._log_backend import BACKENDS, LogConfig
 from broadcaster.grpc import Server, ServerConfig
 
+from .._loops import ASYNCIO
+
 MakeServer = Callable[..., Any]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
+def anyio_backend() -> object:
     """gRPC tests run on asyncio only (grpc.aio)."""
-    return "asyncio"
+    return ASYNCIO
 
 
 def server_config(tmp_path: Path, **overrides: Any) -> ServerConfig:

@@ -35,6 +35,8 @@ from tests.interop.harness import (
     wait_until,
 )
 
+from .._loops import ASYNCIO
+
 pytestmark = pytest.mark.anyio
 
 TASK_EXIT = "containerd.events.TaskExit"
@@ -46,8 +48,8 @@ EXIT = task_pb2.TaskExit(
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO
 
 
 class Client:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from .._loops import ASYNCIO
+
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> object:
+    return ASYNCIO

@@ -15,6 +15,7 @@ from broadcaster._core._durable import LogUnavailable
 from broadcaster._jetstream import JetStreamConfig, JetStreamLog, JetStreamStore
 from broadcaster._jetstream._naming import encode_namespace
 
+from .._loops import ASYNCIO
 from .._nats import NatsCluster, NatsNode
 from ._util import Recorder, item
 
@@ -24,8 +25,8 @@ RETENTION = Retention(max_events=10_000, max_bytes=1 << 26, max_age=3600)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # nats-py is asyncio-only
+def anyio_backend() -> object:
+    return ASYNCIO  # nats-py is asyncio-only
 
 
 def opener(urls: list[str], **settings: Any) -> Callable[..., Any]:

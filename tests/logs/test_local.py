@@ -40,11 +40,11 @@ def wall() -> Wall:
 
 
 @pytest.fixture
-def opener(tmp_path: Path, wall: Wall, anyio_backend: object) -> Callable[..., Any]:
+def opener(tmp_path: Path, wall: Wall, anyio_backend_name: str) -> Callable[..., Any]:
     # on trio's virtual clock the database runs on the loop: while a worker thread
     # commits, every task is blocked and the clock jumps (a bounded wait for the commit
     # then ran out in virtual time, under load)
-    threads = anyio_backend == "asyncio"
+    threads = anyio_backend_name == "asyncio"
 
     @asynccontextmanager
     async def open_store(**settings: Any) -> AsyncIterator[SqliteStore]:

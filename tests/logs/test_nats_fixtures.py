@@ -5,14 +5,15 @@ from __future__ import annotations
 import nats
 import pytest
 
+from .._loops import ASYNCIO
 from .._nats import NatsCluster, NatsNode
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # nats-py is asyncio-only
+def anyio_backend() -> object:
+    return ASYNCIO  # nats-py is asyncio-only
 
 
 async def test_one_node_runs_jetstream(nats_server: NatsNode) -> None:
