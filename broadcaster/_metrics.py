@@ -7,9 +7,11 @@ registry it is given (never implicitly the global one).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+import anyio.lowlevel
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ._core._stats import LATENCY_BUCKETS, HubStatistics
+from ._core._stats import LATENCY_BUCKETS, HubStatistics, NamespaceStatistics
 
 __all__ = ["HubCollector", "register_metrics"]
 
@@ -26,7 +28,7 @@ __all__ = ["HubCollector", "register_metrics"]
 class _HasStatistics(Protocol):
     def statistics(self) -> HubStatistics: ...
 
-    async def statistics_sliced(self) -> HubStatistics: ...
+    async def statistics_sliced(self, slice_seconds: float = ...) -> HubStatistics: ...
 
 
 class HubCollector(Collector):
@@ -45,75 +47,30 @@ class HubCollector(Collector):
         return []  # collected lazily; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        return self._families(self._hub.statistics())
-
-    async def collect_async(self) -> list[Metric]:
-        """:meth:`collect`, the hub's cursors settled in slices (other tasks run in
-        between): what a scrape from another thread uses."""
-        return list(self._families(await self._hub.statistics_sliced()))
-
-    def _families(self, stats: HubStatistics) -> Iterator[Metric]:
-        ns_label = ["namespace"]
-        published = CounterMetricFamily(
-            "broadcaster_events_published",
-            "Events published, by namespace (with a shared log: every event that entered "
-            "this node's view, whichever node published it).", labels=ns_label)
-        deduplicated = CounterMetricFamily(
-            "broadcaster_events_deduplicated",
-            "Publishes of an event id already stored (not stored again), by namespace.",
-            labels=ns_label)
-        available = GaugeMetricFamily(
-            "broadcaster_log_available",
-            "1 while the namespace's log can store and feed events, 0 while it cannot "
-            "(the jetstream log with NATS unreachable).", labels=ns_label)
-        delivered = CounterMetricFamily(
-            "broadcaster_events_delivered",
-            "Event deliveries to subscribers (one per subscriber), by namespace.",
-            labels=ns_label)
-        dropped = CounterMetricFamily(
-            "broadcaster_events_dropped",
-            "Events dropped for a subscriber, by namespace and reason.",
-            labels=["namespace", "reason"])
-        evicted = CounterMetricFamily(
-            "broadcaster_subscribers_evicted",
-            "Subscribers ended by the hub, by namespace and reason.",
-            labels=["namespace", "reason"])
-        subscribers = GaugeMetricFamily(
-            "broadcaster_subscribers", "Subscriptions registered, by namespace.", labels=ns_label)
-        head = GaugeMetricFamily(
-            "broadcaster_namespace_head_sequence", "Newest sequence of the namespace.",
-            labels=ns_label)
-        retained = GaugeMetricFamily(
-            "broadcaster_retained_events", "Events retained for resume.", labels=ns_label)
-        retained_bytes = GaugeMetricFamily(
-            "broadcaster_retained_bytes", "Bytes retained for resume.", labels=ns_label)
-        lag = GaugeMetricFamily(
-            "broadcaster_subscriber_max_lag_events",
-            "Largest number of events a subscriber of the namespace has yet to receive.",
-            labels=ns_label)
-        latency = HistogramMetricFamily(
-            "broadcaster_delivery_latency_seconds",
-            "Publish-to-delivery latency (a batch counts its oldest event's age per event).",
-            labels=ns_label)
+        stats = self._hub.statistics()
+        families = _NamespaceFamilies()
         for name, ns in stats.namespaces.items():
-            published.add_metric([name], ns.published)
-            deduplicated.add_metric([name], ns.deduplicated)
-            available.add_metric([name], 1.0 if ns.available else 0.0)
-            delivered.add_metric([name], ns.delivered)
-            for reason, count in sorted(ns.dropped.items()):
-                dropped.add_metric([name, reason], count)
-            for reason, count in sorted(ns.evicted.items()):
-                evicted.add_metric([name, reason], count)
-            subscribers.add_metric([name], ns.subscribers)
-            head.add_metric([name], ns.head)
-            retained.add_metric([name], ns.retained_events)
-            retained_bytes.add_metric([name], ns.retained_bytes)
-            lag.add_metric([name], ns.max_lag)
-            buckets = [(_le(b), c) for b, c in zip(LATENCY_BUCKETS, ns.latency.counts, strict=True)]
-            buckets.append(("+Inf", ns.latency.total))
-            latency.add_metric([name], buckets, ns.latency.sum)
-        yield from (published, deduplicated, available, delivered, dropped, evicted,
-                    subscribers, head, retained, retained_bytes, lag, latency)
+            families.add(name, ns)
+        return self._families(stats, families)
+
+    async def collect_async(self, slice_seconds: float = 0.002) -> list[Metric]:
+        """:meth:`collect`, letting other tasks run every *slice_seconds* while the
+        hub's cursors are settled and while each namespace's samples are made (1,000
+        namespaces are some 70 ms of samples): what a scrape from another thread uses."""
+        stats = await self._hub.statistics_sliced(slice_seconds)
+        families = _NamespaceFamilies()
+        clock = time.perf_counter
+        deadline = clock() + slice_seconds
+        for name, ns in stats.namespaces.items():
+            families.add(name, ns)
+            if clock() >= deadline:
+                await anyio.lowlevel.checkpoint()
+                deadline = clock() + slice_seconds
+        return list(self._families(stats, families))
+
+    def _families(self, stats: HubStatistics, families: _NamespaceFamilies
+                  ) -> Iterator[Metric]:
+        yield from families.all()
         yield GaugeMetricFamily(
             "broadcaster_subscriptions", "Subscriptions registered in the hub.",
             value=stats.subscriptions)
@@ -128,6 +85,81 @@ class HubCollector(Collector):
         yield from _hub_families(stats)
         if self._extra is not None:
             yield from self._extra()
+
+
+_NS_LABEL = ["namespace"]
+
+
+class _NamespaceFamilies:
+    """The metric families labelled by namespace, filled one namespace at a time."""
+
+    def __init__(self) -> None:
+        self.published = CounterMetricFamily(
+            "broadcaster_events_published",
+            "Events published, by namespace (with a shared log: every event that entered "
+            "this node's view, whichever node published it).", labels=_NS_LABEL)
+        self.deduplicated = CounterMetricFamily(
+            "broadcaster_events_deduplicated",
+            "Publishes of an event id already stored (not stored again), by namespace.",
+            labels=_NS_LABEL)
+        self.available = GaugeMetricFamily(
+            "broadcaster_log_available",
+            "1 while the namespace's log can store and feed events, 0 while it cannot "
+            "(the jetstream log with NATS unreachable).", labels=_NS_LABEL)
+        self.delivered = CounterMetricFamily(
+            "broadcaster_events_delivered",
+            "Event deliveries to subscribers (one per subscriber), by namespace.",
+            labels=_NS_LABEL)
+        self.dropped = CounterMetricFamily(
+            "broadcaster_events_dropped",
+            "Events dropped for a subscriber, by namespace and reason.",
+            labels=["namespace", "reason"])
+        self.evicted = CounterMetricFamily(
+            "broadcaster_subscribers_evicted",
+            "Subscribers ended by the hub, by namespace and reason.",
+            labels=["namespace", "reason"])
+        self.subscribers = GaugeMetricFamily(
+            "broadcaster_subscribers", "Subscriptions registered, by namespace.",
+            labels=_NS_LABEL)
+        self.head = GaugeMetricFamily(
+            "broadcaster_namespace_head_sequence", "Newest sequence of the namespace.",
+            labels=_NS_LABEL)
+        self.retained = GaugeMetricFamily(
+            "broadcaster_retained_events", "Events retained for resume.", labels=_NS_LABEL)
+        self.retained_bytes = GaugeMetricFamily(
+            "broadcaster_retained_bytes", "Bytes retained for resume.", labels=_NS_LABEL)
+        self.lag = GaugeMetricFamily(
+            "broadcaster_subscriber_max_lag_events",
+            "Largest number of events a subscriber of the namespace has yet to receive.",
+            labels=_NS_LABEL)
+        self.latency = HistogramMetricFamily(
+            "broadcaster_delivery_latency_seconds",
+            "Publish-to-delivery latency (a batch counts its oldest event's age per event).",
+            labels=_NS_LABEL)
+
+    def add(self, name: str, ns: NamespaceStatistics) -> None:
+        """Samples of namespace *name*."""
+        self.published.add_metric([name], ns.published)
+        self.deduplicated.add_metric([name], ns.deduplicated)
+        self.available.add_metric([name], 1.0 if ns.available else 0.0)
+        self.delivered.add_metric([name], ns.delivered)
+        for reason, count in sorted(ns.dropped.items()):
+            self.dropped.add_metric([name, reason], count)
+        for reason, count in sorted(ns.evicted.items()):
+            self.evicted.add_metric([name, reason], count)
+        self.subscribers.add_metric([name], ns.subscribers)
+        self.head.add_metric([name], ns.head)
+        self.retained.add_metric([name], ns.retained_events)
+        self.retained_bytes.add_metric([name], ns.retained_bytes)
+        self.lag.add_metric([name], ns.max_lag)
+        buckets = [(_le(b), c) for b, c in zip(LATENCY_BUCKETS, ns.latency.counts, strict=True)]
+        buckets.append(("+Inf", ns.latency.total))
+        self.latency.add_metric([name], buckets, ns.latency.sum)
+
+    def all(self) -> Iterator[Metric]:
+        yield from (self.published, self.deduplicated, self.available, self.delivered,
+                    self.dropped, self.evicted, self.subscribers, self.head, self.retained,
+                    self.retained_bytes, self.lag, self.latency)
 
 
 def _hub_families(stats: HubStatistics) -> Iterator[Metric]:

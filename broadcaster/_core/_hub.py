@@ -41,7 +41,7 @@ from ._payload import FieldCache, json_fields
 from ._policy import Policy
 from ._publish_check import check_batches
 from ._registry import NamespaceTable
-from ._stats import HubStatistics
+from ._stats import HubStatistics, NamespaceStatistics
 from ._subscription import WIDE, Liveness, Subscription
 from ._types import EndReason, Event
 from ._upkeep import Upkeep
@@ -638,7 +638,7 @@ class Broadcaster:
         first (as :meth:`register` does), so a refused one opens nothing.
 
         A subscription that will read more than :data:`WIDE` namespaces (an
-        all-namespaces one over many) then waits for its registration turn: such
+        all-namespaces one over many) then waits for its :meth:`wide_turn`: such
         registrations, which attach a cursor in each namespace at once, happen one per
         turn of the event loop, so that many of them in flight (one per stream of a
         client) do not hold the loop together.
@@ -650,11 +650,13 @@ class Broadcaster:
             await self._open_logs(sub, self._backend)
         reads = len(self._namespaces) if sub.namespaces is None else len(sub.namespaces)
         if reads > WIDE:
-            await self._wide_turn()
+            await self.wide_turn()
 
-    async def _wide_turn(self) -> None:
-        """Return in a turn of the event loop in which no other wide registration
-        returned (they queue, first come first served)."""
+    async def wide_turn(self) -> None:
+        """Return in a turn of the event loop in which no other wide work returned (they
+        queue, first come first served). Wide work is what walks every namespace of a
+        subscription over more than :data:`WIDE` of them at once: its registration
+        (:meth:`prepare` waits for this) and its close (:meth:`Subscription.aclose`)."""
         lock = self._wide_lock
         if lock is None:
             lock = self._wide_lock = anyio.Lock()
@@ -865,9 +867,12 @@ class Broadcaster:
     async def statistics_sliced(self, slice_seconds: float = 0.002) -> HubStatistics:
         """:meth:`statistics`, letting other tasks run every *slice_seconds* while it
         settles the namespaces' cursors (hundreds of thousands of cursors take tens or
-        hundreds of ms to walk): what a scrape or a Stats call uses."""
+        hundreds of ms to walk) and takes each namespace's figures (1,000 namespaces are
+        some 10 ms): what a scrape or a Stats call uses. A namespace removed meanwhile
+        is in the figures as it stood when it was read."""
         clock = self.now
         start = clock()
+        figures: dict[str, NamespaceStatistics] = {}
         for ns in list(self._namespaces.values()):
             steps = ns.settle_steps(clock())
             finished = False
@@ -877,19 +882,24 @@ class Broadcaster:
                 except StopIteration as done:
                     cursors = ns.cursors  # those closed meanwhile are not evicted again
                     evict_slow([c for c in done.value if c in cursors])
+                    figures[ns.name] = ns.statistics()
                     finished = True
                 if clock() - start >= slice_seconds:  # also between small namespaces
                     await anyio.lowlevel.checkpoint()
                     start = clock()
-        return self._snapshot()
+        return self._snapshot(figures)
 
-    def _snapshot(self) -> HubStatistics:
-        """The figures as they stand (nothing settled)."""
+    def _snapshot(self, figures: dict[str, NamespaceStatistics] | None = None
+                  ) -> HubStatistics:
+        """The figures as they stand (nothing settled); *figures*: the namespaces' own,
+        already taken (None: taken now)."""
         budget = self._budget
+        if figures is None:
+            figures = {name: ns.statistics() for name, ns in self._namespaces.items()}
         return HubStatistics(
             epoch=self.epoch,
             subscriptions=len(self._subs),
-            namespaces={n: ns.statistics() for n, ns in sorted(self._namespaces.items())},
+            namespaces=dict(sorted(figures.items())),
             callbacks=self.callbacks.count,
             callback_errors=self.callbacks.errors,
             slow_callbacks=self.callbacks.slow,
