@@ -63,6 +63,10 @@ class Host(Protocol):
 
     def unregister(self, sub: Subscription) -> None: ...
 
+    async def wide_turn(self) -> None:
+        """Return in a turn of the event loop of this wide work's own."""
+        ...
+
     def park(self, sub: Subscription) -> None: ...
 
     def unpark(self, sub: Subscription) -> None: ...
@@ -341,10 +345,23 @@ class Subscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """:meth:`close` (what ``async with`` does on exit), a subscription over more
+        than :data:`WIDE` namespaces in a turn of the event loop of its own
+        (:meth:`Broadcaster.wide_turn`): closing one walks all its namespaces (some 1-2
+        ms for 1,000), and streams of many such subscriptions, cancelled together, would
+        otherwise close them all in the same turn. The wait is shielded: the
+        subscription is closed whatever cancels the caller."""
+        if not self._closed and self._ended is None and len(self.cursors) > WIDE:
+            with anyio.CancelScope(shield=True):
+                await self._hub.wide_turn()
         self.close()
 
     def close(self) -> None:
-        """Unregister now; a task blocked in :meth:`receive_batch` gets ClosedResourceError."""
+        """Unregister now; a task blocked in :meth:`receive_batch` gets ClosedResourceError.
+        (:meth:`aclose` waits for a turn of its own first if the subscription is wide.)"""
         if self._closed:
             return
         self._closed = True

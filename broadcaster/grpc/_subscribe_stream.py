@@ -237,8 +237,11 @@ class SubscribeStream:
                 tg.start_soon(self._serve)
                 try:
                     async for request in requests:
-                        if request.WhichOneof("kind") == "add":
+                        kind = request.WhichOneof("kind")
+                        if kind == "add":
                             await self._add(request.add)  # may open a durable log first
+                        elif kind == "remove":  # a wide one waits for a turn of its own
+                            await self._remove(request.remove.subscription_id)
                         else:
                             self._handle(request)
                     self._input_done = True
@@ -255,8 +258,10 @@ class SubscribeStream:
 
     async def _close_all(self) -> None:
         """Close every subscription left, :data:`_READ_SLICE` seconds of it at a time
-        with a checkpoint in between (shielded: it finishes whatever the cause), so that
-        a stream of many subscriptions over many namespaces does not hold the loop."""
+        with a checkpoint in between, and each one over many namespaces in a turn of its
+        own (``aclose``; shielded: it finishes whatever the cause), so that streams of
+        many subscriptions over many namespaces, closing together, do not hold the
+        loop."""
         clock = _clock()
         with anyio.CancelScope(shield=True):
             deadline = clock() + _READ_SLICE
@@ -265,7 +270,7 @@ class SubscribeStream:
                     await anyio.lowlevel.checkpoint()
                     deadline = clock() + _READ_SLICE
                 entry.closed = True
-                entry.sub.close()
+                await entry.sub.aclose()
                 _forget(entry)
             self._subs.clear()
 
@@ -278,9 +283,7 @@ class SubscribeStream:
 
     def _handle(self, request: pb.SubscribeRequest) -> None:
         kind = request.WhichOneof("kind")
-        if kind == "remove":
-            self._remove(request.remove.subscription_id)
-        elif kind == "ack":
+        if kind == "ack":
             heartbeat_id = request.ack.heartbeat_id
             self._outlet.acked(heartbeat_id)
             for entry in self._subs.values():
@@ -357,12 +360,12 @@ class SubscribeStream:
         self._on_reject(error.reason)
         self._control(encode_add_result(sid, error.wire_code, error.message))
 
-    def _remove(self, sid: str) -> None:
+    async def _remove(self, sid: str) -> None:
         entry = self._subs.pop(sid, None)
         if entry is not None:
             self._tight -= entry.tight
             entry.closed = True
-            entry.sub.close()
+            await entry.sub.aclose()
             _forget(entry)
         self._control(encode_removed(sid))
 

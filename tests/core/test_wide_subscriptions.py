@@ -188,6 +188,58 @@ async def test_wide_registrations_happen_one_per_turn_of_the_event_loop() -> Non
             sub.close()
 
 
+@pytest.mark.anyio
+@pytest.mark.memory_only("a hundred namespaces: one durable log each would be slow, and the "
+                         "closing turn does not depend on the log")
+async def test_wide_subscriptions_closing_together_close_one_per_turn() -> None:
+    """Closing a subscription over more than ``WIDE`` namespaces walks them all:
+    ``aclose`` (and ``async with`` on exit) of several at once take turns, even when
+    their tasks are cancelled; ``close`` and a narrow one's ``aclose`` do not wait."""
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        for i in range(WIDE + 1):
+            await hub.publish(f"n{i}", "/x")
+        steps = [0]
+        closed: list[int] = []
+        done = anyio.Event()
+
+        async def other() -> None:
+            while not done.is_set():
+                steps[0] += 1
+                await anyio.lowlevel.checkpoint()
+
+        entered = anyio.Event()
+        count = [0]
+
+        async def hold(sub: Subscription) -> None:
+            try:
+                async with sub:
+                    count[0] += 1
+                    if count[0] == 4:
+                        entered.set()
+                    await anyio.sleep_forever()
+            finally:
+                closed.append(steps[0])
+
+        wide = [hub.subscribe(None) for _ in range(4)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            async with anyio.create_task_group() as holding:
+                for sub in wide:
+                    holding.start_soon(hold, sub)
+                await entered.wait()
+                assert hub.subscription_count == 4
+                holding.cancel_scope.cancel()  # all four leave together
+            assert hub.subscription_count == 0
+            narrow = hub.subscribe([f"n{i}" for i in range(WIDE)])
+            await open_all(hub, narrow)
+            before = steps[0]
+            await narrow.aclose()
+            assert steps[0] == before and not narrow.cursors  # closed, no turn waited
+            done.set()
+        assert len(set(closed)) == len(wide), closed  # each in a turn of its own
+        assert all(not sub.cursors for sub in wide)
+
+
 # -- reads: what changed, not every cursor -----------------------------------------------
 
 @pytest.mark.anyio

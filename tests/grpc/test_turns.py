@@ -11,11 +11,12 @@ import anyio.lowlevel
 import pytest
 
 from broadcaster import Broadcaster, HubConfig
+from broadcaster._core._subscription import WIDE
 from broadcaster.grpc._subscribe_stream import StreamLimits, SubscribeStream
 from broadcaster.grpc._turns import Turns
 from broadcaster.v1 import broadcaster_pb2 as pb
 
-from ._helpers import add
+from ._helpers import add, remove
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
@@ -139,3 +140,77 @@ async def test_a_fan_out_is_written_a_few_streams_per_turn() -> None:
     # Without turns, every stream writes in the same turn: nothing else runs meanwhile.
     ungated = await _fan_out(200, None)
     assert max(ungated) - min(ungated) <= 1
+
+
+
+async def _closing_together(streams: int, namespaces: int, *, removed: bool = False
+                            ) -> tuple[list[int], list[int]]:
+    """*streams* Subscribe streams (fake writes, real hub of *namespaces* namespaces)
+    add an all-namespace subscription at the same moment, then all close (cancelled), or
+    Remove it (*removed*); return the turns of the event loop at which the hub
+    registered and unregistered each."""
+    ticker = _Ticker()
+    registered: list[int] = []
+    unregistered: list[int] = []
+    async with Broadcaster(HubConfig(heartbeat_interval=3600)) as hub:
+        for i in range(namespaces):
+            await hub.publish(f"ns{i}", "/e")
+        register, unregister = hub.register, hub.unregister
+
+        def registering(sub: Any) -> None:
+            registered.append(ticker.turn)
+            register(sub)
+
+        def unregistering(sub: Any) -> None:
+            unregistered.append(ticker.turn)
+            unregister(sub)
+
+        hub.register, hub.unregister = registering, unregistering  # type: ignore[method-assign]
+        go, removes = anyio.Event(), anyio.Event()
+
+        async def requests() -> AsyncIterator[pb.SubscribeRequest]:
+            await go.wait()
+            yield add("s")
+            if removed:
+                await removes.wait()
+                yield remove("s")
+            await anyio.sleep_forever()
+
+        async def write(data: bytes) -> None:
+            pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker.run)
+            async with anyio.create_task_group() as streams_tg:
+                for _ in range(streams):
+                    stream = SubscribeStream(hub, StreamLimits(batch_linger=0), write)
+                    streams_tg.start_soon(stream.run, requests())
+                await anyio.lowlevel.checkpoint()
+                go.set()
+                with anyio.fail_after(20):
+                    while hub.subscription_count < streams:
+                        await anyio.lowlevel.checkpoint()
+                if removed:
+                    removes.set()
+                    with anyio.fail_after(20):
+                        while len(unregistered) < streams:
+                            await anyio.lowlevel.checkpoint()
+                streams_tg.cancel_scope.cancel()
+            ticker.running = False
+        assert len(unregistered) == streams and hub.subscription_count == 0
+    return registered, unregistered
+
+
+@pytest.mark.parametrize("removed", [False, True], ids=["closed", "removed"])
+async def test_wide_subscriptions_register_and_close_one_per_turn(removed: bool) -> None:
+    """Registering or closing a subscription over more than WIDE namespaces walks them
+    all (a millisecond or more of the loop for 1,000): streams doing it together take
+    turns of the event loop, one each (``Broadcaster.wide_turn``), whether the client
+    removes the subscriptions or the streams end."""
+    registered, unregistered = await _closing_together(6, WIDE + 10, removed=removed)
+    assert len(set(registered)) == 6, registered
+    assert len(set(unregistered)) == 6, unregistered
+    # Narrower ones cost little and go together.
+    registered, unregistered = await _closing_together(6, WIDE, removed=removed)
+    assert len(set(registered)) <= 2 and len(set(unregistered)) <= 2, (
+        registered, unregistered)
