@@ -10,6 +10,8 @@ import pytest
 from broadcaster import Broadcaster, HubConfig
 from broadcaster._metrics import HubCollector
 
+from ._ticker import Ticker
+
 NAMESPACES = 50
 
 
@@ -22,21 +24,14 @@ async def test_a_scrape_makes_each_namespaces_samples_in_slices() -> None:
         for i in range(NAMESPACES):
             await hub.publish(f"ns{i}", "/t", b"x" * i)
         collector = HubCollector(hub)
-        turns = 0
-
-        async def other() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await anyio.lowlevel.checkpoint()
-
+        ticker = Ticker()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(other)
+            tg.start_soon(ticker.run)
             await anyio.lowlevel.checkpoint()
-            before = turns
+            before = ticker.turn
             scraped = await collector.collect_async(slice_seconds=0)
-            during = turns - before
-            tg.cancel_scope.cancel()
+            during = ticker.turn - before
+            ticker.running = False
         assert during >= 2 * NAMESPACES
         collected = list(collector.collect())
     by_namespace = [family for family in collected

@@ -23,6 +23,7 @@ from broadcaster._core._cursor import Cursor
 from broadcaster._core._hub import WIDE
 from broadcaster._core._namespace import NamespaceState
 
+from .._ticker import Ticker
 from ._util import Broadcaster, drain, events_of, open_all, until
 
 JSON = "application/json"
@@ -155,33 +156,27 @@ async def test_wide_registrations_happen_one_per_turn_of_the_event_loop() -> Non
     async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
         for i in range(WIDE + 1):
             await hub.publish(f"n{i}", "/x")
-        steps = [0]  # steps of another task
+        ticker = Ticker()
         opened: list[int] = []
-        done = anyio.Event()
-
-        async def other() -> None:
-            while not done.is_set():
-                steps[0] += 1
-                await anyio.lowlevel.checkpoint()
 
         async def register(sub: Subscription) -> None:
             await hub.prepare(sub)
             sub.open()
-            opened.append(steps[0])
+            opened.append(ticker.turn)
 
         wide = [hub.subscribe(None) for _ in range(4)] + [
             hub.subscribe([f"n{i}" for i in range(WIDE + 1)])]
         async with anyio.create_task_group() as tg:
-            tg.start_soon(other)
+            tg.start_soon(ticker.run)
             async with anyio.create_task_group() as registering:
                 for sub in wide:
                     registering.start_soon(register, sub)
             narrow = hub.subscribe([f"n{i}" for i in range(WIDE)])
-            before = steps[0]
+            before = ticker.turn
             await hub.prepare(narrow)
-            assert steps[0] == before  # not a turn waited
+            assert ticker.turn == before  # not a turn waited
             narrow.open()
-            done.set()
+            ticker.running = False
         assert len(set(opened)) == len(wide), opened  # each in a turn of its own
         assert all(len(sub.cursors) == WIDE + 1 for sub in wide)
         for sub in (*wide, narrow):
@@ -198,15 +193,8 @@ async def test_wide_subscriptions_closing_together_close_one_per_turn() -> None:
     async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
         for i in range(WIDE + 1):
             await hub.publish(f"n{i}", "/x")
-        steps = [0]
+        ticker = Ticker()
         closed: list[int] = []
-        done = anyio.Event()
-
-        async def other() -> None:
-            while not done.is_set():
-                steps[0] += 1
-                await anyio.lowlevel.checkpoint()
-
         entered = anyio.Event()
         count = [0]
 
@@ -218,11 +206,11 @@ async def test_wide_subscriptions_closing_together_close_one_per_turn() -> None:
                         entered.set()
                     await anyio.sleep_forever()
             finally:
-                closed.append(steps[0])
+                closed.append(ticker.turn)
 
         wide = [hub.subscribe(None) for _ in range(4)]
         async with anyio.create_task_group() as tg:
-            tg.start_soon(other)
+            tg.start_soon(ticker.run)
             async with anyio.create_task_group() as holding:
                 for sub in wide:
                     holding.start_soon(hold, sub)
@@ -232,10 +220,10 @@ async def test_wide_subscriptions_closing_together_close_one_per_turn() -> None:
             assert hub.subscription_count == 0
             narrow = hub.subscribe([f"n{i}" for i in range(WIDE)])
             await open_all(hub, narrow)
-            before = steps[0]
+            before = ticker.turn
             await narrow.aclose()
-            assert steps[0] == before and not narrow.cursors  # closed, no turn waited
-            done.set()
+            assert ticker.turn == before and not narrow.cursors  # closed, no turn waited
+            ticker.running = False
         assert len(set(closed)) == len(wide), closed  # each in a turn of its own
         assert all(not sub.cursors for sub in wide)
 

@@ -16,27 +16,15 @@ from broadcaster.grpc._subscribe_stream import StreamLimits, SubscribeStream
 from broadcaster.grpc._turns import Turns
 from broadcaster.v1 import broadcaster_pb2 as pb
 
+from .._ticker import Ticker
 from ._helpers import add, remove
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("shared_event_loop")]
 
 
-class _Ticker:
-    """Counts turns of the event loop (one checkpoint per turn) while running."""
-
-    def __init__(self) -> None:
-        self.turn = 0
-        self.running = True
-
-    async def run(self) -> None:
-        while self.running:
-            self.turn += 1
-            await anyio.lowlevel.checkpoint()
-
-
 async def test_take_admits_per_turn_in_arrival_order() -> None:
     turns = Turns(3)
-    ticker = _Ticker()
+    ticker = Ticker()
     admitted: list[tuple[int, int]] = []
 
     async def stream(index: int) -> None:
@@ -98,7 +86,7 @@ async def _fan_out(streams: int, turns: Turns | None) -> list[int]:
     """Publish one event to *streams* Subscribe streams (fake writes, real hub); return
     the turn of the event loop (counted by a bystander task that checkpoints once per
     turn) at which each stream wrote its event."""
-    ticker = _Ticker()
+    ticker = Ticker()
     written: list[int] = []
     async with Broadcaster(HubConfig(heartbeat_interval=3600)) as hub:
         async with anyio.create_task_group() as tg:
@@ -149,7 +137,7 @@ async def _closing_together(streams: int, namespaces: int, *, removed: bool = Fa
     add an all-namespace subscription at the same moment, then all close (cancelled), or
     Remove it (*removed*); return the turns of the event loop at which the hub
     registered and unregistered each."""
-    ticker = _Ticker()
+    ticker = Ticker()
     registered: list[int] = []
     unregistered: list[int] = []
     async with Broadcaster(HubConfig(heartbeat_interval=3600)) as hub:
