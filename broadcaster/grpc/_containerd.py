@@ -110,7 +110,7 @@ class ContainerdEvents:
     :param drop_log: where drops and unsendable events are logged (one line per
         namespace and interval; 10 s by default)
     :param turns: turns of the event loop shared by the server's Subscribe streams: each
-        write takes one
+        write takes one, under the stream's peer (round-robin between connections)
     :param window: writes in flight shared by the server's Subscribe streams: each write
         waits for room in it (None: unbounded)
     :param on_reject: called with the reason of every call refused (the server counts
@@ -211,7 +211,7 @@ class ContainerdEvents:
                     data = encode(item)
                     if data is not None:
                         if turns is not None:
-                            await turns.take()
+                            await turns.take(peer)
                         await write_in_window(window, peer, write, data, outlet)
                         if outlet is not None:
                             outlet.write_done()

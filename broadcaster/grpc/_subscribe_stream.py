@@ -161,7 +161,8 @@ class SubscribeStream:
     :param on_reject: called with a reason label whenever an Add is rejected
     :param encoder: serializes events (share one per server: its caches are per event
         type and second)
-    :param turns: shared by every stream of the server (None: none taken)
+    :param turns: shared by every stream of the server, taken under the stream's peer
+        (round-robin between connections; None: none taken)
     :param caller: who opened the stream: its permissions and limits apply to every Add
         (None: nothing checked)
     :param window: the server's write window: every write waits for room in it (None:
@@ -399,20 +400,20 @@ class SubscribeStream:
                     if wait > 0:  # woken right after a write: let more land
                         await anyio.sleep(wait)
                 if turns is not None:
-                    await turns.take()
+                    await turns.take(peer)
                 while ready and self._read(clock):
                     # the slice ran out: let the loop run, then read on into the same
                     # messages (each event still goes once with every id it matched)
                     await anyio.lowlevel.checkpoint()
                     if turns is not None:
-                        await turns.take()
+                        await turns.take(peer)
                 if not drain:
                     continue
                 messages = drain.take(self._latest, self._ended)
                 last = len(messages) - 1
                 for i, message in enumerate(messages):
                     if i and turns is not None:
-                        await turns.take()
+                        await turns.take(peer)
                     # the client is charged with the write, not with what came before
                     await write_in_window(window, peer, self._write, message, outlet)
                     outlet.write_done(drain.last_heartbeat if i == last else 0)

@@ -155,11 +155,11 @@ class _HeldTurns:
     def hold(self) -> None:
         from broadcaster.grpc._turns import Turns
 
-        async def busy_take(turns: Turns) -> None:
+        async def busy_take(turns: Turns, key: str = "") -> None:
             if not self.gate.is_set():
                 self.held += 1
                 await self.gate.wait()
-            await self._take(turns)
+            await self._take(turns, key)
 
         self._monkeypatch.setattr(Turns, "take", busy_take)
 

@@ -82,37 +82,40 @@ async def _requests(messages: list[pb.SubscribeRequest]) -> AsyncIterator[pb.Sub
     await anyio.sleep_forever()
 
 
-async def _fan_out(streams: int, turns: Turns | None) -> list[int]:
-    """Publish one event to *streams* Subscribe streams (fake writes, real hub); return
-    the turn of the event loop (counted by a bystander task that checkpoints once per
-    turn) at which each stream wrote its event."""
+async def _fan_out(streams: int, turns: Turns | None, peers: list[str] | None = None
+                   ) -> list[int]:
+    """Publish one event to *streams* Subscribe streams (fake writes, real hub; stream
+    *i* of connection ``peers[i]``, subscribed in that order); return the turn of the
+    event loop (counted by a bystander task that checkpoints once per turn) at which
+    each stream wrote its event."""
     ticker = Ticker()
-    written: list[int] = []
+    written: list[int] = [-1] * streams
     async with Broadcaster(HubConfig(heartbeat_interval=3600)) as hub:
         async with anyio.create_task_group() as tg:
             ready = 0
 
-            def writer() -> Any:
+            def writer(index: int) -> Any:
                 async def write(data: bytes) -> None:
                     nonlocal ready
                     response = pb.SubscribeResponse.FromString(data)
                     if response.WhichOneof("kind") == "add_result":
                         ready += 1
                     elif response.WhichOneof("kind") == "event_batch":
-                        written.append(ticker.turn)
+                        written[index] = ticker.turn
                 return write
 
             limits = StreamLimits(batch_linger=0)
-            for _ in range(streams):
-                stream = SubscribeStream(hub, limits, writer(), turns=turns)
+            for i in range(streams):
+                stream = SubscribeStream(hub, limits, writer(i), turns=turns,
+                                         peer=peers[i] if peers else "")
                 tg.start_soon(stream.run, _requests([add("s", ("fan",))]))
-            with anyio.fail_after(20):
-                while ready < streams:
-                    await anyio.sleep(0.001)
+                with anyio.fail_after(20):  # subscribed in order (woken in that order)
+                    while ready <= i:
+                        await anyio.sleep(0.001)
             tg.start_soon(ticker.run)
             await hub.publish("fan", "/e")
             with anyio.fail_after(20):
-                while len(written) < streams:
+                while -1 in written:
                     await anyio.lowlevel.checkpoint()
             ticker.running = False
             tg.cancel_scope.cancel()
@@ -128,6 +131,20 @@ async def test_a_fan_out_is_written_a_few_streams_per_turn() -> None:
     # Without turns, every stream writes in the same turn: nothing else runs meanwhile.
     ungated = await _fan_out(200, None)
     assert max(ungated) - min(ungated) <= 1
+
+
+async def test_another_connections_stream_goes_within_a_few_turns_of_a_fan_out() -> None:
+    """The room of each turn goes round-robin between connections: one client's 200
+    streams woken by one event wait for each other, and another client's stream, woken
+    behind them, goes in the first turns, not after all 200 (first come, first served,
+    it went last, 50 turns later)."""
+    peers = ["ipv4:127.0.0.1:1000"] * 200 + ["ipv4:127.0.0.1:2000"]
+    turns = await _fan_out(201, Turns(4), peers)
+    first = min(turns)
+    assert turns[-1] - first <= 2, (turns[-1], first)
+    assert max(turns) - first >= 200 // 8  # the many still went a few per turn
+    fifo = await _fan_out(201, Turns(4), [""] * 201)  # one connection: arrival order
+    assert fifo[-1] - min(fifo) >= 200 // 8
 
 
 
