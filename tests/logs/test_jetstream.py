@@ -39,6 +39,19 @@ def opener(urls: list[str], **settings: Any) -> Callable[..., Any]:
     return open_store
 
 
+async def append_until_stored(log: Any, items: list[Any]) -> tuple[list[Any], int]:
+    """Append *items* (each with an event id: a retry stores them once), again while the
+    log is unavailable (at most 60 s); what was stored, and the attempts it took."""
+    attempts = 0
+    with anyio.fail_after(60):
+        while True:
+            attempts += 1
+            try:
+                return await log.append(items, anyio.current_time()), attempts
+            except LogUnavailable:
+                await anyio.sleep(0.05)
+
+
 async def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     with anyio.fail_after(seconds):
         while not condition():
@@ -176,23 +189,16 @@ async def test_killing_the_stream_leader_of_an_r3_stream(nats_cluster: NatsClust
     async with opener(nats_cluster.urls, replicas=3)() as store:
         rec = Recorder()
         log = await store.open_log("default", RETENTION, rec)
-        await log.append([item(i) for i in range(10)], anyio.current_time())
+        # a new R3 stream may answer its first publish only after seconds on a busy box
+        await append_until_stored(log, [item(i, event_id=f"before-{i}") for i in range(10)])
         info = await store.js.stream_info(log.stream)
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2
         leader = info.cluster.leader
         assert leader is not None
         nats_cluster.node(leader).kill()
         killed = time.monotonic()
-        attempts = 0
-        with anyio.fail_after(60):
-            while True:  # the same id on every retry: stored once whatever happened
-                attempts += 1
-                try:
-                    stored = await log.append([item("after", event_id="after-kill")],
-                                              anyio.current_time())
-                    break
-                except LogUnavailable:
-                    await anyio.sleep(0.05)
+        # the same id on every retry: stored once whatever happened
+        stored, attempts = await append_until_stored(log, [item("after", event_id="after-kill")])
         unavailable_for = time.monotonic() - killed
         print(f"\npublishing unavailable for {unavailable_for:.2f} s after killing leader "
               f"{leader} ({attempts} attempts)")
