@@ -19,7 +19,8 @@ them.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+
+from ._round_robin import RoundRobin
 
 __all__ = ["Turns"]
 
@@ -31,23 +32,20 @@ class Turns:
     :param per_turn: streams that may go ahead in one turn (asyncio only)
     """
 
-    __slots__ = ("_keys", "_left", "_per_turn", "_queues", "_scheduled", "_waiting")
+    __slots__ = ("_left", "_per_turn", "_scheduled", "_waiters")
 
     def __init__(self, per_turn: int) -> None:
         if per_turn < 1:
             raise ValueError("per_turn: must be at least 1")
         self._per_turn = per_turn
         self._left = per_turn
-        # the waiters of each key in arrival order, and the keys with waiters in turn
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
-        self._keys: deque[str] = deque()
-        self._waiting = 0
+        self._waiters: RoundRobin[asyncio.Future[None]] = RoundRobin()  # by key
         self._scheduled = False
 
     @property
     def waiting(self) -> int:
         """Streams waiting for a later turn."""
-        return self._waiting
+        return len(self._waiters)
 
     async def take(self, key: str = "") -> None:
         """Return at once if this turn has room and nobody waits, else in a later turn:
@@ -56,19 +54,14 @@ class Turns:
 
         :param key: the client connection the stream belongs to (its peer)
         """
-        if self._left and not self._waiting:
+        if self._left and not self._waiters:
             self._left -= 1
             self._schedule()
             return
         # a bare future: an anyio.Event costs several times as much, and at a fan-out to
         # thousands of streams most of them wait here
         waiter = asyncio.get_running_loop().create_future()
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            self._keys.append(key)
-        queue.append(waiter)
-        self._waiting += 1
+        self._waiters.push(key, waiter)
         self._schedule()
         await waiter
 
@@ -78,25 +71,16 @@ class Turns:
             asyncio.get_running_loop().call_soon(self._next_turn)
 
     def _next_turn(self) -> None:
-        """Runs once in the next turn: that turn's room goes to the first waiter of each
-        key in turn (they resume in the turn after, having been woken now); the others
+        """Runs once in the next turn: that turn's room goes to the waiters, one key
+        after another (they resume in the turn after, having been woken now); the others
         wait."""
         self._scheduled = False
         self._left = self._per_turn
-        queues, keys = self._queues, self._keys
-        while keys and self._left:
-            key = keys.popleft()
-            queue = queues[key]
-            while queue:
-                waiter = queue.popleft()
-                self._waiting -= 1
-                if not waiter.done():  # (cancelled while it waited: its room goes on)
-                    waiter.set_result(None)
-                    self._left -= 1
-                    break
-            if queue:
-                keys.append(key)  # its next waiter after the other keys' first
-            else:
-                del queues[key]
-        if self._waiting or self._left < self._per_turn:
+        waiters = self._waiters
+        while waiters and self._left:
+            waiter = waiters.pop()
+            if not waiter.done():  # (cancelled while it waited: its room goes on)
+                waiter.set_result(None)
+                self._left -= 1
+        if waiters or self._left < self._per_turn:
             self._schedule()

@@ -22,10 +22,10 @@ The wait for room is the server's time: a stream starts charging its client for 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from .. import Outlet
+from ._round_robin import RoundRobin
 
 __all__ = ["WriteWindow", "write_in_window"]
 
@@ -58,7 +58,7 @@ class WriteWindow:
     :raises ValueError: for a size below 1 or a stale_after that is not positive
     """
 
-    __slots__ = ("_fresh", "_queues", "_size", "_stale_after", "_ticket", "_timer", "_turn")
+    __slots__ = ("_fresh", "_size", "_stale_after", "_ticket", "_timer", "_waiters")
 
     def __init__(self, size: int, stale_after: float = 0.05) -> None:
         if size < 1:
@@ -69,8 +69,7 @@ class WriteWindow:
         self._stale_after = stale_after
         self._fresh: dict[int, float] = {}  # ticket -> loop time begun, oldest first
         self._ticket = 0
-        self._queues: dict[str, deque[asyncio.Future[int]]] = {}  # waiters per peer
-        self._turn: deque[str] = deque()  # peers with waiters, in round-robin order
+        self._waiters: RoundRobin[asyncio.Future[int]] = RoundRobin()  # by peer
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -81,7 +80,7 @@ class WriteWindow:
     @property
     def waiting(self) -> int:
         """Writes waiting for room."""
-        return sum(len(q) for q in self._queues.values())
+        return len(self._waiters)
 
     async def begin(self, peer: str) -> int:
         """Wait for room for one write of a stream of connection *peer*; the write's
@@ -89,13 +88,9 @@ class WriteWindow:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._expire(now)
-        if self._queues or len(self._fresh) >= self._size:
+        if self._waiters or len(self._fresh) >= self._size:
             waiter = loop.create_future()
-            queue = self._queues.get(peer)
-            if queue is None:
-                queue = self._queues[peer] = deque()
-                self._turn.append(peer)
-            queue.append(waiter)
+            self._waiters.push(peer, waiter)
             if len(self._fresh) < self._size:  # room, and others waited for it first
                 self._wake(loop)
             else:
@@ -107,7 +102,7 @@ class WriteWindow:
                 if not waiter.done():
                     waiter.cancel()
                 if waiter.cancelled():
-                    self._forget(peer, waiter)
+                    self._waiters.remove(peer, waiter)
                 else:  # room was given, but the write will not happen: pass it on
                     self.end(waiter.result())
                 raise
@@ -115,7 +110,7 @@ class WriteWindow:
 
     def end(self, ticket: int) -> None:
         """The write of *ticket* completed (or failed): its room goes to the next."""
-        if self._fresh.pop(ticket, None) is not None and self._queues:
+        if self._fresh.pop(ticket, None) is not None and self._waiters:
             self._wake(asyncio.get_running_loop())
 
     # -- internals ----------------------------------------------------------------------
@@ -137,31 +132,13 @@ class WriteWindow:
         """Give the room there is to the waiters, one per peer in turn."""
         now = loop.time()
         self._expire(now)
-        queues, turn = self._queues, self._turn
-        while turn and len(self._fresh) < self._size:
-            peer = turn.popleft()
-            queue = queues[peer]
-            waiter = queue.popleft()
-            if queue:
-                turn.append(peer)
-            else:
-                del queues[peer]
+        waiters = self._waiters
+        while waiters and len(self._fresh) < self._size:
+            waiter = waiters.pop()
             if not waiter.done():  # (a cancelled waiter's room goes on)
                 waiter.set_result(self._admit(now))
-        if queues:
+        if waiters:
             self._arm(loop)
-
-    def _forget(self, peer: str, waiter: asyncio.Future[int]) -> None:
-        queue = self._queues.get(peer)
-        if queue is None:
-            return
-        try:
-            queue.remove(waiter)
-        except ValueError:
-            return
-        if not queue:
-            del self._queues[peer]
-            self._turn.remove(peer)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wake the waiters when the oldest fresh write goes stale (if nothing completes
