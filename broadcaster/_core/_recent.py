@@ -56,6 +56,3 @@ class Recent(Generic[T]):
     def forget(self, ns: T) -> None:
         """*ns* was removed."""
         self._last.pop(ns, None)
-
-    def __len__(self) -> int:
-        return len(self._last)
