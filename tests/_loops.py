@@ -14,7 +14,12 @@ as before."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
+
+#: grpc's completion-queue reader, and the one the server puts in its place
+#: (broadcaster/grpc/_completions.py), as a reader callback's handle shows them
+_GRPC_READERS = re.compile(r"_handle_events|read_completions")
 
 
 def _stray_grpc_completion(context: dict[str, Any]) -> asyncio.Handle | None:
@@ -22,7 +27,7 @@ def _stray_grpc_completion(context: dict[str, Any]) -> asyncio.Handle | None:
     that is what *context* reports."""
     error, handle = context.get("exception"), context.get("handle")
     if (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
-            and isinstance(handle, asyncio.Handle) and "_handle_events" in repr(handle)):
+            and isinstance(handle, asyncio.Handle) and _GRPC_READERS.search(repr(handle))):
         return handle
     return None
 

@@ -13,6 +13,8 @@ from typing import Any
 import grpc
 import pytest
 
+from broadcaster.grpc._completions import read_completions_promptly
+
 from ._loops import TestLoop
 
 WAIT = 10.0
@@ -44,9 +46,11 @@ def held_server() -> Iterator[tuple[str, threading.Event, threading.Event]]:
 
 
 def _stray_then_call(address: str, started: threading.Event, release: threading.Event,
-                     new_loop: Callable[[], asyncio.AbstractEventLoop]) -> list[Any]:
-    """Leave a call in flight on a loop that closes, then make one on *new_loop* while
-    the first one finishes; what *new_loop* reported as errors."""
+                     new_loop: Callable[[], asyncio.AbstractEventLoop],
+                     servers_reader: bool = False) -> list[Any]:
+    """Leave a call in flight on a loop that closes, then make one on *new_loop* (with
+    the server's completion-queue reader if *servers_reader*) while the first one
+    finishes; what *new_loop* reported as errors."""
     first = asyncio.new_event_loop()
     left: list[object] = []
 
@@ -63,11 +67,14 @@ def _stray_then_call(address: str, started: threading.Event, release: threading.
     second.set_exception_handler(lambda loop, context: reported.append(context))
 
     async def call() -> bytes:
-        release.set()
         async with grpc.aio.insecure_channel(address) as channel:
+            if servers_reader:
+                await channel.unary_unary("/t/Echo")(b"bind this loop")
+                assert read_completions_promptly(asyncio.get_running_loop())
+            release.set()
             answer: bytes = await asyncio.wait_for(
                 channel.unary_unary("/t/Echo")(b"second"), WAIT)
-            return answer
+        return answer
 
     try:
         assert second.run_until_complete(call()) == b"second"
@@ -96,3 +103,14 @@ def test_the_tests_loop_lets_it_pass_and_still_reports_other_errors(
     finally:
         loop.close()
     assert [type(context["exception"]) for context in reported] == [ZeroDivisionError]
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, TestLoop])
+def test_with_the_servers_reader_too(
+        held_server: tuple[str, threading.Event, threading.Event],
+        new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """The server reads grpc's queue with a reader of its own: the same error, the same
+    remedy."""
+    reported = _stray_then_call(*held_server, new_loop, servers_reader=True)
+    assert [str(context.get("exception")) for context in reported] == (
+        [] if new_loop is TestLoop else ["Event loop is closed"])

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -30,6 +31,7 @@ from .. import Broadcaster, LogFactory, MemoryLog
 from .._auth import ListenerSecurity, Permission, SecurityPolicy, is_loopback
 from .._metrics import HubCollector
 from ..payloads import CONTAINERD_PAYLOADS
+from ._completions import read_completions_promptly
 from ._config import ServerConfig, check_address
 from ._containerd import ContainerdEvents, add_containerd_services
 from ._fdlimit import fit_connections, open_files_limit
@@ -249,6 +251,9 @@ class Server:
             self.addresses.append(_bound(address, port))
         for server in self._grpc:
             await server.start()
+        # gRPC's finished operations reach the loop as fast as they finish, not one per
+        # turn once many are waiting (see _completions)
+        read_completions_promptly(asyncio.get_running_loop())
         for name in ["", *self.service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
