@@ -39,7 +39,9 @@ __all__ = ["read_completions_promptly"]
 
 logger = logging.getLogger(__name__)
 
-_PEEK = 1 << 16  # more than a socketpair's buffer holds in one-byte writes
+#: bytes looked at per call: more than a socketpair holds in one-byte writes (about 280
+#: on Linux); any beyond are read in the next turn
+_PEEK = 4096
 
 
 def read_completions_promptly(loop: asyncio.AbstractEventLoop) -> bool:
