@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -134,6 +135,18 @@ async def test_this_grpcio_is_recognised(make_server: MakeServer) -> None:
     assert reader._callback.__qualname__.endswith("read_completions")
 
 
+class BusyTicker(Ticker):
+    """Counts turns that each take a millisecond: a loop busy with other work, as a
+    loaded server's is (the condition under which operations finish faster than the
+    loop reads them). The sleep stands in for that work; it waits for nothing."""
+
+    async def run(self) -> None:
+        while self.running:
+            self.turn += 1
+            time.sleep(0.001)  # noqa: ASYNC251 (blocking on purpose: a busy turn)
+            await anyio.lowlevel.checkpoint()
+
+
 async def _turns_to_fan_out(server: Server, channels: list[grpc.aio.Channel],
                             streams: int) -> int:
     """Turns of the loop from one Publish to its event read by all *streams* (each on
@@ -154,7 +167,7 @@ async def _turns_to_fan_out(server: Server, channels: list[grpc.aio.Channel],
             pass
         received += 1
 
-    ticker = Ticker()
+    ticker = BusyTicker()
     async with anyio.create_task_group() as tg:
         for call in calls:
             tg.start_soon(read, call)
@@ -173,9 +186,9 @@ async def _turns_to_fan_out(server: Server, channels: list[grpc.aio.Channel],
 
 @pytest.mark.memory_only("the completion queue is the gRPC edge's, whatever the log")
 async def test_a_fan_out_reaches_the_loop_in_few_turns(make_server: MakeServer) -> None:
-    """300 streams' writes and reads finish together: with the server's reader they
-    reach the loop within a few dozen turns; with grpc's own (restored here for the
-    comparison) about one per turn once the socket is full."""
+    """300 streams' writes and reads finish together while the loop is busy: with the
+    server's reader they reach the loop within a few dozen turns; with grpc's own
+    (restored here for the comparison) about one per turn once the socket is full."""
     server = await make_server()
     loop = asyncio.get_running_loop()
     found = _find_queue(loop)
@@ -194,5 +207,5 @@ async def test_a_fan_out_reaches_the_loop_in_few_turns(make_server: MakeServer) 
     finally:
         for channel in channels:
             await channel.close()
-    assert prompt < 150
+    assert prompt < 120
     assert one_per_turn > 3 * prompt
