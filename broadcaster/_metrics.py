@@ -71,17 +71,6 @@ class HubCollector(Collector):
     def _families(self, stats: HubStatistics, families: _NamespaceFamilies
                   ) -> Iterator[Metric]:
         yield from families.all()
-        yield GaugeMetricFamily(
-            "broadcaster_subscriptions", "Subscriptions registered in the hub.",
-            value=stats.subscriptions)
-        yield GaugeMetricFamily(
-            "broadcaster_callbacks", "In-process callbacks registered.", value=stats.callbacks)
-        yield CounterMetricFamily(
-            "broadcaster_slow_callbacks", "Callback calls that ran past callback_timeout.",
-            value=stats.slow_callbacks)
-        yield CounterMetricFamily(
-            "broadcaster_callback_errors", "Callback calls that raised.",
-            value=stats.callback_errors)
         yield from _hub_families(stats)
         if self._extra is not None:
             yield from self._extra()
@@ -163,7 +152,19 @@ class _NamespaceFamilies:
 
 
 def _hub_families(stats: HubStatistics) -> Iterator[Metric]:
-    """Server-wide figures: liveness, the event loop, and the shared bounds."""
+    """Server-wide figures: subscriptions, callbacks, liveness, the event loop, and the
+    shared bounds."""
+    yield GaugeMetricFamily(
+        "broadcaster_subscriptions", "Subscriptions registered in the hub.",
+        value=stats.subscriptions)
+    yield GaugeMetricFamily(
+        "broadcaster_callbacks", "In-process callbacks registered.", value=stats.callbacks)
+    yield CounterMetricFamily(
+        "broadcaster_slow_callbacks", "Callback calls that ran past callback_timeout.",
+        value=stats.slow_callbacks)
+    yield CounterMetricFamily(
+        "broadcaster_callback_errors", "Callback calls that raised.",
+        value=stats.callback_errors)
     yield CounterMetricFamily(
         "broadcaster_heartbeat_acks_ignored",
         "Heartbeat acks that answered no heartbeat the subscription was given (0, unknown, "

@@ -49,9 +49,9 @@ def read_completions_promptly(loop: asyncio.AbstractEventLoop) -> bool:
     whether it was replaced. Call it once grpc.aio serves on *loop* (after a server's
     ``start()``); calling it again is harmless."""
     readers = list(_readers(loop))
-    if any(map(_is_ours, readers)) and not any(map(_is_grpcs, readers)):
+    if any(map(_is_ours, readers)) and not _registered(readers):
         return True  # replaced already
-    found = _find_queue(loop)
+    found = _find_queue(loop, readers)
     if found is None:
         logger.info("grpc.aio completion queue reader left as it is: its internals were "
                     "not recognised (grpcio changed)")
@@ -90,19 +90,37 @@ def _reader(loop: asyncio.AbstractEventLoop, read: socket.socket, write: socket.
     return read_completions
 
 
-def _find_queue(loop: asyncio.AbstractEventLoop) -> tuple[
-        socket.socket, socket.socket, Callable[[Any], None]] | None:
-    """grpc.aio's completion queue bound to *loop*: its read and write sockets and its
-    event handler, or None if grpc's internals are not the expected ones."""
+def _queue_kind() -> type | None:
+    """grpc.aio's completion-queue class, if this grpcio has it."""
     try:
         cygrpc = importlib.import_module("grpc._cython.cygrpc")
     except ImportError:  # pragma: no cover - grpcio is a dependency
         return None
     kind = getattr(cygrpc, "PollerCompletionQueue", None)
+    return kind if isinstance(kind, type) else None
+
+
+def _registered(readers: list[Any]) -> list[Any]:
+    """The completion queues whose reader is among a loop's *readers* (grpc registers
+    ``partial(queue._handle_events, loop)``)."""
+    kind = _queue_kind()
+    return [] if kind is None else [q for q in map(_queue_of, readers) if type(q) is kind]
+
+
+def _find_queue(loop: asyncio.AbstractEventLoop, readers: list[Any] | None = None
+                ) -> tuple[socket.socket, socket.socket, Callable[[Any], None]] | None:
+    """grpc.aio's completion queue bound to *loop*: its read and write sockets and its
+    event handler, or None if grpc's internals are not the expected ones. Found among
+    the queues whose reader *loop* holds (*readers*, read from the loop if None) without
+    walking every object, as the garbage collector does, on loops that show their
+    readers (asyncio's selector loops; not uvloop)."""
+    kind = _queue_kind()
     if kind is None:
         return None
+    if readers is None:
+        readers = list(_readers(loop))
     found = []
-    for queue in _registered(loop, kind) or gc.get_objects():
+    for queue in _registered(readers) or gc.get_objects():
         if type(queue) is not kind:
             continue
         parts = gc.get_referents(queue)
@@ -116,22 +134,9 @@ def _find_queue(loop: asyncio.AbstractEventLoop) -> tuple[
     return found[0] if len(found) == 1 else None
 
 
-def _registered(loop: asyncio.AbstractEventLoop, kind: type) -> list[Any]:
-    """The queues whose reader *loop* holds (grpc registers
-    ``partial(queue._handle_events, loop)``): found without walking every object, as the
-    garbage collector does, on loops that show their readers (asyncio's selector loops;
-    not uvloop)."""
-    return [_queue_of(callback) for callback in _readers(loop)
-            if type(_queue_of(callback)) is kind]
-
-
 def _queue_of(callback: object) -> object:
     """The object whose method *callback* partially applies, if it does."""
     return getattr(getattr(callback, "func", None), "__self__", None)
-
-
-def _is_grpcs(callback: object) -> bool:
-    return type(_queue_of(callback)).__name__ == "PollerCompletionQueue"
 
 
 def _readers(loop: asyncio.AbstractEventLoop) -> Iterator[Any]:

@@ -16,7 +16,6 @@ import anyio
 import grpc
 import pytest
 
-from broadcaster.grpc import Server
 from broadcaster.grpc._completions import _find_queue, _reader, read_completions_promptly
 
 from .._ticker import Ticker
@@ -147,8 +146,7 @@ class BusyTicker(Ticker):
             await anyio.lowlevel.checkpoint()
 
 
-async def _turns_to_fan_out(server: Server, channels: list[grpc.aio.Channel],
-                            streams: int) -> int:
+async def _turns_to_fan_out(channels: list[grpc.aio.Channel], streams: int) -> int:
     """Turns of the loop from one Publish to its event read by all *streams* (each on
     a Subscribe stream of its own, 50 per connection)."""
     calls = []
@@ -198,10 +196,10 @@ async def test_a_fan_out_reaches_the_loop_in_few_turns(make_server: MakeServer) 
     channels = [grpc.aio.insecure_channel(server.addresses[0], options=options)
                 for _ in range(7)]
     try:
-        prompt = await _turns_to_fan_out(server, channels, 300)
+        prompt = await _turns_to_fan_out(channels, 300)
         loop.add_reader(read, functools.partial(handle_events, loop))  # grpc's reader
         try:
-            one_per_turn = await _turns_to_fan_out(server, channels, 300)
+            one_per_turn = await _turns_to_fan_out(channels, 300)
         finally:
             assert read_completions_promptly(loop)
     finally:
