@@ -122,6 +122,12 @@ def _fraction(value: Any, key: str) -> float:
     return float(value)
 
 
+def _share(value: Any, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
+        raise ConfigError(key, "must be a number in (0, 1]")
+    return float(value)
+
+
 def _number(minimum: float) -> Check:
     def check(value: Any, key: str) -> float:
         if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
@@ -255,6 +261,7 @@ _HUB: dict[str, Check] = {
     "namespace_head_memory": _int(0),
     "max_cursors": _int(1),
     "max_retained_bytes": _int(1),
+    "wide_work_share": _share,
     "epoch": _string,
     "seed": _int(0),
 }

@@ -40,6 +40,7 @@ def test_example_file_loads_every_documented_key() -> None:
     assert (hub.wake_batch, hub.loop_lag_interval) == (256, 0.1)
     assert (hub.namespace_idle_timeout, hub.namespace_head_memory) == (300.0, 10_000)
     assert (hub.max_cursors, hub.max_retained_bytes) == (250_000, 512 * 1024 * 1024)
+    assert hub.wide_work_share == 0.25
     assert (k8s.allow_block, k8s.max_block_timeout) == (True, 5.0)
     security = server.security
     assert security.policy_file == "examples/policy.toml" and security.token_file is None
@@ -112,6 +113,8 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ({"defaults": {"max_policy_events": 10, "default_policy": {"max_events": 20}}},
          "defaults.default_policy.max_events:"),
         ({"hub": {"max_cursors": 0}}, "hub.max_cursors: must be a positive integer"),
+        ({"hub": {"wide_work_share": 0}}, "hub.wide_work_share: must be a number in (0, 1]"),
+        ({"hub": {"wide_work_share": 1.5}}, "hub.wide_work_share: must be a number in"),
         ({"hub": {"namespace_idle_timeout": 0}}, "hub.namespace_idle_timeout: must be a pos"),
         ({"defaults": {"max_block_timeout": -1}}, "defaults.max_block_timeout: must be a pos"),
         ({"defaults": {"allow_block": False, "default_policy": {"kind": "block"}}},

@@ -198,7 +198,14 @@ class HubConfig:
     :ivar wall_clock: returns wall-clock nanoseconds (event timestamps); monotonic time
         always comes from ``anyio.current_time()``
     :ivar seed: seed of the jitter random generator (None: from the OS)
-    :ivar cpu_clock: monotonic seconds for CPU budgets (``filters.match_slice``)
+    :ivar cpu_clock: monotonic seconds for CPU budgets (``filters.match_slice``,
+        ``wide_work_share``)
+    :ivar wide_work_share: the share of the event loop's time that registering and
+        closing subscriptions over many namespaces (more than 64: an all-namespaces one
+        over 1,000 attaches 1,000 cursors, some 2-5 ms) may take: after such work took
+        *t* seconds, the next such registration waits until ``t * (1 - share) / share``
+        seconds have passed (closes are not delayed, but what they take counts). 1 lets
+        them run back to back (one per turn of the event loop)
     :ivar filters: bounds on subscription filters and the memory kept for them
     :ivar payload_fields: reads payload fields for ``event.<field>`` selectors:
         ``resolver(type_url, payload)`` returns a field lookup or None (see
@@ -227,6 +234,7 @@ class HubConfig:
     wall_clock: Callable[[], int] = _wall_ns
     seed: int | None = None
     cpu_clock: Callable[[], float] = time.perf_counter
+    wide_work_share: float = 0.25
     filters: FilterConfig = field(default_factory=FilterConfig)
     payload_fields: PayloadFields | None = None
 
@@ -257,6 +265,9 @@ class HubConfig:
             raise InvalidArgument("max_cursors", "must be at least 1")
         if self.max_retained_bytes < 1:
             raise InvalidArgument("max_retained_bytes", "must be at least 1")
+        if not (isinstance(self.wide_work_share, int | float)
+                and 0 < self.wide_work_share <= 1):
+            raise InvalidArgument("wide_work_share", "must be a number above 0 and at most 1")
         if not self.dedup_window >= 0:
             raise InvalidArgument("dedup_window", "must be zero or positive")
         if self.dedup_max_ids < 1:

@@ -99,6 +99,7 @@ class Broadcaster:
         self.callbacks = CallbackRunner(self)
         self._clock: Callable[[], float] = anyio.current_time
         self._wide_lock: anyio.Lock | None = None  # wide registrations, one per turn
+        self._wide_at = -math.inf  # when the next paced wide work may start (now())
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -641,7 +642,8 @@ class Broadcaster:
         all-namespaces one over many) then waits for its :meth:`wide_turn`: such
         registrations, which attach a cursor in each namespace at once, happen one per
         turn of the event loop, so that many of them in flight (one per stream of a
-        client) do not hold the loop together.
+        client) do not hold the loop together, and paced so that they and the closes of
+        such subscriptions take at most ``HubConfig.wide_work_share`` of the loop's time.
 
         :raises QuotaExceeded, InvalidPolicy: as :meth:`register`
         :raises LogUnavailable, StorageError: if the store cannot open a log
@@ -650,18 +652,33 @@ class Broadcaster:
             await self._open_logs(sub, self._backend)
         reads = len(self._namespaces) if sub.namespaces is None else len(sub.namespaces)
         if reads > WIDE:
-            await self.wide_turn()
+            await self.wide_turn(paced=True)
 
-    async def wide_turn(self) -> None:
+    async def wide_turn(self, paced: bool = False) -> None:
         """Return in a turn of the event loop in which no other wide work returned (they
         queue, first come first served). Wide work is what walks every namespace of a
         subscription over more than :data:`WIDE` of them at once: its registration
-        (:meth:`prepare` waits for this) and its close (:meth:`Subscription.aclose`)."""
+        (:meth:`prepare` waits for this) and its close (:meth:`Subscription.aclose`).
+
+        :param paced: also wait until the wide work done so far has taken at most
+            ``HubConfig.wide_work_share`` of the loop's time (registrations are paced;
+            closes, which free what a registration took, are not, but count)"""
         lock = self._wide_lock
         if lock is None:
             lock = self._wide_lock = anyio.Lock()
         async with lock:
-            await anyio.lowlevel.checkpoint()  # the one before went on in the last turn
+            wait = self._wide_at - self.now() if paced and not self._closed else 0.0
+            if wait > 0:
+                await anyio.sleep(wait)
+            else:
+                await anyio.lowlevel.checkpoint()  # the one before went on in the last turn
+
+    def _wide_work_done(self, started: float) -> None:
+        """Wide work that began at *started* (``cpu_clock``) ended: the next paced one
+        waits long enough for wide work to stay within its share of the loop."""
+        share = self.config.wide_work_share
+        spent = self.config.cpu_clock() - started
+        self._wide_at = max(self._wide_at, self.now()) + spent * (1 - share) / share
 
     async def _open_logs(self, sub: Subscription, backend: LogBackend) -> None:
         if self.needs_prepare(sub):
@@ -703,6 +720,7 @@ class Broadcaster:
 
         :raises QuotaExceeded, InvalidPolicy: as :meth:`subscribe` describes
         """
+        started = self.config.cpu_clock()
         targets, new = self._plan(sub)
         targets.extend(self._create(name) for name in new)
         for ns in targets:
@@ -710,6 +728,8 @@ class Broadcaster:
         self._subs.add(sub)
         if sub.namespaces is None:
             self._wildcard[sub] = None
+        if len(targets) > WIDE:
+            self._wide_work_done(started)
 
     def _plan(self, sub: Subscription) -> tuple[list[NamespaceState], list[str]]:
         """The namespaces *sub* attaches to, and those it would create, once every check
@@ -761,10 +781,13 @@ class Broadcaster:
         return 0
 
     def unregister(self, sub: Subscription) -> None:
+        started, wide = self.config.cpu_clock(), len(sub.cursors) > WIDE
         self._notifier.forget(sub)
         sub.detach_all()
         self._subs.discard(sub)
         self._wildcard.pop(sub, None)
+        if wide:
+            self._wide_work_done(started)
 
     def park(self, sub: Subscription) -> None:
         """Note that *sub* waits for events: in each namespace it names, or, for an

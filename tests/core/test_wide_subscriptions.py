@@ -7,12 +7,15 @@ with one of its keys, in any namespace, including one created after it parked.""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections import defaultdict
 from typing import Any
 
 import anyio
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -226,6 +229,104 @@ async def test_wide_subscriptions_closing_together_close_one_per_turn() -> None:
             ticker.running = False
         assert len(set(closed)) == len(wide), closed  # each in a turn of its own
         assert all(not sub.cursors for sub in wide)
+
+
+class StepClock:
+    """A ``cpu_clock`` that moves *step* seconds at each reading: wide work measured
+    with it took exactly *step* (one reading when it starts, one when it ends)."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+async def _register_together(hub: broadcaster.Broadcaster, subs: list[Subscription]
+                             ) -> list[float]:
+    """Register *subs* from tasks of their own at once; when each registered
+    (``anyio.current_time``), in order."""
+    opened: list[float] = []
+
+    async def register(sub: Subscription) -> None:
+        await hub.prepare(sub)
+        sub.open()
+        opened.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for sub in subs:
+            tg.start_soon(register, sub)
+    return opened
+
+
+@pytest.mark.trio
+@pytest.mark.memory_only("a hundred namespaces: one durable log each would be slow, and "
+                         "the pacing does not depend on the log")
+@pytest.mark.parametrize("share", [0.25, 0.5])
+async def test_wide_work_takes_at_most_its_share_of_the_loop(
+        autojump_clock: trio.testing.MockClock, share: float) -> None:
+    """Registrations of wide subscriptions are paced: after wide work that took t
+    seconds (``cpu_clock``), the next registration waits t * (1 - share) / share, so
+    that a client opening all-namespaces subscriptions as fast as it can takes at most
+    ``wide_work_share`` of the loop. Closes are not delayed (they free what a
+    registration took), but their time counts against the next registration."""
+    step = 0.004
+    config = HubConfig(heartbeat_interval=3600.0, wide_work_share=share,
+                       cpu_clock=StepClock(step))
+    pause = step * (1 - share) / share
+    async with Broadcaster(config) as hub:
+        for i in range(WIDE + 1):
+            await hub.publish(f"n{i}", "/x")
+        wide = [hub.subscribe(None) for _ in range(4)]
+        start = anyio.current_time()
+        opened = await _register_together(hub, wide)
+        # the first at once, each of the others one pause after the one before
+        assert opened[0] == pytest.approx(start)
+        assert [b - a for a, b in itertools.pairwise(opened)] == pytest.approx(
+            [pause] * 3)
+        assert all(len(sub.cursors) == WIDE + 1 for sub in wide)
+        # closing all four: not delayed, each counted
+        before = anyio.current_time()
+        for sub in wide:
+            await sub.aclose()
+        assert anyio.current_time() == pytest.approx(before)
+        late = hub.subscribe(None)
+        (at,) = await _register_together(hub, [late])
+        # the last registration's pause, then the four closes'
+        assert at == pytest.approx(before + pause * 5)
+        # narrow subscriptions are neither paced nor counted
+        narrow = [hub.subscribe([f"n{i}" for i in range(WIDE)]) for _ in range(3)]
+        before = anyio.current_time()
+        await _register_together(hub, narrow)
+        for sub in narrow:
+            await sub.aclose()
+        assert anyio.current_time() == pytest.approx(before)
+        for sub in (*narrow, late):
+            sub.close()
+
+
+@pytest.mark.trio
+@pytest.mark.memory_only("a hundred namespaces: one durable log each would be slow")
+async def test_a_share_of_one_registers_wide_subscriptions_back_to_back(
+        autojump_clock: trio.testing.MockClock) -> None:
+    config = HubConfig(heartbeat_interval=3600.0, wide_work_share=1.0,
+                       cpu_clock=StepClock(0.004))
+    async with Broadcaster(config) as hub:
+        for i in range(WIDE + 1):
+            await hub.publish(f"n{i}", "/x")
+        start = anyio.current_time()
+        wide = [hub.subscribe(None) for _ in range(4)]
+        assert await _register_together(hub, wide) == pytest.approx([start] * 4)
+        for sub in wide:
+            sub.close()
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.5, "0.5", None])
+def test_wide_work_share_must_be_a_fraction(share: object) -> None:
+    with pytest.raises(broadcaster.InvalidArgument, match="wide_work_share"):
+        HubConfig(wide_work_share=share)  # type: ignore[arg-type]
 
 
 # -- reads: what changed, not every cursor -----------------------------------------------
