@@ -3,7 +3,11 @@
 ``python -m bench.hostile_worker '{"abuse": NAME, "address": "127.0.0.1:P", "unix": PATH,
 "steady": NAMESPACE, "server_pid": PID, ...sizes}'``
 
-Each abuse does its setup, calls ``go()`` (which prints ``{"ready": true}`` and waits for a
+With ``"wait_start": true`` the process first imports what the abuses use, prints
+``{"loaded": true}`` and waits for a ``start`` line on stdin (the scenario starts its
+abusive processes before the calm phase, so that neither phase includes a Python
+process loading grpc on the server's cores). Each abuse does its setup, calls ``go()``
+(which prints ``{"ready": true}`` and waits for a
 ``go`` line on stdin, so that several processes of one abuse can start together), does
 its abusive thing, and returns what it got: ``{"got": "one line", ...details}``, printed
 as ``{"result": ...}``. What the server answers is recorded, never trusted: a refused
@@ -922,11 +926,26 @@ ABUSES: dict[str, Abuse] = {a.name: a for a in [
 ]}
 
 
+def _load() -> None:
+    """Import what the abuses use (grpc, the generated modules), so that an abuse started
+    afterwards spends no CPU on loading them."""
+    import grpc  # noqa: F401
+    from google.protobuf import any_pb2, duration_pb2, timestamp_pb2  # noqa: F401
+
+    from broadcaster.containerd.events import task_pb2  # noqa: F401
+    from broadcaster.containerd.services.events.v1 import events_pb2, events_pb2_grpc  # noqa: F401
+    from broadcaster.v1 import broadcaster_pb2, broadcaster_pb2_grpc  # noqa: F401
+
+
 async def _main(p: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     went = False
+    if p.get("wait_start"):  # loaded ahead of time: start on a ``start`` line
+        _load()
+        emit(loaded=True)
+        await reader.readline()
 
     async def go() -> None:
         nonlocal went

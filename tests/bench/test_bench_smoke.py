@@ -215,6 +215,8 @@ def test_hostile_abuse_records_what_the_abuser_got_and_what_the_others_saw() -> 
         assert r["probe"][series]["abuse"]["calls"] > 0
     assert r["rss"]["abuse_peak"] > 0 and r["rss"]["bound"] > r["rss"]["calm_peak"] > 0
     assert r["cpu_s"]["abuse"]["server"] > 0 and "abuser0" in r["cpu_s"]["abuse"]
+    # the abusive process was loaded before the calm phase (and idle through it)
+    assert "abuser0" in r["cpu_s"]["calm"]
     table = hostile_report({"layout": "mux", "runs": [{"_detail": {"garbage_bytes": r}}]})
     assert "| garbage_bytes |" in table
 
