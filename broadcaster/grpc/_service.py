@@ -20,6 +20,7 @@ from .. import Broadcaster, PublishItem, validate_namespace
 from .._auth import Permission
 from .._proto import check_timestamp
 from ..v1 import broadcaster_pb2 as pb
+from ._batch_parse import OversizedBatch, batch_parser
 from ._caller import CALLER, publishing
 from ._encode import EventEncoder, single_epoch
 from ._errors import SHUTTING_DOWN, RpcError, answering, map_core_errors
@@ -37,6 +38,8 @@ SERVICE_NAME = "broadcaster.v1.Broadcaster"
 logger = logging.getLogger("broadcaster.grpc")
 
 _Context = grpc.aio.ServicerContext[Any, Any]
+#: a PublishStream request as its deserializer gives it
+Batch = pb.PublishStreamRequest | OversizedBatch
 
 
 def _identity(data: bytes) -> bytes:
@@ -145,7 +148,7 @@ class BroadcasterService:
             ),
             "PublishStream": grpc.stream_stream_rpc_method_handler(
                 self.publish_stream,
-                request_deserializer=pb.PublishStreamRequest.FromString,
+                request_deserializer=batch_parser(self._max_batch_events),
                 response_serializer=pb.PublishStreamResponse.SerializeToString,
             ),
             "Subscribe": grpc.stream_stream_rpc_method_handler(
@@ -188,7 +191,7 @@ class BroadcasterService:
                                   epoch=self._hub.epoch_of(request.namespace))
 
     async def publish_stream(
-        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+        self, requests: AsyncIterator[Batch], context: _Context
     ) -> None:
         # On shutdown a stream waiting for its next batch ends at once; one publishing
         # a batch answers it first. Either way the client gets UNAVAILABLE.
@@ -211,7 +214,7 @@ class BroadcasterService:
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
     async def _publish_stream_pipelined(
-        self, requests: AsyncIterator[pb.PublishStreamRequest], context: _Context
+        self, requests: AsyncIterator[Batch], context: _Context
     ) -> None:
         """PublishStream on a durable log: up to ``_PIPELINE`` batches of the stream in
         flight. Each batch starts once the one before has its place in the log, so the
@@ -221,7 +224,7 @@ class BroadcasterService:
             tuple[anyio.Event, list[pb.PublishStreamResponse]]](math.inf)
         slots = anyio.Semaphore(_PIPELINE)
 
-        async def run(request: pb.PublishStreamRequest, submitted: anyio.Event,
+        async def run(request: Batch, submitted: anyio.Event,
                       done: anyio.Event, box: list[pb.PublishStreamResponse]) -> None:
             try:
                 box.append(await self._publish_batch(request, submitted.set))
@@ -266,7 +269,7 @@ class BroadcasterService:
             if self._stopping:
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
-    async def _publish_batch(self, request: pb.PublishStreamRequest,
+    async def _publish_batch(self, request: Batch,
                              submitted: Callable[[], None] | None = None
                              ) -> pb.PublishStreamResponse:
         """The answer to one batch: its sequences and the epochs of its namespaces, or
@@ -278,6 +281,8 @@ class BroadcasterService:
         hub = self._hub
         response = pb.PublishStreamResponse(batch_id=request.batch_id, epoch=hub.epoch)
         try:
+            if isinstance(request, OversizedBatch):  # counted, not parsed (_batch_parse)
+                raise self._too_large(request.events)
             sequences, names = await self._publish_events(request.events, submitted)
         except RpcError as exc:
             self._telemetry.reject(exc.reason)
@@ -289,6 +294,12 @@ class BroadcasterService:
         response.epochs.update(epochs)
         response.epoch = single_epoch(hub.epoch, epochs.values())
         return response
+
+    def _too_large(self, events: int) -> RpcError:
+        return RpcError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"events: {events} events exceed the limit of {self._max_batch_events} "
+            "per batch (publish_batch_max_events); split the batch", "batch_too_large")
 
     async def _publish_events(self, events: Sequence[pb.PublishRequest],
                               submitted: Callable[[], None] | None = None
@@ -302,10 +313,7 @@ class BroadcasterService:
         :raises RpcError: naming ``events[i]``
         """
         if len(events) > self._max_batch_events:  # before any work per event
-            raise RpcError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"events: {len(events)} events exceed the limit of {self._max_batch_events} "
-                "per batch (publish_batch_max_events); split the batch", "batch_too_large")
+            raise self._too_large(len(events))
         hub = self._hub
         with map_core_errors(_renamed):
             runs = await _runs(events)
