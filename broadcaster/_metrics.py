@@ -206,6 +206,15 @@ def _hub_families(stats: HubStatistics) -> Iterator[Metric]:
         "Subscriptions woken to read after publishes (one filtering on topic== and "
         "event.<field>== only by an event with that topic and field value).",
         value=stats.subscription_wakeups)
+    yield CounterMetricFamily(
+        "broadcaster_wide_work_seconds",
+        "Seconds spent registering and closing subscriptions over more than 64 namespaces.",
+        value=stats.wide_work_seconds)
+    yield CounterMetricFamily(
+        "broadcaster_wide_work_waited_seconds",
+        "Seconds registrations of subscriptions over more than 64 namespaces waited, so "
+        "that such work stays within wide_work_share of the event loop.",
+        value=stats.wide_work_waited_seconds)
 
 
 def _le(bound: float) -> str:

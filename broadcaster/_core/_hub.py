@@ -100,6 +100,7 @@ class Broadcaster:
         self._clock: Callable[[], float] = anyio.current_time
         self._wide_lock: anyio.Lock | None = None  # wide registrations, one per turn
         self._wide_at = -math.inf  # when the next paced wide work may start (now())
+        self._wide_spent = self._wide_waited = 0.0  # seconds (HubStatistics)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -669,6 +670,7 @@ class Broadcaster:
         async with lock:
             wait = self._wide_at - self.now() if paced and not self._closed else 0.0
             if wait > 0:
+                self._wide_waited += wait
                 await anyio.sleep(wait)
             else:
                 await anyio.lowlevel.checkpoint()  # the one before went on in the last turn
@@ -678,6 +680,7 @@ class Broadcaster:
         waits long enough for wide work to stay within its share of the loop."""
         share = self.config.wide_work_share
         spent = self.config.cpu_clock() - started
+        self._wide_spent += spent
         self._wide_at = max(self._wide_at, self.now()) + spent * (1 - share) / share
 
     async def _open_logs(self, sub: Subscription, backend: LogBackend) -> None:
@@ -938,6 +941,8 @@ class Broadcaster:
             budget_trimmed_events=budget.trimmed_events,
             budget_trimmed_bytes=budget.trimmed_bytes,
             subscription_wakeups=self._notifier.woken,
+            wide_work_seconds=self._wide_spent,
+            wide_work_waited_seconds=self._wide_waited,
         )
 
 

@@ -99,3 +99,8 @@ class HubStatistics:
     #: subscriptions woken to read after publishes (a keyed subscription only by an
     #: event with one of its keys: see :mod:`._topics`)
     subscription_wakeups: int = 0
+    #: seconds spent registering and closing subscriptions over more than 64
+    #: namespaces (``cpu_clock``), and seconds such registrations waited for their turn
+    #: so that this work stays within ``wide_work_share`` of the loop
+    wide_work_seconds: float = 0.0
+    wide_work_waited_seconds: float = 0.0

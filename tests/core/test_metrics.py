@@ -58,6 +58,9 @@ async def test_metrics_expose_the_server_wide_figures() -> None:
         assert "broadcaster_cursors 2.0" in text
         assert "broadcaster_cursors_limit 1000.0" in text
         assert "broadcaster_retained_bytes_limit 10000.0" in text
+        # no subscription over more than 64 namespaces: no wide work, nothing waited
+        assert "broadcaster_wide_work_seconds_total 0.0" in text
+        assert "broadcaster_wide_work_waited_seconds_total 0.0" in text
         assert "broadcaster_event_loop_stalled_seconds_total" in text
         assert 'broadcaster_event_loop_lag_seconds_bucket{le="+Inf"}' in text
         trimmed = hub.statistics().budget_trimmed_events

@@ -296,6 +296,10 @@ async def test_wide_work_takes_at_most_its_share_of_the_loop(
         (at,) = await _register_together(hub, [late])
         # the last registration's pause, then the four closes'
         assert at == pytest.approx(before + pause * 5)
+        # 5 registrations and 4 closes took a step each; 3 pauses, then 5 pauses waited
+        stats = hub.statistics()
+        assert stats.wide_work_seconds == pytest.approx(9 * step)
+        assert stats.wide_work_waited_seconds == pytest.approx(8 * pause)
         # narrow subscriptions are neither paced nor counted
         narrow = [hub.subscribe([f"n{i}" for i in range(WIDE)]) for _ in range(3)]
         before = anyio.current_time()
@@ -303,6 +307,7 @@ async def test_wide_work_takes_at_most_its_share_of_the_loop(
         for sub in narrow:
             await sub.aclose()
         assert anyio.current_time() == pytest.approx(before)
+        assert hub.statistics().wide_work_seconds == pytest.approx(9 * step)
         for sub in (*narrow, late):
             sub.close()
 
