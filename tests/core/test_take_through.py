@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from broadcaster import Event, Policy
 from broadcaster._core._cursor import Cursor
 
-from ._util import Broadcaster
+from ._util import Broadcaster, open_all
 
 NAMESPACES = ["a", "b"]
 SUBSCRIPTIONS: list[tuple[Any, Policy | None]] = [
@@ -37,11 +37,8 @@ async def _run(steps: list[tuple[Any, ...]]) -> list[list[object]]:
     """What each subscription read, step by step (events as (namespace, sequence))."""
     got: list[list[object]] = [[] for _ in SUBSCRIPTIONS]
     async with Broadcaster() as hub:
-        for ns in NAMESPACES:
-            hub.namespace(ns)
         subs = [hub.subscribe(nss, policy=p) for nss, p in SUBSCRIPTIONS]
-        for sub in subs:
-            await sub.__aenter__()
+        await open_all(hub, *subs)  # creates the namespaces they name
         for step in steps:
             if step[0] == "publish":
                 for _ in range(step[2]):
