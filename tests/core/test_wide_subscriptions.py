@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -149,6 +150,22 @@ async def test_a_keyed_all_namespaces_subscription_waiting_in_a_task_gets_its_ev
         assert sorted((e.namespace, e.topic) for e in got) == [("a", "/mine"), ("b", "/mine")]
 
 
+async def _register_together(hub: broadcaster.Broadcaster, subs: list[Subscription],
+                             when: Callable[[], float] = anyio.current_time) -> list[float]:
+    """Register *subs* from tasks of their own at once (as streams of a client do); *when*
+    each registered, in order (the event loop's clock, or e.g. a ticker's turn)."""
+    opened: list[float] = []
+
+    async def register(sub: Subscription) -> None:
+        await open_all(hub, sub)
+        opened.append(when())
+
+    async with anyio.create_task_group() as tg:
+        for sub in subs:
+            tg.start_soon(register, sub)
+    return opened
+
+
 @pytest.mark.anyio
 @pytest.mark.memory_only("a hundred namespaces: one durable log each would be slow, and the "
                          "registration turn does not depend on the log")
@@ -157,23 +174,13 @@ async def test_wide_registrations_happen_one_per_turn_of_the_event_loop() -> Non
     each at once: several in flight (one per stream of a client) take turns, with other
     tasks running in between; a narrow one does not wait at all."""
     async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
-        for i in range(WIDE + 1):
-            await hub.publish(f"n{i}", "/x")
+        await _many(hub, WIDE + 1)
         ticker = Ticker()
-        opened: list[int] = []
-
-        async def register(sub: Subscription) -> None:
-            await hub.prepare(sub)
-            sub.open()
-            opened.append(ticker.turn)
-
         wide = [hub.subscribe(None) for _ in range(4)] + [
             hub.subscribe([f"n{i}" for i in range(WIDE + 1)])]
         async with anyio.create_task_group() as tg:
             tg.start_soon(ticker.run)
-            async with anyio.create_task_group() as registering:
-                for sub in wide:
-                    registering.start_soon(register, sub)
+            opened = await _register_together(hub, wide, lambda: ticker.turn)
             narrow = hub.subscribe([f"n{i}" for i in range(WIDE)])
             before = ticker.turn
             await hub.prepare(narrow)
@@ -194,8 +201,7 @@ async def test_wide_subscriptions_closing_together_close_one_per_turn() -> None:
     ``aclose`` (and ``async with`` on exit) of several at once take turns, even when
     their tasks are cancelled; ``close`` and a narrow one's ``aclose`` do not wait."""
     async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
-        for i in range(WIDE + 1):
-            await hub.publish(f"n{i}", "/x")
+        await _many(hub, WIDE + 1)
         ticker = Ticker()
         closed: list[int] = []
         entered = anyio.Event()
@@ -244,23 +250,6 @@ class StepClock:
         return self.t
 
 
-async def _register_together(hub: broadcaster.Broadcaster, subs: list[Subscription]
-                             ) -> list[float]:
-    """Register *subs* from tasks of their own at once; when each registered
-    (``anyio.current_time``), in order."""
-    opened: list[float] = []
-
-    async def register(sub: Subscription) -> None:
-        await hub.prepare(sub)
-        sub.open()
-        opened.append(anyio.current_time())
-
-    async with anyio.create_task_group() as tg:
-        for sub in subs:
-            tg.start_soon(register, sub)
-    return opened
-
-
 @pytest.mark.trio
 @pytest.mark.memory_only("a hundred namespaces: one durable log each would be slow, and "
                          "the pacing does not depend on the log")
@@ -277,8 +266,7 @@ async def test_wide_work_takes_at_most_its_share_of_the_loop(
                        cpu_clock=StepClock(step))
     pause = step * (1 - share) / share
     async with Broadcaster(config) as hub:
-        for i in range(WIDE + 1):
-            await hub.publish(f"n{i}", "/x")
+        await _many(hub, WIDE + 1)
         wide = [hub.subscribe(None) for _ in range(4)]
         start = anyio.current_time()
         opened = await _register_together(hub, wide)
@@ -319,8 +307,7 @@ async def test_a_share_of_one_registers_wide_subscriptions_back_to_back(
     config = HubConfig(heartbeat_interval=3600.0, wide_work_share=1.0,
                        cpu_clock=StepClock(0.004))
     async with Broadcaster(config) as hub:
-        for i in range(WIDE + 1):
-            await hub.publish(f"n{i}", "/x")
+        await _many(hub, WIDE + 1)
         start = anyio.current_time()
         wide = [hub.subscribe(None) for _ in range(4)]
         assert await _register_together(hub, wide) == pytest.approx([start] * 4)
