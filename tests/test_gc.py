@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from broadcaster import DEFAULT_GC_THRESHOLD, tune_gc
+from broadcaster._gc import MIDDLE_EVERY, OLD_EVERY
 
 
 @pytest.fixture
@@ -23,8 +24,34 @@ def restore_gc() -> Iterator[None]:
 def test_tune_gc_raises_the_young_threshold_and_freezes(restore_gc: None) -> None:
     gc.set_threshold(700, 10, 10)
     assert tune_gc() == (700, 10, 10)
-    assert gc.get_threshold() == (DEFAULT_GC_THRESHOLD, 20, 100)
+    assert gc.get_threshold() == (DEFAULT_GC_THRESHOLD, MIDDLE_EVERY, OLD_EVERY)
     assert gc.get_freeze_count() > 0
+    # full passes after as many young ones as with CPython's ratios (20, 100)
+    assert MIDDLE_EVERY * OLD_EVERY == 20 * 100
+
+
+def test_a_burst_of_surviving_objects_is_walked_in_small_middle_passes(
+        restore_gc: None) -> None:
+    """Objects that survive young passes (a subscription over many namespaces makes a
+    cursor per namespace) pile up in the middle generation; each pass of it walks at
+    most about threshold * (MIDDLE_EVERY + 2) objects (the young passes it follows kept at
+    most threshold each, and the young generation), not 21 young passes' worth."""
+    tune_gc()
+    walked: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 1:
+            walked.append(len(gc.get_objects(0)) + len(gc.get_objects(1)))
+
+    gc.callbacks.append(watch)
+    try:
+        # allocated one by one: young passes run meanwhile
+        kept: list[list[int]] = [[] for _ in range(20 * DEFAULT_GC_THRESHOLD)]
+    finally:
+        gc.callbacks.remove(watch)
+    assert len(kept) == 20 * DEFAULT_GC_THRESHOLD
+    assert len(walked) >= 3
+    assert max(walked) <= DEFAULT_GC_THRESHOLD * (MIDDLE_EVERY + 2) * 1.05
 
 
 def test_zero_leaves_the_collector_alone(restore_gc: None) -> None:
