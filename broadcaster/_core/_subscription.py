@@ -528,10 +528,17 @@ class Subscription:
             waker.set()
             return
         self._wake = waker
+        order = self._order
+        if len(order) == 1 and self.namespaces is not None:  # the common case, in short
+            cursor = order[0]
+            cursor.ns.park(self)
+            if cursor.behind:
+                self._hub.defer_wake(self)
+            return
         self._hub.park(self)
         # a behind cursor is one a read left with something to give: in the carry of a
         # wide read
-        if any(cursor.behind for cursor in (self._carry if self._seen >= 0 else self._order)):
+        if any(cursor.behind for cursor in (self._carry if self._seen >= 0 else order)):
             self._hub.defer_wake(self)  # its filter has more to match: after others ran
 
     def match_budget(self) -> tuple[Callable[[], float], float]:
@@ -540,7 +547,14 @@ class Subscription:
 
     def unpark(self) -> None:
         """Stop waiting (after a waker fired, or to give up waiting)."""
+        woken = self._wake is None
         self._wake = None
+        if woken and len(self._order) == 1 and self.keys is None \
+                and self.namespaces is not None:
+            # its one namespace took it off its waiting set when it woke it. (A wake
+            # from elsewhere leaves it there, and that namespace's next events wake it
+            # once more: which does nothing unless it waits again, as it would then.)
+            return
         self._hub.unpark(self)
 
     async def _wait(self) -> None:
@@ -580,6 +594,16 @@ class Subscription:
     def _take(self, limit: int, out: list[object], now: float) -> None:
         order = self._order
         n = len(order)
+        if n == 1:  # the common case, in short (what _take_from does with one cursor)
+            self._seen = -1
+            only = order[0]
+            if _has_something(only):
+                taken = only.take(limit, out, now)
+                if only.slow:  # over its disconnect bound: evicted, gets nothing more
+                    evict_slow((only,))
+                    return
+                self.delivered += taken
+            return
         if not n:
             return
         if n <= WIDE:  # a look at each cursor costs less than keeping the carry
