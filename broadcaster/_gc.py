@@ -31,8 +31,8 @@ DEFAULT_GC_THRESHOLD = 10_000
 MIDDLE_EVERY = 4
 #: Middle collections between two looks at the old generation (a full pass, which
 #: CPython makes only once the objects moved there since the last one are a quarter of
-#: those it holds): 500, so that full passes come after as many young ones (2,000) as
-#: with CPython's 20 and 100.
+#: those it holds): 500, so that a full pass comes at most once per 3,000 young passes,
+#: about as rarely as with CPython's 20 and 100 (2,200).
 OLD_EVERY = 500
 
 
