@@ -91,6 +91,33 @@ async def test_a_subscription_woken_by_one_namespace_leaves_the_others() -> None
         assert len(sub.receive_batch_nowait()) == 2
 
 
+@pytest.mark.anyio
+async def test_a_subscription_woken_from_elsewhere_is_queued_again_only_when_watched() -> None:
+    """A one-namespace subscription woken other than by its namespace (a heartbeat, a
+    notice) stays on the namespace's waiting set, and unparking it does nothing: the
+    namespace's next events queue nothing until it is watched again, then once."""
+    async with Broadcaster(QUIET) as hub, hub.subscribe("a") as sub:
+        queue: ReadyQueue[str] = ReadyQueue()
+        queue.watch("s", sub)
+        sub.wake()  # what a heartbeat or a notice does: not through namespace "a"
+        assert _keys(queue) == ["s"]
+        with pytest.raises(anyio.WouldBlock):
+            sub.receive_batch_nowait()
+        await hub.publish("a", "/x", b"1")
+        await _settle()
+        assert len(queue) == 0  # not watched
+        queue.watch("s", sub)
+        await hub.publish("a", "/x", b"2")
+        with anyio.fail_after(5):
+            await queue.wait()
+        await _settle()
+        assert _keys(queue) == ["s"]
+        assert [e.payload for e in sub.receive_batch_nowait()] == [b"1", b"2"]  # type: ignore[union-attr]
+        await hub.publish("a", "/x", b"3")
+        await _settle()
+        assert len(queue) == 0
+
+
 @pytest.mark.trio
 async def test_close_eviction_and_heartbeats_queue_the_subscription(
     autojump_clock: trio.testing.MockClock
