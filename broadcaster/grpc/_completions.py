@@ -49,9 +49,10 @@ def read_completions_promptly(loop: asyncio.AbstractEventLoop) -> bool:
     whether it was replaced. Call it once grpc.aio serves on *loop* (after a server's
     ``start()``); calling it again is harmless."""
     readers = list(_readers(loop))
-    if any(map(_is_ours, readers)) and not _registered(readers):
+    registered = _registered(readers)
+    if any(map(_is_ours, readers)) and not registered:
         return True  # replaced already
-    found = _find_queue(loop, readers)
+    found = _find_queue(loop, registered)
     if found is None:
         logger.info("grpc.aio completion queue reader left as it is: its internals were "
                     "not recognised (grpcio changed)")
@@ -107,20 +108,20 @@ def _registered(readers: list[Any]) -> list[Any]:
     return [] if kind is None else [q for q in map(_queue_of, readers) if type(q) is kind]
 
 
-def _find_queue(loop: asyncio.AbstractEventLoop, readers: list[Any] | None = None
+def _find_queue(loop: asyncio.AbstractEventLoop, registered: list[Any] | None = None
                 ) -> tuple[socket.socket, socket.socket, Callable[[Any], None]] | None:
     """grpc.aio's completion queue bound to *loop*: its read and write sockets and its
     event handler, or None if grpc's internals are not the expected ones. Found among
-    the queues whose reader *loop* holds (*readers*, read from the loop if None) without
-    walking every object, as the garbage collector does, on loops that show their
-    readers (asyncio's selector loops; not uvloop)."""
+    the queues whose reader *loop* holds (*registered*, from :func:`_registered`; read
+    from the loop if None) without walking every object, as the garbage collector does,
+    on loops that show their readers (asyncio's selector loops; not uvloop)."""
     kind = _queue_kind()
     if kind is None:
         return None
-    if readers is None:
-        readers = list(_readers(loop))
+    if registered is None:
+        registered = _registered(list(_readers(loop)))
     found = []
-    for queue in _registered(readers) or gc.get_objects():
+    for queue in registered or gc.get_objects():
         if type(queue) is not kind:
             continue
         parts = gc.get_referents(queue)
