@@ -93,6 +93,8 @@ class CompiledFilters:
         (see :mod:`._topics`): ``(topic, (), "")`` for a filter requiring ``topic==X``,
         ``(topic, path, value)`` when it also requires ``event.<path>==<value>``; None
         when some filter requires no topic
+    :ivar namespaces: the only namespaces the filters can match, when every filter that
+        can match requires ``namespace==X`` (None: any namespace; never empty)
     """
 
     matcher: Matcher | None
@@ -100,6 +102,7 @@ class CompiledFilters:
     memory: int
     reads_payload: bool
     keys: frozenset[Key] | None = None
+    namespaces: frozenset[str] | None = None
 
 
 def _absent(selector: Selector, rx: Callable[[str], bool] | None) -> bool:
@@ -279,6 +282,7 @@ def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAU
         return CompiledFilters(None, None, 0, False)
     alternatives: list[list[_Test]] = []
     keys: set[Key] | None = set()
+    namespaces: set[str] | None = set()
     memory = selectors = regexes = 0
     reads_payload = matches_all = False
     for i, text in enumerate(filters):
@@ -319,15 +323,32 @@ def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAU
                 keys = None
             else:
                 keys.add(key)
+        if namespaces is not None:
+            namespace = _namespace_of(parsed)
+            if namespace is None:
+                namespaces = None
+            else:
+                namespaces.add(namespace)
     memory += 512 * selectors + 2 * sum(len(f) for f in filters) + 256 * len(filters)
     if matches_all:
         return CompiledFilters(None, None, memory, False)
     if not alternatives:  # nothing can match: an empty topic set parks it for good
         return CompiledFilters(lambda e: False, frozenset(), memory, False, frozenset())
+    within = None if namespaces is None else frozenset(namespaces)
     if keys is None:
-        return CompiledFilters(_any(alternatives), None, memory, reads_payload)
+        return CompiledFilters(_any(alternatives), None, memory, reads_payload,
+                               namespaces=within)
     return CompiledFilters(_any(alternatives), frozenset(k[0] for k in keys), memory,
-                           reads_payload, frozenset(keys))
+                           reads_payload, frozenset(keys), within)
+
+
+def _namespace_of(parsed: Sequence[Selector]) -> str | None:
+    """The namespace every event a filter (a conjunction: *parsed*) matches is in: its
+    first ``namespace==`` value; None if it requires none."""
+    for selector in parsed:
+        if selector.operator == EQUAL and selector.path[0] == "namespace":
+            return selector.value
+    return None
 
 
 def _key_of(parsed: Sequence[Selector]) -> Key | None:

@@ -30,7 +30,6 @@ from ._durable import (
 )
 from ._errors import QuotaExceeded
 from ._filter_cache import FilterCache
-from ._filters import Key, Matcher
 from ._items import CheckedItem, ItemChecker, PublishItem
 from ._lag import LoopMonitor
 from ._log import LogFactory, MemoryLog
@@ -262,8 +261,7 @@ class Broadcaster:
         if self._backend is not None and name in self._backend.unavailable:
             ns.availability_changed(False, self._backend.unavailable[name])
         budget = self._budget
-        wildcard = [sub for sub in self._wildcard  # oldest first
-                    if sub.admit is None or sub.admit(name)]
+        wildcard = [sub for sub in self._wildcard if sub.may_read(name)]  # oldest first
         while len(wildcard) > budget.max_cursors - budget.cursors:
             wildcard.pop().end(  # the newest goes, and frees its cursors
                 EndReason.CURSOR_LIMIT,
@@ -617,20 +615,16 @@ class Broadcaster:
         :raises InvalidNamespace, InvalidFilter, InvalidPolicy: on malformed input
         """
         names = check_arguments(namespaces, since, since_default, policy, liveness)
-        matcher, keys = self._matcher(filters)
-        return Subscription(self, names, matcher, policy, since, since_default, epoch, liveness,
-                            keys, admit)
-
-    def _matcher(self, filters: Sequence[str]
-                 ) -> tuple[Matcher | None, frozenset[Key] | None]:
-        """Compile *filters*, and find the keys an event they match must have (None: they
-        may match events without any key: see :mod:`._topics`).
-
-        Identical filter lists share one matcher (within the bounds of
-        ``HubConfig.filters``), so that their subscriptions share each filtered read of
-        the log."""
+        # identical filter lists share one compiled matcher (within the bounds of
+        # HubConfig.filters), so that their subscriptions share each filtered read
         compiled = self.filter_cache.get(filters)
-        return compiled.matcher, compiled.keys
+        # an all-namespaces subscription whose filters name its namespaces (containerd's
+        # ``namespace==X``) reads only those: no cursor, read or wake-up in the others
+        within = compiled.namespaces if names is None else None
+        if within is not None and len(within) > WIDE:
+            within = None
+        return Subscription(self, names, compiled.matcher, policy, since, since_default, epoch,
+                            liveness, compiled.keys, admit, within)
 
     async def prepare(self, sub: Subscription) -> None:
         """Open the durable logs of the namespaces *sub* names that have none open yet,
@@ -651,7 +645,12 @@ class Broadcaster:
         """
         if self._backend is not None:
             await self._open_logs(sub, self._backend)
-        reads = len(self._namespaces) if sub.namespaces is None else len(sub.namespaces)
+        if sub.namespaces is not None:
+            reads = len(sub.namespaces)
+        elif sub.within is not None:
+            reads = len(sub.within)
+        else:
+            reads = len(self._namespaces)
         if reads > WIDE:
             await self.wide_turn(paced=True)
 
@@ -742,8 +741,9 @@ class Broadcaster:
         """
         if self._closed:
             raise anyio.ClosedResourceError
+        reads = sub.may_read if sub.admit is not None or sub.within is not None else None
         return plan(sub.namespaces, sub.policy, self._table, self.config, self._budget,
-                    len(self._wildcard), sub.admit)
+                    len(self._wildcard), reads)
 
     def readmit(self) -> int:
         """Ask every subscription's ``admit`` predicate again (it changed: an access
@@ -773,7 +773,7 @@ class Broadcaster:
     def _extend(self, sub: Subscription, admit: Callable[[str], bool]) -> int:
         budget = self._budget
         for name, ns in list(self._namespaces.items()):
-            if name in sub.cursors or not admit(name):
+            if name in sub.cursors or not sub.may_read(name):
                 continue
             if budget.cursors >= budget.max_cursors:
                 sub.end(EndReason.CURSOR_LIMIT,

@@ -42,6 +42,12 @@ class Waiter(Protocol):
         :mod:`._topics`)."""
         ...
 
+    @property
+    def within(self) -> frozenset[str] | None:
+        """An all-namespaces subscription that reads only these namespaces (None: any;
+        see :meth:`Notifier.park_wildcard`)."""
+        ...
+
     def wake(self) -> None: ...
 
 _FILTER_CACHE_EVENTS = 4096  # the largest filtered read kept for sharing

@@ -19,7 +19,9 @@ an event that has it. Publishers never decode.
 All-namespaces subscriptions park here, not in each namespace (:meth:`Notifier.park_wildcard`):
 a keyed one under its keys, in :attr:`Notifier.wildcard_keys`, which every namespace's
 index consults when it notes a key, so that it is woken only by an event with one of its
-keys, in whatever namespace; parking costs the same whatever the number of namespaces.
+keys, in whatever namespace; one whose filters name its namespaces (``namespace==X``)
+under those names, so that only their events wake it (a namespace created after it
+parked too); parking costs the same whatever the number of namespaces.
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ class Notifier:
         # under their keys (every namespace's TopicIndex reads this one index)
         self.wildcard_waiting: set[Waiter] = set()
         self.wildcard_keys: dict[Key, set[Waiter]] = {}
+        self.wildcard_within: dict[str, set[Waiter]] = {}  # unkeyed, by namespace name
         self._event: anyio.Event | None = None
         self.woken = 0  # subscriptions woken so far
 
     def mark(self, ns: NamespaceState) -> None:
         """Note that *ns* has new events."""
-        if ns.waiting or ns.burst_keys or ns.unnoted or self.wildcard_waiting:
+        if (ns.waiting or ns.burst_keys or ns.unnoted or self.wildcard_waiting
+                or ns.name in self.wildcard_within):
             self._dirty.add(ns)
             self._signal()
 
@@ -72,11 +76,31 @@ class Notifier:
         """*sub*, an all-namespaces subscription, waits: any namespace's events wake it
         (even a namespace created after it parked), or, if it is keyed, only an event
         with one of its keys. It waits here only, not in each namespace: parking costs
-        the same whatever the number of namespaces."""
-        park_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
+        the same whatever the number of namespaces. An unkeyed one whose filters name its
+        namespaces waits under those names: only their events wake it."""
+        within = sub.within
+        if within is None or sub.keys is not None:
+            park_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
+            return
+        by_name = self.wildcard_within
+        for name in within:
+            waiters = by_name.get(name)
+            if waiters is None:
+                waiters = by_name[name] = set()
+            waiters.add(sub)
 
     def unpark(self, sub: Waiter) -> None:
-        unpark_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
+        within = sub.within
+        if within is None or sub.keys is not None:
+            unpark_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
+            return
+        by_name = self.wildcard_within
+        for name in within:  # (woken by one name, it is still under the others)
+            waiters = by_name.get(name)
+            if waiters is not None:
+                waiters.discard(sub)
+                if not waiters:
+                    del by_name[name]
 
     def forget(self, sub: Waiter) -> None:
         """*sub* is gone."""
@@ -107,6 +131,10 @@ class Notifier:
                 while ns.unnoted and ns.note_fields(NOTE_SLICE):
                     await anyio.lowlevel.checkpoint()
                 ns.take_waiters(woken)
+                if self.wildcard_within:
+                    waiters = self.wildcard_within.pop(ns.name, None)
+                    if waiters:
+                        woken.extend(waiters)
             if self._rewake:
                 woken.extend(self._rewake)
                 self._rewake.clear()

@@ -100,7 +100,7 @@ class Subscription:
         "_since_default", "_wake",
         "acked", "acked_at", "admit", "consumed_at", "cursors", "delivered",
         "heartbeat_maps", "heartbeat_seen", "keys", "liveness", "matcher", "namespaces",
-        "outlet", "policy",
+        "outlet", "policy", "within",
     )
 
     def __init__(
@@ -115,11 +115,15 @@ class Subscription:
         liveness: Liveness,
         keys: frozenset[Key] | None = None,
         admit: Callable[[str], bool] | None = None,
+        within: frozenset[str] | None = None,
     ) -> None:
         self._hub = hub
         self.namespaces = namespaces
         #: which namespaces an all-namespaces subscription may be attached to (None: all)
         self.admit = admit
+        #: the only namespaces an all-namespaces subscription's filters can match (None:
+        #: any): it is attached to those alone, and parks under their names
+        self.within = within
         self.matcher = matcher
         # what every event *matcher* accepts has one of (None: not known); see _topics
         self.keys = keys
@@ -277,6 +281,12 @@ class Subscription:
         new incarnation): the next read looks at it."""
         if self._seen >= 0:  # (else the next read looks at every cursor)
             self._carry[cursor] = None
+
+    def may_read(self, name: str) -> bool:
+        """Whether this all-namespaces subscription is attached to namespace *name*: its
+        filters can match events there and ``admit`` allows it."""
+        within, admit = self.within, self.admit
+        return (within is None or name in within) and (admit is None or admit(name))
 
     def wake(self) -> None:
         wake = self._wake

@@ -427,3 +427,18 @@ async def test_a_topic_watcher_with_event_selectors_is_parked_under_its_topic() 
                     await hub.publish("a", "/tasks/exit", b"c1", type_url="t")
             assert [e.sequence for e in got] == [102]
             assert decoded == ["t", "t"]
+
+
+@pytest.mark.parametrize(("filters", "namespaces"), [
+    (['namespace=="a"'], {"a"}),
+    (['namespace=="a",topic=="/x"', 'topic~="^/y",namespace=="b"'], {"a", "b"}),
+    (['namespace=="a"', 'topic=="/x"'], None),  # the second may match any namespace
+    (['namespace!="a"'], None),
+    (['namespace~="^a$"'], None),
+    (['namespace=="a"', 'namespace==""'], {"a"}),  # the second matches nothing
+    (['namespace=="a"', ""], None),  # the empty filter matches everything
+    ([], None),
+])
+def test_the_namespaces_filters_can_match(filters: list[str],
+                                          namespaces: set[str] | None) -> None:
+    assert compile_filter_list(filters).namespaces == namespaces

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import broadcaster
 from broadcaster import Event, HubConfig, PublishItem, Subscription
 from broadcaster._core import _subscription
+from broadcaster._core._config import FilterConfig
 from broadcaster._core._cursor import Cursor
 from broadcaster._core._hub import WIDE
 from broadcaster._core._namespace import NamespaceState
@@ -476,3 +477,92 @@ def test_wide_reads_deliver_what_reads_of_every_cursor_deliver(
         if not wide:
             mp.setattr(_subscription, "WIDE", 10**9)
         anyio.run(scenario)
+
+
+@pytest.mark.anyio
+@pytest.mark.memory_only("many namespaces: one durable log each would be slow, and "
+                         "attaching and waking do not depend on the log")
+async def test_an_all_namespaces_subscription_reads_only_the_namespaces_its_filters_name(
+) -> None:
+    """``ctr events namespace==k8s.io``: a cursor, a read and a wake-up in the named
+    namespaces only, whatever is published elsewhere; those created later are joined."""
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        await _many(hub, 20)
+        sub = hub.subscribe(None, filters=['namespace=="n3"',
+                                           'namespace=="late",topic=="/mine"'])
+        everything = hub.subscribe(None, filters=['namespace=="n3"', 'topic=="/x"'])
+        await open_all(hub, sub, everything)
+        assert sub.within == {"n3", "late"} and everything.within is None
+        assert set(sub.cursors) == {"n3"}  # "late" does not exist yet
+        assert len(everything.cursors) == 20  # one filter does not name a namespace
+        waker = Waker()
+        sub.park_waker(waker)
+        before = hub.statistics().subscription_wakeups
+        for i in range(20):
+            if i != 3:
+                await hub.publish(f"n{i}", "/other")
+        await hub.publish("other-new", "/mine")  # a namespace created after it parked
+        await until(lambda: not hub._notifier._dirty)
+        assert waker.count == 0
+        assert hub.statistics().subscription_wakeups == before  # nobody waits elsewhere
+        assert set(sub.cursors) == {"n3"}
+        await hub.publish("n3", "/anything")
+        await until(lambda: waker.count == 1)
+        sub.unpark()
+        assert [(e.namespace, e.topic) for e in events_of(drain(sub))] == [("n3", "/anything")]
+        sub.park_waker(waker)
+        await hub.publish("late", "/other")  # created now: joined, and its events wake it
+        await until(lambda: waker.count == 2)
+        assert set(sub.cursors) == {"n3", "late"}
+        await hub.publish("late", "/mine")
+        sub.unpark()
+        assert [(e.namespace, e.topic) for e in events_of(drain(sub))] == [("late", "/mine")]
+        sub.close()
+        everything.close()
+        assert not hub._notifier.wildcard_within and not hub._notifier.wildcard_waiting
+
+
+@pytest.mark.anyio
+async def test_a_subscription_narrowed_by_namespace_filters_gets_its_events_in_a_task(
+) -> None:
+    """The task-waiting path (``receive_batch``), on every log, with another namespace
+    flooded; the access predicate still applies on top of the filters."""
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        await hub.publish("busy", "/x")
+        async with hub.subscribe(None, filters=['namespace=="quiet"',
+                                                'namespace=="hidden"'],
+                                 admit=lambda name: name != "hidden") as sub:
+            got: list[Event] = []
+
+            async def read() -> None:
+                while len(got) < 2:
+                    got.extend(e for e in await sub.receive_batch(100)
+                               if isinstance(e, Event))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                for _ in range(50):
+                    await hub.publish("busy", "/x")
+                await hub.publish("hidden", "/x")
+                await hub.publish("quiet", "/one")
+                await hub.publish("quiet", "/two")
+            assert [(e.namespace, e.topic) for e in got] == [("quiet", "/one"),
+                                                             ("quiet", "/two")]
+            assert set(sub.cursors) == {"quiet"}
+
+
+@pytest.mark.anyio
+@pytest.mark.memory_only("attaching does not depend on the log")
+async def test_namespace_filters_over_more_than_wide_namespaces_do_not_narrow() -> None:
+    # (parking under each name costs as many set operations: a configuration allowing
+    # more filters than WIDE, the default's 64, gets the ordinary all-namespaces kind)
+    config = HubConfig(heartbeat_interval=3600.0, filters=FilterConfig(max_filters=WIDE + 1))
+    async with Broadcaster(config) as hub:
+        await _many(hub, 3)
+        filters = [f'namespace=="m{i}"' for i in range(WIDE + 1)]
+        async with hub.subscribe(None, filters=filters) as sub:
+            assert sub.within is None and set(sub.cursors) == {"n0", "n1", "n2"}
+            await hub.publish("m7", "/x")
+            await hub.publish("n1", "/x")
+            await until(lambda: "m7" in sub.cursors)
+            assert [e.namespace for e in events_of(drain(sub))] == ["m7"]

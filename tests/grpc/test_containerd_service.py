@@ -278,6 +278,28 @@ async def test_subscribe_applies_filters_server_side(served: tuple[Broadcaster, 
     assert [e.topic for e in envs if e.namespace == "b"] == ["/tasks/oom", "/last"]
 
 
+async def test_a_subscriber_filtering_by_namespace_reads_only_those_namespaces(
+    served: tuple[Broadcaster, Client],
+) -> None:
+    # `ctr events namespace==b`: the stream reads namespace b alone (one cursor there, in
+    # none of the others, even one created after it subscribed), so a flood elsewhere
+    # costs it no read and no wake-up
+    hub, client = served
+    await hub.publish("a", "/x")
+    call = await _subscribe(hub, client, 'namespace==b,topic=="/tasks/exit"', "namespace==c")
+    for i in range(200):
+        await hub.publish("a", f"/flood/{i}")
+    await client.publish("b", "/tasks/exit")
+    await client.publish("c", "/anything")
+    envs = await _read(call, 2)
+    stats = {name: ns.subscribers for name, ns in hub.statistics().namespaces.items()}
+    call.cancel()
+    assert sorted((e.namespace, e.topic) for e in envs) == [("b", "/tasks/exit"),
+                                                             ("c", "/anything")]
+    assert stats == {"a": 0, "b": 1, "c": 1}
+    await wait_until(lambda: hub.subscription_count == 0, what="unsubscribed")
+
+
 async def test_subscribe_rejects_a_bad_filter(served: tuple[Broadcaster, Client]) -> None:
     hub, client = served
     call = client.events.Subscribe(events_pb2.SubscribeRequest(filters=["topic", "nope=="]))
