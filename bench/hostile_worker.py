@@ -295,6 +295,14 @@ async def block_blind_acks(p: dict[str, Any], go: Go) -> dict[str, Any]:
             "ended": dict(reasons)}
 
 
+async def nothing(p: dict[str, Any], go: Go) -> dict[str, Any]:
+    """The control: begin and end without a word to the server. Its window (the hold
+    after it reported) against the calm phase is what the 2x target reads when no client
+    does anything: the noise of the measurement on this box."""
+    await go()
+    return {"got": "nothing (control: no call to the server)"}
+
+
 async def many_namespaces_add(p: dict[str, Any], go: Go) -> dict[str, Any]:
     """One Add naming 1,025 namespaces; then a publish into a namespace not seen before."""
     await go()
@@ -884,9 +892,13 @@ class Abuse:
     full: dict[str, Any] = field(default_factory=dict)
     #: processes running this abuse at once (quick, full)
     procs: tuple[int, int] = (1, 1)
+    #: a control run, not an abuse: reported beside the abuses, not counted among them
+    control: bool = False
 
 
 ABUSES: dict[str, Abuse] = {a.name: a for a in [
+    Abuse("nothing", "control: the abusive process begins and ends without a call",
+          nothing, control=True),
     Abuse("regex_filter", 'catastrophic regex filter labels."x"~="(a+)+$" + a matching label',
           regex_filter, {"a_count": 22}, {"a_count": 25}),
     Abuse("block_blind_acks", "BLOCK subscriber (max_events 1, block_timeout 1e9 s) on the "

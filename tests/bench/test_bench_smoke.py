@@ -8,11 +8,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import bench._hostile
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
-from bench._hostile import HEALTHY, abuse_run, hostile_report
+from bench._hostile import HEALTHY, abuse_run, grpc_hostile, hostile_report
 from bench._kubelet import kubelet_run
 from bench._net import net_run
 from bench._report import cdf_points, comparable_pairs, peer_targets, plot, summary
@@ -219,6 +221,30 @@ def test_hostile_abuse_records_what_the_abuser_got_and_what_the_others_saw() -> 
     assert "abuser0" in r["cpu_s"]["calm"]
     table = hostile_report({"layout": "mux", "runs": [{"_detail": {"garbage_bytes": r}}]})
     assert "| garbage_bytes |" in table
+
+
+def test_the_control_run_is_reported_beside_the_abuses_not_counted_among_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the figures of a run, as abuse_run returns them, minus what the counting ignores
+    def fake_run(name: str, full: bool) -> dict[str, Any]:
+        ok = name != "huge_batch"
+        calm = {"latency_ms": {"p99": 6.0}}
+        probe = {s: {"abuse": {"p99": 5.0, "max": 9.0}}
+                 for s in ("publish", "health_tcp", "health_unix", "health_new_conn")}
+        return {"abuse": name, "control": name == "nothing", "got": "x", "calm": calm,
+                "during": {"latency_ms": {"p99": 6.0 if ok else 30.0}},
+                "p99_ratio": 1.0 if ok else 5.0, "lost": 0, "healthy_ended": 0,
+                "probe": probe, "probe_p99_ms": {k: 5.0 for k in probe},
+                "probe_within_target": True,
+                "rss": {"calm_peak": 1, "abuse_peak": 2, "bound": 3}, "within_target": ok}
+
+    monkeypatch.setattr(bench._hostile, "abuse_run", fake_run)
+    out = grpc_hostile(True, ["nothing", "huge_batch", "garbage_bytes"])
+    assert out["abuses run"] == 2  # the control is not an abuse
+    assert out["abuses within target"] == 1
+    assert out["nothing p99 ratio"] == 1.0  # but its figures are there
+    table = hostile_report({"layout": "mux", "runs": [out]})
+    assert "| nothing |" in table and "control (would pass)" in table
 
 
 def test_cli_writes_json_and_summary(tmp_path: Path) -> None:
