@@ -266,3 +266,49 @@ async def test_converting_a_large_batch_lets_other_tasks_run() -> None:
     [(offset, ns, items)] = runs
     assert (offset, ns, len(items)) == (0, "default", len(events))
     assert [item.topic for item in items[:8]] == [f"/t{i % 7}" for i in range(8)]
+
+
+class _SlowAnswers:
+    """A PublishStream's context whose writes wait until released (a busy loop's turn
+    for the write's completion), recording what was written."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+        self.written: list[pb.PublishStreamResponse] = []
+
+    async def write(self, response: pb.PublishStreamResponse) -> None:
+        await self.release.wait()
+        self.written.append(response)
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+
+async def test_publish_stream_reads_the_next_batch_while_an_answer_is_written() -> None:
+    from broadcaster import Broadcaster
+    from broadcaster.grpc._service import BroadcasterService
+    from broadcaster.grpc._subscribe_stream import StreamLimits
+    from broadcaster.grpc._telemetry import Telemetry
+
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        service = BroadcasterService(hub, StreamLimits(), Telemetry())
+        context = _SlowAnswers()
+        sent = 0
+
+        async def batches() -> Any:
+            nonlocal sent
+            for i in range(1, 4):
+                sent = i
+                yield pb.PublishStreamRequest(batch_id=i, events=[_req("a", f"/e{i}")])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.publish_stream, batches(), context)
+            with anyio.fail_after(5):
+                while hub.statistics().namespaces.get("a") is None or \
+                        hub.statistics().namespaces["a"].published < 3:
+                    await anyio.lowlevel.checkpoint()
+            # all three published while the first answer has not been written yet
+            assert sent == 3 and context.written == []
+            context.release.set()
+        assert [(r.batch_id, list(r.sequences)) for r in context.written] == [
+            (1, [1]), (2, [2]), (3, [3])]
