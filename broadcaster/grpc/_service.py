@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -61,8 +60,8 @@ def _item(event: pb.PublishRequest, index: int | None = None) -> PublishItem:
 
 #: Events converted between two yields to the event loop while a batch is read.
 _SLICE = 1024
-#: Batches of one PublishStream in flight at once on a durable log; answers of one
-#: PublishStream waiting to be written on a memory log (then its next batch waits).
+#: Batches of one PublishStream waiting for their answer to be written (in flight on a
+#: durable log), besides the one being written; then the stream's next batch waits.
 _PIPELINE = 16
 
 
@@ -196,56 +195,18 @@ class BroadcasterService:
     ) -> None:
         # On shutdown a stream waiting for its next batch ends at once; one publishing
         # a batch answers it first. Either way the client gets UNAVAILABLE.
-        if self._hub.durable:
-            return await self._publish_stream_pipelined(requests, context)
+        #
         # The answers go out from a task of their own, in order, so that the stream's next
         # batch is read while the answer to the last one is written: each is a completion
         # of gRPC core's that waits for its turn of a busy loop, and one after the other
-        # they put two such waits per batch into every event's latency (a publisher with
-        # a few batches in flight then waits for its answers).
-        send, receive = anyio.create_memory_object_stream[pb.PublishStreamResponse](
-            _PIPELINE)
-
-        async def answer() -> None:
-            async with receive:
-                async for response in receive:
-                    await context.write(response)
-
-        reading = anyio.CancelScope()
-        async with answering(context, self._telemetry.reject):
-            failed: Exception | None = None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(answer)
-                self._publishers.add(reading)
-                try:
-                    with send, reading:
-                        async for request in requests:
-                            self._publishers.discard(reading)
-                            await send.send(await self._publish_batch(request))
-                            if self._stopping:
-                                break
-                            self._publishers.add(reading)
-                except Exception as exc:
-                    # a malformed request: the batches published are answered first (no
-                    # write may be pending when the call ends)
-                    failed = exc
-                finally:
-                    self._publishers.discard(reading)
-            if failed is not None:
-                raise failed
-            if self._stopping:
-                raise RpcError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-
-    async def _publish_stream_pipelined(
-        self, requests: AsyncIterator[Batch], context: _Context
-    ) -> None:
-        """PublishStream on a durable log: up to ``_PIPELINE`` batches of the stream in
-        flight. Each batch starts once the one before has its place in the log, so the
-        stream's batches are stored in its order, while their acknowledgements (a commit,
-        JetStream's acks) overlap; answers go out in order."""
+        # they put two such waits per batch into every event's latency. On a durable log
+        # a batch also starts once the one before has its place in the log (so the
+        # stream's batches are stored in its order), while their acknowledgements (a
+        # commit, JetStream's acks) overlap. At most ``_PIPELINE`` batches wait for their
+        # answer to be written (besides the one being written); then the next waits.
+        durable = self._hub.durable
         send, receive = anyio.create_memory_object_stream[
-            tuple[anyio.Event, list[pb.PublishStreamResponse]]](math.inf)
-        slots = anyio.Semaphore(_PIPELINE)
+            tuple[anyio.Event, list[pb.PublishStreamResponse]]](_PIPELINE)
 
         async def run(request: Batch, submitted: anyio.Event,
                       done: anyio.Event, box: list[pb.PublishStreamResponse]) -> None:
@@ -254,13 +215,13 @@ class BroadcasterService:
             finally:
                 submitted.set()
                 done.set()
-                slots.release()
 
         async def answer() -> None:
             async with receive:
                 async for done, box in receive:
                     await done.wait()
-                    await context.write(box[0])
+                    if box:  # (none: its batch failed, and so does the call)
+                        await context.write(box[0])
 
         reading = anyio.CancelScope()
         async with answering(context, self._telemetry.reject):
@@ -272,12 +233,18 @@ class BroadcasterService:
                     with send, reading:
                         async for request in requests:
                             self._publishers.discard(reading)
-                            await slots.acquire()
-                            submitted, done = anyio.Event(), anyio.Event()
+                            done = anyio.Event()
                             box: list[pb.PublishStreamResponse] = []
-                            send.send_nowait((done, box))
-                            tg.start_soon(run, request, submitted, done, box)
-                            await submitted.wait()
+                            await send.send((done, box))
+                            if durable:
+                                submitted = anyio.Event()
+                                tg.start_soon(run, request, submitted, done, box)
+                                await submitted.wait()
+                            else:
+                                try:
+                                    box.append(await self._publish_batch(request))
+                                finally:
+                                    done.set()
                             if self._stopping:
                                 break
                             self._publishers.add(reading)

@@ -312,3 +312,34 @@ async def test_publish_stream_reads_the_next_batch_while_an_answer_is_written() 
             context.release.set()
         assert [(r.batch_id, list(r.sequences)) for r in context.written] == [
             (1, [1]), (2, [2]), (3, [3])]
+
+
+async def test_a_publish_stream_whose_answers_are_not_taken_is_not_read_further() -> None:
+    from broadcaster import Broadcaster
+    from broadcaster.grpc._service import _PIPELINE, BroadcasterService
+    from broadcaster.grpc._subscribe_stream import StreamLimits
+    from broadcaster.grpc._telemetry import Telemetry
+
+    async with Broadcaster(HubConfig(heartbeat_interval=3600.0)) as hub:
+        service = BroadcasterService(hub, StreamLimits(), Telemetry())
+        context = _SlowAnswers()  # its client never reads: no write completes
+        sent = 0
+
+        async def batches() -> Any:
+            nonlocal sent
+            for i in range(1, 101):
+                sent = i
+                yield pb.PublishStreamRequest(batch_id=i, events=[_req("a")])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.publish_stream, batches(), context)
+            with anyio.fail_after(5):
+                while sent < _PIPELINE + 2:
+                    await anyio.lowlevel.checkpoint()
+            for _ in range(100):  # it stays there
+                await anyio.lowlevel.checkpoint()
+            # one being written, _PIPELINE waiting, and the next one read and held
+            assert sent == _PIPELINE + 2
+            assert hub.statistics().namespaces["a"].published == _PIPELINE + 1
+            context.release.set()
+        assert [r.batch_id for r in context.written] == list(range(1, 101))
