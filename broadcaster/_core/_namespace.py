@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Generator, Hashable, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 import anyio
 
@@ -31,6 +31,8 @@ from ._topics import TopicIndex
 from ._types import AvailabilityNotice, DropReason, EndReason, Event
 
 __all__ = ["NamespaceState", "Waiter", "check_burst"]
+
+_L = TypeVar("_L", bound=Hashable)  # what waiters are parked under: a key, a name
 
 
 class Waiter(Protocol):
@@ -65,12 +67,8 @@ def park_waiter(sub: Waiter, waiting: set[Waiter], by_key: dict[Key, set[Waiter]
     keys = sub.keys
     if keys is None:
         waiting.add(sub)
-        return
-    for key in keys:
-        waiters = by_key.get(key)
-        if waiters is None:
-            waiters = by_key[key] = set()
-        waiters.add(sub)
+    else:
+        park_under(sub, keys, by_key)
 
 
 def unpark_waiter(sub: Waiter, waiting: set[Waiter], by_key: dict[Key, set[Waiter]]
@@ -80,13 +78,28 @@ def unpark_waiter(sub: Waiter, waiting: set[Waiter], by_key: dict[Key, set[Waite
     keys = sub.keys
     if keys is None:
         waiting.discard(sub)
-        return
-    for key in keys:
-        waiters = by_key.get(key)
+    else:
+        unpark_under(sub, keys, by_key)
+
+
+def park_under(sub: Waiter, labels: Iterable[_L], index: dict[_L, set[Waiter]]) -> None:
+    """Note that *sub* waits under each of *labels* (keys, namespace names) in *index*."""
+    for label in labels:
+        waiters = index.get(label)
+        if waiters is None:
+            waiters = index[label] = set()
+        waiters.add(sub)
+
+
+def unpark_under(sub: Waiter, labels: Iterable[_L], index: dict[_L, set[Waiter]]) -> None:
+    """Undo :func:`park_under` (nothing where *sub* is not parked); a label left without
+    waiters is removed."""
+    for label in labels:
+        waiters = index.get(label)
         if waiters is not None:
             waiters.discard(sub)
             if not waiters:
-                del by_key[key]
+                del index[label]
 
 
 def check_burst(name: str, config: NamespaceConfig, count: int) -> None:

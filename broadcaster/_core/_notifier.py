@@ -31,7 +31,14 @@ from collections.abc import Sequence
 import anyio
 
 from ._filters import Key
-from ._namespace import NamespaceState, Waiter, park_waiter, unpark_waiter
+from ._namespace import (
+    NamespaceState,
+    Waiter,
+    park_under,
+    park_waiter,
+    unpark_under,
+    unpark_waiter,
+)
 
 __all__ = ["NOTE_SLICE", "Notifier", "wake_in_slices"]
 
@@ -81,26 +88,15 @@ class Notifier:
         within = sub.within
         if within is None or sub.keys is not None:
             park_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
-            return
-        by_name = self.wildcard_within
-        for name in within:
-            waiters = by_name.get(name)
-            if waiters is None:
-                waiters = by_name[name] = set()
-            waiters.add(sub)
+        else:
+            park_under(sub, within, self.wildcard_within)
 
     def unpark(self, sub: Waiter) -> None:
         within = sub.within
         if within is None or sub.keys is not None:
             unpark_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
-            return
-        by_name = self.wildcard_within
-        for name in within:  # (woken by one name, it is still under the others)
-            waiters = by_name.get(name)
-            if waiters is not None:
-                waiters.discard(sub)
-                if not waiters:
-                    del by_name[name]
+        else:  # (woken by one name, it is still under the others)
+            unpark_under(sub, within, self.wildcard_within)
 
     def forget(self, sub: Waiter) -> None:
         """*sub* is gone."""
