@@ -767,10 +767,10 @@ class Broadcaster:
                         "access policy changed)")
                 ended += 1
             elif sub.namespaces is None:
-                ended += self._extend(sub, admit)
+                ended += self._extend(sub)
         return ended
 
-    def _extend(self, sub: Subscription, admit: Callable[[str], bool]) -> int:
+    def _extend(self, sub: Subscription) -> int:
         budget = self._budget
         for name, ns in list(self._namespaces.items()):
             if name in sub.cursors or not sub.may_read(name):
