@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import TypeVar
 
 from ._config import FilterConfig
 from ._errors import InvalidFilter
@@ -56,6 +57,7 @@ Matcher = Callable[[Event], bool]
 #: ``(topic, field path, value)``: events of that topic whose payload field at that path
 #: has that value; the path is ``()`` for every event of the topic (see :mod:`._topics`)
 Key = tuple[str, tuple[str, ...], str]
+_R = TypeVar("_R", str, Key)  # what a filter requires: a namespace, a key
 #: the fields of an event's payload (None: it has none that can be read)
 PayloadOf = Callable[[Event], "FieldLookup | None"]
 
@@ -317,18 +319,9 @@ def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAU
         conj = sorted(tests.values(), key=lambda t: t.cost)
         alternatives.append(conj)
         reads_payload = reads_payload or any(t.cost >= _PAYLOAD_COST for t in conj)
-        if keys is not None:
-            key = _key_of(parsed)
-            if key is None:
-                keys = None
-            else:
-                keys.add(key)
-        if namespaces is not None:
-            namespace = _namespace_of(parsed)
-            if namespace is None:
-                namespaces = None
-            else:
-                namespaces.add(namespace)
+        # what every alternative requires (None once one does not)
+        keys = _required(keys, _key_of, parsed)
+        namespaces = _required(namespaces, _namespace_of, parsed)
     memory += 512 * selectors + 2 * sum(len(f) for f in filters) + 256 * len(filters)
     if matches_all:
         return CompiledFilters(None, None, memory, False)
@@ -340,6 +333,19 @@ def compile_filter_list(filters: Sequence[str], *, limits: FilterConfig = _DEFAU
                                namespaces=within)
     return CompiledFilters(_any(alternatives), frozenset(k[0] for k in keys), memory,
                            reads_payload, frozenset(keys), within)
+
+
+def _required(found: set[_R] | None, of: Callable[[Sequence[Selector]], _R | None],
+              parsed: Sequence[Selector]) -> set[_R] | None:
+    """*found* with what the filter *parsed* requires (``of(parsed)``) added, or None if
+    it requires nothing of the kind (or an earlier filter did not)."""
+    if found is None:
+        return None
+    value = of(parsed)
+    if value is None:
+        return None
+    found.add(value)
+    return found
 
 
 def _namespace_of(parsed: Sequence[Selector]) -> str | None:
