@@ -236,15 +236,12 @@ class BroadcasterService:
                             done = anyio.Event()
                             box: list[pb.PublishStreamResponse] = []
                             await send.send((done, box))
+                            submitted = anyio.Event()
                             if durable:
-                                submitted = anyio.Event()
                                 tg.start_soon(run, request, submitted, done, box)
                                 await submitted.wait()
-                            else:
-                                try:
-                                    box.append(await self._publish_batch(request))
-                                finally:
-                                    done.set()
+                            else:  # done as soon as published: no commit to overlap
+                                await run(request, submitted, done, box)
                             if self._stopping:
                                 break
                             self._publishers.add(reading)
