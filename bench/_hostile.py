@@ -66,7 +66,8 @@ WARM, CALM, ABUSE = 3, 0, 1
 
 
 class _Sampler:
-    """Server RSS and the CPU seconds of every watched process, phase by phase."""
+    """Server RSS, and the CPU seconds and CPU-wait seconds of every watched process,
+    phase by phase."""
 
     def __init__(self, server: Child, watched: dict[str, Child]) -> None:
         self.server = server
@@ -82,8 +83,21 @@ class _Sampler:
             self.sample(phase)
             time.sleep(min(0.05, left))
 
-    def cpu(self) -> dict[str, float]:
-        return {name: c.cpu() for name, c in self.watched.items()}
+    def cpu(self) -> dict[str, tuple[float, float | None]]:
+        """Per watched process: CPU seconds and seconds waited for a CPU, so far."""
+        return {name: (c.cpu(), c.cpu_wait()) for name, c in self.watched.items()}
+
+
+def _deltas(before: dict[str, tuple[float, float | None]],
+            after: dict[str, tuple[float, float | None]], field: int) -> dict[str, float | None]:
+    """Per process, *field* (0: CPU seconds, 1: seconds waited for a CPU) of *after* less
+    *before* (a process that began in between counts from 0); None where unknown."""
+    out: dict[str, float | None] = {}
+    for name, now in after.items():
+        then = before.get(name, (0.0, 0.0))[field]
+        v = now[field]
+        out[name] = None if v is None or then is None else round(v - then, 3)
+    return out
 
 
 def _phase_figures(clients: Clients, phase: int, published: int, sres: list[dict[str, Any]]
@@ -233,8 +247,11 @@ def abuse_run(name: str, full: bool, layout: str = HOSTILE_LAYOUT) -> dict[str, 
         "healthy_drop_notices": sum(s["dropped"] for s in sres),
         "probe": probe_fig, "probe_p99_ms": probe_p99, "probe_within_target": probe_ok,
         "rss": {"calm_peak": rss_calm, "abuse_peak": rss_peak, "bound": bound},
-        "cpu_s": {"calm": {k: round(cpu1[k] - cpu0[k], 3) for k in cpu0},
-                  "abuse": {k: round(v - cpu1.get(k, 0.0), 3) for k, v in cpu2.items()}},
+        "cpu_s": {"calm": _deltas(cpu0, cpu1, 0),
+                  "abuse": _deltas(cpu1, cpu2, 0)},
+        # runnable but not running: what each process lost to the others on this machine
+        "cpu_wait_s": {"calm": _deltas(cpu0, cpu1, 1),
+                       "abuse": _deltas(cpu1, cpu2, 1)},
         "seconds": {"calm": calm_s, "abuser": round(abuse_s, 2), "window": round(window_s, 2)},
         "server_exit": server_exit, "metrics": metrics, "layout": layout,
         "steady_publisher": {"errors": pres["errors"], "broken": pres["broken"]},
@@ -304,6 +321,31 @@ def _ended(r: dict[str, Any]) -> str:
     return f"{r['healthy_ended']}" + (f" ({text})" if text else "")
 
 
+def cpu_waits(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Milliseconds per second that the server and the healthy clients (publisher,
+    subscribers, probe: not the abusive processes) waited for a CPU, calm and during the
+    abuse; None where the kernel keeps no such figure."""
+    waits = r.get("cpu_wait_s") or {}
+    spans = {"calm": r["seconds"]["calm"], "abuse": r["seconds"]["window"]}
+    out: dict[str, dict[str, float | None]] = {"server": {}, "clients": {}}
+    for phase, span in spans.items():
+        w = waits.get(phase, {})
+        server = w.get("server")
+        clients = [v for k, v in w.items() if k != "server" and not k.startswith("abuser")]
+        out["server"][phase] = None if server is None else server / span * 1e3
+        out["clients"][phase] = (None if not clients or None in clients
+                                 else sum(v for v in clients if v is not None) / span * 1e3)
+    return out
+
+
+def _waited(r: dict[str, Any]) -> str:
+    if "cpu_wait_s" not in r:
+        return "-"
+    w = cpu_waits(r)
+    return "; ".join(f"{_ms(w[who]['calm'])} -> {_ms(w[who]['abuse'])}"
+                     for who in ("server", "clients"))
+
+
 def hostile_report(record: dict[str, Any]) -> str:
     """The markdown table of the last run: one row per abuse."""
     if not record.get("runs"):
@@ -315,16 +357,19 @@ def hostile_report(record: dict[str, Any]) -> str:
         f"({record.get('layout')} layout). p99 in ms; probe: another namespace's Publish "
         "round trip and gRPC Health (TCP / unix socket / new TCP connection) during the "
         f"abuse, p99 in ms (issue 9: < {PROBE_TARGET_MS:g}); RSS in MiB, calm peak -> peak "
-        "during the abuse.", "",
+        "during the abuse; waited for a CPU: milliseconds per second that the server's "
+        "threads, and the healthy clients' (publisher, subscribers, probe), were runnable "
+        "but not running, calm -> during (a 2-core machine shared with the abusive "
+        "process).", "",
         "| abuse | what the abusive client got | healthy p99 calm -> during (x) | lost | "
         "ended | other-ns publish p99 / max | Health p99 tcp / unix / new conn | RSS | "
-        "verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "waited for a CPU, ms/s: server; healthy clients | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in details.items():
         if r.get("error"):
             lines.append(f"| {name} | harness error: {r['error'].replace('|', '/')} | - | - | "
-                         "- | - | - | - | NOT RUN |")
+                         "- | - | - | - | - | NOT RUN |")
             continue
         p = r["probe"]
         ratio = r["p99_ratio"]
@@ -346,5 +391,6 @@ def hostile_report(record: dict[str, Any]) -> str:
             f"{_ms(p['health_tcp']['abuse'].get('p99'))} / "
             f"{_ms(p['health_unix']['abuse'].get('p99'))} / "
             f"{_ms(p['health_new_conn']['abuse'].get('p99'))} | "
-            f"{rss['calm_peak'] / 2**20:.0f} -> {rss['abuse_peak'] / 2**20:.0f} | {verdict} |")
+            f"{rss['calm_peak'] / 2**20:.0f} -> {rss['abuse_peak'] / 2**20:.0f} | "
+            f"{_waited(r)} | {verdict} |")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Child", "ProcessGroup", "cpu_seconds", "established", "rss_bytes", "vmrss_bytes"]
+__all__ = ["Child", "ProcessGroup", "cpu_seconds", "cpu_wait_seconds", "established", "rss_bytes",
+           "vmrss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -32,6 +33,24 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_wait_seconds(pid: int) -> float | None:
+    """Seconds the live threads of process *pid* have spent runnable but waiting for a
+    CPU (the second field of ``/proc/<pid>/task/<tid>/schedstat``, summed): what a
+    process lost to the others on a busy machine. None if the process is gone or the
+    kernel keeps no such figure.
+
+    :param pid: process id
+    """
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / 1e9
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -117,6 +136,7 @@ class Child:
         self._buf = b""
         self.messages: list[dict[str, Any]] = []
         self.last_cpu = 0.0
+        self.last_cpu_wait: float | None = None
 
     @property
     def pid(self) -> int:
@@ -128,6 +148,13 @@ class Child:
         if value:
             self.last_cpu = value
         return self.last_cpu
+
+    def cpu_wait(self) -> float | None:
+        """:func:`cpu_wait_seconds` so far (the last figure seen once the process is gone)."""
+        value = cpu_wait_seconds(self.pid)
+        if value is not None:
+            self.last_cpu_wait = value
+        return self.last_cpu_wait
 
     def send(self, line: str) -> None:
         """Write one line to the child's stdin (ignored if it is gone)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ import pytest
 
 import bench._hostile
 from bench._grpc_scale import grpc_churn_run, grpc_idle_run
-from bench._hostile import HEALTHY, abuse_run, grpc_hostile, hostile_report
+from bench._hostile import HEALTHY, abuse_run, cpu_waits, grpc_hostile, hostile_report
 from bench._kubelet import kubelet_run
 from bench._net import net_run
+from bench._proc import cpu_wait_seconds
 from bench._report import cdf_points, comparable_pairs, peer_targets, plot, summary
 from bench._scenarios import core
 from bench._servers import PEER_SOURCES, grpc_available, peer_binary
@@ -219,8 +221,13 @@ def test_hostile_abuse_records_what_the_abuser_got_and_what_the_others_saw() -> 
     assert r["cpu_s"]["abuse"]["server"] > 0 and "abuser0" in r["cpu_s"]["abuse"]
     # the abusive process was loaded before the calm phase (and idle through it)
     assert "abuser0" in r["cpu_s"]["calm"]
+    # and how long the server and the healthy clients waited for a CPU, phase by phase
+    waits = cpu_waits(r)
+    assert all(waits[who][phase] is not None and waits[who][phase] >= 0  # type: ignore[operator]
+               for who in ("server", "clients") for phase in ("calm", "abuse"))
+    assert "abuser0" in r["cpu_wait_s"]["abuse"]
     table = hostile_report({"layout": "mux", "runs": [{"_detail": {"garbage_bytes": r}}]})
-    assert "| garbage_bytes |" in table
+    assert "| garbage_bytes |" in table and "waited for a CPU" in table
 
 
 def test_the_control_run_is_reported_beside_the_abuses_not_counted_among_them(
@@ -245,6 +252,30 @@ def test_the_control_run_is_reported_beside_the_abuses_not_counted_among_them(
     assert out["nothing p99 ratio"] == 1.0  # but its figures are there
     table = hostile_report({"layout": "mux", "runs": [out]})
     assert "| nothing |" in table and "control (would pass)" in table
+
+
+def test_cpu_wait_counts_the_time_a_process_was_runnable_but_not_running() -> None:
+    # three processes spinning on one CPU, 0.4 s of CPU each: each waits while the other
+    # two run, about 0.8 s (its CPU time would be 0.4)
+    spin = ("import os, sys, time\n"
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "end = time.process_time() + 0.4\n"
+            "while time.process_time() < end: pass\n"
+            "print('spun', flush=True); sys.stdin.read()")
+    procs = [subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline() == "spun\n"
+        waits = [cpu_wait_seconds(p.pid) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()  # reaped, its pipes closed
+    assert all(w is not None for w in waits)
+    assert sum(w for w in waits if w is not None) > 1.6  # about 2.4; CPU time is 1.2
+    assert cpu_wait_seconds(procs[0].pid) is None  # gone
+    assert cpu_wait_seconds(os.getpid()) is not None
 
 
 def test_cli_writes_json_and_summary(tmp_path: Path) -> None:
