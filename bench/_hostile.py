@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._net import Clients, latency_figures
-from bench._proc import Child, ProcessGroup, vmrss_bytes
+from bench._proc import Child, ProcessGroup, thread_times, vmrss_bytes
 from bench._servers import scrape_metrics, start_grpc_server
 from bench.hostile_worker import ABUSES
 
@@ -84,8 +84,12 @@ class _Sampler:
             time.sleep(min(0.05, left))
 
     def cpu(self) -> dict[str, tuple[float, float | None]]:
-        """Per watched process: CPU seconds and seconds waited for a CPU, so far."""
-        return {name: (c.cpu(), c.cpu_wait()) for name, c in self.watched.items()}
+        """Per watched process: CPU seconds and seconds waited for a CPU, so far; and the
+        same of the server's main thread, its event loop (``server_loop``)."""
+        out = {name: (c.cpu(), c.cpu_wait()) for name, c in self.watched.items()}
+        loop = thread_times(self.server.pid)
+        out["server_loop"] = loop if loop is not None else (0.0, None)
+        return out
 
 
 def _deltas(before: dict[str, tuple[float, float | None]],
@@ -322,19 +326,28 @@ def _ended(r: dict[str, Any]) -> str:
 
 
 def cpu_waits(r: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Milliseconds per second that the server and the healthy clients (publisher,
-    subscribers, probe: not the abusive processes) waited for a CPU, calm and during the
-    abuse; None where the kernel keeps no such figure."""
+    """Milliseconds per second, calm and during the abuse: how long the server's event
+    loop thread ran (``loop_ran``) and waited for a CPU while runnable (``loop_waited``),
+    and how long the healthy clients (publisher, subscribers, probe: not the abusive
+    processes) waited for a CPU, all their threads summed (``clients_waited``). None
+    where the kernel keeps no such figure."""
+    ran = r.get("cpu_s") or {}
     waits = r.get("cpu_wait_s") or {}
     spans = {"calm": r["seconds"]["calm"], "abuse": r["seconds"]["window"]}
-    out: dict[str, dict[str, float | None]] = {"server": {}, "clients": {}}
+    out: dict[str, dict[str, float | None]] = {
+        "loop_ran": {}, "loop_waited": {}, "clients_waited": {}}
+
+    def rate(v: float | None, span: float) -> float | None:
+        return None if v is None else v / span * 1e3
+
     for phase, span in spans.items():
         w = waits.get(phase, {})
-        server = w.get("server")
-        clients = [v for k, v in w.items() if k != "server" and not k.startswith("abuser")]
-        out["server"][phase] = None if server is None else server / span * 1e3
-        out["clients"][phase] = (None if not clients or None in clients
-                                 else sum(v for v in clients if v is not None) / span * 1e3)
+        clients = [v for k, v in w.items() if not k.startswith(("server", "abuser"))]
+        out["loop_ran"][phase] = rate(ran.get(phase, {}).get("server_loop"), span)
+        out["loop_waited"][phase] = rate(w.get("server_loop"), span)
+        out["clients_waited"][phase] = rate(
+            None if not clients or None in clients
+            else sum(v for v in clients if v is not None), span)
     return out
 
 
@@ -342,8 +355,12 @@ def _waited(r: dict[str, Any]) -> str:
     if "cpu_wait_s" not in r:
         return "-"
     w = cpu_waits(r)
-    return "; ".join(f"{_ms(w[who]['calm'])} -> {_ms(w[who]['abuse'])}"
-                     for who in ("server", "clients"))
+
+    def loop(phase: str) -> str:
+        return f"{_ms(w['loop_ran'][phase])} + {_ms(w['loop_waited'][phase])}"
+
+    return (f"{loop('calm')} -> {loop('abuse')}; {_ms(w['clients_waited']['calm'])} -> "
+            f"{_ms(w['clients_waited']['abuse'])}")
 
 
 def hostile_report(record: dict[str, Any]) -> str:
@@ -357,13 +374,14 @@ def hostile_report(record: dict[str, Any]) -> str:
         f"({record.get('layout')} layout). p99 in ms; probe: another namespace's Publish "
         "round trip and gRPC Health (TCP / unix socket / new TCP connection) during the "
         f"abuse, p99 in ms (issue 9: < {PROBE_TARGET_MS:g}); RSS in MiB, calm peak -> peak "
-        "during the abuse; waited for a CPU: milliseconds per second that the server's "
-        "threads, and the healthy clients' (publisher, subscribers, probe), were runnable "
-        "but not running, calm -> during (a 2-core machine shared with the abusive "
-        "process).", "",
+        "during the abuse; CPU, in milliseconds per second, calm -> during: the server's "
+        "event-loop thread ran + waited for a CPU while runnable (1,000 is a saturated "
+        "loop), and all the healthy clients' threads (publisher, subscribers, probe) "
+        "waited for a CPU (the 2 cores are shared by every process, the abusive one "
+        "included).", "",
         "| abuse | what the abusive client got | healthy p99 calm -> during (x) | lost | "
         "ended | other-ns publish p99 / max | Health p99 tcp / unix / new conn | RSS | "
-        "waited for a CPU, ms/s: server; healthy clients | verdict |",
+        "CPU ms/s: server loop ran + waited; healthy clients waited | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in details.items():

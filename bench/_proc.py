@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Child", "ProcessGroup", "cpu_seconds", "cpu_wait_seconds", "established", "rss_bytes",
-           "vmrss_bytes"]
+           "thread_times", "vmrss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,6 +51,20 @@ def cpu_wait_seconds(pid: int) -> float | None:
     except (OSError, IndexError, ValueError):
         return None
     return total / 1e9
+
+
+def thread_times(pid: int, tid: int | None = None) -> tuple[float, float] | None:
+    """Seconds thread *tid* of process *pid* (its main thread by default) has run, and
+    has waited for a CPU while runnable (``schedstat``); None if it is gone.
+
+    :param pid: process id
+    :param tid: thread id, *pid* for the main thread
+    """
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -221,13 +221,15 @@ def test_hostile_abuse_records_what_the_abuser_got_and_what_the_others_saw() -> 
     assert r["cpu_s"]["abuse"]["server"] > 0 and "abuser0" in r["cpu_s"]["abuse"]
     # the abusive process was loaded before the calm phase (and idle through it)
     assert "abuser0" in r["cpu_s"]["calm"]
-    # and how long the server and the healthy clients waited for a CPU, phase by phase
+    # how long the server's loop ran and waited for a CPU, and the healthy clients waited,
+    # phase by phase (the loop runs a good part of each second under the steady load)
     waits = cpu_waits(r)
     assert all(waits[who][phase] is not None and waits[who][phase] >= 0  # type: ignore[operator]
-               for who in ("server", "clients") for phase in ("calm", "abuse"))
+               for who in waits for phase in ("calm", "abuse"))
+    assert 100 < waits["loop_ran"]["calm"] <= 1000  # type: ignore[operator]
     assert "abuser0" in r["cpu_wait_s"]["abuse"]
     table = hostile_report({"layout": "mux", "runs": [{"_detail": {"garbage_bytes": r}}]})
-    assert "| garbage_bytes |" in table and "waited for a CPU" in table
+    assert "| garbage_bytes |" in table and "server loop ran + waited" in table
 
 
 def test_the_control_run_is_reported_beside_the_abuses_not_counted_among_them(
