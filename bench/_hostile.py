@@ -73,6 +73,7 @@ class _Sampler:
         self.server = server
         self.watched = watched
         self.peak: dict[int, int] = {}
+        self.loop: tuple[float, float | None] = (0.0, None)  # its main thread's, last seen
 
     def sample(self, phase: int) -> None:
         self.peak[phase] = max(self.peak.get(phase, 0), vmrss_bytes(self.server.pid))
@@ -88,7 +89,9 @@ class _Sampler:
         same of the server's main thread, its event loop (``server_loop``)."""
         out = {name: (c.cpu(), c.cpu_wait()) for name, c in self.watched.items()}
         loop = thread_times(self.server.pid)
-        out["server_loop"] = loop if loop is not None else (0.0, None)
+        if loop is not None:  # else the last figure seen: the server is gone
+            self.loop = loop
+        out["server_loop"] = self.loop
         return out
 
 
