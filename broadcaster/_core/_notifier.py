@@ -85,18 +85,18 @@ class Notifier:
         with one of its keys. It waits here only, not in each namespace: parking costs
         the same whatever the number of namespaces. An unkeyed one whose filters name its
         namespaces waits under those names: only their events wake it."""
-        within = sub.within
-        if within is None or sub.keys is not None:
+        names = _parked_by_name(sub)
+        if names is None:
             park_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
         else:
-            park_under(sub, within, self.wildcard_within)
+            park_under(sub, names, self.wildcard_within)
 
     def unpark(self, sub: Waiter) -> None:
-        within = sub.within
-        if within is None or sub.keys is not None:
+        names = _parked_by_name(sub)
+        if names is None:
             unpark_waiter(sub, self.wildcard_waiting, self.wildcard_keys)
         else:  # (woken by one name, it is still under the others)
-            unpark_under(sub, within, self.wildcard_within)
+            unpark_under(sub, names, self.wildcard_within)
 
     def forget(self, sub: Waiter) -> None:
         """*sub* is gone."""
@@ -140,6 +140,12 @@ class Notifier:
             self.woken += len(woken)
             await wake_in_slices(woken, self._batch)
             woken.clear()
+
+
+def _parked_by_name(sub: Waiter) -> frozenset[str] | None:
+    """The namespace names all-namespaces subscription *sub* parks under: its ``within``
+    if it is unkeyed (a keyed one parks under its keys), else None."""
+    return sub.within if sub.keys is None else None
 
 
 async def wake_in_slices(subs: Sequence[Waiter], batch: int) -> None:
