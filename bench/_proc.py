@@ -43,14 +43,13 @@ def cpu_wait_seconds(pid: int) -> float | None:
 
     :param pid: process id
     """
-    total = 0
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
-                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return None
-    return total / 1e9
+    # a thread that just ended has no figure, nor any where the kernel keeps none
+    waits = [times[1] for tid in tids if (times := thread_times(pid, int(tid))) is not None]
+    return sum(waits) if waits else None
 
 
 def thread_times(pid: int, tid: int | None = None) -> tuple[float, float] | None:
